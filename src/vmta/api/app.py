@@ -1,0 +1,68 @@
+"""The HTTP application: both API families and vmta's own endpoints on one listener."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+import vmta
+from vmta.api import errors, openapi
+from vmta.api.auth import OPEN_PATHS, Authenticator
+from vmta.api.greenarrow import (
+    ip_addresses,
+    relay_servers,
+    routing_rules,
+    throttling_templates,
+    virtual_mtas,
+)
+from vmta.api.mailerq import external_mtas
+from vmta.store.store import Store
+
+GREENARROW_PREFIX = errors.GREENARROW_PREFIX
+
+
+def create_app(store: Store) -> FastAPI:
+    app = FastAPI(
+        title="vmta",
+        version=vmta.__version__,
+        description=(
+            "Outbound MTA control plane. GreenArrow Engine API v3 compatible endpoints under"
+            " /ga/api/v3/eng, MailerQ REST API v1 compatible endpoints under /v1, and vmta's"
+            " own under /api. Every endpoint but /api/health needs credentials:"
+            " `Authorization: Bearer <secret>` or Basic `<name>:<secret>`."
+        ),
+    )
+    app.state.store = store
+    authenticator = Authenticator(store)
+    app.state.authenticator = authenticator
+
+    @app.middleware("http")
+    async def require_credentials(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path not in OPEN_PATHS:
+            header = request.headers.get("authorization")
+            principal = await run_in_threadpool(authenticator.check, header)
+            if principal is None:
+                return errors.unauthorized(request.url.path)
+            request.state.principal = principal
+        return await call_next(request)
+
+    @app.get("/api/health", tags=["vmta"], summary="Liveness check (no credentials needed)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    greenarrow = APIRouter(prefix=GREENARROW_PREFIX)
+    greenarrow.include_router(relay_servers.router())
+    greenarrow.include_router(ip_addresses.router())
+    greenarrow.include_router(routing_rules.router())
+    greenarrow.include_router(throttling_templates.router())
+    greenarrow.include_router(virtual_mtas.router())
+    app.include_router(greenarrow)
+    app.include_router(external_mtas.router())
+
+    errors.install(app)
+    openapi.install(app)
+    return app

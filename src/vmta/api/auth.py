@@ -1,0 +1,81 @@
+"""API authentication (API.md §1): Bearer or Basic, checked against hashed secrets.
+
+Every path answers 401 without valid credentials, except the health check. Positive
+answers are cached for a few seconds so that a busy client does not cost a database
+query per request; a revoked credential stops working within that time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vmta.domain.credential import hash_secret, secret_matches
+from vmta.store.credentials import CredentialRepository
+from vmta.store.store import Store
+
+CACHE_SECONDS = 5.0
+OPEN_PATHS = frozenset({"/api/health"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+
+
+class Authenticator:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    def check(self, authorization: str | None) -> Principal | None:
+        """The principal an ``Authorization`` header proves, or None."""
+        if not authorization:
+            return None
+        scheme, _, value = authorization.strip().partition(" ")
+        value = value.strip()
+        scheme = scheme.lower()
+        if scheme == "bearer" and value:
+            return self._cached(hash_secret(value), lambda: self._by_secret(value))
+        if scheme == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            name, sep, secret = decoded.partition(":")
+            if not sep or not secret:
+                return None
+            key = hash_secret(secret) + "|" + name
+            return self._cached(key, lambda: self._by_name(name, secret))
+        return None
+
+    def _cached(self, key: str, load: Callable[[], Principal | None]) -> Principal | None:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        principal: Principal | None = load()
+        if principal is None:
+            self._cache.pop(key, None)
+            return None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, principal)
+        return principal
+
+    def _by_secret(self, secret: str) -> Principal | None:
+        with self.store.read() as conn:
+            record = CredentialRepository(conn).by_hash(hash_secret(secret))
+        if record is None or not secret_matches(secret, record.secret_sha256):
+            return None
+        return Principal(record.name)
+
+    def _by_name(self, name: str, secret: str) -> Principal | None:
+        with self.store.read() as conn:
+            record = CredentialRepository(conn).by_name(name)
+        if record is None or not secret_matches(secret, record.secret_sha256):
+            return None
+        return Principal(record.name)

@@ -1,0 +1,221 @@
+"""Strict reading of GreenArrow request documents (API.md §2.3).
+
+A ``Fields`` collects one sentence per problem, naming the field path, so that every
+problem in a request is reported at once. Types are strict JSON: ``"25"`` is not an
+integer and ``true`` is not a number. Pure Python, no framework.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from vmta.domain.virtual_mta import Ref
+
+JsonObject = dict[str, Any]
+_MISSING = object()
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "a hash"
+
+
+class Fields:
+    """Reads values out of JSON objects, collecting problems instead of raising."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, sentence: str) -> None:
+        self.problems.append(f"{path} {sentence}")
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def known(self, obj: JsonObject, path: str, allowed: Iterable[str]) -> None:
+        """Report every key of ``obj`` not in ``allowed`` (API.md §2.3: unknown fields)."""
+        allowed_set = set(allowed)
+        for key in obj:
+            if key not in allowed_set:
+                self.problem(_join(path, key), "is not a known field")
+
+    def hash(
+        self, obj: JsonObject, key: str, path: str, *, required: bool = True, nullable: bool = False
+    ) -> JsonObject | None:
+        full = _join(path, key)
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.problem(full, "is required")
+            return None
+        if value is None:
+            if not nullable:
+                self.problem(full, "must be a hash, not null")
+            return None
+        if not isinstance(value, dict):
+            self.problem(full, f"must be a hash, not {_kind(value)}")
+            return None
+        return value
+
+    def array(
+        self, obj: JsonObject, key: str, path: str, *, required: bool = True
+    ) -> list[Any] | None:
+        full = _join(path, key)
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.problem(full, "is required")
+            return None
+        if not isinstance(value, list):
+            self.problem(full, f"must be an array, not {_kind(value)}")
+            return None
+        return value
+
+    def string(
+        self,
+        obj: JsonObject,
+        key: str,
+        path: str,
+        *,
+        required: bool = True,
+        nullable: bool = False,
+        max_length: int | None = None,
+        rules: Callable[[str], list[str]] | None = None,
+    ) -> str | None:
+        full = _join(path, key)
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.problem(full, "is required")
+            return None
+        if value is None:
+            if not nullable:
+                self.problem(full, "must be a string, not null")
+            return None
+        if not isinstance(value, str):
+            self.problem(full, f"must be a string, not {_kind(value)}")
+            return None
+        if max_length is not None and len(value) > max_length:
+            self.problem(full, f"may be a maximum of {max_length} characters in length")
+            return None
+        if rules is not None:
+            broken = rules(value)
+            for sentence in broken:
+                self.problem(full, sentence)
+            if broken:
+                return None
+        return value
+
+    def integer(
+        self,
+        obj: JsonObject,
+        key: str,
+        path: str,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        required: bool = True,
+    ) -> int | None:
+        full = _join(path, key)
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.problem(full, "is required")
+            return None
+        in_range = (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (minimum is None or value >= minimum)
+            and (maximum is None or value <= maximum)
+        )
+        if not in_range:
+            self.problem(full, _integer_rule(minimum, maximum))
+            return None
+        return int(value)
+
+    def boolean(self, obj: JsonObject, key: str, path: str, *, default: bool) -> bool:
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.problem(_join(path, key), f"must be true or false, not {_kind(value)}")
+            return default
+        return value
+
+    def positive_number(self, obj: JsonObject, key: str, path: str) -> float | None:
+        full = _join(path, key)
+        value = obj.get(key, _MISSING)
+        if value is _MISSING:
+            self.problem(full, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            self.problem(full, "must be a number greater than 0")
+            return None
+        return float(value)
+
+    def ref(
+        self, obj: JsonObject, key: str, path: str, *, required: bool = False, nullable: bool = True
+    ) -> Ref | None:
+        """A reference ``{"id": N}`` or ``{"name": "..."}``; ``id`` wins, ``type`` is ignored."""
+        full = _join(path, key)
+        value = self.hash(obj, key, path, required=required, nullable=nullable)
+        if value is None:
+            return None
+        self.known(value, full, ("id", "name", "type"))
+        ref_id = value.get("id")
+        ref_name = value.get("name")
+        if ref_id is not None:
+            if isinstance(ref_id, bool) or not isinstance(ref_id, int):
+                self.problem(_join(full, "id"), "must be an integer")
+                return None
+            return Ref(id=ref_id)
+        if ref_name is not None:
+            if not isinstance(ref_name, str):
+                self.problem(_join(full, "name"), "must be a string")
+                return None
+            return Ref(name=ref_name)
+        self.problem(full, "must give an id or a name")
+        return None
+
+
+def _integer_rule(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"must be an integer from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"must be an integer greater than or equal to {minimum}"
+    return "must be an integer"
+
+
+def merge_patch(current: JsonObject, patch: JsonObject, atomic: Iterable[str] = ()) -> JsonObject:
+    """Apply a PUT body to the current record (API.md §2.3).
+
+    Absent keys keep their values; a nested hash merges key by key; an array, a scalar or
+    an explicit null replaces. Keys named in ``atomic`` (references such as ``redirect``)
+    are replaced whole: merging ``{"name": "b"}`` into ``{"id": 1, "name": "a"}`` would
+    otherwise keep id 1 and, since id wins, silently ignore the new name.
+    """
+    atomic_keys = set(atomic)
+    merged = copy.deepcopy(current)
+    for key, value in patch.items():
+        old = merged.get(key)
+        if key not in atomic_keys and isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = merge_patch(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

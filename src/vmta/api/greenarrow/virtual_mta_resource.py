@@ -1,0 +1,168 @@
+"""One router builder for the three VirtualMTA resources (relay servers, IP addresses,
+routing rules): they share list, get, create, update and delete semantics (API.md §2.2-2.4)
+and differ only in their document and their list filters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from vmta.api.dependencies import store_of
+from vmta.api.greenarrow.envelope import read_wrapped, success
+from vmta.api.greenarrow.fields import JsonObject, merge_patch
+from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.openapi import envelope_responses, request_body
+from vmta.domain.errors import NotFound
+from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
+from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    kind: VirtualMtaType
+    singular: str  # wrapper key of one record: "relay_server"
+    plural: str  # path and wrapper key of a list: "relay_servers"
+    parse: Callable[[JsonObject], VirtualMta]
+    render: Callable[[Any], dict[str, Any]]
+    atomic: Sequence[str]  # keys replaced whole on PUT (references)
+    strip_read_only: Callable[[JsonObject], JsonObject]
+    filters: Sequence[str] = ()  # exact-match list filters: name, ip, hostname
+    record_schema: Any = None  # pydantic models for the OpenAPI document
+    input_schema: Any = None
+    summary: str = ""
+
+
+def parse_record_id(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"No record with id {raw!r}.")
+    return int(raw)
+
+
+def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
+    values = {key: request.query_params.get(key) for key in allowed}
+    return ListFilter(**values)
+
+
+def build_router(spec: ResourceSpec) -> APIRouter:
+    router = APIRouter(tags=[spec.plural])
+    path = f"/{spec.plural}"
+    label = spec.kind.value.replace("_", " ")
+
+    def _get(repo: VirtualMtaRepository, record_id: int) -> VirtualMta:
+        record = repo.get(record_id, spec.kind)
+        if record is None:
+            raise NotFound(f"No {label} with id {record_id}.")
+        return record
+
+    @router.get(
+        path,
+        summary=f"List {label}s",
+        responses=envelope_responses(spec.plural, list_of=True),
+    )
+    async def list_records(request: Request) -> JSONResponse:
+        filters = _list_filter(request, spec.filters)
+        scope = f"{spec.plural}|" + "|".join(
+            f"{k}={v}" for k, v in sorted(vars(filters).items()) if v is not None
+        )
+        page = page_request(request.query_params, scope)
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            with store.read() as conn:
+                repo = VirtualMtaRepository(conn)
+                return paginated(
+                    spec.plural,
+                    page,
+                    scope,
+                    fetch=lambda after, offset, limit: repo.page(
+                        spec.kind, after_id=after, offset=offset, limit=limit, filters=filters
+                    ),
+                    count=lambda: repo.count(spec.kind, filters),
+                    render=_list_item,
+                    id_of=lambda ref: int(ref.id),
+                )
+
+        return success(await run_in_threadpool(work))
+
+    @router.get(
+        path + "/{record_id}",
+        summary=f"Get one {label}",
+        responses=envelope_responses(spec.singular, schema=spec.record_schema),
+    )
+    async def get_record(record_id: str, request: Request) -> JSONResponse:
+        rid = parse_record_id(record_id)
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            with store.read() as conn:
+                return {spec.singular: spec.render(_get(VirtualMtaRepository(conn), rid))}
+
+        return success(await run_in_threadpool(work))
+
+    @router.post(
+        path,
+        summary=f"Create a {label}",
+        openapi_extra=request_body(spec.singular, spec.input_schema),
+        responses=envelope_responses(spec.singular, schema=spec.record_schema),
+    )
+    async def create_record(request: Request) -> JSONResponse:
+        doc = spec.strip_read_only(read_wrapped(await request.body(), spec.singular))
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            record = spec.parse(doc)
+            with store.write() as conn:
+                repo = VirtualMtaRepository(conn)
+                new_id = repo.insert(repo.prepare(record, own_id=None))
+                return {spec.singular: spec.render(_get(repo, new_id))}
+
+        return success(await run_in_threadpool(work))
+
+    @router.put(
+        path + "/{record_id}",
+        summary=f"Update a {label} (only the fields given)",
+        openapi_extra=request_body(spec.singular, spec.input_schema),
+        responses=envelope_responses(spec.singular, schema=spec.record_schema),
+    )
+    async def update_record(record_id: str, request: Request) -> JSONResponse:
+        rid = parse_record_id(record_id)
+        patch = spec.strip_read_only(read_wrapped(await request.body(), spec.singular))
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            with store.write() as conn:
+                repo = VirtualMtaRepository(conn)
+                current = spec.render(_get(repo, rid))
+                merged = merge_patch(spec.strip_read_only(current), patch, spec.atomic)
+                record = repo.prepare(spec.parse(merged), own_id=rid)
+                repo.update(rid, record)
+                return {spec.singular: spec.render(_get(repo, rid))}
+
+        return success(await run_in_threadpool(work))
+
+    @router.delete(
+        path + "/{record_id}",
+        summary=f"Delete a {label} (refused while it is used)",
+        responses=envelope_responses(None),
+    )
+    async def delete_record(record_id: str, request: Request) -> JSONResponse:
+        rid = parse_record_id(record_id)
+        store = store_of(request)
+
+        def work() -> None:
+            with store.write() as conn:
+                VirtualMtaRepository(conn).delete(rid, spec.kind)
+
+        await run_in_threadpool(work)
+        return success({})
+
+    return router
+
+
+def _list_item(ref: Ref) -> dict[str, Any]:
+    return {"id": ref.id, "name": ref.name}

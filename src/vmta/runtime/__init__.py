@@ -1,0 +1,1 @@
+"""Settings, building every component from them, start/stop order, logging."""

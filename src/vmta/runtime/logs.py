@@ -1,0 +1,16 @@
+"""Logging set-up: one line per event on stderr, no secrets (they are never logged)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's access log would print query strings; vmta's own logs say what matters.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

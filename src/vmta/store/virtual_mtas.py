@@ -1,0 +1,502 @@
+"""VirtualMTAs (ip addresses, relay servers, routing rules) and the default VirtualMTA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection, Select, delete, func, insert, select, update
+
+from vmta.domain.errors import NotFound, ValidationFailed
+from vmta.domain.reference_graph import path_back
+from vmta.domain.virtual_mta import (
+    DEFAULT_VIRTUAL_MTA,
+    DeliverThrough,
+    Distribution,
+    DomainOverride,
+    IpAddress,
+    Limits,
+    RandomizationType,
+    Ref,
+    RelayServer,
+    RoutingRule,
+    UsedBy,
+    VirtualMta,
+    VirtualMtaType,
+    type_of,
+)
+from vmta.store.tables import (
+    control_settings,
+    item_ids,
+    routing_rule_targets,
+    throttling_templates,
+    virtual_mtas,
+)
+
+T = virtual_mtas.c
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Exact-match filters of a list request; ``name`` compares ignoring case."""
+
+    name: str | None = None
+    ip: str | None = None
+    hostname: str | None = None
+
+
+def allocate_item_id(conn: Connection) -> int:
+    """A fresh id for an item inside a record (domain override, throttle rule)."""
+    result = conn.execute(insert(item_ids).values())
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+class VirtualMtaRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def get(self, vmta_id: int, expected: VirtualMtaType | None = None) -> VirtualMta | None:
+        query = select(virtual_mtas).where(T.id == vmta_id)
+        if expected is not None:
+            query = query.where(T.type == expected.value)
+        row = self.conn.execute(query).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def get_by_name(self, name: str) -> VirtualMta | None:
+        row = self.conn.execute(select(virtual_mtas).where(T.name_key == name.lower())).first()
+        return None if row is None else self._from_row(row._mapping)
+
+    def page(
+        self,
+        kind: VirtualMtaType | None,
+        *,
+        after_id: int | None,
+        offset: int,
+        limit: int,
+        filters: ListFilter = ListFilter(),
+    ) -> list[Ref]:
+        """One page of ``{type, id, name}`` in ascending id. ``after_id`` is the keyset
+        cursor: with it the page costs one index range scan wherever it starts."""
+        query: Select[Any] = select(T.id, T.type, T.name).order_by(T.id).limit(limit)
+        query = self._filtered(query, kind, filters)
+        if after_id is not None:
+            query = query.where(T.id > after_id)
+        elif offset:
+            query = query.offset(offset)
+        return [
+            Ref(id=row.id, name=row.name, type=VirtualMtaType(row.type))
+            for row in self.conn.execute(query)
+        ]
+
+    def count(self, kind: VirtualMtaType | None, filters: ListFilter = ListFilter()) -> int:
+        query: Select[Any] = select(func.count()).select_from(virtual_mtas)
+        return int(self.conn.execute(self._filtered(query, kind, filters)).scalar_one())
+
+    @staticmethod
+    def _filtered(
+        query: Select[Any], kind: VirtualMtaType | None, filters: ListFilter
+    ) -> Select[Any]:
+        if kind is not None:
+            query = query.where(T.type == kind.value)
+        if filters.name is not None:
+            query = query.where(T.name_key == filters.name.lower())
+        if filters.ip is not None:
+            query = query.where(T.ip == filters.ip)
+        if filters.hostname is not None:
+            query = query.where(T.hostname == filters.hostname)
+        return query
+
+    def used_by(self, vmta_id: int) -> list[UsedBy]:
+        """Every record that sends through ``vmta_id``, in the form of API.md §2.9."""
+        users: list[UsedBy] = []
+        redirecting = self.conn.execute(
+            select(T.id, T.type, T.name).where(T.redirect_id == vmta_id).order_by(T.id)
+        )
+        users.extend(UsedBy(type=r.type, id=r.id, name=r.name) for r in redirecting)
+        rules = self.conn.execute(
+            select(T.id, T.type, T.name)
+            .join(routing_rule_targets, routing_rule_targets.c.rule_id == T.id)
+            .where(routing_rule_targets.c.target_id == vmta_id)
+            .order_by(T.id)
+        )
+        users.extend(UsedBy(type=r.type, id=r.id, name=r.name) for r in rules)
+        default = self.default()
+        if default is not None and default.id == vmta_id:
+            users.append(UsedBy(type=DEFAULT_VIRTUAL_MTA))
+        return users
+
+    def default(self) -> Ref | None:
+        row = self.conn.execute(
+            select(T.id, T.type, T.name)
+            .join(control_settings, control_settings.c.default_virtual_mta_id == T.id)
+            .where(control_settings.c.id == 1)
+        ).first()
+        return None if row is None else Ref(id=row.id, name=row.name, type=VirtualMtaType(row.type))
+
+    def ids_by_source_ip(self, ip: str) -> list[int]:
+        return [r.id for r in self.conn.execute(select(T.id).where(T.ip == ip).order_by(T.id))]
+
+    # ---- resolving references ----------------------------------------------------------
+
+    def resolve(self, ref: Ref) -> Ref | None:
+        """The VirtualMTA a reference names (id wins over name), fully resolved, or None."""
+        query = select(T.id, T.type, T.name)
+        if ref.id is not None:
+            query = query.where(T.id == ref.id)
+        elif ref.name is not None:
+            query = query.where(T.name_key == ref.name.lower())
+        else:
+            return None
+        row = self.conn.execute(query).first()
+        return None if row is None else Ref(id=row.id, name=row.name, type=VirtualMtaType(row.type))
+
+    def resolve_template(self, ref: Ref) -> Ref | None:
+        c = throttling_templates.c
+        query = select(c.id, c.name)
+        if ref.id is not None:
+            query = query.where(c.id == ref.id)
+        elif ref.name is not None:
+            query = query.where(c.name_key == ref.name.lower())
+        else:
+            return None
+        row = self.conn.execute(query).first()
+        return None if row is None else Ref(id=row.id, name=row.name)
+
+    def prepare(self, vmta: VirtualMta, *, own_id: int | None) -> VirtualMta:
+        """Check the rules that need the store (unique name, references that exist, no
+        cycle) and return ``vmta`` with every reference resolved. Raises ValidationFailed
+        listing every problem at once."""
+        problems: list[str] = []
+        clash = self.conn.execute(
+            select(T.id, T.type).where(T.name_key == vmta.name.lower())
+        ).first()
+        if clash is not None and clash.id != own_id:
+            problems.append(
+                f"name '{vmta.name}' is already used by another VirtualMTA"
+                f" ({clash.type} {clash.id}); names are unique ignoring case"
+            )
+
+        def vmta_ref(path: str, ref: Ref) -> Ref:
+            found = self.resolve(ref)
+            if found is None:
+                problems.append(f"{path} does not refer to an existing VirtualMTA ({_show(ref)})")
+                return ref
+            return found
+
+        resolved: VirtualMta
+        if isinstance(vmta, RelayServer):
+            redirect = None if vmta.redirect is None else vmta_ref("redirect", vmta.redirect)
+            resolved = replace(vmta, redirect=redirect)
+        elif isinstance(vmta, IpAddress):
+            redirect = None if vmta.redirect is None else vmta_ref("redirect", vmta.redirect)
+            template = vmta.throttling_template
+            if template is not None:
+                found = self.resolve_template(template)
+                if found is None:
+                    problems.append(
+                        "throttling_template does not refer to an existing throttling"
+                        f" template ({_show(template)})"
+                    )
+                else:
+                    template = found
+            resolved = replace(vmta, redirect=redirect, throttling_template=template)
+        else:
+            resolved = replace(
+                vmta,
+                default=self._resolve_distribution("default", vmta.default, vmta_ref),
+                domain_overrides=[
+                    replace(
+                        override,
+                        distribution=self._resolve_distribution(
+                            f"domain_overrides[{i}]", override.distribution, vmta_ref
+                        ),
+                    )
+                    for i, override in enumerate(vmta.domain_overrides)
+                ],
+            )
+        if not problems and own_id is not None:
+            problems.extend(self._cycle_problems(resolved, own_id))
+        if problems:
+            raise ValidationFailed(problems)
+        return resolved
+
+    @staticmethod
+    def _resolve_distribution(path: str, dist: Distribution, vmta_ref: Any) -> Distribution:
+        return replace(
+            dist,
+            deliver_through=[
+                replace(
+                    entry,
+                    virtual_mta=vmta_ref(
+                        f"{path}.deliver_through[{i}].virtual_mta", entry.virtual_mta
+                    ),
+                )
+                for i, entry in enumerate(dist.deliver_through)
+            ],
+        )
+
+    def _edges_of(self, node: int) -> list[int]:
+        edges: list[int] = []
+        redirect = self.conn.execute(select(T.redirect_id).where(T.id == node)).scalar()
+        if redirect is not None:
+            edges.append(int(redirect))
+        edges.extend(
+            int(r.target_id)
+            for r in self.conn.execute(
+                select(routing_rule_targets.c.target_id).where(
+                    routing_rule_targets.c.rule_id == node
+                )
+            )
+        )
+        return edges
+
+    def _cycle_problems(self, vmta: VirtualMta, own_id: int) -> list[str]:
+        targets = _outgoing(vmta)
+        if not targets:
+            return []
+        cycle = path_back(self._edges_of, own_id, targets)
+        if cycle is None:
+            return []
+        names = {
+            r.id: r.name
+            for r in self.conn.execute(select(T.id, T.name).where(T.id.in_(set(cycle))))
+        }
+        names[own_id] = vmta.name
+        shown = " -> ".join(str(names.get(i, i)) for i in cycle)
+        field = "redirect" if isinstance(vmta, RelayServer | IpAddress) else "deliver_through"
+        return [f"{field} would make mail loop ({shown})"]
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def insert(self, vmta: VirtualMta) -> int:
+        """Insert a prepared VirtualMTA; returns its id from the shared sequence."""
+        values = self._values(vmta)
+        result = self.conn.execute(insert(virtual_mtas).values(**values))
+        key = result.inserted_primary_key
+        assert key is not None
+        new_id = int(key[0])
+        self._write_targets(new_id, vmta)
+        return new_id
+
+    def update(self, vmta_id: int, vmta: VirtualMta) -> None:
+        values = self._values(vmta)
+        values["updated_at"] = func.now()
+        self.conn.execute(update(virtual_mtas).where(T.id == vmta_id).values(**values))
+        self._write_targets(vmta_id, vmta)
+
+    def delete(self, vmta_id: int, expected: VirtualMtaType) -> None:
+        """Delete, unless something sends through it (API.md §2.4)."""
+        if self.get(vmta_id, expected) is None:
+            raise NotFound(f"No {expected.value} with id {vmta_id}.")
+        users = self.used_by(vmta_id)
+        if users:
+            raise ValidationFailed([_in_use_message(user) for user in users])
+        self.conn.execute(
+            delete(routing_rule_targets).where(routing_rule_targets.c.rule_id == vmta_id)
+        )
+        self.conn.execute(delete(virtual_mtas).where(T.id == vmta_id))
+
+    def set_default(self, ref: Ref | None) -> Ref | None:
+        resolved: Ref | None = None
+        if ref is not None:
+            resolved = self.resolve(ref)
+            if resolved is None:
+                raise ValidationFailed(
+                    f"virtual_mta does not refer to an existing VirtualMTA ({_show(ref)})"
+                )
+        target = None if resolved is None else resolved.id
+        exists = self.conn.execute(
+            select(control_settings.c.id).where(control_settings.c.id == 1)
+        ).first()
+        if exists is None:
+            self.conn.execute(insert(control_settings).values(id=1, default_virtual_mta_id=target))
+        else:
+            self.conn.execute(
+                update(control_settings)
+                .where(control_settings.c.id == 1)
+                .values(default_virtual_mta_id=target)
+            )
+        return resolved
+
+    def _write_targets(self, vmta_id: int, vmta: VirtualMta) -> None:
+        if not isinstance(vmta, RoutingRule):
+            return
+        self.conn.execute(
+            delete(routing_rule_targets).where(routing_rule_targets.c.rule_id == vmta_id)
+        )
+        targets = sorted(set(_outgoing(vmta)))
+        if targets:
+            self.conn.execute(
+                insert(routing_rule_targets),
+                [{"rule_id": vmta_id, "target_id": t} for t in targets],
+            )
+
+    def _values(self, vmta: VirtualMta) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "type": type_of(vmta).value,
+            "name": vmta.name,
+            "name_key": vmta.name.lower(),
+            "redirect_id": None,
+            "ip": None,
+            "hostname": None,
+            "destination_hostname": None,
+            "destination_port": None,
+            "username": None,
+            "password": None,
+            "max_concurrent_connections": None,
+            "max_messages_per_hour": None,
+            "delivery_paused": False,
+            "throttling_template_id": None,
+            "routing": None,
+        }
+        if isinstance(vmta, RelayServer):
+            values.update(
+                redirect_id=_id_of(vmta.redirect),
+                ip=vmta.source_ip,
+                hostname=vmta.source_hostname,
+                destination_hostname=vmta.destination_hostname,
+                destination_port=vmta.destination_port,
+                username=vmta.username,
+                password=vmta.password,
+                max_concurrent_connections=vmta.throttle_limits.max_concurrent_connections,
+                max_messages_per_hour=vmta.throttle_limits.max_messages_per_hour,
+            )
+        elif isinstance(vmta, IpAddress):
+            values.update(
+                redirect_id=_id_of(vmta.redirect),
+                ip=vmta.ip,
+                hostname=vmta.hostname,
+                delivery_paused=vmta.delivery_paused,
+                throttling_template_id=_id_of(vmta.throttling_template),
+            )
+            if vmta.default is not None:
+                values.update(
+                    max_concurrent_connections=vmta.default.max_concurrent_connections,
+                    max_messages_per_hour=vmta.default.max_messages_per_hour,
+                )
+        else:
+            overrides = []
+            for override in vmta.domain_overrides:
+                override_id = override.id or allocate_item_id(self.conn)
+                overrides.append(
+                    {"id": override_id, "domains": list(override.domains)}
+                    | _distribution_json(override.distribution)
+                )
+            values["routing"] = {
+                "default": _distribution_json(vmta.default),
+                "domain_overrides": overrides,
+            }
+        return values
+
+    # ---- rows to records ---------------------------------------------------------------
+
+    def _names(self, ids: Iterable[int]) -> dict[int, Ref]:
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        rows = self.conn.execute(select(T.id, T.type, T.name).where(T.id.in_(wanted)))
+        return {r.id: Ref(id=r.id, name=r.name, type=VirtualMtaType(r.type)) for r in rows}
+
+    def _from_row(self, row: Any) -> VirtualMta:
+        kind = VirtualMtaType(row["type"])
+        redirect = None
+        if row["redirect_id"] is not None:
+            redirect = self._names([row["redirect_id"]]).get(row["redirect_id"])
+        if kind is VirtualMtaType.RELAY_SERVER:
+            return RelayServer(
+                id=row["id"],
+                name=row["name"],
+                source_ip=row["ip"],
+                source_hostname=row["hostname"],
+                destination_hostname=row["destination_hostname"],
+                destination_port=row["destination_port"],
+                username=row["username"],
+                password=row["password"],
+                throttle_limits=Limits(
+                    row["max_concurrent_connections"], row["max_messages_per_hour"]
+                ),
+                redirect=redirect,
+            )
+        if kind is VirtualMtaType.IP_ADDRESS:
+            template = None
+            if row["throttling_template_id"] is not None:
+                template = self.resolve_template(Ref(id=row["throttling_template_id"]))
+            default = None
+            if row["max_concurrent_connections"] is not None:
+                default = Limits(row["max_concurrent_connections"], row["max_messages_per_hour"])
+            return IpAddress(
+                id=row["id"],
+                name=row["name"],
+                ip=row["ip"],
+                hostname=row["hostname"],
+                delivery_paused=bool(row["delivery_paused"]),
+                redirect=redirect,
+                throttling_template=template,
+                default=default,
+            )
+        routing = row["routing"]
+        entries = [routing["default"], *routing["domain_overrides"]]
+        names = self._names(
+            e["virtual_mta_id"] for dist in entries for e in dist["deliver_through"]
+        )
+        return RoutingRule(
+            id=row["id"],
+            name=row["name"],
+            default=_distribution_from_json(routing["default"], names),
+            domain_overrides=[
+                DomainOverride(
+                    id=o["id"],
+                    domains=list(o["domains"]),
+                    distribution=_distribution_from_json(o, names),
+                )
+                for o in routing["domain_overrides"]
+            ],
+        )
+
+
+def _outgoing(vmta: VirtualMta) -> list[int]:
+    if isinstance(vmta, RoutingRule):
+        return [r.id for r in vmta.targets() if r.id is not None]
+    return [] if vmta.redirect is None or vmta.redirect.id is None else [vmta.redirect.id]
+
+
+def _id_of(ref: Ref | None) -> int | None:
+    return None if ref is None else ref.id
+
+
+def _show(ref: Ref) -> str:
+    return f"id {ref.id}" if ref.id is not None else f"name '{ref.name}'"
+
+
+def _in_use_message(user: UsedBy) -> str:
+    if user.type == DEFAULT_VIRTUAL_MTA:
+        return "it is the default VirtualMTA; set another default first"
+    return f"it is used by {user.type} '{user.name}' (id {user.id})"
+
+
+def _distribution_json(dist: Distribution) -> dict[str, Any]:
+    return {
+        "randomization_type": dist.randomization_type.value,
+        "deliver_through": [
+            {"virtual_mta_id": e.virtual_mta.id, "portion_of_mail": e.portion_of_mail}
+            for e in dist.deliver_through
+        ],
+    }
+
+
+def _distribution_from_json(data: dict[str, Any], names: dict[int, Ref]) -> Distribution:
+    return Distribution(
+        randomization_type=RandomizationType(data["randomization_type"]),
+        deliver_through=[
+            DeliverThrough(
+                virtual_mta=names.get(e["virtual_mta_id"], Ref(id=e["virtual_mta_id"])),
+                portion_of_mail=float(e["portion_of_mail"]),
+            )
+            for e in data["deliver_through"]
+        ],
+    )

@@ -1,0 +1,46 @@
+"""Helpers for API tests: envelope checks and whole-store snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from vmta.store.store import Store
+from vmta.store.tables import metadata
+
+GA = "/ga/api/v3/eng"
+
+
+def ok(response: httpx.Response) -> dict[str, Any]:
+    """The ``data`` of a successful GreenArrow envelope, after checking its exact shape."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"success", "data", "error_code", "error_messages"}
+    assert body["success"] is True
+    assert body["error_code"] is None and body["error_messages"] is None
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def failed(response: httpx.Response, status: int, code: str) -> list[str]:
+    """The ``error_messages`` of a GreenArrow error envelope with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"success", "data", "error_code", "error_messages"}
+    assert body["success"] is False and body["data"] is None
+    assert body["error_code"] == code
+    messages: list[str] = body["error_messages"]
+    assert messages and all(isinstance(m, str) and m for m in messages)
+    return messages
+
+
+def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to prove that a refused request changed nothing."""
+    with store.read() as conn:
+        return {
+            table.name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
+            for table in metadata.sorted_tables
+        }
