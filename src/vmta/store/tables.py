@@ -9,12 +9,15 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
     false,
     func,
 )
@@ -133,3 +136,78 @@ api_credentials = Table(
     Column("secret_sha256", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# ---- the spool ----------------------------------------------------------------------
+# Times are seconds since the epoch (float): the delivery engine runs on an injectable
+# clock, and comparisons stay cheap and identical on SQLite and PostgreSQL.
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the queue id given in the 250 reply
+    Column("received_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("mail_from", Text, nullable=False),  # "" for the null reverse-path <>
+    Column("size", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # What the sender asked for (X-GreenArrow-MtaID / X-Virtual-MTA), resolved at each
+    # attempt so that a VirtualMTA created later still applies.
+    Column("vmta_selector", Text, nullable=True),
+    Column("client_ip", String(45), nullable=True),
+    Column("auth_name", String(200), nullable=True),
+    # Choices kept across retries (routing rule randomization_type message_constant).
+    Column("routing_memory", JSON, nullable=True),
+    Column("is_bounce", Boolean, nullable=False, server_default=false()),
+)
+Index("ix_messages_received_at", messages.c.received_at)
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        String(32),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("address", Text, nullable=False),
+    Column("state", String(12), nullable=False),  # queued, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Double, nullable=False),
+    # A claim on the recipient by one node while it is being delivered. Leases, not row
+    # locks: SQLite has no SELECT ... FOR UPDATE, and a lease survives a crash so that
+    # recovery can count what was in flight.
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Double, nullable=True),
+    Column("last_attempt_at", Double, nullable=True),
+    Column("last_reply", Text, nullable=True),
+    Column("waiting_reason", Text, nullable=True),
+    Column("virtual_mta", String(200), nullable=True),  # chosen at the last attempt
+    Column("updated_at", Double, nullable=False),
+)
+Index("ix_recipients_state_next_attempt_at", recipients.c.state, recipients.c.next_attempt_at)
+Index("ix_recipients_message_id", recipients.c.message_id)
+Index("ix_recipients_lease_owner", recipients.c.lease_owner)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        String(32),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("recipient_id", Integer, nullable=False),
+    Column("at", Double, nullable=False),
+    Column("outcome", String(12), nullable=False),  # delivered, deferred, failed
+    Column("virtual_mta", String(200), nullable=True),  # chosen
+    Column("effective_virtual_mta", String(200), nullable=True),  # after redirects
+    Column("source_ip", String(45), nullable=True),  # public_ip: what receivers see
+    Column("remote_host", String(255), nullable=True),
+    Column("remote_ip", String(45), nullable=True),
+    Column("reply", Text, nullable=True),
+)
+Index("ix_attempts_message_id", attempts.c.message_id)

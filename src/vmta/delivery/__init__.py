@@ -1,0 +1,2 @@
+"""Scheduling and carrying out deliveries: spool gateway, routing, ready queues per egress
+path, throttles, workers, retries."""

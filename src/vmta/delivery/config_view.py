@@ -1,0 +1,72 @@
+"""The delivery engine's view of the control plane's configuration.
+
+Reads go to the store (in a worker thread, never on the event loop) and are cached for a
+second: a change made through the API applies to the next attempt, and a busy queue does
+not cost one query per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from vmta.delivery.clock import Clock
+from vmta.domain.virtual_mta import Ref, VirtualMta
+from vmta.store.store import Store
+from vmta.store.virtual_mtas import VirtualMtaRepository
+
+T = TypeVar("T")
+_MISSING = object()
+
+
+class ConfigView:
+    def __init__(self, store: Store, clock: Clock, ttl: float = 1.0) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl = ttl
+        self._cache: dict[tuple[str, object], tuple[float, Any]] = {}
+
+    async def _cached(self, key: tuple[str, object], load: Callable[[], T]) -> T:
+        now = self._clock.now()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            value: T = hit[1]
+            return value
+        value = await asyncio.to_thread(load)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = (now + self._ttl, value)
+        return value
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def virtual_mta(self, vmta_id: int) -> VirtualMta | None:
+        def load() -> VirtualMta | None:
+            with self._store.read() as conn:
+                return VirtualMtaRepository(conn).get(vmta_id)
+
+        return await self._cached(("id", vmta_id), load)
+
+    async def by_selector(self, selector: str) -> VirtualMta | None:
+        """The VirtualMTA a header names: its name (ignoring case) or its id."""
+
+        def load() -> VirtualMta | None:
+            with self._store.read() as conn:
+                repo = VirtualMtaRepository(conn)
+                found = repo.get_by_name(selector)
+                if found is None and selector.isdigit():
+                    found = repo.get(int(selector))
+                return found
+
+        return await self._cached(("selector", selector.lower()), load)
+
+    async def default(self) -> VirtualMta | None:
+        def load() -> VirtualMta | None:
+            with self._store.read() as conn:
+                repo = VirtualMtaRepository(conn)
+                ref: Ref | None = repo.default()
+                return None if ref is None or ref.id is None else repo.get(ref.id)
+
+        return await self._cached(("default", None), load)

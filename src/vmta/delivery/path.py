@@ -1,0 +1,42 @@
+"""An egress path: where one connection goes from and to, and how it is throttled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vmta.domain.egress_route import EgressRoute
+from vmta.domain.virtual_mta import Limits
+
+UNLIMITED = Limits(0, 0)
+
+
+@dataclass(frozen=True)
+class EgressPath:
+    """Everything a connection needs. Two deliveries with equal ``key`` may share a
+    connection; deliveries with equal ``throttle_key`` share the throttles."""
+
+    throttle_key: tuple[str, ...]
+    destination_host: str  # name or IP as configured, for records
+    destination_port: int
+    route: EgressRoute
+    ehlo_name: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    limits: Limits = UNLIMITED
+    candidates: tuple[str, ...] = ()  # IPs to try in order (MX fallback); empty: resolve host
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        return (
+            self.throttle_key,
+            self.destination_host,
+            self.destination_port,
+            self.route,
+            self.ehlo_name,
+            self.username,
+            self.password,
+            self.candidates,
+        )
+
+    def describe(self) -> str:
+        return f"{self.destination_host}:{self.destination_port} from {self.route.describe()}"

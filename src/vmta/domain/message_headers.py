@@ -1,0 +1,88 @@
+"""Reading and editing the header block of an injected message (RFC 5322 §2.2).
+
+Only what the injection edge needs: find the VirtualMTA selector headers, remove them,
+and prepend a ``Received`` trace header (RFC 5321 §4.4). The body is never parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GREENARROW_SELECTOR = "x-greenarrow-mtaid"
+POWERMTA_SELECTOR = "x-virtual-mta"
+
+
+@dataclass(frozen=True)
+class HeaderSplit:
+    headers: list[bytes]  # each a complete field, continuation lines included, with CRLF
+    rest: bytes  # the blank line and the body, untouched
+
+
+def split_headers(data: bytes) -> HeaderSplit:
+    """Split ``data`` into header fields and the rest. A message without a blank line is
+    all header (RFC 5322 allows an absent body)."""
+    fields: list[bytes] = []
+    position = 0
+    length = len(data)
+    while position < length:
+        end = data.find(b"\n", position)
+        line_end = length if end == -1 else end + 1
+        line = data[position:line_end]
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line  # folded continuation of the previous field
+        elif b":" not in line:
+            break  # not a header line: treat the rest as body
+        else:
+            fields.append(line)
+        position = line_end
+    return HeaderSplit(fields, data[position:])
+
+
+def field_name(field: bytes) -> str:
+    return field.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+
+
+def field_value(field: bytes) -> str:
+    raw = field.split(b":", 1)[1] if b":" in field else b""
+    # Unfold (RFC 5322 §2.2.3) and trim.
+    return b" ".join(raw.replace(b"\r\n", b"\n").split(b"\n")).decode("utf-8", "replace").strip()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the sender asked for, and the message with the selector headers removed."""
+
+    selector: str | None
+    data: bytes
+
+
+def take_selector(data: bytes, *, honour_powermta: bool) -> Selection:
+    """Find the VirtualMTA the message asks for and remove every selector header.
+
+    ``X-GreenArrow-MtaID`` selects; ``X-Virtual-MTA`` does too when enabled, and wins when
+    both are present (it is the more specific, per-message PowerMTA convention operators
+    migrating from PowerMTA rely on). Both are always removed before delivery.
+    """
+    split = split_headers(data)
+    greenarrow: str | None = None
+    powermta: str | None = None
+    kept: list[bytes] = []
+    for field in split.headers:
+        name = field_name(field)
+        if name == GREENARROW_SELECTOR:
+            greenarrow = greenarrow or field_value(field) or None
+        elif name == POWERMTA_SELECTOR:
+            powermta = powermta or field_value(field) or None
+        else:
+            kept.append(field)
+    selector = (powermta if honour_powermta else None) or greenarrow
+    if len(kept) == len(split.headers):
+        return Selection(selector, data)
+    return Selection(selector, b"".join(kept) + split.rest)
+
+
+def with_trace_header(data: bytes, received: str) -> bytes:
+    """Prepend a Received field; trace fields go on top (RFC 5321 §4.4)."""
+    return received.encode("utf-8") + b"\r\n" + data

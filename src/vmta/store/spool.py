@@ -1,0 +1,440 @@
+"""The durable spool on SQLite or PostgreSQL: messages, recipients, attempts.
+
+Every method is one short transaction and blocking; the delivery engine calls them from a
+worker thread (``vmta.delivery.committer``) and batches many requests into one call, so
+that many SMTP sessions share one commit (one fsync) instead of paying one each.
+
+Work is claimed with leases (``lease_owner``, ``lease_until``), not row locks: SQLite has
+no ``SELECT ... FOR UPDATE``, and a lease left behind by a crash tells recovery what was
+claimed. On PostgreSQL the claim also uses ``FOR UPDATE SKIP LOCKED`` so that several
+nodes never wait on, nor take, each other's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, delete, func, insert, or_, select, update
+
+from vmta.store.store import Store
+from vmta.store.tables import attempts, messages, recipients
+
+R = recipients.c
+M = messages.c
+
+QUEUED = "queued"
+DELIVERED = "delivered"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    id: str
+    received_at: float
+    expires_at: float
+    mail_from: str
+    recipients: Sequence[str]
+    body: bytes
+    vmta_selector: str | None = None
+    client_ip: str | None = None
+    auth_name: str | None = None
+    is_bounce: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One recipient of one message, claimed for delivery."""
+
+    recipient_id: int
+    message_id: str
+    address: str
+    attempts: int
+    mail_from: str
+    received_at: float
+    expires_at: float
+    vmta_selector: str | None
+    routing_memory: dict[str, Any] | None
+    is_bounce: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one recipient at one attempt (or why it was not attempted)."""
+
+    recipient_id: int
+    message_id: str
+    at: float
+    state: str  # queued (deferred or waiting), delivered, failed
+    next_attempt_at: float | None = None
+    reply: str | None = None
+    attempted: bool = True  # False: waiting, no connection was tried (not an attempt)
+    waiting_reason: str | None = None
+    virtual_mta: str | None = None
+    effective_virtual_mta: str | None = None
+    source_ip: str | None = None
+    remote_host: str | None = None
+    remote_ip: str | None = None
+    routing_memory: dict[str, Any] | None = None
+    outcome_label: str = ""  # delivered, deferred, failed (for the attempt record)
+
+
+@dataclass
+class MessageView:
+    id: str
+    received_at: float
+    expires_at: float
+    mail_from: str
+    size: int
+    vmta_selector: str | None
+    client_ip: str | None
+    auth_name: str | None
+    is_bounce: bool
+    recipients: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        recipient_id=row.id,
+        message_id=row.message_id,
+        address=row.address,
+        attempts=row.attempts,
+        mail_from=row.mail_from,
+        received_at=row.received_at,
+        expires_at=row.expires_at,
+        vmta_selector=row.vmta_selector,
+        routing_memory=row.routing_memory,
+        is_bounce=bool(row.is_bounce),
+    )
+
+
+_JOB_COLUMNS = (
+    R.id,
+    R.message_id,
+    R.address,
+    R.attempts,
+    M.mail_from,
+    M.received_at,
+    M.expires_at,
+    M.vmta_selector,
+    M.routing_memory,
+    M.is_bounce,
+)
+
+
+class SqlSpool:
+    def __init__(self, store: Store, owner: str) -> None:
+        self.store = store
+        self.owner = owner
+
+    # ---- accepting -----------------------------------------------------------------
+
+    def accept(self, batch: Sequence[NewMessage], lease_until: float | None) -> list[Job]:
+        """Store every message of ``batch`` in one transaction. With ``lease_until`` the
+        recipients are claimed by this node at once (the fast path: no poll needed), and
+        returned as jobs."""
+        if not batch:
+            return []
+        with self.store.write() as conn:
+            conn.execute(
+                insert(messages),
+                [
+                    {
+                        "id": m.id,
+                        "received_at": m.received_at,
+                        "expires_at": m.expires_at,
+                        "mail_from": m.mail_from,
+                        "size": len(m.body),
+                        "body": m.body,
+                        "vmta_selector": m.vmta_selector,
+                        "client_ip": m.client_ip,
+                        "auth_name": m.auth_name,
+                        "routing_memory": None,
+                        "is_bounce": m.is_bounce,
+                    }
+                    for m in batch
+                ],
+            )
+            rows = [
+                {
+                    "message_id": m.id,
+                    "address": address,
+                    "state": QUEUED,
+                    "attempts": 0,
+                    "next_attempt_at": m.received_at,
+                    "lease_owner": self.owner if lease_until is not None else None,
+                    "lease_until": lease_until,
+                    "updated_at": m.received_at,
+                }
+                for m in batch
+                for address in m.recipients
+            ]
+            conn.execute(insert(recipients), rows)
+            if lease_until is None:
+                return []
+            ids = [m.id for m in batch]
+            result = conn.execute(
+                select(*_JOB_COLUMNS)
+                .join(messages, M.id == R.message_id)
+                .where(R.message_id.in_(ids))
+                .order_by(R.id)
+            )
+            return [_job(row) for row in result]
+
+    # ---- claiming ------------------------------------------------------------------
+
+    def claim_due(self, now: float, limit: int, lease_until: float) -> list[Job]:
+        """Claim up to ``limit`` recipients that are due and not claimed by a live lease."""
+        with self.store.write() as conn:
+            due = (
+                select(R.id)
+                .where(
+                    R.state == QUEUED,
+                    R.next_attempt_at <= now,
+                    or_(R.lease_owner.is_(None), R.lease_until < now),
+                )
+                .order_by(R.next_attempt_at, R.id)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            ids = [row.id for row in conn.execute(due)]
+            if not ids:
+                return []
+            conn.execute(
+                update(recipients)
+                .where(R.id.in_(ids))
+                .values(lease_owner=self.owner, lease_until=lease_until)
+            )
+            result = conn.execute(
+                select(*_JOB_COLUMNS)
+                .join(messages, M.id == R.message_id)
+                .where(R.id.in_(ids))
+                .order_by(R.id)
+            )
+            return [_job(row) for row in result]
+
+    def renew_leases(self, lease_until: float) -> int:
+        """Extend every lease this node holds (a heartbeat while work waits in memory)."""
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(recipients)
+                .where(R.lease_owner == self.owner, R.state == QUEUED)
+                .values(lease_until=lease_until)
+            )
+            return int(result.rowcount)
+
+    def release_own_leases(self, now: float) -> int:
+        """At start-up: leases this node held before it stopped are void. Returns how many
+        recipients were claimed and unfinished."""
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(recipients)
+                .where(R.lease_owner == self.owner, R.state == QUEUED)
+                .values(lease_owner=None, lease_until=None, updated_at=now)
+            )
+            return int(result.rowcount)
+
+    def next_due_at(self) -> float | None:
+        with self.store.read() as conn:
+            value = conn.execute(
+                select(func.min(R.next_attempt_at)).where(
+                    R.state == QUEUED, R.lease_owner.is_(None)
+                )
+            ).scalar()
+        return None if value is None else float(value)
+
+    # ---- bodies ----------------------------------------------------------------------
+
+    def body(self, message_id: str) -> bytes | None:
+        with self.store.read() as conn:
+            value = conn.execute(select(M.body).where(M.id == message_id)).scalar()
+        return None if value is None else bytes(value)
+
+    # ---- outcomes ------------------------------------------------------------------
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Apply outcomes in one transaction: recipient state, attempt rows, memory."""
+        if not outcomes:
+            return
+        with self.store.write() as conn:
+            for o in outcomes:
+                values: dict[str, Any] = {
+                    "state": o.state,
+                    "lease_owner": None,
+                    "lease_until": None,
+                    "updated_at": o.at,
+                    "waiting_reason": o.waiting_reason,
+                }
+                if o.next_attempt_at is not None:
+                    values["next_attempt_at"] = o.next_attempt_at
+                if o.attempted:
+                    values["attempts"] = R.attempts + 1
+                    values["last_attempt_at"] = o.at
+                    values["last_reply"] = o.reply
+                    values["virtual_mta"] = o.virtual_mta
+                elif o.reply is not None:
+                    values["last_reply"] = o.reply
+                conn.execute(
+                    update(recipients)
+                    .where(R.id == o.recipient_id, R.lease_owner == self.owner)
+                    .values(**values)
+                )
+                if o.routing_memory is not None:
+                    conn.execute(
+                        update(messages)
+                        .where(M.id == o.message_id)
+                        .values(routing_memory=o.routing_memory)
+                    )
+            rows = [
+                {
+                    "message_id": o.message_id,
+                    "recipient_id": o.recipient_id,
+                    "at": o.at,
+                    "outcome": o.outcome_label or o.state,
+                    "virtual_mta": o.virtual_mta,
+                    "effective_virtual_mta": o.effective_virtual_mta,
+                    "source_ip": o.source_ip,
+                    "remote_host": o.remote_host,
+                    "remote_ip": o.remote_ip,
+                    "reply": o.reply,
+                }
+                for o in outcomes
+                if o.attempted
+            ]
+            if rows:
+                conn.execute(insert(attempts), rows)
+
+    # ---- inspection and operator actions ---------------------------------------------
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Recipients by state and by the VirtualMTA of their last attempt (or request)."""
+        with self.store.read() as conn:
+            vmta = func.coalesce(R.virtual_mta, M.vmta_selector)
+            rows = conn.execute(
+                select(
+                    R.state,
+                    vmta.label("virtual_mta"),
+                    (R.attempts > 0).label("tried"),
+                    R.waiting_reason.is_not(None).label("waiting"),
+                    func.count().label("n"),
+                )
+                .join(messages, M.id == R.message_id)
+                .group_by(R.state, vmta, R.attempts > 0, R.waiting_reason.is_not(None))
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def message(self, message_id: str) -> MessageView | None:
+        with self.store.read() as conn:
+            row = conn.execute(select(messages).where(M.id == message_id)).first()
+            if row is None:
+                return None
+            view = MessageView(
+                id=row.id,
+                received_at=row.received_at,
+                expires_at=row.expires_at,
+                mail_from=row.mail_from,
+                size=row.size,
+                vmta_selector=row.vmta_selector,
+                client_ip=row.client_ip,
+                auth_name=row.auth_name,
+                is_bounce=bool(row.is_bounce),
+            )
+            for r in conn.execute(
+                select(recipients).where(R.message_id == message_id).order_by(R.id)
+            ):
+                view.recipients.append(
+                    {
+                        "id": r.id,
+                        "address": r.address,
+                        "state": r.state,
+                        "attempts": r.attempts,
+                        "next_attempt_at": r.next_attempt_at if r.state == QUEUED else None,
+                        "last_attempt_at": r.last_attempt_at,
+                        "last_reply": r.last_reply,
+                        "waiting_reason": r.waiting_reason,
+                        "virtual_mta": r.virtual_mta,
+                        "in_flight": r.lease_owner is not None,
+                    }
+                )
+            for a in conn.execute(
+                select(attempts).where(attempts.c.message_id == message_id).order_by(attempts.c.id)
+            ):
+                view.attempts.append(
+                    {
+                        "at": a.at,
+                        "recipient_id": a.recipient_id,
+                        "outcome": a.outcome,
+                        "virtual_mta": a.virtual_mta,
+                        "effective_virtual_mta": a.effective_virtual_mta,
+                        "source_ip": a.source_ip,
+                        "remote_host": a.remote_host,
+                        "remote_ip": a.remote_ip,
+                        "reply": a.reply,
+                    }
+                )
+            return view
+
+    def list_messages(self, state: str | None, limit: int) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            query = (
+                select(
+                    M.id,
+                    M.received_at,
+                    M.mail_from,
+                    M.size,
+                    M.vmta_selector,
+                    func.count().label("recipients"),
+                    func.sum(case((R.state == QUEUED, 1), else_=0)).label("queued"),
+                )
+                .join(recipients, R.message_id == M.id)
+                .group_by(M.id, M.received_at, M.mail_from, M.size, M.vmta_selector)
+                .order_by(M.received_at, M.id)
+                .limit(limit)
+            )
+            if state is not None:
+                query = query.where(
+                    M.id.in_(select(R.message_id).where(R.state == state).scalar_subquery())
+                )
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def retry_now(self, message_id: str, now: float) -> int:
+        """Make every queued recipient of the message due now."""
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(recipients)
+                .where(R.message_id == message_id, R.state == QUEUED)
+                .values(next_attempt_at=now, updated_at=now)
+            )
+            return int(result.rowcount)
+
+    def delete_message(self, message_id: str) -> bool:
+        with self.store.write() as conn:
+            conn.execute(delete(attempts).where(attempts.c.message_id == message_id))
+            conn.execute(delete(recipients).where(R.message_id == message_id))
+            result = conn.execute(delete(messages).where(M.id == message_id))
+            return result.rowcount > 0
+
+    def purge_finished(self, before: float, limit: int = 1000) -> int:
+        """Delete messages whose every recipient is final and that finished before ``before``."""
+        with self.store.write() as conn:
+            unfinished = select(R.message_id).where(R.state == QUEUED)
+            candidates = [
+                row.id
+                for row in conn.execute(
+                    select(M.id)
+                    .where(
+                        M.received_at < before,
+                        M.id.not_in(unfinished),
+                    )
+                    .limit(limit)
+                )
+            ]
+            if not candidates:
+                return 0
+            conn.execute(delete(attempts).where(attempts.c.message_id.in_(candidates)))
+            conn.execute(delete(recipients).where(R.message_id.in_(candidates)))
+            conn.execute(delete(messages).where(M.id.in_(candidates)))
+            return len(candidates)
