@@ -18,13 +18,14 @@ HOUR = 3600.0
 class ConnectionLimiter:
     """Counts open connections; never lets more than the limit be open at once."""
 
-    def __init__(self, limits: Callable[[], Limits]) -> None:
+    def __init__(self, limits: Callable[[], Limits], fallback: int = 0) -> None:
         self._limits = limits
+        self._fallback = fallback  # cap used when the configured limit is 0 (unlimited)
         self.open = 0
         self.peak = 0
 
     def try_acquire(self) -> bool:
-        limit = self._limits().max_concurrent_connections
+        limit = self._limits().max_concurrent_connections or self._fallback
         if limit and self.open >= limit:
             return False
         self.open += 1

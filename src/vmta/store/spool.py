@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, literal_column, or_, select, update
 
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
@@ -313,16 +313,20 @@ class SqlSpool:
         """Recipients by state and by the VirtualMTA of their last attempt (or request)."""
         with self.store.read() as conn:
             vmta = func.coalesce(R.virtual_mta, M.vmta_selector)
+            # literal_column keeps the expressions identical in SELECT and GROUP BY
+            # (PostgreSQL refuses two differently bound "> 0").
+            tried = R.attempts > literal_column("0")
+            waiting = R.waiting_reason.is_not(None)
             rows = conn.execute(
                 select(
                     R.state,
                     vmta.label("virtual_mta"),
-                    (R.attempts > 0).label("tried"),
-                    R.waiting_reason.is_not(None).label("waiting"),
+                    tried.label("tried"),
+                    waiting.label("waiting"),
                     func.count().label("n"),
                 )
                 .join(messages, M.id == R.message_id)
-                .group_by(R.state, vmta, R.attempts > 0, R.waiting_reason.is_not(None))
+                .group_by(R.state, vmta, tried, waiting)
             )
             return [dict(row._mapping) for row in rows]
 

@@ -1,0 +1,492 @@
+"""The delivery engine: takes claimed recipients, routes them, queues them per egress path,
+and runs connections that respect each path's throttles.
+
+Flow (ARCHITECTURE.md): spool → scheduler (``_poll`` and the fast path ``submit``) →
+ready queue per egress path (``PathQueue``) → connection workers (``_connection``) →
+outcome recorded in the spool (batched) and in the delivery log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmta.delivery.clock import Clock
+from vmta.delivery.delivery_log import DeliveryLog
+from vmta.delivery.inflight_journal import InflightJournal
+from vmta.delivery.path import EgressPath
+from vmta.delivery.router import Deliver, Hold, Router
+from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.delivery.throttle import ConnectionLimiter, MessagePacer
+from vmta.delivery.transport import (
+    ConnectFailed,
+    Conversation,
+    ConversationBroken,
+    TransactionReplies,
+    Transport,
+)
+from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
+from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.virtual_mta import Limits
+from vmta.store.spool import DELIVERED, FAILED, QUEUED, Job, Outcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    retry: RetrySchedule = field(default_factory=RetrySchedule)
+    max_messages_per_connection: int = 100
+    idle_timeout: float = 5.0  # close a connection that has had nothing to send this long
+    lease_seconds: float = 300.0
+    poll_interval: float = 1.0
+    claim_batch: int = 500
+    max_in_memory: int = 20_000  # recipients held in ready queues before polling pauses
+    # Connections per throttle when its limit is 0 (unlimited): "unlimited" means the
+    # operator sets no limit, not that a backlog of 10,000 opens 10,000 sockets.
+    unlimited_connections: int = 20
+
+
+@dataclass
+class Delivery:
+    """One message for one path: all its recipients that go the same way."""
+
+    jobs: list[Job]
+    decision: Deliver
+
+    @property
+    def first(self) -> Job:
+        return self.jobs[0]
+
+
+class PathQueue:
+    def __init__(self, path: EgressPath, limiter: ConnectionLimiter, pacer: MessagePacer) -> None:
+        self.path = path
+        self.limiter = limiter
+        self.pacer = pacer
+        self.waiting: deque[Delivery] = deque()
+        self.changed = asyncio.Event()
+        self.connections = 0
+
+    def push(self, delivery: Delivery) -> None:
+        self.waiting.append(delivery)
+        self.changed.set()
+
+    async def next(self, clock: Clock, idle_timeout: float) -> Delivery | None:
+        """The next delivery, waiting up to ``idle_timeout`` for one to arrive."""
+        if self.waiting:
+            return self.waiting.popleft()
+        self.changed.clear()
+        # The idle wait uses the real event, bounded by the clock's sleep, so that a
+        # manual clock in tests can end it as well.
+        sleeper = asyncio.ensure_future(clock.sleep(idle_timeout))
+        waiter = asyncio.ensure_future(self.changed.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        return self.waiting.popleft() if self.waiting else None
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        *,
+        spool: SpoolGateway,
+        router: Router,
+        transport: Transport,
+        clock: Clock,
+        settings: EngineSettings,
+        delivery_log: DeliveryLog,
+        journal: InflightJournal,
+    ) -> None:
+        self.spool = spool
+        self.router = router
+        self.transport = transport
+        self.clock = clock
+        self.settings = settings
+        self.delivery_log = delivery_log
+        self.journal = journal
+        self.paths: dict[tuple[object, ...], PathQueue] = {}
+        self._limits: dict[tuple[str, ...], Limits] = {}
+        self._limiters: dict[tuple[str, ...], ConnectionLimiter] = {}
+        self._pacers: dict[tuple[str, ...], MessagePacer] = {}
+        self._bodies: dict[str, bytes] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[Any]] = []
+        self._poll_now = asyncio.Event()
+        self.in_memory = 0
+        self.recovered_in_flight = 0
+        self.stopping = False
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        possibly_sent = self.journal.recover()
+        self.recovered_in_flight = len(possibly_sent)
+        released = await self.spool.release_own_leases(self.clock.now())
+        if possibly_sent:
+            log.warning(
+                "%d recipient(s) were being delivered when vmta last stopped; their outcome"
+                " was not stored, so they will be tried again and may arrive twice",
+                len(possibly_sent),
+            )
+        if released:
+            log.info("recovered %d recipient(s) claimed before the last stop", released)
+        self._loops = [
+            asyncio.ensure_future(self._poll_loop()),
+            asyncio.ensure_future(self._heartbeat_loop()),
+        ]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work, let transactions in progress finish (up to ``grace``)."""
+        self.stopping = True
+        for task in self._loops:
+            task.cancel()
+        for queue in self.paths.values():
+            queue.changed.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*pending, return_exceptions=True)
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- intake ------------------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[Job], body: bytes | None = None) -> None:
+        """Fast path: recipients just accepted (already leased to this node)."""
+        if not jobs or self.stopping:
+            return
+        if body is not None:
+            self._bodies[jobs[0].message_id] = body
+        self.in_memory += len(jobs)
+        self._spawn(self._dispatch(list(jobs)))
+
+    def wake(self) -> None:
+        """Look for due work now (an operator asked for a retry, config changed)."""
+        self._poll_now.set()
+
+    async def _poll_loop(self) -> None:
+        while not self.stopping:
+            try:
+                room = self.settings.max_in_memory - self.in_memory
+                if room > 0:
+                    now = self.clock.now()
+                    jobs = await self.spool.claim_due(
+                        now, min(room, self.settings.claim_batch), now + self.settings.lease_seconds
+                    )
+                    if jobs:
+                        self.in_memory += len(jobs)
+                        self._spawn(self._dispatch(jobs))
+                        if len(jobs) == self.settings.claim_batch:
+                            continue  # more may be due: do not wait
+            except Exception:
+                log.exception("polling the spool failed; trying again")
+            self._poll_now.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep(self.settings.poll_interval))
+            waker = asyncio.ensure_future(self._poll_now.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while not self.stopping:
+            await self.clock.sleep(interval)
+            try:
+                await self.spool.renew_leases(self.clock.now() + self.settings.lease_seconds)
+            except Exception:
+                log.exception("renewing leases failed")
+
+    # ---- routing -------------------------------------------------------------------------
+
+    async def _dispatch(self, jobs: list[Job]) -> None:
+        by_message: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_message.setdefault(job.message_id, []).append(job)
+        for message_jobs in by_message.values():
+            try:
+                await self._route(message_jobs)
+            except Exception as exc:
+                log.exception("routing message %s failed", message_jobs[0].message_id)
+                await self._finish(
+                    message_jobs,
+                    [
+                        (
+                            Verdict.DEFERRED,
+                            ReplyLine(451, f"internal routing error: {type(exc).__name__}"),
+                        )
+                    ]
+                    * len(message_jobs),
+                    None,
+                    None,
+                )
+
+    async def _route(self, jobs: list[Job]) -> None:
+        now = self.clock.now()
+        first = jobs[0]
+        if self.settings.retry.expired(first.received_at, now) or now >= first.expires_at:
+            reply = ReplyLine(550, "5.4.7 Message expired in queue")  # RFC 3463 X.4.7
+            await self._finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)
+            return
+        # Recipients of one message may route differently (routing rules by domain).
+        groups: dict[tuple[object, ...], tuple[Deliver, list[Job]]] = {}
+        for job in jobs:
+            decision = await self.router.decide(job)
+            if isinstance(decision, Hold):
+                await self._hold(job, decision)
+                continue
+            key = decision.path.key
+            if key in groups:
+                groups[key][1].append(job)
+            else:
+                groups[key] = (decision, [job])
+        for decision, group in groups.values():
+            self._enqueue(Delivery(group, decision))
+
+    async def _hold(self, job: Job, hold: Hold) -> None:
+        now = self.clock.now()
+        outcome = Outcome(
+            recipient_id=job.recipient_id,
+            message_id=job.message_id,
+            at=now,
+            state=QUEUED,
+            next_attempt_at=now + hold.retry_in,
+            reply=hold.reason,
+            attempted=hold.attempted,
+            waiting_reason=None if hold.attempted else hold.reason,
+            virtual_mta=hold.chosen,
+            effective_virtual_mta=hold.effective,
+            outcome_label="deferred",
+        )
+        await self.spool.record(outcome)
+        self.in_memory -= 1
+        if hold.attempted:
+            self._log_attempt(job, outcome)
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        path = delivery.decision.path
+        self._limits[path.throttle_key] = path.limits  # the newest configuration wins
+        queue = self.paths.get(path.key)
+        if queue is None:
+            queue = PathQueue(path, self._limiter(path), self._pacer(path))
+            self.paths[path.key] = queue
+        queue.push(delivery)
+        self._pump(queue)
+
+    def _limiter(self, path: EgressPath) -> ConnectionLimiter:
+        key = path.throttle_key
+        if key not in self._limiters:
+            self._limiters[key] = ConnectionLimiter(
+                lambda: self._limits[key], fallback=self.settings.unlimited_connections
+            )
+        return self._limiters[key]
+
+    def _pacer(self, path: EgressPath) -> MessagePacer:
+        key = path.throttle_key
+        if key not in self._pacers:
+            self._pacers[key] = MessagePacer(lambda: self._limits[key], self.clock)
+        return self._pacers[key]
+
+    def _pump(self, queue: PathQueue) -> None:
+        """Open connections while there is work and the connection limit allows."""
+        while (
+            not self.stopping
+            and len(queue.waiting) > queue.connections
+            and queue.limiter.try_acquire()
+        ):
+            queue.connections += 1
+            self._spawn(self._connection(queue))
+
+    # ---- connections ---------------------------------------------------------------------
+
+    async def _connection(self, queue: PathQueue) -> None:
+        conversation: Conversation | None = None
+        try:
+            try:
+                conversation = await self.transport.open(queue.path)
+            except ConnectFailed as exc:
+                await self._connection_failed(queue, exc)
+                return
+            sent = 0
+            while sent < self.settings.max_messages_per_connection and not self.stopping:
+                delivery = await queue.next(self.clock, self.settings.idle_timeout)
+                if delivery is None:
+                    break
+                if sent:
+                    try:
+                        await conversation.reset()  # RSET between messages (RFC 5321 §4.1.1.5)
+                    except ConversationBroken:
+                        queue.waiting.appendleft(delivery)
+                        conversation = None
+                        break
+                await queue.pacer.acquire()
+                ok = await self._transaction(conversation, delivery)
+                sent += 1
+                if not ok:
+                    conversation = None  # broken: do not reuse
+                    break
+        finally:
+            if conversation is not None:
+                with contextlib.suppress(Exception):
+                    await conversation.quit()
+            queue.connections -= 1
+            queue.limiter.release()
+            if queue.waiting and not self.stopping:
+                self._pump(queue)
+                for other in self.paths.values():  # a freed slot may serve a sibling path
+                    if other is not queue and other.limiter is queue.limiter and other.waiting:
+                        self._pump(other)
+            elif not queue.waiting and queue.connections == 0:
+                self.paths.pop(queue.path.key, None)
+
+    async def _connection_failed(self, queue: PathQueue, exc: ConnectFailed) -> None:
+        """No session: if no other connection of this path works, everything waiting for
+        it is deferred (or failed, for a permanent refusal) with the reason."""
+        log.info("connection to %s failed: %s", queue.path.describe(), exc.reason)
+        if queue.connections > 1:
+            return  # others are working; this one just could not be added
+        verdict = Verdict.FAILED if exc.permanent else Verdict.DEFERRED
+        reply = exc.reply or ReplyLine(451 if verdict is Verdict.DEFERRED else 550, exc.reason)
+        if exc.reply is not None:
+            reply = ReplyLine(exc.reply.code, f"{exc.reply.text} ({exc.reason})")
+        while queue.waiting:
+            delivery = queue.waiting.popleft()
+            await self._finish(
+                delivery.jobs, [(verdict, reply)] * len(delivery.jobs), delivery.decision, None
+            )
+
+    async def _transaction(self, conversation: Conversation, delivery: Delivery) -> bool:
+        """Send one message; record every recipient's outcome. False: connection broken."""
+        first = delivery.first
+        body = self._bodies.get(first.message_id)
+        if body is None:
+            body = await self.spool.body(first.message_id)
+        if body is None:  # deleted by an operator meanwhile
+            self.in_memory -= len(delivery.jobs)
+            return True
+        ids = [job.recipient_id for job in delivery.jobs]
+        self.journal.started(ids)
+        healthy = True
+        try:
+            replies: TransactionReplies = await conversation.send(
+                first.mail_from, [job.address for job in delivery.jobs], body
+            )
+            verdicts = recipient_verdicts(replies.mail, replies.rcpts, replies.data)
+        except ConversationBroken as exc:
+            healthy = False
+            verdicts = [(Verdict.DEFERRED, ReplyLine(451, f"connection lost: {exc}"))] * len(ids)
+        await self._finish(delivery.jobs, verdicts, delivery.decision, conversation)
+        self.journal.finished(ids)
+        return healthy
+
+    # ---- outcomes ----------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        jobs: Sequence[Job],
+        verdicts: Sequence[tuple[Verdict, ReplyLine]],
+        decision: Deliver | None,
+        conversation: Conversation | None,
+    ) -> None:
+        now = self.clock.now()
+        outcomes = [
+            self._outcome(job, verdict, reply, decision, conversation, now)
+            for job, (verdict, reply) in zip(jobs, verdicts, strict=True)
+        ]
+        await asyncio.gather(*(self.spool.record(o) for o in outcomes))
+        self.in_memory -= len(jobs)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self._log_attempt(job, outcome)
+        message_ids = {job.message_id for job in jobs}
+        for message_id in message_ids:
+            self._bodies.pop(message_id, None)
+
+    def _outcome(
+        self,
+        job: Job,
+        verdict: Verdict,
+        reply: ReplyLine,
+        decision: Deliver | None,
+        conversation: Conversation | None,
+        now: float,
+    ) -> Outcome:
+        state, next_at, label = DELIVERED, None, "delivered"
+        text = str(reply)
+        if verdict is Verdict.FAILED:
+            state, label = FAILED, "failed"
+        elif verdict is Verdict.DEFERRED:
+            attempts = job.attempts + 1
+            next_at = self.settings.retry.next_attempt(now, attempts)
+            if (
+                next_at - job.received_at >= self.settings.retry.max_lifetime
+                or next_at >= job.expires_at
+            ):
+                state, label = FAILED, "failed"
+                text = f"{text} (giving up: message expired after {attempts} attempt(s))"
+                next_at = None
+            else:
+                state, label = QUEUED, "deferred"
+        path = decision.path if decision else None
+        return Outcome(
+            recipient_id=job.recipient_id,
+            message_id=job.message_id,
+            at=now,
+            state=state,
+            next_attempt_at=next_at,
+            reply=text,
+            virtual_mta=decision.chosen if decision else None,
+            effective_virtual_mta=decision.effective if decision else None,
+            source_ip=path.route.public_ip if path else None,
+            remote_host=path.destination_host if path else None,
+            remote_ip=conversation.remote_ip if conversation else None,
+            routing_memory=decision.memory if decision else None,
+            outcome_label=label,
+        )
+
+    def _log_attempt(self, job: Job, outcome: Outcome) -> None:
+        self.delivery_log.write(
+            {
+                "time": outcome.at,
+                "queue_id": job.message_id,
+                "recipient": job.address,
+                "outcome": outcome.outcome_label,
+                "virtual_mta": outcome.virtual_mta,
+                "effective_virtual_mta": outcome.effective_virtual_mta,
+                "source_ip": outcome.source_ip,
+                "remote_host": outcome.remote_host,
+                "remote_ip": outcome.remote_ip,
+                "reply": outcome.reply,
+                "attempt": job.attempts + 1,
+            }
+        )
+
+    # ---- inspection ----------------------------------------------------------------------
+
+    def path_states(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "path": q.path.describe(),
+                "waiting": len(q.waiting),
+                "connections": q.connections,
+                "throttle": "/".join(q.path.throttle_key),
+            }
+            for q in self.paths.values()
+        ]

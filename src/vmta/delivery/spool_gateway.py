@@ -1,0 +1,94 @@
+"""The delivery engine's asynchronous door to the spool.
+
+All writes go through one thread, in batches (group commit): an accepted message is
+acknowledged only after the transaction that holds it has committed, and many sessions'
+messages share that commit. Reads of message bodies use a separate small pool, so they
+never wait behind a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from vmta.delivery.committer import BatchRunner
+from vmta.store.spool import Job, NewMessage, Outcome, SqlSpool
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class SpoolGateway:
+    def __init__(self, spool: SqlSpool, *, lease_seconds: float, max_batch: int = 500) -> None:
+        self.spool = spool
+        self.lease_seconds = lease_seconds
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
+        self._accepts: BatchRunner[tuple[NewMessage, float], list[Job]] = BatchRunner(
+            self._writer, self._accept_batch, max_batch=max_batch
+        )
+        self._outcomes: BatchRunner[Outcome, None] = BatchRunner(
+            self._writer, self._record_batch, max_batch=max_batch * 4
+        )
+
+    def start(self) -> None:
+        self._accepts.start()
+        self._outcomes.start()
+
+    async def stop(self) -> None:
+        await self._accepts.stop()
+        await self._outcomes.stop()
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    # ---- group-committed writes ----------------------------------------------------------
+
+    def _accept_batch(self, items: Sequence[tuple[NewMessage, float]]) -> list[list[Job]]:
+        lease_until = max(lease for _, lease in items)
+        jobs = self.spool.accept([message for message, _ in items], lease_until)
+        by_message: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_message.setdefault(job.message_id, []).append(job)
+        return [by_message.get(message.id, []) for message, _ in items]
+
+    def _record_batch(self, outcomes: Sequence[Outcome]) -> list[None]:
+        self.spool.record(outcomes)
+        return [None] * len(outcomes)
+
+    async def accept(self, message: NewMessage, now: float) -> list[Job]:
+        """Returns once the message is committed; its recipients are leased to this node."""
+        return await self._accepts.submit((message, now + self.lease_seconds))
+
+    async def record(self, outcome: Outcome) -> None:
+        await self._outcomes.submit(outcome)
+
+    # ---- other work on the writer thread -------------------------------------------------
+
+    async def _on_writer(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(func, *args, **kwargs))
+
+    async def claim_due(self, now: float, limit: int, lease_until: float) -> list[Job]:
+        return await self._on_writer(self.spool.claim_due, now, limit, lease_until)
+
+    async def renew_leases(self, lease_until: float) -> int:
+        return await self._on_writer(self.spool.renew_leases, lease_until)
+
+    async def release_own_leases(self, now: float) -> int:
+        return await self._on_writer(self.spool.release_own_leases, now)
+
+    async def body(self, message_id: str) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.spool.body, message_id)
+
+    @property
+    def commit_stats(self) -> dict[str, int]:
+        return {
+            "accept_batches": self._accepts.batches,
+            "accepted": self._accepts.items,
+            "outcome_batches": self._outcomes.batches,
+            "outcomes": self._outcomes.items,
+        }

@@ -1,0 +1,57 @@
+"""What the delivery engine needs from an SMTP conversation, as a small interface.
+
+``vmta.smtp.transport`` implements it with real connections (egress connectors and the
+SMTP client); the engine knows nothing of sockets, proxies or TLS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from vmta.delivery.path import EgressPath
+from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.errors import TemporaryError
+
+
+@dataclass(frozen=True)
+class TransactionReplies:
+    mail: ReplyLine
+    rcpts: Sequence[ReplyLine]
+    data: ReplyLine | None  # None when DATA was not sent (every RCPT refused)
+
+
+class ConnectFailed(TemporaryError):
+    """No usable SMTP session could be set up (connect, proxy handshake, greeting, EHLO,
+    STARTTLS, AUTH). ``permanent`` marks a 5xx that retrying will not fix (for example
+    authentication refused); ``reply`` is the remote reply, if there was one."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, reply: ReplyLine | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.reply = reply
+
+
+class ConversationBroken(TemporaryError):
+    """The connection failed in the middle of a transaction (timeout, reset, garbage)."""
+
+
+class Conversation(Protocol):
+    remote_ip: str | None
+    remote_host: str
+
+    async def send(
+        self, mail_from: str, recipients: Sequence[str], data: bytes
+    ) -> TransactionReplies: ...
+
+    async def reset(self) -> None: ...
+
+    async def quit(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def open(self, path: EgressPath) -> Conversation:
+        """Connect, greet, EHLO, STARTTLS, AUTH. Raises ConnectFailed."""
+        ...

@@ -1,0 +1,126 @@
+"""The spool on SQLite and PostgreSQL: accept, claim with leases, outcomes, recovery."""
+
+from __future__ import annotations
+
+from vmta.store.spool import DELIVERED, FAILED, QUEUED, NewMessage, Outcome, SqlSpool
+from vmta.store.store import Store
+
+T0 = 1_700_000_000.0
+
+
+def message(qid: str, rcpts: list[str], at: float = T0) -> NewMessage:
+    return NewMessage(
+        id=qid,
+        received_at=at,
+        expires_at=at + 3600,
+        mail_from="sender@example.com",
+        recipients=rcpts,
+        body=b"Subject: hi\r\n\r\nbody\r\n",
+        vmta_selector="relay-1",
+        client_ip="127.0.0.1",
+    )
+
+
+def test_accept_with_lease_returns_jobs_and_hides_them_from_polls(store: Store) -> None:
+    spool = SqlSpool(store, "node-a")
+    jobs = spool.accept([message("Q1", ["a@x.test", "b@x.test"])], lease_until=T0 + 300)
+    assert [j.address for j in jobs] == ["a@x.test", "b@x.test"]
+    assert all(j.message_id == "Q1" and j.vmta_selector == "relay-1" for j in jobs)
+    assert spool.claim_due(T0 + 1, 100, T0 + 301) == []  # leased by node-a
+    other = SqlSpool(store, "node-b")
+    assert other.claim_due(T0 + 1, 100, T0 + 400) == []
+    # After the lease expires, another node may take the work.
+    assert len(other.claim_due(T0 + 301, 100, T0 + 700)) == 2
+
+
+def test_claims_never_overlap(store: Store) -> None:
+    spool_a, spool_b = SqlSpool(store, "a"), SqlSpool(store, "b")
+    spool_a.accept([message(f"Q{i}", ["r@x.test"]) for i in range(10)], lease_until=None)
+    first = spool_a.claim_due(T0, 6, T0 + 300)
+    second = spool_b.claim_due(T0, 6, T0 + 300)
+    assert len(first) == 6 and len(second) == 4
+    assert not {j.recipient_id for j in first} & {j.recipient_id for j in second}
+
+
+def test_outcomes_and_attempt_records(store: Store) -> None:
+    spool = SqlSpool(store, "a")
+    jobs = spool.accept([message("Q1", ["a@x.test", "b@x.test", "c@x.test"])], T0 + 300)
+    a, b, c = jobs
+    spool.record(
+        [
+            Outcome(
+                a.recipient_id,
+                "Q1",
+                T0 + 1,
+                DELIVERED,
+                reply="250 ok",
+                outcome_label="delivered",
+                source_ip="127.0.0.2",
+                remote_host="sink",
+                virtual_mta="relay-1",
+            ),
+            Outcome(
+                b.recipient_id,
+                "Q1",
+                T0 + 1,
+                QUEUED,
+                next_attempt_at=T0 + 61,
+                reply="451 later",
+                outcome_label="deferred",
+            ),
+            Outcome(c.recipient_id, "Q1", T0 + 1, FAILED, reply="550 no", outcome_label="failed"),
+        ]
+    )
+    view = spool.message("Q1")
+    assert view is not None
+    states = {r["address"]: (r["state"], r["attempts"], r["in_flight"]) for r in view.recipients}
+    assert states == {
+        "a@x.test": ("delivered", 1, False),
+        "b@x.test": ("queued", 1, False),
+        "c@x.test": ("failed", 1, False),
+    }
+    assert [a["outcome"] for a in view.attempts] == ["delivered", "deferred", "failed"]
+    assert view.attempts[0]["source_ip"] == "127.0.0.2"
+    # The deferred one comes back when due, not before.
+    assert spool.claim_due(T0 + 60, 10, T0 + 400) == []
+    again = spool.claim_due(T0 + 61, 10, T0 + 400)
+    assert [j.address for j in again] == ["b@x.test"] and again[0].attempts == 1
+
+
+def test_release_own_leases_counts_unfinished(store: Store) -> None:
+    spool = SqlSpool(store, "a")
+    spool.accept([message("Q1", ["a@x.test"]), message("Q2", ["b@x.test"])], T0 + 300)
+    assert spool.release_own_leases(T0 + 5) == 2
+    assert len(spool.claim_due(T0 + 5, 10, T0 + 300)) == 2
+
+
+def test_retry_now_delete_and_counts(store: Store) -> None:
+    spool = SqlSpool(store, "a")
+    jobs = spool.accept([message("Q1", ["a@x.test"]), message("Q2", ["b@x.test"])], T0 + 300)
+    spool.record(
+        [
+            Outcome(
+                jobs[0].recipient_id,
+                "Q1",
+                T0,
+                QUEUED,
+                next_attempt_at=T0 + 999,
+                reply="451",
+                outcome_label="deferred",
+            )
+        ]
+    )
+    assert spool.retry_now("Q1", T0 + 1) == 1
+    assert [j.message_id for j in spool.claim_due(T0 + 1, 10, T0 + 300)] == ["Q1"]
+    assert spool.delete_message("Q2") is True
+    assert spool.delete_message("Q2") is False
+    assert spool.message("Q2") is None
+    counts = spool.counts()
+    assert sum(c["n"] for c in counts) == 1
+
+
+def test_body_round_trip_is_byte_exact(store: Store) -> None:
+    spool = SqlSpool(store, "a")
+    body = bytes(range(256)) * 400
+    spool.accept([NewMessage("Q1", T0, T0 + 1, "", ["a@x.test"], body)], None)
+    assert spool.body("Q1") == body
