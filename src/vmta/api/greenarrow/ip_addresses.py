@@ -1,9 +1,27 @@
-"""`/ga/api/v3/eng/ip_addresses`: being built (see the open issue); no routes yet."""
+"""``/ga/api/v3/eng/ip_addresses`` (API.md §2.6)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from vmta.api.greenarrow import ip_address_document as document
+from vmta.api.greenarrow import ip_address_schemas as schemas
+from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
+from vmta.domain.virtual_mta import VirtualMtaType
+
+SPEC = ResourceSpec(
+    kind=VirtualMtaType.IP_ADDRESS,
+    singular="ip_address",
+    plural="ip_addresses",
+    parse=document.parse,
+    render=document.render,
+    atomic=document.ATOMIC,
+    strip_read_only=document.strip_read_only,
+    filters=("name", "ip", "hostname"),
+    record_schema=schemas.IpAddress,
+    input_schema=schemas.IpAddressIn,
+)
+
 
 def router() -> APIRouter:
-    return APIRouter()
+    return build_router(SPEC)
