@@ -87,9 +87,13 @@ def canonical_ip(text: str) -> str | None:
     return str(address)
 
 
+def _cut(text: str) -> str:
+    """A client's value as quoted in an error, cut short so that an error stays one line."""
+    return text if len(text) <= 50 else text[:47] + "..."
+
+
 def _shown(text: str) -> str:
-    """A client's value quoted in an error, cut short so that an error stays one line."""
-    return repr(text if len(text) <= 50 else text[:47] + "...")
+    return repr(_cut(text))
 
 
 def ip_problem(field: str, text: str) -> str | None:
@@ -100,7 +104,7 @@ def ip_problem(field: str, text: str) -> str | None:
 
 def port_problem(field: str, port: int) -> str | None:
     if not PORT_MIN <= port <= PORT_MAX:
-        return f"{field} must be an integer from {PORT_MIN} to {PORT_MAX}, not {port}"
+        return f"{field} must be an integer from {PORT_MIN} to {PORT_MAX}, not {_cut(str(port))}"
     return None
 
 
