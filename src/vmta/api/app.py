@@ -8,7 +8,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 import vmta
-from vmta.api import errors, openapi
+from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.greenarrow import (
     ip_addresses,
@@ -62,6 +62,7 @@ def create_app(store: Store) -> FastAPI:
     greenarrow.include_router(virtual_mtas.router())
     app.include_router(greenarrow)
     app.include_router(external_mtas.router())
+    app.include_router(queue.router())
 
     errors.install(app)
     openapi.install(app)
