@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import dns.message
+import dns.rcode
 import pytest
 
 from tests.peers.dns import DnsmasqServer, DnsZone, require_dnsmasq
@@ -219,6 +221,38 @@ async def test_an_unreachable_server_is_a_temporary_failure(dnsmasq: DnsmasqServ
     # The failure was not cached: the same resolver works once the server is back.
     dnsmasq.start(zone())
     assert (await mx.resolve("a.test")).hosts[0].name == "mx-a.a.test"
+
+
+class _Servfail(asyncio.DatagramProtocol):
+    """A DNS server that answers every query with SERVFAIL, and keeps what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        self.asked.append(query.question[0].name.to_text())
+        response = dns.message.make_response(query)
+        response.set_rcode(dns.rcode.SERVFAIL)
+        self.transport.sendto(response.to_wire(), addr)
+
+
+async def test_servfail_is_a_temporary_failure() -> None:
+    loop = asyncio.get_running_loop()
+    transport, server = await loop.create_datagram_endpoint(_Servfail, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        mx = MxResolver([f"127.0.0.1:{port}"], clock=ManualClock(), timeout=1, lifetime=2)
+        with pytest.raises(DnsUnavailable, match="no server answered") as caught:
+            await mx.resolve("a.test")
+        assert isinstance(caught.value, TemporaryError)
+        assert "a.test." in server.asked
+    finally:
+        transport.close()
 
 
 async def test_a_silent_server_times_out_as_a_temporary_failure() -> None:
