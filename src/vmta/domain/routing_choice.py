@@ -115,9 +115,9 @@ def choose(
         # The API requires at least one entry; a rule without one routes nowhere.
         raise RoutingUnresolved(f"Routing rule {rule.name!r} has no deliver_through entries.")
     kind = selected.distribution.randomization_type
-    if kind is RandomizationType.EMAIL_ADDRESS_CONSTANT:
+    if kind == RandomizationType.EMAIL_ADDRESS_CONSTANT:
         return address_constant_entry(entries, recipient).virtual_mta
-    if kind is RandomizationType.MESSAGE_CONSTANT:
+    if kind == RandomizationType.MESSAGE_CONSTANT:
         return _remembered_entry(rule, selected, entries, rng, memory).virtual_mta
     return weighted_entry(entries, rng).virtual_mta
 
