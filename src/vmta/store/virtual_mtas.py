@@ -268,7 +268,10 @@ class VirtualMtaRepository:
         }
         names[own_id] = vmta.name
         shown = " -> ".join(str(names.get(i, i)) for i in cycle)
-        field = "redirect" if isinstance(vmta, RelayServer | IpAddress) else "deliver_through"
+        field = "redirect"
+        if isinstance(vmta, RoutingRule):
+            # Name the first entry that starts the loop, e.g. default.deliver_through[0].virtual_mta
+            field = next(path for path, ref in _rule_entries(vmta) if ref.id == cycle[1])
         return [f"{field} would make mail loop ({shown})"]
 
     # ---- writing -----------------------------------------------------------------------
@@ -463,6 +466,18 @@ def _outgoing(vmta: VirtualMta) -> list[int]:
     if isinstance(vmta, RoutingRule):
         return [r.id for r in vmta.targets() if r.id is not None]
     return [] if vmta.redirect is None or vmta.redirect.id is None else [vmta.redirect.id]
+
+
+def _rule_entries(rule: RoutingRule) -> list[tuple[str, Ref]]:
+    """Every ``deliver_through`` reference of a rule with its field path."""
+    dists = [("default", rule.default)] + [
+        (f"domain_overrides[{i}]", o.distribution) for i, o in enumerate(rule.domain_overrides)
+    ]
+    return [
+        (f"{path}.deliver_through[{j}].virtual_mta", entry.virtual_mta)
+        for path, dist in dists
+        for j, entry in enumerate(dist.deliver_through)
+    ]
 
 
 def _id_of(ref: Ref | None) -> int | None:

@@ -8,6 +8,7 @@ integer and ``true`` is not a number. Pure Python, no framework.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +34,11 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "a hash"
+
+
+def kind_of(value: Any) -> str:
+    """How a problem sentence names the JSON type of ``value`` ("a string", "null")."""
+    return _kind(value)
 
 
 class Fields:
@@ -167,7 +173,15 @@ class Fields:
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             self.problem(full, "must be a number greater than 0")
             return None
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            # json.loads reads 1e400 (valid JSON) as inf, which JSON cannot write back.
+            self.problem(full, "must be a finite number greater than 0")
+            return None
+        return number
 
     def ref(
         self, obj: JsonObject, key: str, path: str, *, required: bool = False, nullable: bool = True

@@ -30,11 +30,15 @@ class ResourceSpec:
     parse: Callable[[JsonObject], VirtualMta]
     render: Callable[[Any], dict[str, Any]]
     atomic: Sequence[str]  # keys replaced whole on PUT (references)
-    strip_read_only: Callable[[JsonObject], JsonObject]
+    strip_read_only: Callable[[JsonObject], JsonObject]  # applied to request bodies
     filters: Sequence[str] = ()  # exact-match list filters: name, ip, hostname
     record_schema: Any = None  # pydantic models for the OpenAPI document
     input_schema: Any = None
     summary: str = ""
+    # What to drop from the current record before a PUT merges into it; defaults to
+    # strip_read_only. Differs when ids inside arrays must be ignored in a request but
+    # kept while the array itself is left alone (routing rule domain overrides).
+    strip_current: Callable[[JsonObject], JsonObject] | None = None
 
 
 def parse_record_id(raw: str) -> int:
@@ -138,7 +142,8 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             with store.write() as conn:
                 repo = VirtualMtaRepository(conn)
                 current = spec.render(_get(repo, rid))
-                merged = merge_patch(spec.strip_read_only(current), patch, spec.atomic)
+                strip_current = spec.strip_current or spec.strip_read_only
+                merged = merge_patch(strip_current(current), patch, spec.atomic)
                 record = repo.prepare(spec.parse(merged), own_id=rid)
                 repo.update(rid, record)
                 return {spec.singular: spec.render(_get(repo, rid))}
