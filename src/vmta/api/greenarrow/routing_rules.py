@@ -1,9 +1,27 @@
-"""`/ga/api/v3/eng/routing_rules`: being built (see the open issue); no routes yet."""
+"""``/ga/api/v3/eng/routing_rules`` (API.md §2.7)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from vmta.api.greenarrow import routing_rule_document as document
+from vmta.api.greenarrow import routing_rule_schemas as schemas
+from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
+from vmta.domain.virtual_mta import VirtualMtaType
+
+SPEC = ResourceSpec(
+    kind=VirtualMtaType.ROUTING_RULE,
+    singular="routing_rule",
+    plural="routing_rules",
+    parse=document.parse,
+    render=document.render,
+    atomic=document.ATOMIC,
+    strip_read_only=document.strip_read_only,
+    strip_current=document.strip_current,
+    record_schema=schemas.RoutingRule,
+    input_schema=schemas.RoutingRuleIn,
+)
+
 
 def router() -> APIRouter:
-    return APIRouter()
+    return build_router(SPEC)
