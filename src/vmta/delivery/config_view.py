@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vmta.delivery.clock import Clock
+from vmta.domain.external_mta import ExternalMta
 from vmta.domain.virtual_mta import Ref, VirtualMta
+from vmta.store.external_mtas import ExternalMtaRepository
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
@@ -70,3 +72,12 @@ class ConfigView:
                 return None if ref is None or ref.id is None else repo.get(ref.id)
 
         return await self._cached(("default", None), load)
+
+    async def external_mtas(self) -> list[ExternalMta]:
+        """Every external MTA (API.md §3.2); a change applies within the cache's second."""
+
+        def load() -> list[ExternalMta]:
+            with self._store.read() as conn:
+                return ExternalMtaRepository(conn).all()
+
+        return await self._cached(("external_mtas", None), load)

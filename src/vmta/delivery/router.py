@@ -8,7 +8,8 @@ from typing import Any
 
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.path import EgressPath
-from vmta.domain.egress_route import direct_route
+from vmta.domain.egress_route import EgressRoute
+from vmta.domain.external_mta import route_for_source
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 from vmta.store.spool import Job
 
@@ -43,6 +44,11 @@ WAIT_FOR_CONFIG = 60.0
 class Router:
     def __init__(self, config: ConfigView) -> None:
         self.config = config
+
+    async def egress_route(self, source_ip: str | None) -> EgressRoute:
+        """How a connection from ``source_ip`` leaves: through the external MTA whose
+        public_ip it is, or bound directly (API.md §3.2)."""
+        return route_for_source(source_ip, await self.config.external_mtas())
 
     async def decide(self, job: Job) -> Decision:
         chosen: VirtualMta | None = None
@@ -88,7 +94,8 @@ class Router:
                 break
             current = target
         if isinstance(current, RelayServer):
-            return Deliver(path=relay_path(current), chosen=chosen, effective=current.name)
+            route = await self.egress_route(current.source_ip)
+            return Deliver(path=relay_path(current, route), chosen=chosen, effective=current.name)
         return Hold(
             reason=f"Delivery through {type(current).__name__} VirtualMTAs is not available yet.",
             retry_in=WAIT_FOR_CONFIG,
@@ -97,15 +104,16 @@ class Router:
         )
 
 
-def relay_path(relay: RelayServer) -> EgressPath:
-    """A relay server's path: its destination, from its source IP, with its EHLO name and
-    credentials (seed 001), throttled per relay server."""
+def relay_path(relay: RelayServer, route: EgressRoute) -> EgressPath:
+    """A relay server's path: its destination, from its source IP (through an external
+    MTA when the source IP is one), with its EHLO name and credentials (seed 001),
+    throttled per relay server."""
     use_auth = relay.uses_auth
     return EgressPath(
         throttle_key=("relay_server", str(relay.id)),
         destination_host=relay.destination_hostname,
         destination_port=relay.destination_port,
-        route=direct_route(relay.source_ip),
+        route=route,
         ehlo_name=relay.source_hostname,
         username=relay.username if use_auth else None,
         password=relay.password if use_auth else None,
