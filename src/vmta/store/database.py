@@ -1,38 +1,72 @@
-"""Opening the database: SQLite (embedded default) or PostgreSQL, and migrating it."""
+"""Opening the database: SQLite (embedded default) or PostgreSQL, and migrating it.
+
+Every failure to open or migrate becomes one of the errors below, with a one-line message
+that names the database by its URL with the password hidden: these messages reach the
+operator's terminal and logs.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import URL, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from vmta.domain.errors import TemporaryError
+from vmta.domain.errors import PermanentError, TemporaryError
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+PG_CONNECT_TIMEOUT = 10  # seconds; an unreachable host fails start-up instead of hanging
+
+# The drivers vmta ships with (pyproject: psycopg 3; sqlite3 is in the standard library).
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+_EXAMPLES = "postgresql://USER:PASSWORD@HOST:5432/DATABASE or sqlite:////absolute/path/vmta.db"
 
 
 class DatabaseUnavailable(TemporaryError):
     """The database cannot be opened or reached."""
 
 
-def normalize_url(url: str) -> str:
-    """Accept ``postgresql://`` and ``postgres://`` and use the psycopg 3 driver for them."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
+class InvalidDatabaseUrl(PermanentError):
+    """The database URL is malformed or names a database vmta does not support."""
 
 
-def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'vmta.db'}"
+class SchemaError(PermanentError):
+    """The database schema cannot be migrated to what this vmta expects."""
+
+
+def parse_url(url: str) -> URL:
+    """The URL, checked, with ``postgresql://`` and ``postgres://`` mapped to psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # SQLAlchemy's own message repeats the URL, password and all: not shown.
+        raise InvalidDatabaseUrl(
+            f"the database URL is not a valid URL; expected {_EXAMPLES}"
+        ) from None
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise InvalidDatabaseUrl(
+            f"unsupported database {parsed.drivername!r} in the database URL; vmta supports"
+            f" PostgreSQL (psycopg 3) and SQLite: {_EXAMPLES}"
+        )
+    return parsed.set(drivername=driver)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -47,20 +81,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for ``url``; raises DatabaseUnavailable with a clear reason on failure."""
-    url = normalize_url(url)
-    kwargs: dict[str, Any] = {"future": True}
-    if url.startswith("sqlite"):
-        path = make_url(url).database
-        if path and path != ":memory:":
+    """An engine for ``url``, connected once to prove that it works.
+
+    Raises InvalidDatabaseUrl or DatabaseUnavailable with a clear reason on failure.
+    """
+    parsed = parse_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if path and path != ":memory:" and not path.startswith("file:"):
             parent = Path(path).parent
-            if not parent.exists():
-                raise DatabaseUnavailable(f"database directory {parent} does not exist")
+            if not parent.is_dir():
+                raise DatabaseUnavailable(
+                    f"cannot open database {safe_url(parsed)}: directory {parent} does not exist"
+                )
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
     else:
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True
-    engine = create_engine(url, **kwargs)
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
+    engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy, not pysqlite, decide where transactions begin (the documented
@@ -73,9 +114,18 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseUnavailable(
-            f"cannot open database {safe_url(url)}: {getattr(exc, 'orig', None) or exc}"
-        ) from exc
+            f"cannot open database {safe_url(parsed)}: {_reason(exc, parsed)}"
+        ) from None
     return engine
+
+
+def _reason(exc: SQLAlchemyError, url: URL) -> str:
+    """The driver's own words, on one line, without the password even if it quoted it."""
+    text = str(getattr(exc, "orig", None) or exc)
+    text = text.split("\n(Background on this error")[0]
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _sqlite_no_autobegin(dbapi_connection: Any, _record: Any) -> None:
@@ -93,9 +143,10 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def safe_url(url: str) -> str:
+def safe_url(url: str | URL) -> str:
     """The URL with its password hidden, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
+    parsed = url if isinstance(url, URL) else make_url(url)
+    return parsed.render_as_string(hide_password=True)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -105,15 +156,35 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+def head_revision() -> str | None:
+    """The newest schema revision this vmta knows."""
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the schema to ``revision`` (Alembic)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Migrate the schema to ``revision`` (Alembic); harmless when it is there already."""
+    before = current_revision(engine)
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        # Typically: the database was migrated by a newer vmta, whose revision this one
+        # does not know. Refuse rather than guess.
+        raise SchemaError(
+            f"cannot migrate database {safe_url(engine.url)} (schema revision"
+            f" {before or 'none'}): {exc}"
+        ) from None
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(
+            f"migrating database {safe_url(engine.url)} failed: {_reason(exc, engine.url)}"
+        ) from None
+    after = current_revision(engine)
+    if after != before:
+        log.info("database schema migrated from %s to %s", before or "empty", after)
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema revision of the database, or None when it has never been migrated."""
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
-        from alembic.runtime.migration import MigrationContext
-
         return MigrationContext.configure(conn).get_current_revision()

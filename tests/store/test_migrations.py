@@ -1,0 +1,85 @@
+"""Migrations produce exactly ``tables.metadata``, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from vmta.store import database
+from vmta.store.credentials import CredentialRepository
+from vmta.store.store import Store
+from vmta.store.tables import metadata
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = database.create_db_engine(db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def differences(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def test_empty_database_migrates_to_exactly_the_tables(engine: Engine) -> None:
+    assert inspect(engine).get_table_names() == []
+    assert database.current_revision(engine) is None
+
+    database.upgrade(engine)
+
+    assert differences(engine) == []
+    tables = set(inspect(engine).get_table_names())
+    assert tables == set(metadata.tables) | {"alembic_version"}
+    assert database.current_revision(engine) == database.head_revision()
+
+
+def test_upgrade_twice_is_harmless(engine: Engine) -> None:
+    database.upgrade(engine)
+    store = Store(engine)
+    with store.write() as conn:
+        CredentialRepository(conn).put("kept", "0" * 64)
+
+    database.upgrade(engine)
+
+    assert database.current_revision(engine) == database.head_revision()
+    assert differences(engine) == []
+    with store.read() as conn:
+        assert [c.name for c in CredentialRepository(conn).all()] == ["kept"]
+
+
+def test_store_open_migrates_and_reopens(db_url: str) -> None:
+    first = Store.open(db_url)
+    first.close()
+    second = Store.open(db_url)  # migrating an up-to-date database again
+    try:
+        assert database.current_revision(second.engine) == database.head_revision()
+        assert differences(second.engine) == []
+    finally:
+        second.close()
+
+
+def test_unknown_revision_is_refused_clearly(engine: Engine) -> None:
+    """A database migrated by a newer vmta: refuse, say why, and touch nothing."""
+    database.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+
+    with pytest.raises(database.SchemaError) as caught:
+        database.upgrade(engine)
+
+    message = str(caught.value)
+    assert "from_the_future" in message
+    assert message.startswith("cannot migrate database ")
+    assert database.current_revision(engine) == "from_the_future"
