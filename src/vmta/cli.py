@@ -1,71 +1,86 @@
-"""The `vmta` command line: serve, credentials, database migrations."""
+"""The `vmta` command line: serve, credentials, database migrations.
+
+Exit status: 0 success, 1 failure (the message on stderr says why), 2 bad usage,
+130 interrupted before start-up completed.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vmta.domain.credential import credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
 from vmta.runtime import logs
 from vmta.runtime.bootstrap import ensure_data_dir
-from vmta.runtime.settings import Settings, load_settings
+from vmta.runtime.settings import OPTIONS, Settings, load_settings
 from vmta.store import database
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 
-log = logging.getLogger("vmta")
+USAGE_ERROR = 2
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML settings file (or VMTA_CONFIG)")
-    parser.add_argument("--data-dir", help="data directory (VMTA_DATA_DIR, default ./vmta-data)")
+def _settings_flags(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
+    # SUPPRESS: a flag not given leaves no attribute, so the flags work before and after
+    # a sub-command (`vmta db --data-dir D upgrade` and `vmta db upgrade --data-dir D`)
+    # without the inner parser's default overwriting the outer value.
     parser.add_argument(
-        "--database-url",
-        help="SQLAlchemy URL, e.g. postgresql://user@host/db (VMTA_DATABASE_URL;"
-        " default SQLite in the data directory)",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML settings file [VMTA_CONFIG]",
     )
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (VMTA_LOG_LEVEL)")
+    for option in OPTIONS:
+        if option.flag is None or (option.serve_only and not serve):
+            continue
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            metavar=option.metavar,
+            default=argparse.SUPPRESS,
+            help=f"{option.help} [{option.env}]",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vmta", description="vmta outbound MTA")
+    parser = argparse.ArgumentParser(
+        prog="vmta",
+        description="vmta outbound MTA. Settings: flags > VMTA_* environment > TOML file"
+        " (--config) > defaults.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (and, with it, the MTA)")
-    _common(serve)
-    serve.add_argument("--listen", dest="api_listen", help="API HOST:PORT (VMTA_API_LISTEN)")
+    _settings_flags(serve, serve=True)
 
     creds = commands.add_parser("credentials", help="manage API credentials")
-    _common(creds)
+    _settings_flags(creds)
     cred_cmds = creds.add_subparsers(dest="action", required=True)
     create = cred_cmds.add_parser(
-        "create", help="create NAME (or renew its secret); prints it once"
+        "create", help="create NAME (or renew its secret); prints the secret once"
     )
     create.add_argument("name")
-    cred_cmds.add_parser("list", help="list credential names")
+    _settings_flags(create)
+    _settings_flags(cred_cmds.add_parser("list", help="list credential names"))
     revoke = cred_cmds.add_parser("revoke", help="delete credential NAME")
     revoke.add_argument("name")
+    _settings_flags(revoke)
 
     db = commands.add_parser("db", help="database maintenance")
-    _common(db)
+    _settings_flags(db)
     db_cmds = db.add_subparsers(dest="action", required=True)
-    db_cmds.add_parser("upgrade", help="apply every pending migration (Alembic)")
-    db_cmds.add_parser("current", help="print the schema revision")
+    _settings_flags(db_cmds.add_parser("upgrade", help="apply every pending migration"))
+    _settings_flags(db_cmds.add_parser("current", help="print the schema revision"))
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        "data_dir": getattr(args, "data_dir", None),
-        "database_url": getattr(args, "database_url", None),
-        "log_level": getattr(args, "log_level", None),
-        "api_listen": getattr(args, "api_listen", None),
-    }
-    return load_settings(config_file=args.config, overrides=overrides)
+    overrides = {option.name: getattr(args, option.name, None) for option in OPTIONS}
+    return load_settings(config_file=getattr(args, "config", None), overrides=overrides)
 
 
 def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
@@ -74,22 +89,31 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
     return Store.open(settings.effective_database_url, migrate=migrate)
 
 
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from vmta.runtime.server import run  # uvicorn and the app: only when serving
+
+    run(settings)
+    return 0
+
+
 def _credentials(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "create":
+        problem = credential_name_problem(args.name)
+        if problem:
+            print(f"vmta: {problem}", file=sys.stderr)
+            return USAGE_ERROR
     store = _open_store(settings)
     try:
         with store.write() as conn:
             repo = CredentialRepository(conn)
             if args.action == "create":
-                problem = credential_name_problem(args.name)
-                if problem:
-                    print(f"vmta: {problem}", file=sys.stderr)
-                    return 2
                 secret = new_secret()
                 repo.put(args.name, hash_secret(secret))
                 # The one place a secret is shown: to the operator who asked for it.
                 print(secret)
                 return 0
             if args.action == "list":
+                # Names and dates only: never a secret, nor its hash.
                 for record in repo.all():
                     created = record.created_at.isoformat() if record.created_at else ""
                     print(f"{record.name}\t{created}")
@@ -97,6 +121,7 @@ def _credentials(args: argparse.Namespace, settings: Settings) -> int:
             if not repo.remove(args.name):
                 print(f"vmta: no credential named {args.name!r}", file=sys.stderr)
                 return 1
+            print(f"revoked {args.name}")
             return 0
     finally:
         store.close()
@@ -107,10 +132,22 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "upgrade":
             database.upgrade(store.engine)
-        print(database.current_revision(store.engine) or "(empty)")
+        current = database.current_revision(store.engine)
+        head = database.head_revision()
+        if current == head:
+            print(f"{current} (head)")
+        else:
+            print(f"{current or 'none'} (head is {head}; run `vmta db upgrade`)")
         return 0
     finally:
         store.close()
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": _serve,
+    "credentials": _credentials,
+    "db": _db,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,15 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
         logs.configure(settings.log_level)
-        if args.command == "serve":
-            from vmta.runtime.server import run
-
-            run(settings)
-            return 0
-        if args.command == "credentials":
-            return _credentials(args, settings)
-        return _db(args, settings)
+        return _COMMANDS[args.command](args, settings)
     except VmtaError as exc:
+        # Errors vmta raises on purpose carry a complete, secret-free message: no traceback.
         print(f"vmta: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,11 +1,19 @@
 """Settings: defaults, then an optional TOML file, then ``VMTA_*`` environment variables,
-then command-line flags; each later source wins."""
+then command-line flags; each later source wins.
+
+Every setting is one field of ``Settings`` (its type and default) plus one row of
+``OPTIONS`` (where it comes from and how its text is checked). The command line builds
+its flags from ``OPTIONS`` too, so a new setting needs exactly those two lines.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +24,36 @@ class SettingsError(PermanentError):
     """A setting is missing, malformed or contradictory."""
 
 
+# A host name as RFC 1123 §2.1 allows it (letters, digits, hyphens; dot-separated labels).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+
+
 @dataclass(frozen=True)
 class Listen:
+    """A TCP address to listen on. Port 0 asks the system for a free port; the log then
+    names the one it got."""
+
     host: str
     port: int
 
     @classmethod
-    def parse(cls, text: str, name: str) -> Listen:
+    def parse(cls, text: str, origin: str) -> Listen:
+        problem = SettingsError(
+            f"{origin} must be HOST:PORT with a port from 0 to 65535 (for example"
+            f" 127.0.0.1:8080, or [::1]:8080 for IPv6), not {text!r}"
+        )
         host, sep, port = text.rpartition(":")
-        host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise SettingsError(
-                f"{name} must be HOST:PORT (for example 127.0.0.1:8080), not {text!r}"
-            )
+        if not sep or not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise problem
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise problem from None
+        elif not _HOSTNAME.fullmatch(host):
+            raise problem
         return cls(host, int(port))
 
     def __str__(self) -> str:
@@ -39,8 +64,10 @@ class Listen:
 class Settings:
     data_dir: Path = Path("vmta-data")
     api_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 8080))
-    database_url: str | None = None  # default: SQLite in data_dir
-    api_token: str | None = None  # secret of the `admin` credential, if given
+    # Default: SQLite in data_dir. Kept out of repr: a URL may carry a password.
+    database_url: str | None = field(default=None, repr=False)
+    # The secret of the `admin` credential, if given. Never in repr, never logged.
+    api_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
 
     @property
@@ -50,66 +77,146 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'vmta.db').resolve()}"
 
 
-# setting name -> (environment variable, TOML key)
-_SOURCES = {
-    "data_dir": ("VMTA_DATA_DIR", "data_dir"),
-    "api_listen": ("VMTA_API_LISTEN", "api_listen"),
-    "database_url": ("VMTA_DATABASE_URL", "database_url"),
-    "api_token": ("VMTA_API_TOKEN", "api_token"),
-    "log_level": ("VMTA_LOG_LEVEL", "log_level"),
-}
+# ---- converting a raw value (TOML value, environment text, flag text) ------------------
+
+Parser = Callable[[object, str], Any]
 
 
-def _convert(name: str, value: Any, origin: str) -> Any:
+def _text(value: object, origin: str) -> str:
     if not isinstance(value, str):
-        raise SettingsError(f"{origin}: {name} must be a string")
-    if name == "data_dir":
-        return Path(value)
-    if name == "api_listen":
-        return Listen.parse(value, origin)
-    if name == "log_level":
-        level = value.upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SettingsError(f"{origin}: log_level must be DEBUG, INFO, WARNING or ERROR")
-        return level
-    return value or None
+        raise SettingsError(f"{origin} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise SettingsError(f"{origin} must not be empty")
+    return value
+
+
+def _path(value: object, origin: str) -> Path:
+    return Path(_text(value, origin))
+
+
+def _listen(value: object, origin: str) -> Listen:
+    return Listen.parse(_text(value, origin), origin)
+
+
+def _log_level(value: object, origin: str) -> str:
+    level = _text(value, origin).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"{origin} must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
+    return level
+
+
+MIN_TOKEN_LENGTH = 24  # 24 random base64 characters carry 144 bits (API.md §1: >= 128)
+
+
+def _secret(value: object, origin: str) -> str:
+    # Messages here never repeat the value: it is a secret.
+    if not isinstance(value, str):
+        raise SettingsError(f"{origin} must be a string")
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise SettingsError(
+            f"{origin} must be at least {MIN_TOKEN_LENGTH} characters long"
+            " (for example the output of `openssl rand -base64 24`)"
+        )
+    if not all("!" <= ch <= "~" for ch in value):
+        raise SettingsError(
+            f"{origin} may only contain visible ASCII characters (no spaces), as it is sent"
+            " in an HTTP Authorization header"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """Where one setting comes from. The TOML key is the field name."""
+
+    name: str  # field of Settings
+    env: str  # environment variable
+    flag: str | None  # command-line flag; None for secrets (a command line is public)
+    parse: Parser
+    help: str
+    metavar: str = "VALUE"
+    serve_only: bool = False  # the flag exists on `vmta serve` only
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "data_dir", "VMTA_DATA_DIR", "--data-dir", _path,
+        "data directory: SQLite store and admin-token (default ./vmta-data)", "DIR",
+    ),
+    Option(
+        "database_url", "VMTA_DATABASE_URL", "--database-url", _text,
+        "database URL, e.g. postgresql://user:password@host:5432/db"
+        " (default: SQLite in the data directory)", "URL",
+    ),
+    Option(
+        "log_level", "VMTA_LOG_LEVEL", "--log-level", _log_level,
+        "DEBUG, INFO, WARNING or ERROR (default INFO)", "LEVEL",
+    ),
+    Option(
+        "api_listen", "VMTA_API_LISTEN", "--listen", _listen,
+        "API address HOST:PORT (default 127.0.0.1:8080; port 0 picks a free port)",
+        "HOST:PORT", serve_only=True,
+    ),
+    Option(
+        "api_token", "VMTA_API_TOKEN", None, _secret,
+        "secret of the `admin` API credential, set at start-up",
+    ),
+)  # fmt: skip
+
+
+def _option_named(name: str) -> Option:
+    for option in OPTIONS:
+        if option.name == name:
+            return option
+    raise SettingsError(f"unknown setting {name}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"configuration file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"cannot read configuration file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"configuration file {path} is not valid TOML: {exc}") from None
 
 
 def load_settings(
     *,
     config_file: Path | None = None,
-    environ: dict[str, str] | None = None,
-    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    env = dict(os.environ if environ is None else environ)
-    settings = Settings()
-    known = {f.name for f in fields(Settings)}
-    config_path = config_file or (Path(env["VMTA_CONFIG"]) if env.get("VMTA_CONFIG") else None)
+    """Settings from every source. ``overrides`` are command-line values by field name
+    (None: not given). An empty environment variable counts as unset."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+
+    config_path = config_file
+    if config_path is None and env.get("VMTA_CONFIG"):
+        config_path = Path(env["VMTA_CONFIG"])
     if config_path is not None:
-        try:
-            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SettingsError(f"configuration file {config_path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(
-                f"configuration file {config_path} is not valid TOML: {exc}"
-            ) from None
-        section = data.get("vmta", data)
-        unknown = sorted(set(section) - {toml for _, toml in _SOURCES.values()})
+        data = _read_toml(config_path)
+        known = {option.name for option in OPTIONS}
+        unknown = sorted(set(data) - known)
         if unknown:
-            raise SettingsError(f"{config_path}: unknown settings: {', '.join(unknown)}")
-        for name, (_, toml_key) in _SOURCES.items():
-            if toml_key in section:
-                value = _convert(name, section[toml_key], f"{config_path}: {toml_key}")
-                settings = replace(settings, **{name: value})
-    for name, (variable, _) in _SOURCES.items():
-        if variable in env and env[variable] != "":
-            settings = replace(settings, **{name: _convert(name, env[variable], variable)})
-    for name, value in (overrides or {}).items():
-        if name not in known:
-            raise SettingsError(f"unknown setting {name}")
-        if value is not None:
-            settings = replace(
-                settings, **{name: _convert(name, value, f"--{name.replace('_', '-')}")}
+            raise SettingsError(
+                f"{config_path}: unknown setting(s) {', '.join(unknown)};"
+                f" known: {', '.join(sorted(known))}"
             )
-    return settings
+        for key, raw in data.items():
+            values[key] = _option_named(key).parse(raw, f"{config_path}: {key}")
+
+    for option in OPTIONS:
+        raw = env.get(option.env)
+        if raw:
+            values[option.name] = option.parse(raw, option.env)
+
+    for name, raw in (overrides or {}).items():
+        option = _option_named(name)
+        if raw is not None:
+            values[name] = option.parse(raw, option.flag or name)
+
+    settings = Settings()
+    return replace(settings, **values) if values else settings
