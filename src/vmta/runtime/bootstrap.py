@@ -21,7 +21,8 @@ def ensure_data_dir(settings: Settings) -> None:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SettingsError(f"cannot create data directory {settings.data_dir}: {exc}") from None
+        reason = exc.strerror or str(exc)
+        raise SettingsError(f"cannot create data directory {settings.data_dir}: {reason}") from None
 
 
 def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
@@ -32,19 +33,35 @@ def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
     ``<data_dir>/admin-token`` (mode 0600) and only the file's path is logged. Returns the
     path of the file when one was written.
     """
+    path = settings.data_dir / ADMIN_TOKEN_FILE
     with store.write() as conn:
         repo = CredentialRepository(conn)
         if settings.api_token:
             repo.put(ADMIN, hash_secret(settings.api_token))
             log.info("credential %r set from VMTA_API_TOKEN", ADMIN)
+            # A file from an earlier start now holds a secret that no longer works.
+            if path.exists():
+                path.unlink()
+                log.info("removed %s: it held admin's previous secret", path.resolve())
             return None
         if repo.all():
             return None
         secret = new_secret()
-        path = settings.data_dir / ADMIN_TOKEN_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
+        _write_private(path, secret + "\n")
         repo.put(ADMIN, hash_secret(secret))
     log.info("created credential %r; its secret is in %s", ADMIN, path.resolve())
     return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read. O_NOFOLLOW refuses a symlink
+    planted in its place; fchmod covers a file left by an earlier start with a looser
+    mode (O_CREAT's mode applies only to a file it creates)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SettingsError(f"cannot write {path}: {reason}") from None
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)

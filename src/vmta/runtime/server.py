@@ -1,59 +1,131 @@
-"""`vmta serve`: build every component from the settings, start them, stop them in order."""
+"""`vmta serve`: build every component from the settings, start them in order, and stop
+them in reverse order on SIGTERM or SIGINT.
+
+Components enter one AsyncExitStack, so one added later (an SMTP listener, delivery)
+starts after what it needs and stops before it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Iterator
+from types import TracebackType
 
 import uvicorn
+from fastapi import FastAPI
 
 from vmta.api.app import create_app
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.settings import Listen, Settings, SettingsError
+from vmta.runtime.shutdown import Shutdown
 from vmta.store.database import safe_url
 from vmta.store.store import Store
 
 log = logging.getLogger(__name__)
+
+# Seconds a stopping API waits for requests in flight before it closes their connections.
+API_GRACE_SECONDS = 10
 
 
 def bind_listener(listen: Listen, what: str) -> socket.socket:
     """Bind now, so a taken port fails at start-up with a clear message."""
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
+    # Lets a restart bind while old connections sit in TIME_WAIT; on Linux it does not let
+    # two listeners share a port, so a running vmta still makes this fail.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((listen.host, listen.port))
+        sock.listen(1024)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise SettingsError(f"{what} address {listen} is already in use") from None
-        raise SettingsError(f"cannot listen on {listen} for {what}: {exc.strerror}") from None
-    sock.listen(1024)
+        reason = exc.strerror or str(exc)
+        raise SettingsError(f"cannot listen on {listen} for {what}: {reason}") from None
     sock.setblocking(False)
     return sock
 
 
+def bound_address(sock: socket.socket) -> Listen:
+    """Where ``sock`` listens: with port 0 asked for, the port the system chose."""
+    host, port = sock.getsockname()[:2]
+    return Listen(host, port)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: see ``runtime/shutdown.py``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiServer:
+    """The HTTP API served by uvicorn on an already bound socket, as a task of this loop."""
+
+    def __init__(self, app: FastAPI, sock: socket.socket) -> None:
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=API_GRACE_SECONDS,
+        )
+        self._server = _Uvicorn(config)
+        self._sock = sock
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def task(self) -> asyncio.Task[None]:
+        assert self._task is not None, "ApiServer not started"
+        return self._task
+
+    def force_exit(self) -> None:
+        self._server.force_exit = True
+
+    async def __aenter__(self) -> ApiServer:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="api")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # uvicorn stops accepting, finishes requests in flight (at most API_GRACE_SECONDS),
+        # closes idle keep-alive connections and returns.
+        self._server.should_exit = True
+        await self.task
+
+
 async def serve(settings: Settings) -> None:
-    ensure_data_dir(settings)
-    api_socket = bind_listener(settings.api_listen, "API")
-    url = settings.effective_database_url
-    store = Store.open(url)
-    log.info("store ready: %s", safe_url(url))
+    loop = asyncio.get_running_loop()
+    shutdown = Shutdown()
+    shutdown.install(loop)
     try:
-        ensure_admin_credential(store, settings)
-        app = create_app(store)
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
-        log.info("API listening on http://%s", settings.api_listen)
-        # uvicorn handles SIGINT and SIGTERM: it stops accepting, finishes requests in
-        # flight, then returns here.
-        await server.serve(sockets=[api_socket])
+        async with contextlib.AsyncExitStack() as stack:
+            # Bind before anything else: a taken port fails before anything is created.
+            api_socket = bind_listener(settings.api_listen, "API")
+            stack.callback(api_socket.close)
+            ensure_data_dir(settings)
+            url = settings.effective_database_url
+            store = Store.open(url)
+            stack.callback(store.close)
+            log.info("store ready: %s", safe_url(url))
+            ensure_admin_credential(store, settings)
+            api = await stack.enter_async_context(ApiServer(create_app(store), api_socket))
+            shutdown.on_force(api.force_exit)
+            log.info("API listening on http://%s", bound_address(api_socket))
+            log.info("stopping: %s", await shutdown.wait(api.task))
     finally:
-        store.close()
-        api_socket.close()
-        log.info("stopped")
+        shutdown.remove(loop)
+    log.info("stopped")
 
 
 def run(settings: Settings) -> None:
