@@ -34,7 +34,11 @@ API_GRACE_SECONDS = 10
 def bind_listener(listen: Listen, what: str) -> socket.socket:
     """Bind now, so a taken port fails at start-up with a clear message."""
     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto
+    # says so, and accepted sockets inherit it. Without TCP_NODELAY, a response written
+    # in two parts (headers, body) waits for the client's delayed ACK: +40 ms on every
+    # request after the first on a keep-alive connection (see docs/PERFORMANCE.md).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # Lets a restart bind while old connections sit in TIME_WAIT; on Linux it does not let
     # two listeners share a port, so a running vmta still makes this fail.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
