@@ -1,0 +1,69 @@
+"""Parsing SMTP replies (RFC 5321 §4.2) and enhanced status codes (RFC 3463)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply, parse_reply
+
+
+def test_single_line_with_enhanced_code() -> None:
+    reply = parse_reply("550 5.1.1 No such user here\r\n")
+    assert reply == SmtpReply(550, "No such user here", "5.1.1")
+    assert reply.is_permanent and not reply.is_temporary and not reply.is_success
+    assert reply.one_line() == "550 5.1.1 No such user here"
+
+
+def test_multi_line_reply_strips_repeated_enhanced_codes() -> None:
+    reply = parse_reply("452-4.2.2 Mailbox full\r\n452-4.2.2 try later\r\n452 4.2.2 bye\r\n")
+    assert reply.code == 452 and reply.enhanced == "4.2.2" and reply.is_temporary
+    assert reply.lines == ["Mailbox full", "try later", "bye"]
+    assert reply.one_line() == "452 4.2.2 Mailbox full / try later / bye"
+
+
+def test_ehlo_reply_keeps_its_keyword_lines() -> None:
+    reply = parse_reply("250-mx.test greets you\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME")
+    assert reply.is_success and reply.enhanced is None
+    assert reply.lines == ["mx.test greets you", "PIPELINING", "SIZE 1000", "8BITMIME"]
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "enhanced", "rest"),
+    [
+        ("250", 250, None, ""),  # a bare code ends the reply (RFC 5321 §4.2)
+        ("250 ", 250, None, ""),
+        ("421 4.3.2 ", 421, "4.3.2", ""),
+        ("250 5.0.0 class disagrees", 250, None, "5.0.0 class disagrees"),  # RFC 3463 §2
+        ("550 5.01.001 zero padded", 550, "5.1.1", "zero padded"),
+        ("554 5.7.1", 554, "5.7.1", ""),
+        ("220 mx.test ESMTP", 220, None, "mx.test ESMTP"),
+    ],
+)
+def test_enhanced_code_only_when_its_class_matches(
+    text: str, code: int, enhanced: str | None, rest: str
+) -> None:
+    assert parse_reply(text) == SmtpReply(code, rest, enhanced)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "hello", "25 short", "2500 long", "250x", "650 bad class", "250-a\r\n251 b", "250-open"],
+)
+def test_malformed_replies(text: str) -> None:
+    with pytest.raises(MalformedReply):
+        parse_reply(text)
+
+
+def test_assembler_returns_the_reply_on_its_last_line() -> None:
+    assembler = ReplyAssembler()
+    assert assembler.feed("250-first") is None
+    assert assembler.feed("250-second") is None
+    assert assembler.feed("250 last") == SmtpReply(250, "first\nsecond\nlast")
+    assert assembler.feed("354 go ahead") == SmtpReply(354, "go ahead")
+
+
+def test_class_predicates() -> None:
+    assert SmtpReply(354, "").is_intermediate
+    assert SmtpReply(221, "").is_success
+    assert SmtpReply(421, "").is_temporary
+    assert str(SmtpReply(221, "Bye")) == "221 Bye"
