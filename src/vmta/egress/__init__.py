@@ -1,0 +1,1 @@
+"""How an outbound connection leaves: bind a source IP, NAT, SOCKS5 or HTTP CONNECT."""
