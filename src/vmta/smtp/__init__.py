@@ -1,0 +1,1 @@
+"""SMTP at both edges: the injection listener and the outbound client."""

@@ -1,0 +1,415 @@
+"""The outbound SMTP client: one session over an already-open connection.
+
+``SmtpSession.start`` reads the greeting, says EHLO (HELO when EHLO gets a 5xx), upgrades
+with STARTTLS when offered (RFC 3207) and authenticates (RFC 4954) when credentials are
+set; ``send`` runs one mail transaction, pipelined when the server offers PIPELINING
+(RFC 2920). The connection itself comes from ``vmta.egress.connector``.
+
+Replies to a transaction (MAIL, RCPT, DATA) are values in ``TransactionResult``; the
+caller decides per recipient. A session that cannot be set up or go on raises
+``SessionFailed`` (``client_errors``): ``SessionDeferred`` or ``SessionRejected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping, Sequence
+
+from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
+from vmta.smtp.client_auth import choose_mechanism, run_exchange
+from vmta.smtp.client_errors import (
+    CleartextAuthRefused,
+    SessionDeferred,
+    SessionFailed,
+    SessionRejected,
+    Stage,
+    failure,
+)
+from vmta.smtp.client_options import (
+    SessionOptions,
+    StartTls,
+    cleartext_auth_allowed,
+    tls_context,
+)
+from vmta.smtp.transaction import (
+    InvalidEnvelope,
+    TransactionResult,
+    check_address,
+    prepare_data,
+)
+
+# The client's whole vocabulary, importable from here.
+__all__ = [
+    "CleartextAuthRefused",
+    "InvalidEnvelope",
+    "SessionDeferred",
+    "SessionFailed",
+    "SessionOptions",
+    "SessionRejected",
+    "SmtpSession",
+    "Stage",
+    "StartTls",
+    "TransactionResult",
+    "cleartext_auth_allowed",
+]
+
+QUIT_TIMEOUT = 5.0  # QUIT is a courtesy: never wait long for its answer
+CLOSING = 421  # RFC 5321 §3.8: the server is closing the transmission channel
+_EXTENSION = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:[ =](.*))?")
+
+
+class SmtpSession:
+    """One SMTP client session; create it with ``await SmtpSession.start(...)``."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        server_name: str,
+        options: SessionOptions,
+        peer_ip: str,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._options = options
+        self._assembler = ReplyAssembler()
+        self._usable = True
+        self._closed = False
+        self.server_name = server_name
+        self.peer_ip = peer_ip
+        self.tls = False
+        self.extensions: Mapping[str, str] = {}
+        self.auth_mechanism_used: str | None = None
+        self.greeting: SmtpReply | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        server_name: str,
+        options: SessionOptions,
+        *,
+        peer_ip: str | None = None,
+    ) -> SmtpSession:
+        """Greeting, EHLO, STARTTLS, AUTH; raises ``SessionFailed`` and closes on failure.
+
+        ``server_name`` is the destination's host name, used for TLS and in error texts.
+        ``peer_ip`` is the destination's address; pass it when the streams are a proxy
+        tunnel, because the socket's own peer is then the proxy, and the cleartext-AUTH
+        rule must judge the destination.
+        """
+        if peer_ip is None:
+            peername = writer.get_extra_info("peername")
+            peer_ip = str(peername[0]) if peername else ""
+        session = cls(reader, writer, server_name, options, peer_ip)
+        try:
+            await session._open()
+        except SessionFailed:
+            # The server may still be listening (a 554 greeting, a refused AUTH): say
+            # goodbye properly (RFC 5321 §3.8); quit() is bounded and closes in any case.
+            await session.quit()
+            raise
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    @property
+    def can_send(self) -> bool:
+        """False once the connection broke or the server announced it is closing."""
+        return self._usable and not self._closed
+
+    async def _open(self) -> None:
+        greeting = await self._read_reply("greeting", self._options.command_timeout)
+        self.greeting = greeting
+        # RFC 5321 §4.3.2: the connection opening answer is 220 (or 554: no service here).
+        if not greeting.is_success:
+            raise failure("greeting", f"{self.server_name} greeted with {greeting}", greeting)
+        await self._hello()
+        if self._options.starttls == "opportunistic" and "STARTTLS" in self.extensions:
+            await self._starttls()
+        if self._options.has_credentials:
+            await self._authenticate()
+
+    async def _hello(self) -> None:
+        name = self._options.ehlo_name
+        reply = await self._command(f"EHLO {name}", "ehlo")
+        if reply.is_permanent:
+            # RFC 5321 §3.2: a server without the extensions answers EHLO with a 5xx;
+            # the client then falls back to HELO.
+            reply = await self._command(f"HELO {name}", "ehlo")
+            if not reply.is_success:
+                raise failure("ehlo", f"{self.server_name} refused HELO: {reply}", reply)
+            self.extensions = {}
+            return
+        if not reply.is_success:
+            raise failure("ehlo", f"{self.server_name} refused EHLO: {reply}", reply)
+        extensions: dict[str, str] = {}
+        for line in reply.lines[1:]:  # the first line is the server's greeting
+            match = _EXTENSION.fullmatch(line.strip())
+            if match:
+                extensions[match.group(1).upper()] = (match.group(2) or "").strip()
+        self.extensions = extensions
+
+    async def _starttls(self) -> None:
+        reply = await self._command("STARTTLS", "starttls")
+        if reply.code == CLOSING:
+            raise failure("starttls", f"{self.server_name} refused STARTTLS: {reply}", reply)
+        if reply.code != 220:
+            # RFC 3207 §4: after a refusal the client decides whether to go on. This is
+            # opportunistic TLS, so we go on in cleartext; AUTH is still guarded.
+            return
+        if _buffered(self._reader):
+            # Bytes received before the handshake must not be read as if they came over
+            # TLS (the STARTTLS command injection attack, RFC 3207 §6 / CVE-2011-0411).
+            self._broken()
+            raise SessionDeferred(
+                "starttls", f"{self.server_name} sent data after its 220 to STARTTLS"
+            )
+        timeout = self._options.command_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(
+                    tls_context(self._options.tls_verify),
+                    server_hostname=self.server_name or None,
+                    ssl_handshake_timeout=timeout,
+                )
+        except (OSError, TimeoutError) as exc:
+            self._broken()
+            detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            raise SessionDeferred(
+                "starttls", f"TLS handshake with {self.server_name} failed: {detail}"
+            ) from None
+        self.tls = True
+        # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
+        self.extensions = {}
+        await self._hello()
+
+    async def _authenticate(self) -> None:
+        if not cleartext_auth_allowed(
+            self.peer_ip, tls=self.tls, allow_plaintext_auth=self._options.allow_plaintext_auth
+        ):
+            raise CleartextAuthRefused(
+                "auth",
+                f"refusing to send credentials in cleartext to {self.peer_ip or '(unknown)'} "
+                f"({self.server_name} did not set up TLS)",
+            )
+        if "AUTH" not in self.extensions:
+            raise SessionRejected(
+                "auth", f"credentials are set but {self.server_name} does not offer AUTH"
+            )
+        offered = self.extensions["AUTH"].upper().split()
+        mechanism = choose_mechanism(offered)
+        if mechanism is None:
+            raise SessionRejected(
+                "auth",
+                f"{self.server_name} offers AUTH {' '.join(offered) or '(nothing)'}, "
+                "but vmta speaks only PLAIN and LOGIN",
+            )
+        reply = await run_exchange(
+            mechanism,
+            self._options.username or "",
+            self._options.password or "",
+            lambda line: self._command(line, "auth"),
+        )
+        if reply.code != 235:
+            raise failure("auth", f"{self.server_name} refused AUTH {mechanism}: {reply}", reply)
+        self.auth_mechanism_used = mechanism
+
+    async def send(
+        self, mail_from: str, recipients: Sequence[str], data: bytes
+    ) -> TransactionResult:
+        """One transaction: MAIL, RCPT per recipient, DATA. Replies come back as values.
+
+        Raises ``SessionDeferred`` when the connection breaks or times out (the message
+        is then not delivered to anyone), ``InvalidEnvelope`` for unusable addresses.
+        """
+        self._require_usable("transaction")
+        check_address(mail_from, "sender", allow_empty=True)
+        if not recipients:
+            raise InvalidEnvelope("a transaction needs at least one recipient")
+        for recipient in recipients:
+            check_address(recipient, "recipient", allow_empty=False)
+        size, wire = prepare_data(data)
+        parameters = ""
+        if "SIZE" in self.extensions:  # RFC 1870 §6
+            parameters += f" SIZE={size}"
+        if "8BITMIME" in self.extensions and not data.isascii():  # RFC 6152 §3
+            parameters += " BODY=8BITMIME"
+        mail = f"MAIL FROM:<{mail_from}>{parameters}"
+        rcpts = [f"RCPT TO:<{recipient}>" for recipient in recipients]
+        timeout = self._options.command_timeout
+
+        if "PIPELINING" in self.extensions:
+            mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, rcpts)
+        else:
+            mail_reply, rcpt_replies, data_reply = await self._one_by_one(mail, rcpts)
+
+        if not mail_reply.is_success:
+            return TransactionResult(mail_reply, (mail_reply,) * len(rcpts), None)
+        recipient_replies = tuple(rcpt_replies)
+        if not any(reply.is_success for reply in recipient_replies):
+            if data_reply is not None and data_reply.code == 354:
+                # RFC 2920 §3.1: DATA was accepted although no RCPT was; "the client SMTP
+                # should send a single dot". Its reply delivers nothing to anyone.
+                self._writer.write(b".\r\n")
+                await self._read_reply("transaction", timeout)
+            await self._quiet_reset()
+            return TransactionResult(mail_reply, recipient_replies, None)
+        if data_reply is None or data_reply.code != 354:
+            await self._quiet_reset()
+            return TransactionResult(mail_reply, recipient_replies, data_reply)
+
+        data_timeout = self._options.data_timeout
+        self._writer.write(wire)
+        await self._drain(data_timeout)
+        final = await self._read_reply("transaction", data_timeout)
+        # RFC 5321 §4.1.1.4: after the end-of-data reply the transaction is over either
+        # way; the session is ready for the next MAIL.
+        return TransactionResult(mail_reply, recipient_replies, final)
+
+    async def _pipelined(
+        self, mail: str, rcpts: list[str]
+    ) -> tuple[SmtpReply, list[SmtpReply], SmtpReply | None]:
+        # RFC 2920 §3.1: MAIL, the RCPTs and DATA go in one write; DATA is last in the
+        # group because its answer decides what we send next. We read the replies before
+        # draining: waiting for the write buffer to empty while the server's replies pile
+        # up unread can deadlock on very long recipient lists.
+        timeout = self._options.command_timeout
+        self._writer.write(_lines([mail, *rcpts, "DATA"]))
+        replies = await self._read_replies(len(rcpts) + 2, "transaction", timeout)
+        await self._drain(timeout)
+        return replies[0], replies[1:-1], replies[-1]
+
+    async def _one_by_one(
+        self, mail: str, rcpts: list[str]
+    ) -> tuple[SmtpReply, list[SmtpReply], SmtpReply | None]:
+        mail_reply = await self._command(mail, "transaction")
+        if not mail_reply.is_success:
+            return mail_reply, [], None
+        replies: list[SmtpReply] = []
+        for rcpt in rcpts:
+            replies.append(await self._command(rcpt, "transaction"))
+            if replies[-1].code == CLOSING:
+                # The server is gone; its 421 stands in for every answer still owed.
+                replies += [replies[-1]] * (len(rcpts) - len(replies))
+                return mail_reply, replies, replies[-1]
+        if not any(reply.is_success for reply in replies):
+            return mail_reply, replies, None  # RSET instead of DATA
+        return mail_reply, replies, await self._command("DATA", "transaction")
+
+    async def reset(self) -> SmtpReply:
+        """RSET (RFC 5321 §4.1.1.5): abort any transaction; the reply is a value."""
+        self._require_usable("reset")
+        return await self._command("RSET", "reset")
+
+    async def quit(self) -> None:
+        """QUIT and close; bounded in time and silent about a peer that already left."""
+        if self._closed:
+            return
+        try:
+            if self._usable:
+                self._writer.write(b"QUIT\r\n")
+                await self._read_reply("reset", min(self._options.command_timeout, QUIT_TIMEOUT))
+        except SessionFailed:
+            pass
+        self._closed = True
+        self._writer.close()
+        try:
+            async with asyncio.timeout(QUIT_TIMEOUT):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError):
+            self._writer.transport.abort()
+
+    def close(self) -> None:
+        """Drop the connection at once, without QUIT."""
+        self._closed = True
+        self._writer.transport.abort()
+
+    async def _quiet_reset(self) -> None:
+        """RSET after a transaction that stopped half-way (RFC 5321 §4.1.1.5), so that the
+        connection can carry the next message; a failure only marks the session unusable."""
+        if not self.can_send:
+            return
+        try:
+            reply = await self._command("RSET", "reset")
+        except SessionFailed:
+            return  # already marked unusable
+        if not reply.is_success:
+            self._usable = False
+
+    def _require_usable(self, stage: Stage) -> None:
+        if not self.can_send:
+            raise SessionDeferred(stage, f"the session with {self.server_name} is closed")
+
+    async def _command(self, line: str, stage: Stage) -> SmtpReply:
+        self._writer.write(line.encode("utf-8") + b"\r\n")
+        await self._drain(self._options.command_timeout)
+        return await self._read_reply(stage, self._options.command_timeout)
+
+    async def _drain(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._writer.drain()
+        except (OSError, TimeoutError) as exc:
+            self._broken()
+            what = "timed out" if isinstance(exc, TimeoutError) else _os_reason(exc)
+            raise SessionDeferred(
+                "transaction", f"sending to {self.server_name} failed: {what}"
+            ) from None
+
+    async def _read_replies(self, count: int, stage: Stage, seconds: float) -> list[SmtpReply]:
+        """``count`` pipelined replies; a 421 stands in for all that would follow it."""
+        replies: list[SmtpReply] = []
+        while len(replies) < count:
+            reply = await self._read_reply(stage, seconds)
+            replies.append(reply)
+            if reply.code == CLOSING:
+                replies += [reply] * (count - len(replies))
+        return replies
+
+    async def _read_reply(self, stage: Stage, seconds: float) -> SmtpReply:
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    line = await self._reader.readuntil(b"\n")
+                    text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+                    reply = self._assembler.feed(text)
+                    if reply is not None:
+                        break
+        except TimeoutError:
+            reason = f"{self.server_name} did not answer within {seconds:g} s"
+        except asyncio.IncompleteReadError:
+            reason = f"{self.server_name} closed the connection"
+        except asyncio.LimitOverrunError:
+            reason = f"{self.server_name} sent a reply line longer than the stream limit"
+        except MalformedReply as exc:
+            reason = f"{self.server_name} sent a malformed reply: {exc}"
+        except OSError as exc:
+            reason = f"connection to {self.server_name} failed: {_os_reason(exc)}"
+        else:
+            if reply.code == CLOSING:
+                self._usable = False
+            return reply
+        self._broken()
+        raise SessionDeferred(stage, reason)
+
+    def _broken(self) -> None:
+        self._usable = False
+        self._closed = True
+        self._writer.transport.abort()
+
+
+def _buffered(reader: asyncio.StreamReader) -> bool:
+    # StreamReader has no public way to ask whether bytes are waiting; its buffer is.
+    return bool(getattr(reader, "_buffer", b""))
+
+
+def _lines(commands: Sequence[str]) -> bytes:
+    return "".join(f"{command}\r\n" for command in commands).encode("utf-8")
+
+
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()

@@ -1,0 +1,67 @@
+"""One mail transaction of the SMTP client: the message on the wire and the replies.
+
+RFC 5321 §3.3: MAIL, one RCPT per recipient, DATA, the message, and the end-of-data reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmta.domain.errors import PermanentError
+from vmta.domain.smtp_reply import SmtpReply
+
+
+class InvalidEnvelope(PermanentError):
+    """An address cannot be written into an SMTP command (CR, LF, NUL) or is missing."""
+
+
+def prepare_data(data: bytes) -> tuple[int, bytes]:
+    """The message as it goes on the wire after DATA, and its SIZE (RFC 1870 §3).
+
+    RFC 5321 §2.3.8: lines end in CRLF, so bare CR and LF become CRLF. RFC 5321 §4.5.2:
+    a line starting with "." gets one more; the data ends with CRLF "." CRLF. Each step is
+    one bytes.replace over the whole message, never a loop over lines.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    if data and not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    size = len(data)  # RFC 1870 §3: with CRLFs, before dot-stuffing and without the final dot
+    if data.startswith(b"."):
+        data = b"." + data
+    return size, data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+def check_address(address: str, role: str, *, allow_empty: bool) -> None:
+    if not address and not allow_empty:
+        raise InvalidEnvelope(f"the {role} address is empty")
+    if any(c in address for c in "\r\n\0<>"):
+        raise InvalidEnvelope(f"the {role} address {address!r} contains CR, LF, NUL, < or >")
+
+
+@dataclass(frozen=True)
+class TransactionResult:
+    """What the server answered to one transaction.
+
+    ``recipients`` has one reply per recipient, in order. When MAIL was refused no RCPT
+    reply means anything (a pipelining server answers them "503 need MAIL"), so each
+    entry is the MAIL reply. ``data`` is the reply that ended the DATA phase (the end of
+    data, or DATA itself when it was not 354); None when no recipient was accepted.
+    """
+
+    mail: SmtpReply
+    recipients: tuple[SmtpReply, ...]
+    data: SmtpReply | None
+
+    def outcomes(self) -> tuple[SmtpReply, ...]:
+        """For each recipient, the reply that decided its fate."""
+        return tuple(
+            reply if not reply.is_success or self.data is None else self.data
+            for reply in self.recipients
+        )
+
+    @property
+    def delivered(self) -> bool:
+        """True when the server took responsibility for at least one recipient."""
+        return self.data is not None and self.data.is_success
