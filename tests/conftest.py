@@ -21,6 +21,8 @@ from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 
+pytest_plugins = ["tests.peers.sink", "tests.peers.proxies", "tests.peers.scripted"]
+
 PG_URL = os.environ.get("VMTA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_SECRET = "vmta_test-secret-0123456789abcdefghijklmnopqrstuvwxyz"
