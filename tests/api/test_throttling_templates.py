@@ -198,6 +198,8 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ("rule domain empty mx", {"rules": [rule("mx:")]}, "rules[0].domains[0]"),
     ("rule domain bad mx", {"rules": [rule("mx:a..b")]}, "rules[0].domains[0]"),
     ("rule domain url", {"rules": [rule("http://a.com")]}, "rules[0].domains[0]"),
+    ("rule domain surrounding space", {"rules": [rule(" a.com")]}, "rules[0].domains[0]"),
+    ("rule domain space after mx", {"rules": [rule("mx: a.com")]}, "rules[0].domains[0]"),
     (
         "rule domain repeated in rule",
         {"rules": [rule("a.com", "A.COM")]},

@@ -86,6 +86,11 @@ def _domains(
         if not isinstance(value, str):
             f.problem(where, "must be a string")
             continue
+        if any(ch.isspace() for ch in value):
+            # parse_domain_pattern would strip it, and the stored text would then differ
+            # from the pattern that is matched.
+            f.problem(where, "must not contain whitespace")
+            continue
         pattern = parse_domain_pattern(value, allow_mx=True)
         if isinstance(pattern, str):
             f.problem(where, pattern)
@@ -100,7 +105,7 @@ def _domains(
 
 
 def _identity(pattern: DomainPattern) -> tuple[bool, str, str]:
-    """Two patterns are the same domain when they differ only in case or surrounding space."""
+    """Two patterns name the same domain when they differ only in case."""
     return (pattern.mx, pattern.kind.value, pattern.suffix)
 
 
