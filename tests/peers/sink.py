@@ -167,7 +167,8 @@ class RecordingSink:
         self._loop = loop
         self._thread = threading.Thread(target=run, name=f"sink-{self.host}", daemon=True)
         self._thread.start()
-        ready.wait(10)
+        if not ready.wait(10):
+            raise RuntimeError(f"the sink on {self.host}:{self.port} did not start")
         if failure:
             raise failure[0]
         return self
@@ -186,6 +187,11 @@ class RecordingSink:
                     protocol.transport.abort()
             if self._server is not None:
                 await self._server.wait_closed()
+            # Let the sessions' own tasks end before the loop stops under them.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             loop.stop()
 
         loop.call_soon_threadsafe(lambda: loop.create_task(shut()))

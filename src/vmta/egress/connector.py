@@ -89,6 +89,9 @@ async def open_connection(
             label,
             f"{kind} {proxy} failed while opening the tunnel to {target}: {_os_reason(exc)}",
         ) from None
+    except BaseException:  # cancelled: do not leave the proxy connection open
+        writer.close()
+        raise
     return reader, writer
 
 
