@@ -21,7 +21,12 @@ from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 
-pytest_plugins = ["tests.peers.sink", "tests.peers.proxies", "tests.peers.scripted"]
+pytest_plugins = [
+    "tests.peers.sink",
+    "tests.peers.proxies",
+    "tests.peers.scripted",
+    "tests.peers.dns",
+]
 
 PG_URL = os.environ.get("VMTA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

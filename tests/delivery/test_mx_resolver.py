@@ -9,14 +9,13 @@ import asyncio
 import random
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import dns.message
 import dns.rcode
 import pytest
 
-from tests.peers.dns import DnsmasqServer, DnsZone, require_dnsmasq
+from tests.peers.dns import DnsmasqServer, DnsZone
 from vmta.delivery.clock import ManualClock
 from vmta.delivery.mx_resolver import (
     DestinationRejected,
@@ -29,17 +28,6 @@ from vmta.delivery.mx_resolver import (
 from vmta.domain.errors import PermanentError, TemporaryError
 
 pytestmark = pytest.mark.peers
-
-
-@pytest.fixture
-def dnsmasq() -> Iterator[DnsmasqServer]:
-    # The same as the ``dnsmasq`` fixture of tests/peers/dns.py, defined here until that
-    # module is listed in tests/conftest.py's pytest_plugins.
-    server = DnsmasqServer(require_dnsmasq())
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def zone(ttl: int = 60) -> DnsZone:

@@ -14,6 +14,8 @@ def configure(level: str) -> None:
     root.setLevel(level)
     # uvicorn's access log would print query strings; vmta's own logs say what matters.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # aiosmtpd logs every SMTP command at INFO; vmta logs what matters itself.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     # Alembic narrates every start ("Context impl SQLiteImpl."); vmta logs the one thing
     # that matters, a migration that changed the schema. DEBUG shows Alembic's detail.
     if level != "DEBUG":

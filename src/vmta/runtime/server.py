@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from vmta.api.app import create_app
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
+from vmta.runtime.data_plane import DataPlane, data_plane_settings
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
 from vmta.store.database import safe_url
@@ -117,13 +118,23 @@ async def serve(settings: Settings) -> None:
             # Bind before anything else: a taken port fails before anything is created.
             api_socket = bind_listener(settings.api_listen, "API")
             stack.callback(api_socket.close)
+            smtp_socket = bind_listener(settings.smtp_listen, "SMTP")
+            stack.callback(smtp_socket.close)
             ensure_data_dir(settings)
             url = settings.effective_database_url
             store = Store.open(url)
             stack.callback(store.close)
             log.info("store ready: %s", safe_url(url))
             ensure_admin_credential(store, settings)
-            api = await stack.enter_async_context(ApiServer(create_app(store), api_socket))
+            data_plane = DataPlane(store, data_plane_settings(settings), settings.data_dir)
+            await data_plane.start(smtp_socket)
+            # Registered after the store's close, so it runs before it (LIFO).
+            stack.push_async_callback(data_plane.stop)
+            log.info("SMTP listening on %s", bound_address(smtp_socket))
+            app = create_app(store)
+            app.state.engine_state = data_plane.state
+            app.state.wake_engine = data_plane.engine.wake
+            api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
             log.info("API listening on http://%s", bound_address(api_socket))
             log.info("stopping: %s", await shutdown.wait(api.task))

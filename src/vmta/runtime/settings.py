@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from vmta.domain.errors import PermanentError
+from vmta.domain.relay_policy import parse_networks
+from vmta.domain.retry_schedule import DEFAULT_BACKOFF, DEFAULT_MAX_LIFETIME
 
 
 class SettingsError(PermanentError):
@@ -69,6 +72,20 @@ class Settings:
     # The secret of the `admin` credential, if given. Never in repr, never logged.
     api_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    # ---- the data plane ----
+    smtp_listen: Listen = field(default_factory=lambda: Listen("127.0.0.1", 2525))
+    hostname: str = field(default_factory=socket.getfqdn)
+    smtp_max_message_size: int = 50 * 1024 * 1024
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_relay_networks: tuple[str, ...] = ()
+    honour_x_virtual_mta: bool = False
+    retry_backoff: tuple[float, ...] = DEFAULT_BACKOFF
+    max_queue_lifetime: float = DEFAULT_MAX_LIFETIME
+    max_messages_per_connection: int = 100
+    connection_idle_timeout: float = 5.0
+    connect_timeout: float = 30.0
+    allow_plaintext_auth: bool = False
 
     @property
     def effective_database_url(self) -> str:
@@ -103,6 +120,62 @@ def _log_level(value: object, origin: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"{origin} must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
     return level
+
+
+def _integer(low: int, high: int) -> Parser:
+    def parse(value: object, origin: str) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SettingsError(f"{origin} must be an integer from {low} to {high}, not {value!r}")
+        return value
+
+    return parse
+
+
+def _seconds(value: object, origin: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise SettingsError(f"{origin} must be a number of seconds, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 10**9:
+        raise SettingsError(f"{origin} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _seconds_list(value: object, origin: str) -> tuple[float, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise SettingsError(f"{origin} must be a comma-separated list of seconds, e.g. 60,300,900")
+    return tuple(_seconds(item, origin) for item in items)
+
+
+def _boolean(value: object, origin: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{origin} must be true or false, not {value!r}")
+
+
+def _networks(value: object, origin: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise SettingsError(f"{origin} must be a comma-separated list of networks")
+    try:
+        return tuple(str(n) for n in parse_networks([str(i) for i in items]))
+    except ValueError as exc:
+        raise SettingsError(f"{origin}: {exc}") from None
+
+
+def _hostname(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not _HOSTNAME.fullmatch(text):
+        raise SettingsError(f"{origin} must be a host name such as mta1.example.com, not {text!r}")
+    return text
 
 
 MIN_TOKEN_LENGTH = 24  # 24 random base64 characters carry 144 bits (API.md §1: >= 128)
@@ -160,6 +233,62 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "api_token", "VMTA_API_TOKEN", None, _secret,
         "secret of the `admin` API credential, set at start-up",
+    ),
+    Option(
+        "smtp_listen", "VMTA_SMTP_LISTEN", "--smtp-listen", _listen,
+        "SMTP injection address HOST:PORT (default 127.0.0.1:2525)", "HOST:PORT",
+        serve_only=True,
+    ),
+    Option(
+        "hostname", "VMTA_HOSTNAME", "--hostname", _hostname,
+        "this MTA's host name: SMTP greeting, Received headers, bounces"
+        " (default: the host's FQDN)", "NAME", serve_only=True,
+    ),
+    Option(
+        "smtp_max_message_size", "VMTA_SMTP_MAX_MESSAGE_SIZE", None, _integer(1024, 2**31),
+        "largest message accepted, in bytes (SIZE; default 52428800)",
+    ),
+    Option(
+        "smtp_tls_cert", "VMTA_SMTP_TLS_CERT", None, _path,
+        "PEM certificate (chain) for STARTTLS on the injection listener",
+    ),
+    Option(
+        "smtp_tls_key", "VMTA_SMTP_TLS_KEY", None, _path,
+        "PEM private key for that certificate",
+    ),
+    Option(
+        "smtp_relay_networks", "VMTA_SMTP_RELAY_NETWORKS", None, _networks,
+        "networks allowed to relay without AUTH besides loopback, e.g. 10.0.0.0/8,192.0.2.0/24",
+    ),
+    Option(
+        "honour_x_virtual_mta", "VMTA_HONOUR_X_VIRTUAL_MTA", None, _boolean,
+        "also select the VirtualMTA by a PowerMTA-style X-Virtual-MTA header (it wins over"
+        " X-GreenArrow-MtaID; default false)",
+    ),
+    Option(
+        "retry_backoff", "VMTA_RETRY_BACKOFF", None, _seconds_list,
+        "seconds to wait after the 1st, 2nd, ... failed attempt; the last repeats"
+        " (default 60,300,900,1800,3600,7200,14400)",
+    ),
+    Option(
+        "max_queue_lifetime", "VMTA_MAX_QUEUE_LIFETIME", None, _seconds,
+        "seconds a message may stay queued before it fails (default 172800: 2 days)",
+    ),
+    Option(
+        "max_messages_per_connection", "VMTA_MAX_MESSAGES_PER_CONNECTION", None,
+        _integer(1, 100_000), "messages sent over one connection before it is closed (default 100)",
+    ),
+    Option(
+        "connection_idle_timeout", "VMTA_CONNECTION_IDLE_TIMEOUT", None, _seconds,
+        "seconds an outbound connection may stay idle before QUIT (default 5)",
+    ),
+    Option(
+        "connect_timeout", "VMTA_CONNECT_TIMEOUT", None, _seconds,
+        "seconds allowed to connect (and open a proxy tunnel) (default 30)",
+    ),
+    Option(
+        "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,
+        "allow sending relay passwords without TLS to non-loopback servers (default false)",
     ),
 )  # fmt: skip
 

@@ -1,0 +1,148 @@
+"""The delivery engine's transport made real: egress connectors plus the SMTP client.
+
+Session-level failures (connect, proxy handshake, greeting, EHLO, STARTTLS, AUTH) defer the
+mail rather than fail it, even on a 5xx: they say something about the path or its
+configuration (a wrong relay password, a proxy down), not about the message, and an
+operator can fix them before the message expires. Per-recipient 5xx replies inside a
+transaction do fail recipients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from vmta.delivery.path import EgressPath
+from vmta.delivery.transport import ConnectFailed, ConversationBroken, TransactionReplies
+from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.errors import PermanentError, TemporaryError
+from vmta.domain.smtp_reply import SmtpReply
+from vmta.egress.connector import open_connection
+from vmta.egress.errors import EgressError
+from vmta.smtp.client import SessionFailed, SessionOptions, SmtpSession
+
+log = logging.getLogger(__name__)
+
+
+def reply_line(reply: SmtpReply) -> ReplyLine:
+    text = " ".join(part for part in (reply.enhanced, reply.text.replace("\n", " ")) if part)
+    return ReplyLine(reply.code, text)
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
+    starttls: Literal["opportunistic", "never"] = "opportunistic"
+    allow_plaintext_auth: bool = False
+
+
+class SmtpConversation:
+    def __init__(self, session: SmtpSession, remote_ip: str, remote_host: str) -> None:
+        self.session = session
+        self.remote_ip: str | None = remote_ip
+        self.remote_host = remote_host
+
+    async def send(
+        self, mail_from: str, recipients: Sequence[str], data: bytes
+    ) -> TransactionReplies:
+        try:
+            result = await self.session.send(mail_from, recipients, data)
+        except (TemporaryError, OSError) as exc:
+            raise ConversationBroken(str(exc)) from None
+        except PermanentError as exc:  # an address the client will not even send
+            reply = ReplyLine(553, f"5.1.3 {exc}")
+            return TransactionReplies(mail=reply, rcpts=[reply] * len(recipients), data=None)
+        return TransactionReplies(
+            mail=reply_line(result.mail),
+            rcpts=[reply_line(r) for r in result.recipients],
+            data=None if result.data is None else reply_line(result.data),
+        )
+
+    async def reset(self) -> None:
+        if not self.session.can_send:
+            raise ConversationBroken("the server closed the connection")
+        try:
+            reply = await self.session.reset()
+        except (TemporaryError, OSError) as exc:
+            raise ConversationBroken(str(exc)) from None
+        if not reply.is_success:
+            raise ConversationBroken(f"RSET answered {reply.one_line()}")
+
+    async def quit(self) -> None:
+        await self.session.quit()
+
+
+class SmtpTransport:
+    def __init__(self, settings: TransportSettings) -> None:
+        self.settings = settings
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """The destination's addresses: an IP literal as is, a name through the resolver
+        of the operating system (relay servers name their destination directly)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=1)  # SOCK_STREAM
+        except OSError as exc:
+            raise ConnectFailed(f"cannot resolve {host}: {exc.strerror or exc}") from None
+        seen: list[str] = []
+        for info in infos:
+            address = str(info[4][0])
+            if address not in seen:
+                seen.append(address)
+        return seen
+
+    async def open(self, path: EgressPath) -> SmtpConversation:
+        candidates = list(path.candidates) or await self._addresses(
+            path.destination_host, path.destination_port
+        )
+        options = SessionOptions(
+            ehlo_name=path.ehlo_name,
+            username=path.username,
+            password=path.password,
+            starttls=self.settings.starttls,
+            allow_plaintext_auth=self.settings.allow_plaintext_auth,
+            command_timeout=self.settings.command_timeout,
+            data_timeout=self.settings.data_timeout,
+        )
+        failures: list[str] = []
+        last_reply: ReplyLine | None = None
+        for address in candidates:
+            try:
+                reader, writer = await open_connection(
+                    path.route,
+                    address,
+                    path.destination_port,
+                    timeout=self.settings.connect_timeout,
+                )
+            except EgressError as exc:
+                failures.append(f"{exc.stage} failed: {exc.reason} (egress {exc.route})")
+                continue
+            try:
+                session = await SmtpSession.start(
+                    reader, writer, path.destination_host, options, peer_ip=address
+                )
+            except SessionFailed as exc:
+                failures.append(f"{exc.stage} with {address} failed: {exc.reason}")
+                if exc.reply is not None:
+                    last_reply = reply_line(exc.reply)
+                continue
+            except OSError as exc:
+                writer.close()
+                failures.append(f"connection to {address} failed: {exc}")
+                continue
+            return SmtpConversation(session, address, path.destination_host)
+        if not candidates:
+            failures.append(f"{path.destination_host} has no address")
+        reason = "; ".join(failures[-3:])
+        raise ConnectFailed(reason, reply=last_reply)
