@@ -114,9 +114,8 @@ class DataPlane:
         engine_settings = settings.engine
         self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
         self.config = ConfigView(store, self.clock)
-        self.delivery_log = DeliveryLog(
-            data_dir / "delivery.log" if settings.delivery_log else None
-        )
+        self.delivery_log_path = data_dir / "delivery.log"
+        self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
         self.journal = InflightJournal(data_dir / "inflight.journal")
         self.engine = DeliveryEngine(
             spool=self.gateway,
