@@ -53,6 +53,7 @@ PG_URL = os.environ.get("VMTA_BENCH_PG_URL", "postgresql+psycopg://postgres@127.
 VMTA = Path(sys.executable).with_name("vmta")
 TOKEN = "bench-token-0123456789abcdefghijklmnop"  # a throw-away secret
 LIST = "/ga/api/v3/eng/relay_servers"
+FREE_PORTS = ("--listen", "127.0.0.1:0", "--smtp-listen", "127.0.0.1:0")
 EDGE_PAGES = 10
 ROUNDS = 3
 BATCH = 10_000
@@ -127,7 +128,7 @@ def vmta_serve(url: str, workdir: Path) -> Iterator[str]:
     env |= {"VMTA_API_TOKEN": TOKEN, "VMTA_DATABASE_URL": url}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(VMTA), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(workdir / "d")],
+            [str(VMTA), "serve", "--data-dir", str(workdir / "d"), *FREE_PORTS],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -145,14 +145,14 @@ class Server:
 
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Factory: ``servers(*args, env=...)`` starts `vmta serve --listen 127.0.0.1:0 ARGS`
-    in tmp_path; every server still running at the end is killed."""
+    """Factory: ``servers(*args, env=...)`` starts `vmta serve ARGS` in tmp_path on free
+    API and SMTP ports; every server still running at the end is killed."""
     started: list[Server] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Server:
         server = Server(
             cwd=tmp_path,
-            args=["--listen", "127.0.0.1:0", *args],
+            args=["--listen", "127.0.0.1:0", "--smtp-listen", "127.0.0.1:0", *args],
             env=env or environment(),
             log_path=tmp_path / f"serve-{len(started)}.log",
         )
@@ -235,7 +235,12 @@ def test_taken_port_fails_fast_naming_the_address(
 ) -> None:
     running = servers("--data-dir", "first")
 
-    result = vmta("serve", "--listen", running.address, "--data-dir", "second", cwd=tmp_path)
+    result = vmta(
+        "serve",
+        *("--listen", running.address, "--smtp-listen", "127.0.0.1:0"),
+        *("--data-dir", "second"),
+        cwd=tmp_path,
+    )
 
     assert result.returncode == 1
     assert result.stderr.strip() == f"vmta: API address {running.address} is already in use"
@@ -248,7 +253,7 @@ def test_port_held_by_another_program(tmp_path: Path) -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         address = f"127.0.0.1:{blocker.getsockname()[1]}"
-        result = vmta("serve", "--listen", address, cwd=tmp_path)
+        result = vmta("serve", "--listen", address, "--smtp-listen", "127.0.0.1:0", cwd=tmp_path)
     assert result.returncode == 1
     assert f"API address {address} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -290,7 +295,7 @@ BAD_DATABASES = {
     "unsupported": _unsupported,
 }
 COMMANDS = {
-    "serve": ["serve", "--listen", "127.0.0.1:0"],
+    "serve": ["serve", "--listen", "127.0.0.1:0", "--smtp-listen", "127.0.0.1:0"],
     "db-upgrade": ["db", "upgrade"],
     "credentials-list": ["credentials", "list"],
 }
