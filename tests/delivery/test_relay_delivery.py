@@ -172,23 +172,6 @@ async def test_a_sink_that_is_down_defers_then_gets_the_mail(
     )
 
 
-async def test_without_any_virtual_mta_the_message_waits_and_says_why(
-    plane: RunningPlane, sink: RecordingSink
-) -> None:
-    queue_id = await plane.asend("Subject: no selector\r\n\r\nbody\r\n")
-    view = await eventually(
-        lambda: (m := plane.message(queue_id)) and m.recipients[0]["waiting_reason"] and m
-    )
-    assert "no default VirtualMTA" in view.recipients[0]["waiting_reason"]
-    assert view.recipients[0]["state"] == "queued" and view.attempts == []
-    # Once a default exists, the waiting message goes through it.
-    plane.add_relay("relay-1", sink.port)
-    plane.set_default("relay-1")
-    plane.plane.spool.retry_now(queue_id, time.time())
-    plane.plane.engine.wake()
-    await eventually(lambda: sink.messages, what="delivery through the new default")
-
-
 async def test_selector_by_id_and_unknown_selector_uses_the_default(
     plane: RunningPlane, sink_factory: Any
 ) -> None:

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 from vmta.delivery.clock import Clock
 from vmta.domain.external_mta import ExternalMta
-from vmta.domain.virtual_mta import Ref, VirtualMta
+from vmta.domain.virtual_mta import Ref, ThrottlingTemplate, VirtualMta
 from vmta.store.external_mtas import ExternalMtaRepository
 from vmta.store.store import Store
+from vmta.store.throttling_templates import ThrottlingTemplateRepository
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
 T = TypeVar("T")
@@ -81,3 +82,18 @@ class ConfigView:
                 return ExternalMtaRepository(conn).all()
 
         return await self._cached(("external_mtas", None), load)
+
+    async def lookup(self, ref: Ref) -> VirtualMta | None:
+        """The VirtualMTA a reference names (id wins over name)."""
+        if ref.id is not None:
+            return await self.virtual_mta(ref.id)
+        if ref.name is not None:
+            return await self.by_selector(ref.name)
+        return None
+
+    async def template(self, template_id: int) -> ThrottlingTemplate | None:
+        def load() -> ThrottlingTemplate | None:
+            with self._store.read() as conn:
+                return ThrottlingTemplateRepository(conn).get(template_id)
+
+        return await self._cached(("template", template_id), load)

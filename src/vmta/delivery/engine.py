@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.path import EgressPath
-from vmta.delivery.router import Deliver, Hold, Router
+from vmta.delivery.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle import ConnectionLimiter, MessagePacer
 from vmta.delivery.transport import (
@@ -31,6 +31,7 @@ from vmta.delivery.transport import (
     Transport,
 )
 from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
+from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.virtual_mta import Limits
 from vmta.store.spool import DELIVERED, FAILED, QUEUED, Job, Outcome
@@ -114,6 +115,8 @@ class DeliveryEngine:
         self.delivery_log = delivery_log
         self.journal = journal
         self.paths: dict[tuple[object, ...], PathQueue] = {}
+        # Paths that share a throttle (one limiter): a slot freed by one may serve another.
+        self._by_throttle: dict[tuple[str, ...], set[PathQueue]] = {}
         self._limits: dict[tuple[str, ...], Limits] = {}
         self._limiters: dict[tuple[str, ...], ConnectionLimiter] = {}
         self._pacers: dict[tuple[str, ...], MessagePacer] = {}
@@ -124,6 +127,10 @@ class DeliveryEngine:
         self.in_memory = 0
         self.recovered_in_flight = 0
         self.stopping = False
+        # Queues a delivery status notification: (recipient, message bytes). Set by the
+        # data plane; None sends no bounces (RFC 3464 notifications go through the queue).
+        self.bounce: Callable[[str, bytes], Awaitable[str]] | None = None
+        self.hostname = "localhost"
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -243,7 +250,8 @@ class DeliveryEngine:
         now = self.clock.now()
         first = jobs[0]
         if self.settings.retry.expired(first.received_at, now) or now >= first.expires_at:
-            reply = ReplyLine(550, "5.4.7 Message expired in queue")  # RFC 3463 X.4.7
+            # RFC 3463 X.4.7: delivery time expired. Said by vmta, not by a remote server.
+            reply = ReplyLine(550, "5.4.7 Message expired in queue")
             await self._finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)
             return
         # Recipients of one message may route differently (routing rules by domain).
@@ -252,6 +260,11 @@ class DeliveryEngine:
             decision = await self.router.decide(job)
             if isinstance(decision, Hold):
                 await self._hold(job, decision)
+                continue
+            if isinstance(decision, Refuse):
+                await self._finish(
+                    [job], [(decision.reply.verdict(), decision.reply)], decision, None
+                )
                 continue
             key = decision.path.key
             if key in groups:
@@ -288,6 +301,7 @@ class DeliveryEngine:
         if queue is None:
             queue = PathQueue(path, self._limiter(path), self._pacer(path))
             self.paths[path.key] = queue
+            self._by_throttle.setdefault(path.throttle_key, set()).add(queue)
         queue.push(delivery)
         self._pump(queue)
 
@@ -349,13 +363,16 @@ class DeliveryEngine:
                     await conversation.quit()
             queue.connections -= 1
             queue.limiter.release()
-            if queue.waiting and not self.stopping:
+            if not self.stopping:
+                # The freed connection slot may serve this path or a sibling path that
+                # shares its throttle (for example a.test and b.a.test under [*.]a.test).
                 self._pump(queue)
-                for other in self.paths.values():  # a freed slot may serve a sibling path
-                    if other is not queue and other.limiter is queue.limiter and other.waiting:
+                for other in list(self._by_throttle.get(queue.path.throttle_key, ())):
+                    if other is not queue and other.waiting:
                         self._pump(other)
-            elif not queue.waiting and queue.connections == 0:
+            if not queue.waiting and queue.connections == 0:
                 self.paths.pop(queue.path.key, None)
+                self._by_throttle.get(queue.path.throttle_key, set()).discard(queue)
 
     async def _connection_failed(self, queue: PathQueue, exc: ConnectFailed) -> None:
         """No session: if no other connection of this path works, everything waiting for
@@ -403,7 +420,7 @@ class DeliveryEngine:
         self,
         jobs: Sequence[Job],
         verdicts: Sequence[tuple[Verdict, ReplyLine]],
-        decision: Deliver | None,
+        decision: Deliver | Refuse | None,
         conversation: Conversation | None,
     ) -> None:
         now = self.clock.now()
@@ -415,16 +432,55 @@ class DeliveryEngine:
         self.in_memory -= len(jobs)
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._log_attempt(job, outcome)
+        failed = [(j, o) for j, o in zip(jobs, outcomes, strict=True) if o.state == FAILED]
+        if failed:
+            await self._notify_sender(failed, remote=conversation is not None)
         message_ids = {job.message_id for job in jobs}
         for message_id in message_ids:
             self._bodies.pop(message_id, None)
+
+    async def _notify_sender(self, failed: list[tuple[Job, Outcome]], *, remote: bool) -> None:
+        """Queue an RFC 3464 notification to the envelope sender of the message whose
+        recipients failed, unless it is a bounce itself or its sender is null (<>)."""
+        first = failed[0][0]
+        if self.bounce is None or first.is_bounce or not dsn_wanted(first.mail_from):
+            return
+        body = self._bodies.get(first.message_id) or await self.spool.body(first.message_id)
+        if body is None:
+            return
+        recipients = [
+            FailedRecipient(
+                address=job.address,
+                # Only a remote server's own words go in Diagnostic-Code; what vmta
+                # concluded itself (null MX, expiry) is the reason.
+                reply=outcome.reply if remote else None,
+                reason=None if remote else outcome.reply,
+                status=None if remote else _enhanced(outcome.reply),
+                remote_mta=outcome.remote_host if remote else None,
+                last_attempt=outcome.at,
+            )
+            for job, outcome in failed
+        ]
+        notification = build_dsn(
+            reporting_mta=self.hostname,
+            envelope_sender=first.mail_from,
+            recipients=recipients,
+            original=body,
+            arrival=first.received_at,
+            now=self.clock.now(),
+            queue_id=first.message_id,
+        )
+        try:
+            await self.bounce(first.mail_from, notification)
+        except Exception:
+            log.exception("could not queue the bounce for message %s", first.message_id)
 
     def _outcome(
         self,
         job: Job,
         verdict: Verdict,
         reply: ReplyLine,
-        decision: Deliver | None,
+        decision: Deliver | Refuse | None,
         conversation: Conversation | None,
         now: float,
     ) -> Outcome:
@@ -444,7 +500,10 @@ class DeliveryEngine:
                 next_at = None
             else:
                 state, label = QUEUED, "deferred"
-        path = decision.path if decision else None
+        path = decision.path if isinstance(decision, Deliver) else None
+        remote_host = path.destination_host if path else None
+        if conversation is not None:
+            remote_host = conversation.remote_host
         return Outcome(
             recipient_id=job.recipient_id,
             message_id=job.message_id,
@@ -455,9 +514,9 @@ class DeliveryEngine:
             virtual_mta=decision.chosen if decision else None,
             effective_virtual_mta=decision.effective if decision else None,
             source_ip=path.route.public_ip if path else None,
-            remote_host=path.destination_host if path else None,
+            remote_host=remote_host,
             remote_ip=conversation.remote_ip if conversation else None,
-            routing_memory=decision.memory if decision else None,
+            routing_memory=decision.memory if isinstance(decision, Deliver) else None,
             outcome_label=label,
         )
 
@@ -490,3 +549,12 @@ class DeliveryEngine:
             }
             for q in self.paths.values()
         ]
+
+
+def _enhanced(text: str | None) -> str | None:
+    """The RFC 3463 code in a reply text such as "550 5.1.2 ..." (class 5 only)."""
+    for word in (text or "").split()[:2]:
+        parts = word.split(".")
+        if len(parts) == 3 and parts[0] == "5" and all(p.isdigit() for p in parts):
+            return word
+    return None

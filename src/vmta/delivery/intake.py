@@ -67,6 +67,24 @@ class Intake:
         self.engine.submit(jobs, body)
         return queue_id
 
+    async def accept_bounce(self, recipient: str, data: bytes) -> str:
+        """Queue a delivery status notification: null reverse-path (RFC 5321 §4.5.5, so
+        that it can never cause another bounce), no selector (it goes the default way)."""
+        now = self.clock.now()
+        queue_id = new_queue_id(now)
+        message = NewMessage(
+            id=queue_id,
+            received_at=now,
+            expires_at=now + self.max_lifetime,
+            mail_from="",
+            recipients=[recipient],
+            body=data,
+            is_bounce=True,
+        )
+        jobs = await self.gateway.accept(message, now)
+        self.engine.submit(jobs, data)
+        return queue_id
+
     def received(self, arrival: Arrival, queue_id: str, now: float) -> str:
         """A Received field (RFC 5321 §4.4) with the protocol keyword of RFC 3848."""
         protocol = "ESMTP" + ("S" if arrival.tls else "") + ("A" if arrival.auth_name else "")

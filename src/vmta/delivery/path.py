@@ -23,7 +23,9 @@ class EgressPath:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     limits: Limits = UNLIMITED
-    candidates: tuple[str, ...] = ()  # IPs to try in order (MX fallback); empty: resolve host
+    # (host name, IP) pairs to try in order (MX hosts by preference); empty: resolve
+    # destination_host (a relay server's destination).
+    candidates: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> tuple[object, ...]:

@@ -1,19 +1,26 @@
-"""Choosing how a message goes out: VirtualMTA → redirect → routing rule → egress path
-(ARCHITECTURE.md, "routing"). The rules are the control plane's (API.md §2.4-2.7)."""
+"""Choosing how a recipient's mail goes out: VirtualMTA → redirect → routing rule →
+IP address or relay server → egress path (ARCHITECTURE.md, "routing"). The meaning of each
+record is the control plane's (API.md §2.4-2.8)."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from dataclasses import dataclass
 from typing import Any
 
 from vmta.delivery.config_view import ConfigView
-from vmta.delivery.path import EgressPath
-from vmta.domain.egress_route import EgressRoute
+from vmta.delivery.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
+from vmta.delivery.path import UNLIMITED, EgressPath
+from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.egress_route import EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
+from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
+from vmta.domain.throttle_rules import ThrottleTable
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 from vmta.store.spool import Job
 
-MAX_REDIRECTS = 32
+WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
 
 
 @dataclass(frozen=True)
@@ -26,24 +33,48 @@ class Deliver:
 
 @dataclass(frozen=True)
 class Hold:
-    """Not delivered now. ``attempted`` holds count as attempts (a paused IP);
-    the others are waiting for configuration (no VirtualMTA applies)."""
+    """Not delivered now, and not a failure of the recipient. ``attempted`` holds count
+    as attempts (a paused IP); the others wait for configuration."""
 
     reason: str
-    retry_in: float
+    retry_in: float = WAIT_FOR_CONFIG
     attempted: bool = False
     chosen: str | None = None
     effective: str | None = None
 
 
-Decision = Deliver | Hold
+@dataclass(frozen=True)
+class Refuse:
+    """The attempt failed before any connection: ``reply.code`` says whether it is
+    temporary (4xx: retry with backoff) or permanent (5xx: fail, bounce)."""
 
-WAIT_FOR_CONFIG = 60.0
+    reply: ReplyLine
+    chosen: str | None = None
+    effective: str | None = None
+
+
+Decision = Deliver | Hold | Refuse
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    hostname: str  # EHLO name when no VirtualMTA applies
+    delivery_port: int = 25  # the port of MX hosts (configurable for tests)
+    recheck: float = WAIT_FOR_CONFIG  # seconds before a paused or waiting recipient is retried
 
 
 class Router:
-    def __init__(self, config: ConfigView) -> None:
+    def __init__(
+        self,
+        config: ConfigView,
+        resolver: MxResolver,
+        settings: RouterSettings,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config
+        self.resolver = resolver
+        self.settings = settings
+        self.rng = rng or random.Random()
 
     async def egress_route(self, source_ip: str | None) -> EgressRoute:
         """How a connection from ``source_ip`` leaves: through the external MTA whose
@@ -58,50 +89,105 @@ class Router:
             # GreenArrow's rule: an unknown or absent selector means the default VirtualMTA.
             chosen = await self.config.default()
         if chosen is None:
-            asked = f" ({job.vmta_selector!r} does not exist)" if job.vmta_selector else ""
-            return Hold(
-                reason="No VirtualMTA applies: the message names none"
-                + asked
-                + " and no default VirtualMTA is set.",
-                retry_in=WAIT_FOR_CONFIG,
+            # No VirtualMTA at all: deliver as any MTA would, to the domain's MX hosts from
+            # the host's default source address.
+            return await self._direct(job)
+        memory: dict[str, Any] = dict(job.routing_memory or {})
+        try:
+            resolution = await resolve_nested(
+                chosen, job.address, self.config.lookup, rng=self.rng, memory=memory
             )
-        return await self._through(chosen, chosen.name)
+        except RoutingUnresolved as exc:
+            return Hold(reason=str(exc), retry_in=self.settings.recheck, chosen=chosen.name)
+        target = resolution.target
+        kept = memory if memory != (job.routing_memory or {}) else None
+        if isinstance(target, IpAddress) and target.delivery_paused:
+            # A pause beats a redirect (API.md §2.6): every attempt is deferred.
+            return Hold(
+                reason="Delivery paused.",
+                retry_in=self.settings.recheck,
+                attempted=True,
+                chosen=chosen.name,
+                effective=target.name,
+            )
+        if isinstance(target, RelayServer):
+            route = await self.egress_route(target.source_ip)
+            return Deliver(relay_path(target, route), chosen.name, target.name, kept)
+        return await self._through_ip(job, target, chosen.name, kept)
 
-    async def _through(self, vmta: VirtualMta, chosen: str) -> Decision:
-        seen: set[int] = set()
-        current = vmta
-        while True:
-            if isinstance(current, IpAddress) and current.delivery_paused:
-                # A pause beats a redirect (API.md §2.6).
-                return Hold(
-                    reason="Delivery paused.",
-                    retry_in=WAIT_FOR_CONFIG,
-                    attempted=True,
-                    chosen=chosen,
-                    effective=current.name,
-                )
-            redirect = getattr(current, "redirect", None)
-            if redirect is None or redirect.id is None:
-                break
-            if current.id is not None:
-                seen.add(current.id)
-            if redirect.id in seen or len(seen) > MAX_REDIRECTS:
-                return Hold(
-                    reason="Redirects form a loop.", retry_in=WAIT_FOR_CONFIG, chosen=chosen
-                )
-            target = await self.config.virtual_mta(redirect.id)
-            if target is None:
-                break
-            current = target
-        if isinstance(current, RelayServer):
-            route = await self.egress_route(current.source_ip)
-            return Deliver(path=relay_path(current, route), chosen=chosen, effective=current.name)
-        return Hold(
-            reason=f"Delivery through {type(current).__name__} VirtualMTAs is not available yet.",
-            retry_in=WAIT_FOR_CONFIG,
-            chosen=chosen,
-            effective=current.name,
+    async def _destination(self, job: Job) -> tuple[str, Any] | Refuse:
+        domain = recipient_domain(job.address)
+        try:
+            return domain, await self.resolver.resolve(domain)
+        except DestinationRejected as exc:
+            return Refuse(ReplyLine(550, f"{exc.status} {exc}"))
+        except DnsUnavailable as exc:
+            return Refuse(ReplyLine(451, f"{exc.status} {exc}"))
+
+    async def _through_ip(
+        self, job: Job, ip: IpAddress, chosen: str, memory: dict[str, Any] | None
+    ) -> Decision:
+        found = await self._destination(job)
+        if isinstance(found, Refuse):
+            return Refuse(found.reply, chosen, ip.name)
+        domain, destination = found
+        route = await self.egress_route(ip.ip)
+        template = None
+        if ip.throttling_template is not None and ip.throttling_template.id is not None:
+            template = await self.config.template(ip.throttling_template.id)
+        match = ThrottleTable(template).match(domain, destination.mx_names, ip.default)
+        candidates = _candidates(destination, route)
+        if not candidates:
+            return Refuse(
+                ReplyLine(451, f"4.4.4 {domain} has no address reachable from {ip.ip}"),
+                chosen,
+                ip.name,
+            )
+        path = EgressPath(
+            throttle_key=("ip", route.public_ip or ip.ip, *match.key),
+            destination_host=domain,
+            destination_port=self.settings.delivery_port,
+            route=route,
+            ehlo_name=ip.hostname,
+            limits=match.limits,
+            candidates=candidates,
         )
+        return Deliver(path, chosen, ip.name, memory)
+
+    async def _direct(self, job: Job) -> Decision:
+        found = await self._destination(job)
+        if isinstance(found, Refuse):
+            return found
+        domain, destination = found
+        route = direct_route(None)
+        candidates = _candidates(destination, route)
+        if not candidates:
+            return Refuse(ReplyLine(451, f"4.4.4 {domain} has no address"))
+        path = EgressPath(
+            throttle_key=("direct", domain),
+            destination_host=domain,
+            destination_port=self.settings.delivery_port,
+            route=route,
+            ehlo_name=self.settings.hostname,
+            limits=UNLIMITED,
+            candidates=candidates,
+        )
+        return Deliver(path, None, None)
+
+
+def _candidates(destination: Any, route: EgressRoute) -> tuple[tuple[str, str], ...]:
+    """(host name, address) pairs in the order to try them (MX preference, RFC 5321 §5.1),
+    keeping only addresses of the family the route binds (an IPv4 source cannot reach an
+    IPv6 address). Through a proxy, the proxy connects, so every family is kept."""
+    version = None
+    if route.bind_ip and not route.tunnelled:
+        version = ipaddress.ip_address(route.bind_ip).version
+    pairs: list[tuple[str, str]] = []
+    for host in destination.hosts:
+        for address in host.addresses:
+            if version is None or ipaddress.ip_address(address).version == version:
+                pairs.append((host.name, address))
+    return tuple(pairs)
 
 
 def relay_path(relay: RelayServer, route: EgressRoute) -> EgressPath:

@@ -18,7 +18,8 @@ from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.engine import DeliveryEngine, EngineSettings
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.intake import Intake
-from vmta.delivery.router import Router
+from vmta.delivery.mx_resolver import MxResolver
+from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
@@ -47,6 +48,9 @@ class DataPlaneSettings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     transport: TransportSettings = field(default_factory=TransportSettings)
     delivery_log: bool = True
+    dns_servers: tuple[str, ...] = ()  # empty: the system's resolver configuration
+    delivery_port: int = 25
+    recheck: float = 60.0  # seconds before a paused or waiting recipient is looked at again
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -69,6 +73,8 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             connect_timeout=settings.connect_timeout,
             allow_plaintext_auth=settings.allow_plaintext_auth,
         ),
+        dns_servers=settings.dns_servers,
+        delivery_port=settings.delivery_port,
     )
 
 
@@ -119,7 +125,15 @@ class DataPlane:
         self.journal = InflightJournal(data_dir / "inflight.journal")
         self.engine = DeliveryEngine(
             spool=self.gateway,
-            router=Router(self.config),
+            router=Router(
+                self.config,
+                MxResolver(settings.dns_servers, clock=self.clock),
+                RouterSettings(
+                    hostname=settings.hostname,
+                    delivery_port=settings.delivery_port,
+                    recheck=settings.recheck,
+                ),
+            ),
             transport=transport or SmtpTransport(settings.transport),
             clock=self.clock,
             settings=engine_settings,
@@ -134,6 +148,8 @@ class DataPlane:
             honour_x_virtual_mta=settings.honour_x_virtual_mta,
             max_lifetime=engine_settings.retry.max_lifetime,
         )
+        self.engine.hostname = settings.hostname
+        self.engine.bounce = self.intake.accept_bounce
         self._server: asyncio.AbstractServer | None = None
 
     def check_credentials(self, name: str, secret: str) -> bool:

@@ -86,6 +86,8 @@ class Settings:
     connection_idle_timeout: float = 5.0
     connect_timeout: float = 30.0
     allow_plaintext_auth: bool = False
+    dns_servers: tuple[str, ...] = ()
+    delivery_port: int = 25
 
     @property
     def effective_database_url(self) -> str:
@@ -169,6 +171,30 @@ def _networks(value: object, origin: str) -> tuple[str, ...]:
         return tuple(str(n) for n in parse_networks([str(i) for i in items]))
     except ValueError as exc:
         raise SettingsError(f"{origin}: {exc}") from None
+
+
+def _dns_servers(value: object, origin: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise SettingsError(f"{origin} must be a comma-separated list of IP[:port]")
+    servers: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        host, port = item, ""
+        if item.startswith("["):
+            host, _, port = item[1:].partition("]")
+            port = port.removeprefix(":")
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise SettingsError(f"{origin}: {item!r} is not an IP address[:port]") from None
+        if port and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise SettingsError(f"{origin}: {item!r} has a bad port")
+        servers.append(item)
+    return tuple(servers)
 
 
 def _hostname(value: object, origin: str) -> str:
@@ -285,6 +311,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "connect_timeout", "VMTA_CONNECT_TIMEOUT", None, _seconds,
         "seconds allowed to connect (and open a proxy tunnel) (default 30)",
+    ),
+    Option(
+        "dns_servers", "VMTA_DNS_SERVERS", None, _dns_servers,
+        "DNS servers for MX look-ups, comma-separated, each IP[:port] ([IPv6]:port)"
+        " (default: the system's /etc/resolv.conf)",
+    ),
+    Option(
+        "delivery_port", "VMTA_DELIVERY_PORT", None, _integer(1, 65535),
+        "port of the MX hosts vmta delivers to (default 25; another value is for tests)",
     ),
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,

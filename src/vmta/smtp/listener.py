@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
+from vmta.smtp.mail_path import plain_path
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class InjectionHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        envelope.mail_from = address
+        envelope.mail_from = address  # "<>" for the null reverse-path; see handle_DATA
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
 
@@ -82,8 +83,11 @@ class InjectionHandler:
         if isinstance(data, str):  # only with decode_data, which vmta never sets
             data = data.encode("utf-8", "surrogateescape")
         client_ip = session.peer[0] if isinstance(session.peer, tuple) else None
+        sender = envelope.mail_from or ""
         arrival = Arrival(
-            mail_from=envelope.mail_from or "",
+            # aiosmtpd gives the null reverse-path as "<>"; vmta stores it as "" everywhere
+            # (RFC 5321 §4.5.5: bounces are sent with it, and are never bounced).
+            mail_from="" if sender.strip() == "<>" else sender,
             recipients=list(envelope.rcpt_tos),
             data=data,
             client_ip=client_ip,
@@ -123,6 +127,18 @@ class InjectionSMTP(SMTP):
             # A loopback connection never leaves the host, so credentials on it are not
             # exposed; elsewhere AUTH waits for STARTTLS (aiosmtpd's auth_require_tls).
             self._auth_require_tls = False
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The path of MAIL and RCPT: the everyday form without aiosmtpd's costly parser
+        (see mail_path.py), everything else by aiosmtpd as before."""
+        plain = plain_path(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        address, parameters = plain
+        local = address.rpartition("@")[0]
+        if self.local_part_limit and len(local) > self.local_part_limit:
+            return None, None  # aiosmtpd's rule, kept (RFC 5321 §4.5.3.1.1)
+        return address, parameters
 
 
 def make_authenticator(check: Callable[[str, str], bool]) -> Callable[..., AuthResult]:

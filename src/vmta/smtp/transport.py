@@ -82,12 +82,12 @@ class SmtpTransport:
     def __init__(self, settings: TransportSettings) -> None:
         self.settings = settings
 
-    async def _addresses(self, host: str, port: int) -> list[str]:
+    async def _addresses(self, host: str, port: int) -> list[tuple[str, str]]:
         """The destination's addresses: an IP literal as is, a name through the resolver
         of the operating system (relay servers name their destination directly)."""
         try:
             ipaddress.ip_address(host)
-            return [host]
+            return [(host, host)]
         except ValueError:
             pass
         loop = asyncio.get_running_loop()
@@ -95,11 +95,11 @@ class SmtpTransport:
             infos = await loop.getaddrinfo(host, port, type=1)  # SOCK_STREAM
         except OSError as exc:
             raise ConnectFailed(f"cannot resolve {host}: {exc.strerror or exc}") from None
-        seen: list[str] = []
+        seen: list[tuple[str, str]] = []
         for info in infos:
-            address = str(info[4][0])
-            if address not in seen:
-                seen.append(address)
+            pair = (host, str(info[4][0]))
+            if pair not in seen:
+                seen.append(pair)
         return seen
 
     async def open(self, path: EgressPath) -> SmtpConversation:
@@ -117,7 +117,7 @@ class SmtpTransport:
         )
         failures: list[str] = []
         last_reply: ReplyLine | None = None
-        for address in candidates:
+        for host, address in candidates:
             try:
                 reader, writer = await open_connection(
                     path.route,
@@ -129,9 +129,7 @@ class SmtpTransport:
                 failures.append(f"{exc.stage} failed: {exc.reason} (egress {exc.route})")
                 continue
             try:
-                session = await SmtpSession.start(
-                    reader, writer, path.destination_host, options, peer_ip=address
-                )
+                session = await SmtpSession.start(reader, writer, host, options, peer_ip=address)
             except SessionFailed as exc:
                 failures.append(f"{exc.stage} with {address} failed: {exc.reason}")
                 if exc.reply is not None:
@@ -141,7 +139,7 @@ class SmtpTransport:
                 writer.close()
                 failures.append(f"connection to {address} failed: {exc}")
                 continue
-            return SmtpConversation(session, address, path.destination_host)
+            return SmtpConversation(session, address, host)
         if not candidates:
             failures.append(f"{path.destination_host} has no address")
         reason = "; ".join(failures[-3:])
