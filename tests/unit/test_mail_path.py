@@ -45,7 +45,7 @@ PATHS = [
     "",
     "<" + "l" * 65 + "@b.c>",  # longer than RFC 5321 §4.5.3.1.1 allows
 ]
-ALPHABET = "ab.@<> \t-+()[]\"\\:;,=!1ü"
+ALPHABET = 'ab.@<> \t-+()[]"\\:;,=!1ü'
 
 
 def random_paths(count: int) -> list[str]:
