@@ -5,7 +5,6 @@ delivery without a VirtualMTA, and bounces. Observed at real sinks; SQLite and P
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import Counter
 from email import message_from_bytes
@@ -13,101 +12,26 @@ from typing import Any
 
 import pytest
 
-from tests.delivery.conftest import FAST, RunningPlane, eventually
-from tests.peers.dns import DnsmasqServer, DnsZone
+from tests.delivery.conftest import (
+    FAST,
+    eventually,
+    insert,
+    ip_vmta,
+    message,
+    rule,
+    update,
+)
 from vmta.domain.virtual_mta import (
-    DeliverThrough,
-    Distribution,
-    IpAddress,
     Limits,
     RandomizationType,
     Ref,
-    RoutingRule,
     ThrottleRule,
     ThrottlingTemplate,
-    VirtualMta,
 )
 from vmta.store.spool import Job
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
-from vmta.store.virtual_mtas import VirtualMtaRepository
 
 pytestmark = pytest.mark.peers
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def insert(plane: RunningPlane, record: VirtualMta) -> int:
-    with plane.store.write() as conn:
-        repo = VirtualMtaRepository(conn)
-        return repo.insert(repo.prepare(record, own_id=None))
-
-
-def update(plane: RunningPlane, vmta_id: int, **changes: Any) -> None:
-    with plane.store.write() as conn:
-        repo = VirtualMtaRepository(conn)
-        record = repo.get(vmta_id)
-        assert record is not None
-        for key, value in changes.items():
-            setattr(record, key, value)
-        repo.update(vmta_id, repo.prepare(record, own_id=vmta_id))
-    plane.plane.config.invalidate()
-
-
-def ip_vmta(name: str, ip: str = "127.0.0.2", **changes: Any) -> IpAddress:
-    return IpAddress(name=name, ip=ip, hostname=f"{name}.vmta.test", **changes)
-
-
-def rule(name: str, kind: RandomizationType, *weights: tuple[str, float]) -> RoutingRule:
-    return RoutingRule(
-        name=name,
-        default=Distribution(
-            kind, [DeliverThrough(Ref(name=target), weight) for target, weight in weights]
-        ),
-    )
-
-
-def message(selector: str | None, subject: str = "hello") -> str:
-    head = f"X-GreenArrow-MtaID: {selector}\r\n" if selector else ""
-    return f"{head}From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-def mx_port() -> int:
-    """The one port every MX sink of a test listens on (VMTA_DELIVERY_PORT)."""
-    return free_port()
-
-
-@pytest.fixture
-async def world(plane_factory: Any, dnsmasq: DnsmasqServer, sink_factory: Any, mx_port: int) -> Any:
-    """dnsmasq publishing a few domains whose MX hosts are sinks on 127.0.0.2x, and a data
-    plane that resolves through it and delivers to ``mx_port``."""
-    zone = (
-        DnsZone()
-        .mx("a.test", "mx1.a.test", 10)
-        .mx("a.test", "mx2.a.test", 20)
-        .host("mx1.a.test", "127.0.0.20")
-        .host("mx2.a.test", "127.0.0.21")
-        .mx("b.a.test", "mx1.a.test", 10)
-        .mx("c.test", "mx.c.test", 10)
-        .host("mx.c.test", "127.0.0.23")
-        .mx("src.test", "mx.src.test", 10)
-        .host("mx.src.test", "127.0.0.22")
-        .null_mx("nullmx.test")
-        .host("nomx.test", "127.0.0.24")  # no MX: its address is the implicit MX
-    )
-    dnsmasq.start(zone)
-    sinks = {
-        ip: sink_factory(host=ip, port=mx_port)
-        for ip in ("127.0.0.20", "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24")
-    }
-    plane: RunningPlane = await plane_factory(
-        dns_servers=(dnsmasq.address,), delivery_port=mx_port, recheck=0.3
-    )
-    return plane, sinks
 
 
 async def test_ip_address_delivers_to_the_preferred_mx_then_the_next(world: Any) -> None:

@@ -136,7 +136,7 @@ def tinyproxy_factory(tmp_path: Path) -> Iterator[Callable[[Sequence[int]], Prox
                 f"Bind {TINYPROXY_EGRESS_IP}",
                 "Timeout 30",
                 "MaxClients 50",
-                "Allow 127.0.0.1",
+                "Allow 127.0.0.0/8",  # clients bind loopback source addresses of their own
                 "LogLevel Warning",
                 *(f"ConnectPort {p}" for p in connect_ports),
             ]

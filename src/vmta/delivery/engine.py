@@ -18,6 +18,7 @@ from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.delivery_log import DeliveryLog
+from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.path import EgressPath
 from vmta.delivery.router import Deliver, Hold, Refuse, Router
@@ -32,6 +33,7 @@ from vmta.delivery.transport import (
 )
 from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
 from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
+from vmta.domain.egress_route import EgressProtocol
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.virtual_mta import Limits
 from vmta.store.spool import DELIVERED, FAILED, QUEUED, Job, Outcome
@@ -106,6 +108,7 @@ class DeliveryEngine:
         settings: EngineSettings,
         delivery_log: DeliveryLog,
         journal: InflightJournal,
+        health: EgressHealth | None = None,
     ) -> None:
         self.spool = spool
         self.router = router
@@ -114,6 +117,7 @@ class DeliveryEngine:
         self.settings = settings
         self.delivery_log = delivery_log
         self.journal = journal
+        self.health = health or EgressHealth()
         self.paths: dict[tuple[object, ...], PathQueue] = {}
         # Paths that share a throttle (one limiter): a slot freed by one may serve another.
         self._by_throttle: dict[tuple[str, ...], set[PathQueue]] = {}
@@ -334,11 +338,29 @@ class DeliveryEngine:
     async def _connection(self, queue: PathQueue) -> None:
         conversation: Conversation | None = None
         try:
+            route = queue.path.route
+            external = route.protocol is not EgressProtocol.DIRECT and route.public_ip
             try:
                 conversation = await self.transport.open(queue.path)
             except ConnectFailed as exc:
+                suspends = (
+                    external
+                    and exc.egress
+                    and route.public_ip
+                    and self.health.failed(route.public_ip, exc.reason, self.clock.now())
+                )
+                if suspends:
+                    log.warning(
+                        "external MTA %s suspended for %.0f s after %d failures: %s",
+                        route.public_ip,
+                        self.health.suspension,
+                        self.health.threshold,
+                        exc.reason,
+                    )
                 await self._connection_failed(queue, exc)
                 return
+            if external and route.public_ip:
+                self.health.succeeded(route.public_ip)
             sent = 0
             while sent < self.settings.max_messages_per_connection and not self.stopping:
                 delivery = await queue.next(self.clock, self.settings.idle_timeout)

@@ -9,11 +9,13 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
+from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
 from vmta.delivery.path import UNLIMITED, EgressPath
 from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_route import EgressRoute, direct_route
+from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.throttle_rules import ThrottleTable
@@ -70,11 +72,31 @@ class Router:
         resolver: MxResolver,
         settings: RouterSettings,
         rng: random.Random | None = None,
+        health: EgressHealth | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.resolver = resolver
         self.settings = settings
         self.rng = rng or random.Random()
+        self.health = health or EgressHealth()
+        self.clock = clock or SystemClock()
+
+    def _suspended(self, decision: Deliver) -> Hold | None:
+        """Mail for a suspended external MTA waits, without burning attempts."""
+        route = decision.path.route
+        if route.protocol is EgressProtocol.DIRECT or not route.public_ip:
+            return None
+        left = self.health.suspended(route.public_ip, self.clock.now())
+        if left is None:
+            return None
+        return Hold(
+            reason=f"External MTA {route.public_ip} is suspended for {left:.0f} s more after"
+            " repeated connection failures through it.",
+            retry_in=left,
+            chosen=decision.chosen,
+            effective=decision.effective,
+        )
 
     async def egress_route(self, source_ip: str | None) -> EgressRoute:
         """How a connection from ``source_ip`` leaves: through the external MTA whose
@@ -82,6 +104,12 @@ class Router:
         return route_for_source(source_ip, await self.config.external_mtas())
 
     async def decide(self, job: Job) -> Decision:
+        decision = await self._decide(job)
+        if isinstance(decision, Deliver):
+            return self._suspended(decision) or decision
+        return decision
+
+    async def _decide(self, job: Job) -> Decision:
         chosen: VirtualMta | None = None
         if job.vmta_selector:
             chosen = await self.config.by_selector(job.vmta_selector)

@@ -27,11 +27,19 @@ class ConnectFailed(TemporaryError):
     STARTTLS, AUTH). ``permanent`` marks a 5xx that retrying will not fix (for example
     authentication refused); ``reply`` is the remote reply, if there was one."""
 
-    def __init__(self, reason: str, *, permanent: bool = False, reply: ReplyLine | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        reply: ReplyLine | None = None,
+        egress: bool = False,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.reply = reply
+        self.egress = egress  # failed before any SMTP: binding, connecting, proxy handshake
 
 
 class ConversationBroken(TemporaryError):

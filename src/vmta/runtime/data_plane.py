@@ -15,6 +15,7 @@ from typing import Any
 from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
+from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import DeliveryEngine, EngineSettings
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.intake import Intake
@@ -51,6 +52,8 @@ class DataPlaneSettings:
     dns_servers: tuple[str, ...] = ()  # empty: the system's resolver configuration
     delivery_port: int = 25
     recheck: float = 60.0  # seconds before a paused or waiting recipient is looked at again
+    external_mta_failures: int = 3  # consecutive egress failures that suspend an external MTA
+    external_mta_suspension: float = 60.0  # seconds
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -75,6 +78,8 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         ),
         dns_servers=settings.dns_servers,
         delivery_port=settings.delivery_port,
+        external_mta_failures=settings.external_mta_failures,
+        external_mta_suspension=settings.external_mta_suspension,
     )
 
 
@@ -123,6 +128,9 @@ class DataPlane:
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
         self.journal = InflightJournal(data_dir / "inflight.journal")
+        self.health = EgressHealth(
+            threshold=settings.external_mta_failures, suspension=settings.external_mta_suspension
+        )
         self.engine = DeliveryEngine(
             spool=self.gateway,
             router=Router(
@@ -133,12 +141,15 @@ class DataPlane:
                     delivery_port=settings.delivery_port,
                     recheck=settings.recheck,
                 ),
+                health=self.health,
+                clock=self.clock,
             ),
             transport=transport or SmtpTransport(settings.transport),
             clock=self.clock,
             settings=engine_settings,
             delivery_log=self.delivery_log,
             journal=self.journal,
+            health=self.health,
         )
         self.intake = Intake(
             self.gateway,
@@ -188,5 +199,6 @@ class DataPlane:
             "in_memory": self.engine.in_memory,
             "recovered_in_flight": self.engine.recovered_in_flight,
             "paths": self.engine.path_states(),
+            "external_mtas": self.health.report(self.clock.now()),
             "commits": self.gateway.commit_stats,
         }

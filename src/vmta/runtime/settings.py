@@ -88,6 +88,8 @@ class Settings:
     allow_plaintext_auth: bool = False
     dns_servers: tuple[str, ...] = ()
     delivery_port: int = 25
+    external_mta_failures: int = 3
+    external_mta_suspension: float = 60.0
 
     @property
     def effective_database_url(self) -> str:
@@ -320,6 +322,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "delivery_port", "VMTA_DELIVERY_PORT", None, _integer(1, 65535),
         "port of the MX hosts vmta delivers to (default 25; another value is for tests)",
+    ),
+    Option(
+        "external_mta_failures", "VMTA_EXTERNAL_MTA_FAILURES", None, _integer(1, 1000),
+        "consecutive proxy/connect failures after which an external MTA is suspended (default 3)",
+    ),
+    Option(
+        "external_mta_suspension", "VMTA_EXTERNAL_MTA_SUSPENSION", None, _seconds,
+        "seconds an external MTA stays suspended; its mail waits meanwhile (default 60)",
     ),
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,

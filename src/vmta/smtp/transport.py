@@ -117,6 +117,7 @@ class SmtpTransport:
         )
         failures: list[str] = []
         last_reply: ReplyLine | None = None
+        egress_only = True  # every candidate failed before SMTP began
         for host, address in candidates:
             try:
                 reader, writer = await open_connection(
@@ -126,16 +127,18 @@ class SmtpTransport:
                     timeout=self.settings.connect_timeout,
                 )
             except EgressError as exc:
-                failures.append(f"{exc.stage} failed: {exc.reason} (egress {exc.route})")
+                failures.append(f"{exc.stage} stage failed: {exc.reason} (egress {exc.route})")
                 continue
             try:
                 session = await SmtpSession.start(reader, writer, host, options, peer_ip=address)
             except SessionFailed as exc:
+                egress_only = False
                 failures.append(f"{exc.stage} with {address} failed: {exc.reason}")
                 if exc.reply is not None:
                     last_reply = reply_line(exc.reply)
                 continue
             except OSError as exc:
+                egress_only = False
                 writer.close()
                 failures.append(f"connection to {address} failed: {exc}")
                 continue
@@ -143,4 +146,4 @@ class SmtpTransport:
         if not candidates:
             failures.append(f"{path.destination_host} has no address")
         reason = "; ".join(failures[-3:])
-        raise ConnectFailed(reason, reply=last_reply)
+        raise ConnectFailed(reason, reply=last_reply, egress=egress_only and bool(candidates))
