@@ -8,6 +8,11 @@ Replies from remote SMTP servers are values (see ``smtp_reply``), not exceptions
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vmta.domain.virtual_mta import Ref
+
 
 class VmtaError(Exception):
     """Base of every error vmta raises on purpose."""
@@ -29,11 +34,24 @@ class InvalidRequest(PermanentError):
         super().__init__("; ".join(self.messages))
 
 
-class ValidationFailed(PermanentError):
-    """One or more field rules are broken. ``messages`` holds one sentence per problem."""
+@dataclass(frozen=True)
+class PartialRecord:
+    """What could still be read of a record whose document broke field rules: its name
+    and its references by field path (``redirect``, ``default.deliver_through[0].virtual_mta``),
+    each only if it was read well. The store checks them too, so that a request learns of
+    a taken name or an unknown reference along with its field problems (API.md §2.1)."""
 
-    def __init__(self, messages: list[str] | str) -> None:
+    name: str | None = None
+    references: Mapping[str, Ref] = field(default_factory=dict)
+
+
+class ValidationFailed(PermanentError):
+    """One or more field rules are broken. ``messages`` holds one sentence per problem;
+    ``partial``, when given, is what could be read of the refused record."""
+
+    def __init__(self, messages: list[str] | str, partial: PartialRecord | None = None) -> None:
         self.messages = [messages] if isinstance(messages, str) else list(messages)
+        self.partial = partial
         super().__init__("; ".join(self.messages))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
-from vmta.domain.errors import NotFound, ValidationFailed
+from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
 from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate, VirtualMtaType
 from vmta.store.tables import throttling_templates, virtual_mtas
@@ -53,15 +53,24 @@ class ThrottlingTemplateRepository:
     # ---- writing -----------------------------------------------------------------------
 
     def check_name(self, template: ThrottlingTemplate, *, own_id: int | None) -> None:
+        problems = self.name_problems(template.name, own_id=own_id)
+        if problems:
+            raise ValidationFailed(problems)
+
+    def name_problems(self, name: str, *, own_id: int | None) -> list[str]:
         """Names are unique ignoring case among templates (not across VirtualMTAs)."""
-        clash = self.conn.execute(
-            select(C.id).where(C.name_key == name_key(template.name))
-        ).scalar()
-        if clash is not None and clash != own_id:
-            raise ValidationFailed(
-                f"name '{template.name}' is already used by another throttling template"
-                f" (id {clash}); names are unique ignoring case"
-            )
+        clash = self.conn.execute(select(C.id).where(C.name_key == name_key(name))).scalar()
+        if clash is None or clash == own_id:
+            return []
+        return [
+            f"name '{name}' is already used by another throttling template"
+            f" (id {clash}); names are unique ignoring case"
+        ]
+
+    def partial_problems(self, partial: PartialRecord, *, own_id: int | None) -> list[str]:
+        """What the store would say of a template whose document was refused: templates
+        refer to nothing, so only whether its name is taken."""
+        return [] if partial.name is None else self.name_problems(partial.name, own_id=own_id)
 
     def insert(self, template: ThrottlingTemplate) -> int:
         self.check_name(template, own_id=None)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
-from vmta.domain.errors import NotFound, ValidationFailed
+from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.reference_graph import path_back
 from vmta.domain.virtual_mta import (
     DEFAULT_VIRTUAL_MTA,
@@ -26,6 +26,7 @@ from vmta.domain.virtual_mta import (
     VirtualMtaType,
     type_of,
 )
+from vmta.store.reference_paths import TEMPLATE_FIELD, references_of, with_references
 from vmta.store.tables import (
     control_settings,
     item_ids,
@@ -171,74 +172,43 @@ class VirtualMtaRepository:
         """Check the rules that need the store (unique name, references that exist, no
         cycle) and return ``vmta`` with every reference resolved. Raises ValidationFailed
         listing every problem at once."""
-        problems: list[str] = []
-        clash = self.conn.execute(
-            select(T.id, T.type).where(T.name_key == vmta.name.lower())
-        ).first()
-        if clash is not None and clash.id != own_id:
-            problems.append(
-                f"name '{vmta.name}' is already used by another VirtualMTA"
-                f" ({clash.type} {clash.id}); names are unique ignoring case"
-            )
-
-        def vmta_ref(path: str, ref: Ref) -> Ref:
-            found = self.resolve(ref)
-            if found is None:
-                problems.append(f"{path} does not refer to an existing VirtualMTA ({_show(ref)})")
-                return ref
-            return found
-
-        resolved: VirtualMta
-        if isinstance(vmta, RelayServer):
-            redirect = None if vmta.redirect is None else vmta_ref("redirect", vmta.redirect)
-            resolved = replace(vmta, redirect=redirect)
-        elif isinstance(vmta, IpAddress):
-            redirect = None if vmta.redirect is None else vmta_ref("redirect", vmta.redirect)
-            template = vmta.throttling_template
-            if template is not None:
-                found = self.resolve_template(template)
-                if found is None:
-                    problems.append(
-                        "throttling_template does not refer to an existing throttling"
-                        f" template ({_show(template)})"
-                    )
-                else:
-                    template = found
-            resolved = replace(vmta, redirect=redirect, throttling_template=template)
-        else:
-            resolved = replace(
-                vmta,
-                default=self._resolve_distribution("default", vmta.default, vmta_ref),
-                domain_overrides=[
-                    replace(
-                        override,
-                        distribution=self._resolve_distribution(
-                            f"domain_overrides[{i}]", override.distribution, vmta_ref
-                        ),
-                    )
-                    for i, override in enumerate(vmta.domain_overrides)
-                ],
-            )
+        problems = self._name_problems(vmta.name, own_id)
+        resolved = with_references(vmta, lambda path, ref: self._resolve_field(path, ref, problems))
         if not problems and own_id is not None:
             problems.extend(self._cycle_problems(resolved, own_id))
         if problems:
             raise ValidationFailed(problems)
         return resolved
 
-    @staticmethod
-    def _resolve_distribution(path: str, dist: Distribution, vmta_ref: Any) -> Distribution:
-        return replace(
-            dist,
-            deliver_through=[
-                replace(
-                    entry,
-                    virtual_mta=vmta_ref(
-                        f"{path}.deliver_through[{i}].virtual_mta", entry.virtual_mta
-                    ),
-                )
-                for i, entry in enumerate(dist.deliver_through)
-            ],
-        )
+    def partial_problems(self, partial: PartialRecord, *, own_id: int | None) -> list[str]:
+        """What ``prepare`` would say of the name and references of a record whose
+        document was refused; cycles need the whole record and are not looked for."""
+        problems = [] if partial.name is None else self._name_problems(partial.name, own_id)
+        for path, ref in partial.references.items():
+            self._resolve_field(path, ref, problems)
+        return problems
+
+    def _name_problems(self, name: str, own_id: int | None) -> list[str]:
+        clash = self.conn.execute(select(T.id, T.type).where(T.name_key == name.lower())).first()
+        if clash is None or clash.id == own_id:
+            return []
+        return [
+            f"name '{name}' is already used by another VirtualMTA"
+            f" ({clash.type} {clash.id}); names are unique ignoring case"
+        ]
+
+    def _resolve_field(self, path: str, ref: Ref, problems: list[str]) -> Ref:
+        """The record ``ref`` names, or ``ref`` itself with a sentence added to
+        ``problems``. The IP address field ``throttling_template`` names a template;
+        every other reference names a VirtualMTA."""
+        if path == TEMPLATE_FIELD:
+            found, what = self.resolve_template(ref), "throttling template"
+        else:
+            found, what = self.resolve(ref), "VirtualMTA"
+        if found is None:
+            problems.append(f"{path} does not refer to an existing {what} ({_show(ref)})")
+            return ref
+        return found
 
     def _edges_of(self, node: int) -> list[int]:
         edges: list[int] = []
@@ -268,10 +238,13 @@ class VirtualMtaRepository:
         }
         names[own_id] = vmta.name
         shown = " -> ".join(str(names.get(i, i)) for i in cycle)
-        field = "redirect"
-        if isinstance(vmta, RoutingRule):
-            # Name the first entry that starts the loop, e.g. default.deliver_through[0].virtual_mta
-            field = next(path for path, ref in _rule_entries(vmta) if ref.id == cycle[1])
+        # Name the field that starts the loop: redirect, or the first routing rule entry
+        # such as default.deliver_through[0].virtual_mta.
+        field = next(
+            path
+            for path, ref in references_of(vmta).items()
+            if path != TEMPLATE_FIELD and ref.id == cycle[1]
+        )
         return [f"{field} would make mail loop ({shown})"]
 
     # ---- writing -----------------------------------------------------------------------
@@ -466,18 +439,6 @@ def _outgoing(vmta: VirtualMta) -> list[int]:
     if isinstance(vmta, RoutingRule):
         return [r.id for r in vmta.targets() if r.id is not None]
     return [] if vmta.redirect is None or vmta.redirect.id is None else [vmta.redirect.id]
-
-
-def _rule_entries(rule: RoutingRule) -> list[tuple[str, Ref]]:
-    """Every ``deliver_through`` reference of a rule with its field path."""
-    dists = [("default", rule.default)] + [
-        (f"domain_overrides[{i}]", o.distribution) for i, o in enumerate(rule.domain_overrides)
-    ]
-    return [
-        (f"{path}.deliver_through[{j}].virtual_mta", entry.virtual_mta)
-        for path, dist in dists
-        for j, entry in enumerate(dist.deliver_through)
-    ]
 
 
 def _id_of(ref: Ref | None) -> int | None:

@@ -1,8 +1,10 @@
 """Strict reading of GreenArrow request documents (API.md §2.3).
 
 A ``Fields`` collects one sentence per problem, naming the field path, so that every
-problem in a request is reported at once. Types are strict JSON: ``"25"`` is not an
-integer and ``true`` is not a number. Pure Python, no framework.
+problem in a request is reported at once. It also remembers the record's name and the
+references it read well, so that when the document is refused the store can still say
+whether that name is taken and those references exist (API.md §2.1). Types are strict
+JSON: ``"25"`` is not an integer and ``true`` is not a number. Pure Python, no framework.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from vmta.domain.errors import PartialRecord, ValidationFailed
 from vmta.domain.virtual_mta import Ref
 
 JsonObject = dict[str, Any]
+Record = TypeVar("Record")
 _MISSING = object()
 
 
@@ -46,6 +50,8 @@ class Fields:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.record_name: str | None = None
+        self.references: dict[str, Ref] = {}  # field path -> reference, in reading order
 
     def problem(self, path: str, sentence: str) -> None:
         self.problems.append(f"{path} {sentence}")
@@ -53,6 +59,19 @@ class Fields:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def check(self) -> None:
+        """Raise ValidationFailed with every problem so far, carrying the name and the
+        references that were read well; do nothing when there is no problem."""
+        if self.problems:
+            partial = PartialRecord(name=self.record_name, references=dict(self.references))
+            raise ValidationFailed(self.problems, partial)
+
+    def name(self, obj: JsonObject, *, rules: Callable[[str], list[str]]) -> str | None:
+        """The record's required top-level ``name``, remembered when it is well formed."""
+        value = self.string(obj, "name", "", rules=rules)
+        self.record_name = value
+        return value
 
     def known(self, obj: JsonObject, path: str, allowed: Iterable[str]) -> None:
         """Report every key of ``obj`` not in ``allowed`` (API.md §2.3: unknown fields)."""
@@ -194,18 +213,22 @@ class Fields:
         self.known(value, full, ("id", "name", "type"))
         ref_id = value.get("id")
         ref_name = value.get("name")
+        ref: Ref
         if ref_id is not None:
             if isinstance(ref_id, bool) or not isinstance(ref_id, int):
                 self.problem(_join(full, "id"), "must be an integer")
                 return None
-            return Ref(id=ref_id)
-        if ref_name is not None:
+            ref = Ref(id=ref_id)
+        elif ref_name is not None:
             if not isinstance(ref_name, str):
                 self.problem(_join(full, "name"), "must be a string")
                 return None
-            return Ref(name=ref_name)
-        self.problem(full, "must give an id or a name")
-        return None
+            ref = Ref(name=ref_name)
+        else:
+            self.problem(full, "must give an id or a name")
+            return None
+        self.references[full] = ref
+        return ref
 
 
 def _integer_rule(minimum: int | None, maximum: int | None) -> str:
@@ -214,6 +237,24 @@ def _integer_rule(minimum: int | None, maximum: int | None) -> str:
     if minimum is not None:
         return f"must be an integer greater than or equal to {minimum}"
     return "must be an integer"
+
+
+def parse_record(
+    parse: Callable[[JsonObject], Record],
+    doc: JsonObject,
+    *,
+    store_problems: Callable[[PartialRecord], list[str]],
+) -> Record:
+    """``parse(doc)``. When the document breaks field rules, what only the store can tell
+    of the part that was read (a taken name, a reference to nothing) is reported with
+    them: every problem of a request at once (API.md §2.1), field problems first."""
+    try:
+        return parse(doc)
+    except ValidationFailed as refused:
+        if refused.partial is None:
+            raise
+        more = store_problems(refused.partial)
+        raise ValidationFailed([*refused.messages, *more]) from None
 
 
 def merge_patch(current: JsonObject, patch: JsonObject, atomic: Iterable[str] = ()) -> JsonObject:

@@ -6,7 +6,6 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.references import redirect_out, ref_out
-from vmta.domain.errors import ValidationFailed
 from vmta.domain.names import ehlo_hostname_problems, is_ipv4, virtual_mta_name_problems
 from vmta.domain.virtual_mta import IpAddress, Limits
 
@@ -34,7 +33,7 @@ def parse(doc: JsonObject) -> IpAddress:
     broken rule. Read-only fields (``id``, ``redirect.type``) are ignored."""
     f = Fields()
     f.known(doc, "", FIELDS)
-    name = f.string(doc, "name", "", rules=virtual_mta_name_problems)
+    name = f.name(doc, rules=virtual_mta_name_problems)
     # The address need not be local: it may be reached through NAT or a proxy (API.md §2.6).
     ip = f.string(doc, "ip", "", rules=_ipv4_rule)
     hostname = f.string(doc, "hostname", "", rules=ehlo_hostname_problems)
@@ -54,8 +53,7 @@ def parse(doc: JsonObject) -> IpAddress:
         max_msgs = f.integer(limits, "max_messages_per_hour", "default", minimum=0)
         if max_conn is not None and max_msgs is not None:
             default = Limits(max_conn, max_msgs)
-    if not f.ok:
-        raise ValidationFailed(f.problems)
+    f.check()
     assert name is not None and ip is not None and hostname is not None
     return IpAddress(
         name=name,

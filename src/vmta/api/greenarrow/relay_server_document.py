@@ -7,7 +7,6 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.references import redirect_out
-from vmta.domain.errors import ValidationFailed
 from vmta.domain.names import (
     is_ip,
     is_ipv4,
@@ -36,7 +35,7 @@ def parse(doc: JsonObject) -> RelayServer:
     broken rule. Read-only fields (``id``, ``redirect.type``) are ignored."""
     f = Fields()
     f.known(doc, "", FIELDS)
-    name = f.string(doc, "name", "", rules=virtual_mta_name_problems)
+    name = f.name(doc, rules=virtual_mta_name_problems)
     source_ip = source_hostname = dest_host = username = password = None
     dest_port = max_conn = max_msgs = None
     source = f.hash(doc, "source_ip", "")
@@ -71,8 +70,7 @@ def parse(doc: JsonObject) -> RelayServer:
         max_conn = f.integer(limits, "max_concurrent_connections", "throttle_limits", minimum=0)
         max_msgs = f.integer(limits, "max_messages_per_hour", "throttle_limits", minimum=0)
     redirect = f.ref(doc, "redirect", "")
-    if not f.ok:
-        raise ValidationFailed(f.problems)
+    f.check()
     assert name is not None and source_ip is not None and source_hostname is not None
     assert dest_host is not None and dest_port is not None
     assert max_conn is not None and max_msgs is not None

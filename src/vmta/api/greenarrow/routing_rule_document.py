@@ -13,7 +13,6 @@ from typing import Any
 from vmta.api.greenarrow.fields import Fields, JsonObject, kind_of
 from vmta.api.greenarrow.references import ref_out
 from vmta.domain.domain_pattern import parse_domain_pattern
-from vmta.domain.errors import ValidationFailed
 from vmta.domain.names import virtual_mta_name_problems
 from vmta.domain.virtual_mta import (
     DeliverThrough,
@@ -57,7 +56,7 @@ def parse(doc: JsonObject) -> RoutingRule:
     broken rule. References are left for the store to resolve."""
     f = Fields()
     f.known(doc, "", FIELDS)
-    name = f.string(doc, "name", "", rules=virtual_mta_name_problems)
+    name = f.name(doc, rules=virtual_mta_name_problems)
     default = None
     default_doc = f.hash(doc, "default", "")
     if default_doc is not None:
@@ -70,8 +69,7 @@ def parse(doc: JsonObject) -> RoutingRule:
         override = _override(f, item, f"domain_overrides[{i}]", seen)
         if override is not None:
             overrides.append(override)
-    if not f.ok:
-        raise ValidationFailed(f.problems)
+    f.check()
     assert name is not None and default is not None
     return RoutingRule(name=name, default=default, domain_overrides=overrides)
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.domain.domain_pattern import DomainPattern, parse_domain_pattern
-from vmta.domain.errors import ValidationFailed
 from vmta.domain.names import template_name_problems
 from vmta.domain.virtual_mta import Limits, ThrottleRule, ThrottlingTemplate
 
@@ -22,15 +21,14 @@ def parse(doc: JsonObject) -> ThrottlingTemplate:
     broken rule. Read-only fields (``id``, the ids of rules) are ignored."""
     f = Fields()
     f.known(doc, "", FIELDS)
-    name = f.string(doc, "name", "", rules=template_name_problems)
+    name = f.name(doc, rules=template_name_problems)
     if doc.get("throttle_program") is not None:
         # Throttle programs (scripted throttles) are a GreenArrow feature vmta does not
         # have; accepting one silently would throttle differently than the client asked.
         f.problem("throttle_program", "must be null (throttle programs are not supported)")
     rules = _rules(f, doc)
     default = _limits(f, f.hash(doc, "default", ""), "default")
-    if not f.ok:
-        raise ValidationFailed(f.problems)
+    f.check()
     assert name is not None and default is not None
     return ThrottlingTemplate(name=name, default=default, rules=rules)
 

@@ -18,11 +18,11 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import throttling_template_document as document
 from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import JsonObject, merge_patch
+from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
 from vmta.api.openapi import envelope_responses, request_body
-from vmta.domain.errors import NotFound
+from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 
@@ -100,8 +100,13 @@ def router() -> APIRouter:
         doc = _strip_read_only(read_wrapped(await request.body(), SINGULAR))
         store = store_of(request)
 
+        def store_problems(partial: PartialRecord) -> list[str]:
+            # Only a refused document gets here, so it needs no write transaction.
+            with store.read() as conn:
+                return ThrottlingTemplateRepository(conn).partial_problems(partial, own_id=None)
+
         def work() -> dict[str, Any]:
-            template = document.parse(doc)
+            template = parse_record(document.parse, doc, store_problems=store_problems)
             with store.write() as conn:
                 repo = ThrottlingTemplateRepository(conn)
                 new_id = repo.insert(template)
@@ -125,7 +130,11 @@ def router() -> APIRouter:
                 repo = ThrottlingTemplateRepository(conn)
                 current = _get(repo, rid)
                 merged = merge_patch(_strip_read_only(document.render(current)), patch)
-                template = document.parse(merged)
+                template = parse_record(
+                    document.parse,
+                    merged,
+                    store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+                )
                 if "rules" not in patch:
                     # The rules are unchanged, so they keep their ids; a given ``rules``
                     # array replaces them all and its ids are ignored (API.md §2.3).

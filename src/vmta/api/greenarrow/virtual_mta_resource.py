@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import JsonObject, merge_patch
+from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import envelope_responses, request_body
-from vmta.domain.errors import NotFound
+from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
 
@@ -118,8 +118,13 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         doc = spec.strip_read_only(read_wrapped(await request.body(), spec.singular))
         store = store_of(request)
 
+        def store_problems(partial: PartialRecord) -> list[str]:
+            # Only a refused document gets here, so it needs no write transaction.
+            with store.read() as conn:
+                return VirtualMtaRepository(conn).partial_problems(partial, own_id=None)
+
         def work() -> dict[str, Any]:
-            record = spec.parse(doc)
+            record = parse_record(spec.parse, doc, store_problems=store_problems)
             with store.write() as conn:
                 repo = VirtualMtaRepository(conn)
                 new_id = repo.insert(repo.prepare(record, own_id=None))
@@ -144,7 +149,12 @@ def build_router(spec: ResourceSpec) -> APIRouter:
                 current = spec.render(_get(repo, rid))
                 strip_current = spec.strip_current or spec.strip_read_only
                 merged = merge_patch(strip_current(current), patch, spec.atomic)
-                record = repo.prepare(spec.parse(merged), own_id=rid)
+                parsed = parse_record(
+                    spec.parse,
+                    merged,
+                    store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+                )
+                record = repo.prepare(parsed, own_id=rid)
                 repo.update(rid, record)
                 return {spec.singular: spec.render(_get(repo, rid))}
 
