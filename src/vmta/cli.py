@@ -1,4 +1,4 @@
-"""The `vmta` command line: serve, credentials, database migrations.
+"""The `vmta` command line: serve, credentials, database migrations, the queue.
 
 Exit status: 0 success, 1 failure (the message on stderr says why), 2 bad usage,
 130 interrupted before start-up completed.
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vmta import queue_commands
 from vmta.domain.credential import credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
 from vmta.runtime import logs
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_cmds = db.add_subparsers(dest="action", required=True)
     _settings_flags(db_cmds.add_parser("upgrade", help="apply every pending migration"))
     _settings_flags(db_cmds.add_parser("current", help="print the schema revision"))
+
+    queue_commands.register(commands, _settings_flags)
     return parser
 
 
@@ -143,10 +146,19 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
+def _queue(args: argparse.Namespace, settings: Settings) -> int:
+    store = _open_store(settings)
+    try:
+        return queue_commands.run(args, store)
+    finally:
+        store.close()
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "serve": _serve,
     "credentials": _credentials,
     "db": _db,
+    "queue": _queue,
 }
 
 

@@ -1,0 +1,184 @@
+"""`vmta queue`: the spool seen and handled from the command line.
+
+The commands read and write the database of the settings directly, so they work whether
+`vmta serve` runs or not. They show what `GET /api/queue`, `GET /api/messages` and
+`GET /api/messages/{id}` show, except the running engine's own state (in memory, in flight,
+recovered after a crash), which only the serving process knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from vmta.store.spool import DELIVERED, FAILED, QUEUED, SqlSpool
+from vmta.store.store import Store
+
+STATES = (QUEUED, DELIVERED, FAILED)
+MAX_LIMIT = 10_000  # as GET /api/messages
+OWNER = "cli"  # a SqlSpool needs a lease owner; these commands never take a lease
+
+RETRY_HELP = (
+    "make every queued recipient of message ID due now. A running `vmta serve` is not"
+    " woken by this command: its engine polls the spool every second and picks the"
+    " recipients up at the next poll (POST /api/messages/ID/retry wakes it at once)"
+)
+
+
+def _limit(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_LIMIT}, not {text!r}")
+    return int(text)
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    settings_flags: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add `queue` and its sub-commands to ``commands`` (the top-level sub-parsers)."""
+    queue = commands.add_parser(
+        "queue",
+        help="inspect the spool; retry or delete a message",
+        description="The spool of the configured database; works while `vmta serve` runs.",
+    )
+    settings_flags(queue)
+    actions = queue.add_subparsers(dest="action", required=True)
+
+    listing = actions.add_parser(
+        "list", help="recipient counts by state and VirtualMTA, then messages, oldest first"
+    )
+    listing.add_argument(
+        "--state", choices=STATES, help="only messages with at least one recipient in STATE"
+    )
+    listing.add_argument(
+        "--limit", type=_limit, default=100, metavar="N", help="at most N messages (default 100)"
+    )
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (the shapes of GET /api/queue and /api/messages)",
+    )
+    settings_flags(listing)
+
+    show = actions.add_parser(
+        "show", help="envelope, VirtualMTA, every recipient's state and every attempt (JSON)"
+    )
+    show.add_argument("queue_id", metavar="ID")
+    settings_flags(show)
+
+    retry = actions.add_parser("retry", help=RETRY_HELP)
+    retry.add_argument("queue_id", metavar="ID")
+    settings_flags(retry)
+
+    delete = actions.add_parser("delete", help="remove message ID, its recipients and attempts")
+    delete.add_argument("queue_id", metavar="ID")
+    settings_flags(delete)
+
+
+def run(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> int:
+    """Carry out the `queue` sub-command in ``args``; returns the exit status."""
+    out = out or sys.stdout
+    spool = SqlSpool(store, OWNER)
+    action: str = args.action
+    if action == "list":
+        return _list(spool, args.state, args.limit, args.json, out)
+    queue_id: str = args.queue_id
+    if action == "show":
+        view = spool.message(queue_id)
+        if view is None:
+            return _not_found(queue_id)
+        out.write(json.dumps(vars(view), indent=2) + "\n")
+        return 0
+    if action == "retry":
+        if spool.message(queue_id) is None:
+            return _not_found(queue_id)
+        due = spool.retry_now(queue_id, time.time())
+        if due:
+            out.write(
+                f"{due} recipient(s) of {queue_id} due now; a running vmta sends them after"
+                " its next poll of the spool (within about a second)\n"
+            )
+        else:
+            out.write(f"{queue_id} has no queued recipient (all delivered or failed)\n")
+        return 0
+    if not spool.delete_message(queue_id):
+        return _not_found(queue_id)
+    out.write(f"deleted {queue_id}\n")
+    return 0
+
+
+def _not_found(queue_id: str) -> int:
+    print(f"vmta: no message with queue id {queue_id!r}", file=sys.stderr)
+    return 1
+
+
+def _list(spool: SqlSpool, state: str | None, limit: int, as_json: bool, out: TextIO) -> int:
+    # Imported here: the summary is the API's own (one definition of the counts), and the
+    # API package pulls in FastAPI, which the other commands need not load.
+    from vmta.api.queue import queue_summary
+
+    summary = queue_summary(spool.counts())
+    rows = spool.list_messages(state, limit)
+    if as_json:
+        out.write(json.dumps({"queue": summary, "messages": rows}, indent=2) + "\n")
+        return 0
+    out.write(_summary_text(summary))
+    out.write("\n")
+    out.write(_messages_table(rows) if rows else "no messages\n")
+    return 0
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    counts, queued = summary["recipients"], summary["queued"]
+    lines = [
+        f"recipients: {counts[QUEUED]} queued ({queued['ready']} ready,"
+        f" {queued['deferred']} deferred, {queued['waiting']} waiting),"
+        f" {counts[DELIVERED]} delivered, {counts[FAILED]} failed"
+    ]
+    by_vmta = summary["by_virtual_mta"]
+    if by_vmta:
+        table = [["VIRTUAL MTA", "QUEUED", "DELIVERED", "FAILED"]]
+        table += [[e["virtual_mta"], *(str(e[s]) for s in STATES)] for e in by_vmta]
+        lines += _columns(table, right=(1, 2, 3))
+    return "\n".join(lines) + "\n"
+
+
+def _messages_table(rows: list[dict[str, Any]]) -> str:
+    table = [["QUEUE ID", "RECEIVED (UTC)", "RCPTS", "QUEUED", "SIZE", "VMTA SELECTOR", "FROM"]]
+    for row in rows:
+        received = datetime.fromtimestamp(row["received_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.append(
+            [
+                row["id"],
+                received,
+                str(row["recipients"]),
+                str(row["queued"]),
+                str(row["size"]),
+                _printable(row["vmta_selector"] or "-"),
+                _printable(row["mail_from"] or "<>"),
+            ]
+        )
+    return "\n".join(_columns(table, right=(2, 3, 4))) + "\n"
+
+
+def _printable(text: str) -> str:
+    """Envelope text came from SMTP clients: never let it send control sequences to the
+    operator's terminal."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _columns(table: list[list[str]], right: tuple[int, ...]) -> list[str]:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for row in table:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines

@@ -1,0 +1,223 @@
+"""`vmta queue list | show | retry | delete`, run as subprocesses against the database of
+a real `vmta serve` (SQLite in its data directory, or PostgreSQL), while it runs and after
+it has stopped. What the commands show is compared with what the API shows."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.serve_process import (
+    ServeFactory,
+    ServeProcess,
+    environment,
+    relay_to,
+    vmta,
+    wait_until,
+)
+from tests.peers.sink import RecordingSink
+
+DEFERRED = "deferred@sink.test"
+REFUSED = "refused@sink.test"
+DELIVERED = "delivered@sink.test"
+
+
+def send(port: int, rcpt: str, sender: str = "sender@client.test") -> str:
+    """One message to ``rcpt``; its queue id from the 250 reply to DATA."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail(sender)
+        client.rcpt(rcpt)
+        code, reply = client.data(f"Subject: to {rcpt}\r\n\r\nbody\r\n".encode())
+    assert code == 250, reply
+    return reply.decode().rsplit(" ", 1)[-1]
+
+
+def recipient(server: ServeProcess, queue_id: str) -> dict[str, Any]:
+    message = server.get(f"/api/messages/{queue_id}")["message"]
+    (only,) = message["recipients"]
+    return dict(only)
+
+
+def ok(serve: ServeFactory, *args: str) -> str:
+    result = serve.cli("queue", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def spool(serve: ServeFactory, sink: RecordingSink) -> tuple[ServeProcess, dict[str, str]]:
+    """A running server whose spool holds one deferred, one delivered and one failed
+    message. Retries wait an hour, so only an operator's retry sends the deferred one."""
+    serve.configure(VMTA_RETRY_BACKOFF="3600")
+    server = serve.start()
+    relay_to(server, sink.port)
+    sink.script("RCPT", "451 4.2.1 Mailbox busy, try later")
+    sink.refuse(REFUSED, "550 5.1.1 No such user")
+    ids = {DEFERRED: send(serve.smtp_port, DEFERRED)}
+    wait_until(lambda: recipient(server, ids[DEFERRED])["attempts"] == 1, 60, "a deferral")
+    # A null sender (<>): its failure causes no bounce, which would be a fourth message.
+    ids[REFUSED] = send(serve.smtp_port, REFUSED, sender="")
+    ids[DELIVERED] = send(serve.smtp_port, DELIVERED)
+    counts = {"queued": 1, "delivered": 1, "failed": 1}
+    wait_until(
+        lambda: server.get("/api/queue")["recipients"] == counts,
+        60,
+        "one delivered and one failed recipient",
+    )
+    return server, ids
+
+
+def test_list_shows_counts_by_state_and_virtual_mta_then_messages(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    _, ids = spool
+
+    lines = ok(serve, "list").splitlines()
+
+    assert lines[0] == (
+        "recipients: 1 queued (0 ready, 1 deferred, 0 waiting), 1 delivered, 1 failed"
+    )
+    assert lines[1].split() == ["VIRTUAL", "MTA", "QUEUED", "DELIVERED", "FAILED"]
+    assert lines[2].split() == ["sink", "1", "1", "1"]
+    assert lines[4].split()[:2] == ["QUEUE", "ID"]
+    rows = [line.split() for line in lines[5:]]
+    # Oldest first: id, date, time, recipients, queued, size, selector, sender.
+    assert [row[0] for row in rows] == [ids[DEFERRED], ids[REFUSED], ids[DELIVERED]]
+    assert [row[3:5] for row in rows] == [["1", "1"], ["1", "0"], ["1", "0"]]
+    assert [row[7] for row in rows] == ["sender@client.test", "<>", "sender@client.test"]
+
+
+def test_list_filters_by_state_and_limits(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    _, ids = spool
+
+    def listed(*args: str) -> list[str]:
+        return [line.split()[0] for line in ok(serve, "list", *args).splitlines()[5:]]
+
+    assert listed("--state", "queued") == [ids[DEFERRED]]
+    assert listed("--state", "failed") == [ids[REFUSED]]
+    assert listed("--state", "delivered") == [ids[DELIVERED]]
+    assert listed("--limit", "2") == [ids[DEFERRED], ids[REFUSED]]
+
+
+def test_list_json_and_show_carry_what_the_api_shows(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    server, ids = spool
+
+    listed = json.loads(ok(serve, "list", "--json"))
+    api_queue = server.get("/api/queue")
+    del api_queue["engine"]  # the serving process's memory: not in the database
+    assert listed == {"queue": api_queue, "messages": server.get("/api/messages")["messages"]}
+
+    for queue_id in ids.values():
+        shown = json.loads(ok(serve, "show", queue_id))
+        assert shown == server.get(f"/api/messages/{queue_id}")["message"]
+    deferred = json.loads(ok(serve, "show", ids[DEFERRED]))
+    assert deferred["mail_from"] == "sender@client.test"
+    (rcpt,) = deferred["recipients"]
+    assert (rcpt["address"], rcpt["state"], rcpt["attempts"]) == (DEFERRED, "queued", 1)
+    (attempt,) = deferred["attempts"]
+    assert attempt["outcome"] == "deferred"
+    assert attempt["reply"].startswith("451")
+    assert attempt["virtual_mta"] == "sink"
+
+
+def test_retry_is_picked_up_by_the_running_engine(
+    serve: ServeFactory, sink: RecordingSink, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    server, ids = spool
+    assert [m.rcpt_tos for m in sink.messages] == [[DELIVERED]]
+
+    out = ok(serve, "retry", ids[DEFERRED])
+
+    assert out.startswith(f"1 recipient(s) of {ids[DEFERRED]} due now")
+    # Nothing wakes the engine: its poll finds the recipient due (the backoff is an hour).
+    wait_until(lambda: len(sink.messages) == 2, 60, "the retried message at the sink")
+    assert [m.rcpt_tos for m in sink.messages] == [[DELIVERED], [DEFERRED]]
+    wait_until(lambda: recipient(server, ids[DEFERRED])["state"] == "delivered", 60, "its outcome")
+    # A message with nothing queued has nothing to retry.
+    assert ok(serve, "retry", ids[DELIVERED]).startswith(f"{ids[DELIVERED]} has no queued")
+
+
+def test_delete_removes_the_message(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    server, ids = spool
+
+    assert ok(serve, "delete", ids[REFUSED]) == f"deleted {ids[REFUSED]}\n"
+
+    assert server.api().get(f"/api/messages/{ids[REFUSED]}").status_code == 404
+    assert server.get("/api/queue")["recipients"] == {"queued": 1, "delivered": 1, "failed": 0}
+    again = serve.cli("queue", "delete", ids[REFUSED])
+    assert (again.returncode, again.stderr) == (
+        1,
+        f"vmta: no message with queue id {ids[REFUSED]!r}\n",
+    )
+
+
+def test_commands_work_when_vmta_is_not_running(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    server, ids = spool
+    shown_while_running = ok(serve, "show", ids[DEFERRED])
+    assert server.stop() == 0
+
+    assert ok(serve, "show", ids[DEFERRED]) == shown_while_running
+    assert ok(serve, "list").splitlines()[0] == (
+        "recipients: 1 queued (0 ready, 1 deferred, 0 waiting), 1 delivered, 1 failed"
+    )
+    assert ok(serve, "retry", ids[DEFERRED]).startswith("1 recipient(s)")
+    assert ok(serve, "delete", ids[DELIVERED]) == f"deleted {ids[DELIVERED]}\n"
+    rows = ok(serve, "list").splitlines()[5:]
+    assert [row.split()[0] for row in rows] == [ids[DEFERRED], ids[REFUSED]]
+
+
+def test_an_empty_spool_and_unknown_ids(serve: ServeFactory) -> None:
+    # No server has run: the command creates and migrates the database like `vmta db`.
+    out = ok(serve, "list")
+    assert out == (
+        "recipients: 0 queued (0 ready, 0 deferred, 0 waiting), 0 delivered, 0 failed\n"
+        "\n"
+        "no messages\n"
+    )
+    for action in ("show", "retry", "delete"):
+        result = serve.cli("queue", action, "0123456789ABCDEF")
+        assert (result.returncode, result.stdout) == (1, ""), action
+        assert result.stderr == "vmta: no message with queue id '0123456789ABCDEF'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "--state", "deferred"], "argument --state: invalid choice: 'deferred'"),
+        (["list", "--limit", "0"], "argument --limit: must be an integer from 1 to 10000"),
+        (["list", "--limit", "10001"], "argument --limit: must be an integer from 1 to 10000"),
+        (["show"], "the following arguments are required: ID"),
+        (["requeue", "X"], "invalid choice: 'requeue'"),
+    ],
+)
+def test_bad_usage(tmp_path: Path, args: list[str], message: str) -> None:
+    result = vmta("queue", *args, "--data-dir", str(tmp_path), env=environment(), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_envelope_text_cannot_drive_the_terminal(serve: ServeFactory, sink: RecordingSink) -> None:
+    server = serve.start()
+    relay_to(server, sink.port)
+    send(serve.smtp_port, DELIVERED, sender="evil\x1b[2J@client.test")
+
+    out = ok(serve, "list")
+
+    # Whatever the SMTP parser kept of that path, its control character is not printed.
+    stored = server.get("/api/messages")["messages"][0]["mail_from"]
+    assert stored.startswith("evil\x1b")
+    assert "\x1b" not in out
+    assert "evil?" in out
