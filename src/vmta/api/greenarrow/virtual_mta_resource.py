@@ -27,6 +27,9 @@ class ResourceSpec:
     kind: VirtualMtaType
     singular: str  # wrapper key of one record: "relay_server"
     plural: str  # path and wrapper key of a list: "relay_servers"
+    label: str  # how summaries and messages name one record: "IP address"
+    label_plural: str  # and several: "IP addresses"
+    article: str  # the indefinite article before ``label``: "an" IP address
     parse: Callable[[JsonObject], VirtualMta]
     render: Callable[[Any], dict[str, Any]]
     atomic: Sequence[str]  # keys replaced whole on PUT (references)
@@ -34,7 +37,6 @@ class ResourceSpec:
     filters: Sequence[str] = ()  # exact-match list filters: name, ip, hostname
     record_schema: Any = None  # pydantic models for the OpenAPI document
     input_schema: Any = None
-    summary: str = ""
     # What to drop from the current record before a PUT merges into it; defaults to
     # strip_read_only. Differs when ids inside arrays must be ignored in a request but
     # kept while the array itself is left alone (routing rule domain overrides).
@@ -55,17 +57,17 @@ def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
 def build_router(spec: ResourceSpec) -> APIRouter:
     router = APIRouter(tags=[spec.plural])
     path = f"/{spec.plural}"
-    label = spec.kind.value.replace("_", " ")
+    one = f"{spec.article} {spec.label}"
 
     def _get(repo: VirtualMtaRepository, record_id: int) -> VirtualMta:
         record = repo.get(record_id, spec.kind)
         if record is None:
-            raise NotFound(f"No {label} with id {record_id}.")
+            raise NotFound(f"No {spec.label} with id {record_id}.")
         return record
 
     @router.get(
         path,
-        summary=f"List {label}s",
+        summary=f"List {spec.label_plural}",
         responses=envelope_responses(spec.plural, list_of=True),
     )
     async def list_records(request: Request) -> JSONResponse:
@@ -95,7 +97,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
 
     @router.get(
         path + "/{record_id}",
-        summary=f"Get one {label}",
+        summary=f"Get one {spec.label}",
         responses=envelope_responses(spec.singular, schema=spec.record_schema),
     )
     async def get_record(record_id: str, request: Request) -> JSONResponse:
@@ -110,7 +112,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
 
     @router.post(
         path,
-        summary=f"Create a {label}",
+        summary=f"Create {one}",
         openapi_extra=request_body(spec.singular, spec.input_schema),
         responses=envelope_responses(spec.singular, schema=spec.record_schema),
     )
@@ -134,7 +136,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
 
     @router.put(
         path + "/{record_id}",
-        summary=f"Update a {label} (only the fields given)",
+        summary=f"Update {one} (only the fields given)",
         openapi_extra=request_body(spec.singular, spec.input_schema),
         responses=envelope_responses(spec.singular, schema=spec.record_schema),
     )
@@ -162,7 +164,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
 
     @router.delete(
         path + "/{record_id}",
-        summary=f"Delete a {label} (refused while it is used)",
+        summary=f"Delete {one} (refused while it is used)",
         responses=envelope_responses(None),
     )
     async def delete_record(record_id: str, request: Request) -> JSONResponse:
