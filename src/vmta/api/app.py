@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 import vmta
 from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
-from vmta.api.greenarrow import (
-    ip_addresses,
-    relay_servers,
-    routing_rules,
-    throttling_templates,
-    virtual_mtas,
-)
+from vmta.api.greenarrow import engine
 from vmta.api.mailerq import external_mtas
 from vmta.store.store import Store
 
@@ -54,13 +48,7 @@ def create_app(store: Store) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    greenarrow = APIRouter(prefix=GREENARROW_PREFIX)
-    greenarrow.include_router(relay_servers.router())
-    greenarrow.include_router(ip_addresses.router())
-    greenarrow.include_router(routing_rules.router())
-    greenarrow.include_router(throttling_templates.router())
-    greenarrow.include_router(virtual_mtas.router())
-    app.include_router(greenarrow)
+    app.include_router(engine.router())
     app.include_router(external_mtas.router())
     app.include_router(queue.router())
 
