@@ -143,7 +143,8 @@ def _summary_text(summary: dict[str, Any]) -> str:
     by_vmta = summary["by_virtual_mta"]
     if by_vmta:
         table = [["VIRTUAL MTA", "QUEUED", "DELIVERED", "FAILED"]]
-        table += [[e["virtual_mta"], *(str(e[s]) for s in STATES)] for e in by_vmta]
+        # The name may be a message's own selector header: printable characters only.
+        table += [[_printable(e["virtual_mta"]), *(str(e[s]) for s in STATES)] for e in by_vmta]
         lines += _columns(table, right=(1, 2, 3))
     return "\n".join(lines) + "\n"
 

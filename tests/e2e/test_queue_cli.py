@@ -212,12 +212,20 @@ def test_bad_usage(tmp_path: Path, args: list[str], message: str) -> None:
 def test_envelope_text_cannot_drive_the_terminal(serve: ServeFactory, sink: RecordingSink) -> None:
     server = serve.start()
     relay_to(server, sink.port)
-    send(serve.smtp_port, DELIVERED, sender="evil\x1b[2J@client.test")
+    with smtplib.SMTP("127.0.0.1", serve.smtp_port, timeout=30) as client:
+        refused = client.sendmail(  # raises unless DATA got 250
+            "evil\x1b[2J@client.test",
+            [DELIVERED],
+            b"X-GreenArrow-MtaID: odd\x1b[31m\r\nSubject: hi\r\n\r\nbody\r\n",
+        )
+    assert refused == {}
 
     out = ok(serve, "list")
 
     # Whatever the SMTP parser kept of that path, its control character is not printed.
-    stored = server.get("/api/messages")["messages"][0]["mail_from"]
-    assert stored.startswith("evil\x1b")
+    (message,) = server.get("/api/messages")["messages"]
+    assert message["mail_from"].startswith("evil\x1b")
+    assert message["vmta_selector"] == "odd\x1b[31m"
     assert "\x1b" not in out
     assert "evil?" in out
+    assert "odd?[31m" in out
