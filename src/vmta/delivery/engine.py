@@ -293,7 +293,7 @@ class DeliveryEngine:
             effective_virtual_mta=hold.effective,
             outcome_label="deferred",
         )
-        await self.spool.record(outcome)
+        await self._store_outcomes([outcome])
         self.in_memory -= 1
         if hold.attempted:
             self._log_attempt(job, outcome)
@@ -450,7 +450,7 @@ class DeliveryEngine:
             self._outcome(job, verdict, reply, decision, conversation, now)
             for job, (verdict, reply) in zip(jobs, verdicts, strict=True)
         ]
-        await asyncio.gather(*(self.spool.record(o) for o in outcomes))
+        await self._store_outcomes(outcomes)
         self.in_memory -= len(jobs)
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._log_attempt(job, outcome)
@@ -460,6 +460,25 @@ class DeliveryEngine:
         message_ids = {job.message_id for job in jobs}
         for message_id in message_ids:
             self._bodies.pop(message_id, None)
+
+    async def _store_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Record outcomes, retrying while the store fails: an outcome that is not stored
+        leaves its recipient leased, and it would be sent again after a restart. Each
+        batch is one transaction, so a failed one wrote nothing and may simply be
+        repeated."""
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.gather(*(self.spool.record(o) for o in outcomes))
+                return
+            except Exception:
+                if self.stopping:
+                    raise
+                log.exception(
+                    "storing %d outcome(s) failed; retrying in %.1f s", len(outcomes), delay
+                )
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _notify_sender(self, failed: list[tuple[Job, Outcome]], *, remote: bool) -> None:
         """Queue an RFC 3464 notification to the envelope sender of the message whose
