@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import smtplib
+import ssl
 import time
 from typing import Any
 
@@ -272,3 +273,24 @@ async def test_oversized_message_is_refused_at_mail(plane_factory: Any) -> None:
             return code
 
     assert await asyncio.to_thread(probe) == 552
+
+
+async def test_injection_offers_starttls_with_a_certificate(
+    plane_factory: Any, sink: RecordingSink, tls_files: TlsFiles
+) -> None:
+    running: RunningPlane = await plane_factory(tls_cert=tls_files.cert, tls_key=tls_files.key)
+    running.add_relay("relay-1", sink.port)
+
+    def probe() -> None:
+        context = ssl.create_default_context(cafile=str(tls_files.cert))
+        context.check_hostname = False
+        with smtplib.SMTP("127.0.0.1", running.smtp_port, timeout=10) as client:
+            client.ehlo()
+            assert client.has_extn("starttls")
+            client.starttls(context=context)
+            client.ehlo()
+            client.sendmail("s@src.test", ["r@dest.test"], MESSAGE)
+
+    await asyncio.to_thread(probe)
+    seen = (await eventually(lambda: sink.messages, what="delivery"))[0]
+    assert b"with ESMTPS id" in split_received(seen.data)[0]

@@ -14,8 +14,6 @@ from vmta.api.greenarrow import engine
 from vmta.api.mailerq import external_mtas
 from vmta.store.store import Store
 
-GREENARROW_PREFIX = errors.GREENARROW_PREFIX
-
 
 def create_app(store: Store) -> FastAPI:
     app = FastAPI(
