@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Protocol
 
 from process_tree import ProcessTree, file_system, fsync_latency
-from relay_peers import FROM, TO, Postfix, Sink, Vmta, free_port, smtp_reply
+from relay_peers import FROM, TO, VMTA, Postfix, Sink, Vmta, free_port, smtp_reply
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 POLL = 0.01  # seconds between reads of the sink's counter
@@ -358,8 +358,26 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} CPUs ({models[0] if models else platform.processor()}),"
         f" {platform.system()} {platform.release()}, Python {platform.python_version()},"
-        f" Postfix {postfix or '?'}"
+        f" Postfix {postfix or '?'}, vmta {vmta_version()}"
     )
+
+
+def vmta_version() -> str:
+    """The commit measured, and where `vmta serve` will import vmta from."""
+    repo = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(
+        ["git", "-C", str(repo), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    found = subprocess.run(
+        [str(VMTA.with_name("python")), "-c", "import vmta; print(vmta.__file__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{commit or 'unknown commit'} (imported from {Path(found).parent.parent or '?'})"
 
 
 def arguments() -> argparse.Namespace:
@@ -367,7 +385,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="PEERS.md: 20,000 messages x 5")
     parser.add_argument("--messages", type=int, help="per run (default 5,000; --full 20,000)")
     parser.add_argument("--sizes", default="1024,10240", help="message body bytes, comma-separated")
-    parser.add_argument("--sessions", type=int, default=20, help="smtp-source sessions (-s)")
+    parser.add_argument("--sessions", type=int, default=50, help="smtp-source sessions (-s)")
     parser.add_argument("--probe-sessions", type=int, default=1, help="latency probe sessions")
     parser.add_argument("--repetitions", type=int, help="rounds (default 3; --full 5)")
     parser.add_argument("--warmup", type=int, help="messages before measuring (default 1,000)")
