@@ -80,9 +80,19 @@ class Fields:
             if key not in allowed_set:
                 self.problem(_join(path, key), "is not a known field")
 
-    def hash(
-        self, obj: JsonObject, key: str, path: str, *, required: bool = True, nullable: bool = False
-    ) -> JsonObject | None:
+    def _typed(
+        self,
+        obj: JsonObject,
+        key: str,
+        path: str,
+        kind: type,
+        described: str,
+        *,
+        required: bool,
+        nullable: bool,
+    ) -> Any:
+        """The value of ``key`` when it is present and of ``kind``; otherwise None, with
+        the problem noted: absent but required, null but not nullable, or another type."""
         full = _join(path, key)
         value = obj.get(key, _MISSING)
         if value is _MISSING:
@@ -91,25 +101,27 @@ class Fields:
             return None
         if value is None:
             if not nullable:
-                self.problem(full, "must be a hash, not null")
+                self.problem(full, f"must be {described}, not null")
             return None
-        if not isinstance(value, dict):
-            self.problem(full, f"must be a hash, not {_kind(value)}")
+        if not isinstance(value, kind):
+            self.problem(full, f"must be {described}, not {_kind(value)}")
             return None
+        return value
+
+    def hash(
+        self, obj: JsonObject, key: str, path: str, *, required: bool = True, nullable: bool = False
+    ) -> JsonObject | None:
+        value: JsonObject | None = self._typed(
+            obj, key, path, dict, "a hash", required=required, nullable=nullable
+        )
         return value
 
     def array(
         self, obj: JsonObject, key: str, path: str, *, required: bool = True
     ) -> list[Any] | None:
-        full = _join(path, key)
-        value = obj.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                self.problem(full, "is required")
-            return None
-        if not isinstance(value, list):
-            self.problem(full, f"must be an array, not {_kind(value)}")
-            return None
+        value: list[Any] | None = self._typed(
+            obj, key, path, list, "an array", required=required, nullable=False
+        )
         return value
 
     def string(
@@ -124,17 +136,10 @@ class Fields:
         rules: Callable[[str], list[str]] | None = None,
     ) -> str | None:
         full = _join(path, key)
-        value = obj.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                self.problem(full, "is required")
-            return None
+        value: str | None = self._typed(
+            obj, key, path, str, "a string", required=required, nullable=nullable
+        )
         if value is None:
-            if not nullable:
-                self.problem(full, "must be a string, not null")
-            return None
-        if not isinstance(value, str):
-            self.problem(full, f"must be a string, not {_kind(value)}")
             return None
         if max_length is not None and len(value) > max_length:
             self.problem(full, f"may be a maximum of {max_length} characters in length")
