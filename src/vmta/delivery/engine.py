@@ -393,8 +393,21 @@ class DeliveryEngine:
                     if other is not queue and other.waiting:
                         self._pump(other)
             if not queue.waiting and queue.connections == 0:
-                self.paths.pop(queue.path.key, None)
-                self._by_throttle.get(queue.path.throttle_key, set()).discard(queue)
+                self._forget(queue)
+
+    def _forget(self, queue: PathQueue) -> None:
+        """Drop an idle path, and its throttle once no path uses it and its pacing has
+        nothing left to enforce (IP addresses have a throttle per destination domain, so
+        keeping them all would grow without bound)."""
+        self.paths.pop(queue.path.key, None)
+        key = queue.path.throttle_key
+        siblings = self._by_throttle.get(key, set())
+        siblings.discard(queue)
+        limiter, pacer = self._limiters.get(key), self._pacers.get(key)
+        idle = (limiter is None or limiter.open == 0) and (pacer is None or pacer.delay() == 0)
+        if not siblings and idle:
+            for table in (self._by_throttle, self._limiters, self._pacers, self._limits):
+                table.pop(key, None)
 
     async def _connection_failed(self, queue: PathQueue, exc: ConnectFailed) -> None:
         """No session: if no other connection of this path works, everything waiting for
