@@ -188,35 +188,42 @@ def run_once(relay: Relay, sink: Sink, size: int, args: argparse.Namespace) -> R
     last_at = started
     next_sample = 0.0
     deadline = time.monotonic() + args.max_seconds
-    while True:
-        now = time.perf_counter()
-        if now >= next_sample:
-            memory = tree.memory()
-            rss, pss = max(rss, memory[0]), max(pss, memory[1])
-            next_sample = now + SAMPLE
-        if injected_at is None and source.poll() is not None:
-            injected_at = time.perf_counter()
-            for probe in probes:
-                probe.stop.set()
-            for probe in probes:
-                probe.join(timeout=120)
-            if source.returncode != 0:
-                error = source.stderr.read().decode(errors="replace") if source.stderr else ""
-                raise SystemExit(f"smtp-source into {relay.name} failed: {error.strip()}")
-            for probe in probes:
-                if probe.error:
-                    raise SystemExit(f"probe into {relay.name} failed: {probe.error}")
-            target = args.messages + sum(len(p.latencies) for p in probes)
-        counted = sink.count() - counted_before
-        if target is not None and counted >= target:
-            last_at = sink.changed_at
-            break
-        if time.monotonic() > deadline:
-            raise SystemExit(
-                f"{relay.name}: only {counted} of {target or '?'} messages reached the sink"
-                f" within {args.max_seconds:.0f} s"
-            )
-        time.sleep(POLL)
+    try:
+        while True:
+            now = time.perf_counter()
+            if now >= next_sample:
+                memory = tree.memory()
+                rss, pss = max(rss, memory[0]), max(pss, memory[1])
+                next_sample = now + SAMPLE
+            if injected_at is None and source.poll() is not None:
+                injected_at = time.perf_counter()
+                for probe in probes:
+                    probe.stop.set()
+                for probe in probes:
+                    probe.join(timeout=120)
+                if source.returncode != 0:
+                    error = source.stderr.read().decode(errors="replace") if source.stderr else ""
+                    raise SystemExit(f"smtp-source into {relay.name} failed: {error.strip()}")
+                for probe in probes:
+                    if probe.error:
+                        raise SystemExit(f"probe into {relay.name} failed: {probe.error}")
+                target = args.messages + sum(len(p.latencies) for p in probes)
+            counted = sink.count() - counted_before
+            if target is not None and counted >= target:
+                last_at = sink.changed_at
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"{relay.name}: only {counted} of {target or '?'} messages reached the sink"
+                    f" within {args.max_seconds:.0f} s"
+                )
+            time.sleep(POLL)
+    finally:  # on failure too: nothing keeps sending once the run is over
+        for probe in probes:
+            probe.stop.set()
+        if source.poll() is None:
+            source.kill()
+            source.wait(timeout=30)
     settle(tree)
     cpu = tree.cpu_seconds() - cpu_before
     latencies = [s for p in probes for s in p.latencies]
