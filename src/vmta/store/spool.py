@@ -291,10 +291,11 @@ class SqlSpool:
             run: list[dict[str, Any]] = []
             for o in outcomes:
                 values = _recipient_values(o)
-                if shape is not None and shape != (tuple(values), o.attempted):
+                key = (tuple(values), o.attempted)
+                if shape is not None and key != shape:
                     conn.execute(self._recipient_update(*shape), run)
                     run = []
-                shape = (tuple(values), o.attempted)
+                shape = key
                 run.append({"b_id": o.recipient_id, **{f"b_{k}": v for k, v in values.items()}})
             if shape is not None:
                 conn.execute(self._recipient_update(*shape), run)
