@@ -9,11 +9,12 @@ import json
 import smtplib
 import ssl
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.delivery.conftest import API_LOGIN, RunningPlane, eventually
+from tests.delivery.conftest import API_LOGIN, FAST, RunningPlane, eventually
 from tests.peers.sink import RecordingSink, TlsFiles
 from vmta.domain.message_headers import split_headers
 from vmta.domain.virtual_mta import Limits
@@ -294,3 +295,14 @@ async def test_injection_offers_starttls_with_a_certificate(
     await asyncio.to_thread(probe)
     seen = (await eventually(lambda: sink.messages, what="delivery"))[0]
     assert b"with ESMTPS id" in split_received(seen.data)[0]
+
+
+async def test_finished_messages_are_purged_after_their_retention(
+    plane_factory: Any, sink: RecordingSink
+) -> None:
+    engine = replace(FAST, finished_retention=0.5, purge_interval=0.2)
+    running: RunningPlane = await plane_factory(engine=engine)
+    running.add_relay("relay-1", sink.port)
+    queue_id = await running.asend(MESSAGE)
+    await eventually(lambda: sink.messages, what="delivery")
+    await eventually(lambda: running.message(queue_id) is None, what="the purge")

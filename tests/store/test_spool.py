@@ -124,3 +124,21 @@ def test_body_round_trip_is_byte_exact(store: Store) -> None:
     body = bytes(range(256)) * 400
     spool.accept([NewMessage("Q1", T0, T0 + 1, "", ["a@x.test"], body)], None)
     assert spool.body("Q1") == body
+
+
+def test_purge_removes_only_finished_messages_past_retention(store: Store) -> None:
+    spool = SqlSpool(store, "a")
+    old = spool.accept([message("OLD", ["a@x.test", "b@x.test"], at=T0)], T0 + 300)
+    pending = spool.accept([message("PENDING", ["c@x.test"], at=T0)], T0 + 300)
+    spool.accept([message("NEW", ["d@x.test"], at=T0 + 500)], None)
+    spool.record(
+        [
+            Outcome(old[0].recipient_id, "OLD", T0 + 1, DELIVERED, outcome_label="delivered"),
+            Outcome(old[1].recipient_id, "OLD", T0 + 1, FAILED, outcome_label="failed"),
+        ]
+    )
+    assert pending  # still queued: kept whatever its age
+    assert spool.purge_finished(before=T0 + 100, limit=10) == 1
+    assert spool.message("OLD") is None
+    assert spool.message("PENDING") is not None and spool.message("NEW") is not None
+    assert spool.purge_finished(before=T0 + 100, limit=10) == 0

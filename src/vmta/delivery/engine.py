@@ -53,6 +53,11 @@ class EngineSettings:
     # Connections per throttle when its limit is 0 (unlimited): "unlimited" means the
     # operator sets no limit, not that a backlog of 10,000 opens 10,000 sockets.
     unlimited_connections: int = 20
+    # Finished messages (every recipient delivered or failed) are kept this long after they
+    # were received, for /api/messages and `vmta queue`, then deleted.
+    finished_retention: float = 86_400.0
+    purge_interval: float = 60.0
+    purge_batch: int = 1000
 
 
 @dataclass
@@ -153,6 +158,7 @@ class DeliveryEngine:
         self._loops = [
             asyncio.ensure_future(self._poll_loop()),
             asyncio.ensure_future(self._heartbeat_loop()),
+            asyncio.ensure_future(self._purge_loop()),
         ]
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -225,6 +231,20 @@ class DeliveryEngine:
                 await self.spool.renew_leases(self.clock.now() + self.settings.lease_seconds)
             except Exception:
                 log.exception("renewing leases failed")
+
+    async def _purge_loop(self) -> None:
+        """Delete finished messages past their retention, a batch at a time, so that the
+        spool does not grow with every message ever sent."""
+        while not self.stopping:
+            await self.clock.sleep(self.settings.purge_interval)
+            try:
+                before = self.clock.now() - self.settings.finished_retention
+                while not self.stopping:
+                    purged = await self.spool.purge_finished(before, self.settings.purge_batch)
+                    if purged < self.settings.purge_batch:
+                        break
+            except Exception:
+                log.exception("purging finished messages failed")
 
     # ---- routing -------------------------------------------------------------------------
 

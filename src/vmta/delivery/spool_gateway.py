@@ -80,6 +80,9 @@ class SpoolGateway:
     async def release_own_leases(self, now: float) -> int:
         return await self._on_writer(self.spool.release_own_leases, now)
 
+    async def purge_finished(self, before: float, limit: int) -> int:
+        return await self._on_writer(self.spool.purge_finished, before, limit)
+
     async def body(self, message_id: str) -> bytes | None:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.spool.body, message_id)

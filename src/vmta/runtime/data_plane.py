@@ -71,6 +71,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             ),
             max_messages_per_connection=settings.max_messages_per_connection,
             idle_timeout=settings.connection_idle_timeout,
+            finished_retention=settings.finished_retention,
         ),
         transport=TransportSettings(
             connect_timeout=settings.connect_timeout,

@@ -90,6 +90,7 @@ class Settings:
     delivery_port: int = 25
     external_mta_failures: int = 3
     external_mta_suspension: float = 60.0
+    finished_retention: float = 86_400.0
 
     @property
     def effective_database_url(self) -> str:
@@ -330,6 +331,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "external_mta_suspension", "VMTA_EXTERNAL_MTA_SUSPENSION", None, _seconds,
         "seconds an external MTA stays suspended; its mail waits meanwhile (default 60)",
+    ),
+    Option(
+        "finished_retention", "VMTA_FINISHED_RETENTION", None, _seconds,
+        "seconds a finished message (every recipient delivered or failed) is kept for"
+        " inspection before it is deleted (default 86400: 1 day)",
     ),
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,

@@ -456,7 +456,8 @@ class SqlSpool:
             return result.rowcount > 0
 
     def purge_finished(self, before: float, limit: int = 1000) -> int:
-        """Delete messages whose every recipient is final and that finished before ``before``."""
+        """Delete up to ``limit`` messages received before ``before`` whose every recipient
+        is final (delivered or failed), with their recipients and attempts."""
         with self.store.write() as conn:
             unfinished = select(R.message_id).where(R.state == QUEUED)
             candidates = [
