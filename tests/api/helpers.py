@@ -44,3 +44,17 @@ def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
             table.name: sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
             for table in metadata.sorted_tables
         }
+
+
+def update_patch(label: str, change: dict[str, Any], field: str) -> dict[str, Any]:
+    """The PUT body that breaks a rule: the change itself, except for a "missing" rule,
+    where an explicit null removes the field (on PUT an absent field keeps its value)."""
+    if not label.endswith("missing"):
+        return dict(change)
+    patch: dict[str, Any] = {}
+    cursor = patch
+    *parents, leaf = field.split(".")
+    for key in parents:
+        cursor = cursor.setdefault(key, {})
+    cursor[leaf] = None
+    return patch

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import GA, failed, ok, snapshot
+from tests.api.helpers import GA, failed, ok, snapshot, update_patch
 from vmta.domain.virtual_mta import IpAddress
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository
@@ -258,16 +258,7 @@ def test_each_rule_refuses_update(
     client: TestClient, store: Store, label: str, change: dict[str, Any], field: str
 ) -> None:
     created = create(client, minimal("relay-x"))
-    patch: dict[str, Any] = dict(change)
-    if label.endswith("missing"):
-        # On PUT an absent field keeps its value; an explicit null is how a client
-        # would remove a required one.
-        patch = {}
-        cursor = patch
-        *parents, leaf = field.split(".")
-        for key in parents:
-            cursor = cursor.setdefault(key, {})
-        cursor[leaf] = None
+    patch = update_patch(label, change, field)
     before = snapshot(store)
     response = client.put(f"{GA}/relay_servers/{created['id']}", json={"relay_server": patch})
     messages = failed(response, 400, "validation_failed")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import GA, failed, ok, snapshot
+from tests.api.helpers import GA, failed, ok, snapshot, update_patch
 from vmta.store.store import Store
 
 URL = f"{GA}/throttling_templates"
@@ -264,14 +264,8 @@ def test_each_rule_refuses_update(
     client: TestClient, store: Store, label: str, change: dict[str, Any], field: str
 ) -> None:
     created = create(client, full("tpl-x"))
-    patch: dict[str, Any] = dict(change)
-    if label.endswith("missing") and not field.startswith("rules"):
-        patch = {}
-        cursor = patch
-        *parents, leaf = field.split(".")
-        for key in parents:
-            cursor = cursor.setdefault(key, {})
-        cursor[leaf] = None
+    # A rule's inner field cannot be nulled through a path: rules is an array.
+    patch = dict(change) if field.startswith("rules") else update_patch(label, change, field)
     before = snapshot(store)
     response = client.put(f"{URL}/{created['id']}", json={"throttling_template": patch})
     messages = failed(response, 400, "validation_failed")
