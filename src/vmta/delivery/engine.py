@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmta.delivery.bounces import compose_bounce, wants_bounce
 from vmta.delivery.clock import Clock
 from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.path import EgressPath
+from vmta.delivery.ready_queue import Delivery, PathQueue
 from vmta.delivery.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle import ConnectionLimiter, MessagePacer
@@ -32,7 +33,6 @@ from vmta.delivery.transport import (
     Transport,
 )
 from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
-from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
 from vmta.domain.egress_route import EgressProtocol
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.virtual_mta import Limits
@@ -58,48 +58,6 @@ class EngineSettings:
     finished_retention: float = 86_400.0
     purge_interval: float = 60.0
     purge_batch: int = 1000
-
-
-@dataclass
-class Delivery:
-    """One message for one path: all its recipients that go the same way."""
-
-    jobs: list[Job]
-    decision: Deliver
-
-    @property
-    def first(self) -> Job:
-        return self.jobs[0]
-
-
-class PathQueue:
-    def __init__(self, path: EgressPath, limiter: ConnectionLimiter, pacer: MessagePacer) -> None:
-        self.path = path
-        self.limiter = limiter
-        self.pacer = pacer
-        self.waiting: deque[Delivery] = deque()
-        self.changed = asyncio.Event()
-        self.connections = 0
-
-    def push(self, delivery: Delivery) -> None:
-        self.waiting.append(delivery)
-        self.changed.set()
-
-    async def next(self, clock: Clock, idle_timeout: float) -> Delivery | None:
-        """The next delivery, waiting up to ``idle_timeout`` for one to arrive."""
-        if self.waiting:
-            return self.waiting.popleft()
-        self.changed.clear()
-        # The idle wait uses the real event, bounded by the clock's sleep, so that a
-        # manual clock in tests can end it as well.
-        sleeper = asyncio.ensure_future(clock.sleep(idle_timeout))
-        waiter = asyncio.ensure_future(self.changed.wait())
-        try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waiter.cancel()
-        return self.waiting.popleft() if self.waiting else None
 
 
 class DeliveryEngine:
@@ -517,32 +475,13 @@ class DeliveryEngine:
         """Queue an RFC 3464 notification to the envelope sender of the message whose
         recipients failed, unless it is a bounce itself or its sender is null (<>)."""
         first = failed[0][0]
-        if self.bounce is None or first.is_bounce or not dsn_wanted(first.mail_from):
+        if self.bounce is None or not wants_bounce(first):
             return
         body = self._bodies.get(first.message_id) or await self.spool.body(first.message_id)
         if body is None:
             return
-        recipients = [
-            FailedRecipient(
-                address=job.address,
-                # Only a remote server's own words go in Diagnostic-Code; what vmta
-                # concluded itself (null MX, expiry) is the reason.
-                reply=outcome.reply if remote else None,
-                reason=None if remote else outcome.reply,
-                status=None if remote else _enhanced(outcome.reply),
-                remote_mta=outcome.remote_host if remote else None,
-                last_attempt=outcome.at,
-            )
-            for job, outcome in failed
-        ]
-        notification = build_dsn(
-            reporting_mta=self.hostname,
-            envelope_sender=first.mail_from,
-            recipients=recipients,
-            original=body,
-            arrival=first.received_at,
-            now=self.clock.now(),
-            queue_id=first.message_id,
+        notification = compose_bounce(
+            failed, remote=remote, reporting_mta=self.hostname, original=body, now=self.clock.now()
         )
         try:
             await self.bounce(first.mail_from, notification)
@@ -623,12 +562,3 @@ class DeliveryEngine:
             }
             for q in self.paths.values()
         ]
-
-
-def _enhanced(text: str | None) -> str | None:
-    """The RFC 3463 code in a reply text such as "550 5.1.2 ..." (class 5 only)."""
-    for word in (text or "").split()[:2]:
-        parts = word.split(".")
-        if len(parts) == 3 and parts[0] == "5" and all(p.isdigit() for p in parts):
-            return word
-    return None
