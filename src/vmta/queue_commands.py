@@ -16,7 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from vmta.store.spool import DELIVERED, FAILED, QUEUED, SqlSpool
+from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED
+from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 STATES = (QUEUED, DELIVERED, FAILED)

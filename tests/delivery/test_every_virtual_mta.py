@@ -21,6 +21,7 @@ from tests.delivery.conftest import (
     rule,
     update,
 )
+from vmta.domain.spool_records import Job
 from vmta.domain.virtual_mta import (
     Limits,
     RandomizationType,
@@ -28,7 +29,6 @@ from vmta.domain.virtual_mta import (
     ThrottleRule,
     ThrottlingTemplate,
 )
-from vmta.store.spool import Job
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 
 pytestmark = pytest.mark.peers

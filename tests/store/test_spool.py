@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vmta.store.spool import DELIVERED, FAILED, QUEUED, NewMessage, Outcome, SqlSpool
+from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
+from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 T0 = 1_700_000_000.0

@@ -4,7 +4,8 @@ node's lease, routing memory per message. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from vmta.store.spool import DELIVERED, QUEUED, NewMessage, Outcome, SqlSpool
+from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
+from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.tables import messages
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
-from vmta.store.spool import Job, Outcome
+from vmta.domain.spool_records import Job, Outcome
 
 
 def wants_bounce(job: Job) -> bool:

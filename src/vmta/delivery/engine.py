@@ -35,8 +35,8 @@ from vmta.delivery.transport import (
 from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
 from vmta.domain.egress_route import EgressProtocol
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Job, Outcome
 from vmta.domain.virtual_mta import Limits
-from vmta.store.spool import DELIVERED, FAILED, QUEUED, Job, Outcome
 
 log = logging.getLogger(__name__)
 

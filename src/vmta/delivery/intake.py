@@ -14,7 +14,7 @@ from vmta.delivery.engine import DeliveryEngine
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.queue_id import new_queue_id
-from vmta.store.spool import NewMessage
+from vmta.domain.spool_records import NewMessage
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.path import EgressPath
 from vmta.delivery.router import Deliver
 from vmta.delivery.throttle import ConnectionLimiter, MessagePacer
-from vmta.store.spool import Job
+from vmta.domain.spool_records import Job
 
 
 @dataclass

@@ -18,9 +18,9 @@ from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
+from vmta.domain.spool_records import Job
 from vmta.domain.throttle_rules import ThrottleTable
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
-from vmta.store.spool import Job
 
 WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
 

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from vmta.delivery.committer import BatchRunner
-from vmta.store.spool import Job, NewMessage, Outcome, SqlSpool
+from vmta.domain.spool_records import Job, NewMessage, Outcome
+from vmta.store.spool import SqlSpool
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -19,66 +19,12 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.sql.dml import Update
 
+from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
 
 R = recipients.c
 M = messages.c
-
-QUEUED = "queued"
-DELIVERED = "delivered"
-FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    id: str
-    received_at: float
-    expires_at: float
-    mail_from: str
-    recipients: Sequence[str]
-    body: bytes
-    vmta_selector: str | None = None
-    client_ip: str | None = None
-    auth_name: str | None = None
-    is_bounce: bool = False
-
-
-@dataclass(frozen=True)
-class Job:
-    """One recipient of one message, claimed for delivery."""
-
-    recipient_id: int
-    message_id: str
-    address: str
-    attempts: int
-    mail_from: str
-    received_at: float
-    expires_at: float
-    vmta_selector: str | None
-    routing_memory: dict[str, Any] | None
-    is_bounce: bool
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one recipient at one attempt (or why it was not attempted)."""
-
-    recipient_id: int
-    message_id: str
-    at: float
-    state: str  # queued (deferred or waiting), delivered, failed
-    next_attempt_at: float | None = None
-    reply: str | None = None
-    attempted: bool = True  # False: waiting, no connection was tried (not an attempt)
-    waiting_reason: str | None = None
-    virtual_mta: str | None = None
-    effective_virtual_mta: str | None = None
-    source_ip: str | None = None
-    remote_host: str | None = None
-    remote_ip: str | None = None
-    routing_memory: dict[str, Any] | None = None
-    outcome_label: str = ""  # delivered, deferred, failed (for the attempt record)
 
 
 @dataclass
