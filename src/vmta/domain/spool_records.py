@@ -5,7 +5,7 @@ never with rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ class NewMessage:
     client_ip: str | None = None
     auth_name: str | None = None
     is_bounce: bool = False
+    # Header values removed before delivery but kept with the message (name -> value).
+    kept_headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ class SqlSpool:
                         "auth_name": m.auth_name,
                         "routing_memory": None,
                         "is_bounce": m.is_bounce,
+                        "kept_headers": dict(m.kept_headers) if m.kept_headers else None,
                     }
                     for m in batch
                 ],

@@ -158,6 +158,9 @@ messages = Table(
     # Choices kept across retries (routing rule randomization_type message_constant).
     Column("routing_memory", JSON, nullable=True),
     Column("is_bounce", Boolean, nullable=False, server_default=false()),
+    # Header values that are removed before delivery but belong to the message's record
+    # and its events (GreenArrow's X-GreenArrow-MailClass, -SendID, -ListID, ...).
+    Column("kept_headers", JSON, nullable=True),
 )
 Index("ix_messages_received_at", messages.c.received_at)
 
