@@ -40,6 +40,7 @@ FAST = EngineSettings(
     retry=RetrySchedule(backoff=(0.3,), max_lifetime=3600),
     idle_timeout=0.5,
     poll_interval=0.1,
+    failure_delay=0.5,
 )
 
 

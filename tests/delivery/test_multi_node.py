@@ -21,9 +21,10 @@ from vmta.store.virtual_mtas import VirtualMtaRepository
 
 async def start_node(store: Store, data_dir: Path, lease_seconds: float) -> RunningPlane:
     await asyncio.to_thread(data_dir.mkdir)
-    settings = DataPlaneSettings(
-        hostname="node.test", engine=replace(FAST, lease_seconds=lease_seconds)
-    )
+    # release_after: hold the throttled backlog in memory (claimed) rather than giving it
+    # back to the spool at once, so that node A really stops with claimed work.
+    engine = replace(FAST, lease_seconds=lease_seconds, release_after=1e9)
+    settings = DataPlaneSettings(hostname="node.test", engine=engine)
     plane = DataPlane(store, settings, data_dir)
     sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
     await plane.start(sock)

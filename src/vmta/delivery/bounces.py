@@ -3,10 +3,17 @@ engine stored. They are queued like any message, with the null reverse-path."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
+from vmta.delivery.clock import Clock
 from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
-from vmta.domain.spool_records import Job, Outcome
+from vmta.domain.queue_id import new_queue_id
+from vmta.domain.spool_port import Spool
+from vmta.domain.spool_records import Job, NewMessage, Outcome
+
+log = logging.getLogger(__name__)
 
 
 def wants_bounce(job: Job) -> bool:
@@ -55,3 +62,52 @@ def _enhanced(text: str | None) -> str | None:
         if len(parts) == 3 and parts[0] == "5" and all(p.isdigit() for p in parts):
             return word
     return None
+
+
+class BounceMailer:
+    """Queues the notification for a message's failed recipients: stored like any
+    message, with the null reverse-path (RFC 5321 §4.5.5, so that it can never cause
+    another bounce) and no selector (it goes the default way). It is stored unclaimed and
+    the scheduler is nudged, so the notification takes the ordinary road out."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        clock: Clock,
+        *,
+        hostname: str,
+        max_lifetime: float,
+        due_now: asyncio.Event,
+    ) -> None:
+        self._spool = spool
+        self._clock = clock
+        self._hostname = hostname
+        self._max_lifetime = max_lifetime
+        self._due_now = due_now
+
+    async def notify(self, failed: Sequence[tuple[Job, Outcome]], *, remote: bool) -> None:
+        first = failed[0][0]
+        if not wants_bounce(first):
+            return
+        original = await self._spool.body(first.message_id)
+        if original is None:  # deleted meanwhile: nothing to report on
+            return
+        now = self._clock.now()
+        notification = compose_bounce(
+            failed, remote=remote, reporting_mta=self._hostname, original=original, now=now
+        )
+        message = NewMessage(
+            id=new_queue_id(now),
+            received_at=now,
+            expires_at=now + self._max_lifetime,
+            mail_from="",
+            recipients=[first.mail_from],
+            body=notification,
+            is_bounce=True,
+        )
+        try:
+            await self._spool.accept(message, now, claim=False)
+        except Exception:
+            log.exception("could not queue the bounce for message %s", first.message_id)
+            return
+        self._due_now.set()

@@ -63,26 +63,11 @@ class Intake:
             client_ip=arrival.client_ip,
             auth_name=arrival.auth_name,
         )
-        jobs = await self.gateway.accept(message, now)
-        self.engine.submit(jobs, body)
-        return queue_id
-
-    async def accept_bounce(self, recipient: str, data: bytes) -> str:
-        """Queue a delivery status notification: null reverse-path (RFC 5321 §4.5.5, so
-        that it can never cause another bounce), no selector (it goes the default way)."""
-        now = self.clock.now()
-        queue_id = new_queue_id(now)
-        message = NewMessage(
-            id=queue_id,
-            received_at=now,
-            expires_at=now + self.max_lifetime,
-            mail_from="",
-            recipients=[recipient],
-            body=data,
-            is_bounce=True,
-        )
-        jobs = await self.gateway.accept(message, now)
-        self.engine.submit(jobs, data)
+        # Claimed at once (the fast path) when this node has room in memory for its
+        # recipients; otherwise stored for a poll, by this node or another.
+        claim = self.engine.room_for(len(message.recipients))
+        jobs = await self.gateway.accept(message, now, claim=claim)
+        self.engine.submit(jobs)
         return queue_id
 
     def received(self, arrival: Arrival, queue_id: str, now: float) -> str:

@@ -29,6 +29,10 @@ class EgressPath:
 
     @property
     def key(self) -> tuple[object, ...]:
+        """What a connection shares: throttle, route, EHLO name, destination and the
+        credential's user name. Not the MX order (equal-preference hosts are shuffled at
+        each resolution, RFC 5321 §5.1, and a ready queue uses the newest path's order for
+        each new connection) and not the password (the newest configuration wins)."""
         return (
             self.throttle_key,
             self.destination_host,
@@ -36,8 +40,6 @@ class EgressPath:
             self.route,
             self.ehlo_name,
             self.username,
-            self.password,
-            self.candidates,
         )
 
     def describe(self) -> str:

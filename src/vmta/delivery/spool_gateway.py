@@ -28,10 +28,10 @@ class SpoolGateway:
         self.lease_seconds = lease_seconds
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
-        self._accepts: BatchRunner[tuple[NewMessage, float], list[Job]] = BatchRunner(
+        self._accepts: BatchRunner[tuple[NewMessage, float | None], list[Job]] = BatchRunner(
             self._writer, self._accept_batch, max_batch=max_batch
         )
-        self._outcomes: BatchRunner[Outcome, None] = BatchRunner(
+        self._outcomes: BatchRunner[Outcome, BaseException | None] = BatchRunner(
             self._writer, self._record_batch, max_batch=max_batch * 4
         )
 
@@ -47,24 +47,45 @@ class SpoolGateway:
 
     # ---- group-committed writes ----------------------------------------------------------
 
-    def _accept_batch(self, items: Sequence[tuple[NewMessage, float]]) -> list[list[Job]]:
-        lease_until = max(lease for _, lease in items)
-        jobs = self.spool.accept([message for message, _ in items], lease_until)
+    def _accept_batch(self, items: Sequence[tuple[NewMessage, float | None]]) -> list[list[Job]]:
+        leases = [lease for _, lease in items if lease is not None]
+        unclaimed = [message.id for message, lease in items if lease is None]
+        jobs = self.spool.accept(
+            [message for message, _ in items], max(leases) if leases else None, unclaimed
+        )
         by_message: dict[str, list[Job]] = {}
         for job in jobs:
             by_message.setdefault(job.message_id, []).append(job)
         return [by_message.get(message.id, []) for message, _ in items]
 
-    def _record_batch(self, outcomes: Sequence[Outcome]) -> list[None]:
-        self.spool.record(outcomes)
-        return [None] * len(outcomes)
+    def _record_batch(self, outcomes: Sequence[Outcome]) -> list[BaseException | None]:
+        """One transaction for the batch; if it fails, each outcome alone, so that one
+        outcome the store refuses cannot hold back the others (each caller learns its
+        own result)."""
+        try:
+            self.spool.record(outcomes)
+            return [None] * len(outcomes)
+        except Exception:
+            if len(outcomes) == 1:
+                raise
+        results: list[BaseException | None] = []
+        for outcome in outcomes:
+            try:
+                self.spool.record([outcome])
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+        return results
 
-    async def accept(self, message: NewMessage, now: float) -> list[Job]:
-        """Returns once the message is committed; its recipients are leased to this node."""
-        return await self._accepts.submit((message, now + self.lease_seconds))
+    async def accept(self, message: NewMessage, now: float, *, claim: bool = True) -> list[Job]:
+        """Returns once the message is committed. With ``claim`` its recipients are
+        leased to this node and returned; otherwise they wait for a poll."""
+        return await self._accepts.submit((message, now + self.lease_seconds if claim else None))
 
     async def record(self, outcome: Outcome) -> None:
-        await self._outcomes.submit(outcome)
+        problem = await self._outcomes.submit(outcome)
+        if problem is not None:
+            raise problem
 
     # ---- other work on the writer thread -------------------------------------------------
 

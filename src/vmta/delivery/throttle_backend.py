@@ -14,6 +14,9 @@ any two sends, no 60-minute window holds more than M of them.
 from __future__ import annotations
 
 import itertools
+import json
+import os
+from pathlib import Path
 from typing import Protocol
 
 from vmta.delivery.clock import Clock
@@ -43,19 +46,50 @@ class ThrottleBackend(Protocol):
 
 
 class LocalThrottles:
-    """Throttles of one node, in memory.
+    """Throttles of one node, in memory, with the pacing remembered in a small file.
 
-    After a restart the pacing of a key starts one interval after the first use, not at
-    once: the last send before the restart may have been an instant ago, and waiting one
-    interval keeps the spacing without having to remember it.
+    Each message slot taken is appended to ``memory`` (one line, no fsync: like the
+    in-flight journal it only has to survive the process, and written data is in the page
+    cache), so that a restarted node continues the spacing instead of sending at once
+    what the limit had held back.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    MAX_MEMORY_BYTES = 1024 * 1024  # past this the file is rewritten with what still counts
+
+    def __init__(self, clock: Clock, memory: Path | None = None) -> None:
         self._clock = clock
         self._open: dict[str, set[str]] = {}
         self._next_slot: dict[str, float] = {}
         self._tokens = itertools.count(1)
-        self._started = clock.now()
+        self._memory = memory
+        self._fd: int | None = None
+        self._size = 0
+        if memory is not None:
+            self._next_slot = _read_slots(memory)
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        assert self._memory is not None
+        if self._fd is not None:
+            os.close(self._fd)
+        now = self._clock.now()
+        live = {key: slot for key, slot in self._next_slot.items() if slot > now}
+        text = "".join(json.dumps([key, slot]) + "\n" for key, slot in live.items())
+        tmp = self._memory.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self._memory)
+        self._fd = os.open(self._memory, os.O_WRONLY | os.O_APPEND)
+        self._size = len(text)
+
+    def _remember(self, key: str, slot: float) -> None:
+        if self._fd is None:
+            return
+        line = (json.dumps([key, slot]) + "\n").encode()
+        os.write(self._fd, line)
+        self._size += len(line)
+        if self._size > self.MAX_MEMORY_BYTES:
+            self._rewrite()
 
     async def acquire_connection(self, key: str, limit: int) -> str | None:
         held = self._open.setdefault(key, set())
@@ -78,11 +112,10 @@ class LocalThrottles:
         interval = HOUR / per_hour
         now = self._clock.now()
         slot = self._next_slot.get(key)
-        if slot is None:
-            slot = self._started + interval  # see the class docstring
-        if slot > now:
+        if slot is not None and slot > now:
             return slot - now
         self._next_slot[key] = now + interval
+        self._remember(key, now + interval)
         return 0.0
 
     def open_connections(self, key: str) -> int:
@@ -99,4 +132,20 @@ class LocalThrottles:
         return None
 
     async def close(self) -> None:
-        return None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_slots(path: Path) -> dict[str, float]:
+    """The latest slot of each key in the pacing memory (a torn last line is skipped)."""
+    slots: dict[str, float] = {}
+    if not path.exists():
+        return slots
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            key, slot = json.loads(line)
+            slots[str(key)] = max(float(slot), slots.get(str(key), 0.0))
+        except (ValueError, TypeError):
+            continue
+    return slots

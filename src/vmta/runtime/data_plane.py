@@ -16,16 +16,18 @@ from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.egress_health import EgressHealth
-from vmta.delivery.engine import DeliveryEngine, EngineSettings
+from vmta.delivery.engine import EngineSettings
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.delivery.throttle_backend import LocalThrottles
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.smtp.listener import ListenerSettings, start_listener
 from vmta.smtp.transport import SmtpTransport, TransportSettings
@@ -36,6 +38,7 @@ from vmta.store.store import Store
 log = logging.getLogger(__name__)
 
 NODE_ID_FILE = "node-id"
+PACING_FILE = "pacing.memory"  # message slots taken, so that pacing survives a restart
 
 
 @dataclass(frozen=True)
@@ -132,25 +135,28 @@ class DataPlane:
         self.health = EgressHealth(
             threshold=settings.external_mta_failures, suspension=settings.external_mta_suspension
         )
-        self.engine = DeliveryEngine(
-            spool=self.gateway,
-            router=Router(
-                self.config,
-                MxResolver(settings.dns_servers, clock=self.clock),
-                RouterSettings(
-                    hostname=settings.hostname,
-                    delivery_port=settings.delivery_port,
-                    recheck=settings.recheck,
-                ),
-                health=self.health,
-                clock=self.clock,
+        router = Router(
+            self.config,
+            MxResolver(settings.dns_servers, clock=self.clock),
+            RouterSettings(
+                hostname=settings.hostname,
+                delivery_port=settings.delivery_port,
+                recheck=settings.recheck,
             ),
+            health=self.health,
+            clock=self.clock,
+        )
+        self.engine = build_engine(
+            spool=self.gateway,
+            router=router,
             transport=transport or SmtpTransport(settings.transport),
+            throttles=LocalThrottles(self.clock, data_dir / PACING_FILE),
             clock=self.clock,
             settings=engine_settings,
             delivery_log=self.delivery_log,
             journal=self.journal,
             health=self.health,
+            hostname=settings.hostname,
         )
         self.intake = Intake(
             self.gateway,
@@ -160,8 +166,6 @@ class DataPlane:
             honour_x_virtual_mta=settings.honour_x_virtual_mta,
             max_lifetime=engine_settings.retry.max_lifetime,
         )
-        self.engine.hostname = settings.hostname
-        self.engine.bounce = self.intake.accept_bounce
         self._server: asyncio.AbstractServer | None = None
 
     def check_credentials(self, name: str, secret: str) -> bool:

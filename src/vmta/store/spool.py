@@ -12,7 +12,7 @@ nodes never wait on, nor take, each other's rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,12 +99,19 @@ class SqlSpool:
 
     # ---- accepting -----------------------------------------------------------------
 
-    def accept(self, batch: Sequence[NewMessage], lease_until: float | None) -> list[Job]:
+    def accept(
+        self,
+        batch: Sequence[NewMessage],
+        lease_until: float | None,
+        unclaimed: Collection[str] = (),
+    ) -> list[Job]:
         """Store every message of ``batch`` in one transaction. With ``lease_until`` the
         recipients are claimed by this node at once (the fast path: no poll needed), and
-        returned as jobs."""
+        returned as jobs; messages whose id is in ``unclaimed`` are stored unclaimed, for
+        any node's poll (the node had no room for them in memory)."""
         if not batch:
             return []
+        unclaimed = set(unclaimed)
         with self.store.write() as conn:
             conn.execute(
                 insert(messages),
@@ -133,17 +140,18 @@ class SqlSpool:
                     "state": QUEUED,
                     "attempts": 0,
                     "next_attempt_at": m.received_at,
-                    "lease_owner": self.owner if lease_until is not None else None,
-                    "lease_until": lease_until,
+                    "lease_owner": self.owner if claim else None,
+                    "lease_until": lease_until if claim else None,
                     "updated_at": m.received_at,
                 }
                 for m in batch
+                for claim in (lease_until is not None and m.id not in unclaimed,)
                 for address in m.recipients
             ]
             conn.execute(insert(recipients), rows)
-            if lease_until is None:
+            ids = [m.id for m in batch if m.id not in unclaimed]
+            if lease_until is None or not ids:
                 return []
-            ids = [m.id for m in batch]
             result = conn.execute(
                 select(*_JOB_COLUMNS)
                 .join(messages, M.id == R.message_id)
@@ -258,6 +266,12 @@ class SqlSpool:
                     .values(routing_memory=bindparam("b_memory", type_=M.routing_memory.type)),
                     memory,
                 )
+            # A recipient whose message an operator deleted meanwhile has no row left to
+            # attach an attempt to; its outcome simply has nothing to change.
+            attempted = [o.recipient_id for o in outcomes if o.attempted]
+            present = set(
+                conn.execute(select(R.id).where(R.id.in_(attempted))).scalars() if attempted else ()
+            )
             rows = [
                 {
                     "message_id": o.message_id,
@@ -272,7 +286,7 @@ class SqlSpool:
                     "reply": o.reply,
                 }
                 for o in outcomes
-                if o.attempted
+                if o.attempted and o.recipient_id in present
             ]
             if rows:
                 conn.execute(insert(attempts), rows)

@@ -1,0 +1,206 @@
+"""One connection of an egress path, from open to QUIT: its first message (whose pacing
+slot the dispatcher reserved), then the next ones of the ready queue while the path's
+pacing lets them go at once, RSET between messages (RFC 5321 §4.1.1.5).
+
+The body of each message is read from the spool just before it is sent: the spool is its
+only source, so a message an operator deleted is not sent, and no body waits in memory
+while its message waits for a throttle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from vmta.delivery.clock import Clock
+from vmta.delivery.dispatcher import Dispatcher
+from vmta.delivery.egress_health import EgressHealth
+from vmta.delivery.inflight_journal import InflightJournal
+from vmta.delivery.outcome_recorder import OutcomeRecorder
+from vmta.delivery.ready_queue import Delivery, PathQueue
+from vmta.delivery.throttle_backend import ThrottleBackend
+from vmta.delivery.transport import (
+    ConnectFailed,
+    Conversation,
+    ConversationBroken,
+    TransactionReplies,
+    Transport,
+)
+from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
+from vmta.domain.egress_route import EgressProtocol
+from vmta.domain.spool_port import Spool
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionWorker:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        throttles: ThrottleBackend,
+        recorder: OutcomeRecorder,
+        spool: Spool,
+        journal: InflightJournal,
+        health: EgressHealth,
+        clock: Clock,
+    ) -> None:
+        self._transport = transport
+        self._throttles = throttles
+        self._recorder = recorder
+        self._spool = spool
+        self._journal = journal
+        self._health = health
+        self._clock = clock
+
+    async def run(
+        self, dispatcher: Dispatcher, queue: PathQueue, token: str, delivery: Delivery
+    ) -> None:
+        """The life of one connection that ``dispatcher`` opened for ``queue``, holding
+        the connection slot ``token``; ``delivery`` is its first message."""
+        conversation: Conversation | None = None
+        try:
+            try:
+                conversation = await self._transport.open(queue.path)
+            except ConnectFailed as exc:
+                await self._failed(dispatcher, queue, delivery, exc)
+                return
+            queue.connection_worked()
+            route = queue.path.route
+            if route.protocol is not EgressProtocol.DIRECT and route.public_ip:
+                self._health.succeeded(route.public_ip)
+            conversation = await self._deliver(dispatcher, queue, conversation, delivery)
+        finally:
+            if conversation is not None:
+                with contextlib.suppress(Exception):
+                    await conversation.quit()
+            queue.connections -= 1
+            with contextlib.suppress(Exception):
+                await self._throttles.release_connection(queue.throttle, token)
+            dispatcher.connection_closed(queue)
+
+    async def _deliver(
+        self,
+        dispatcher: Dispatcher,
+        queue: PathQueue,
+        conversation: Conversation,
+        delivery: Delivery,
+    ) -> Conversation | None:
+        """Send ``delivery`` and whatever follows on this connection. Returns the
+        conversation if it is still usable (to QUIT), else None."""
+        settings = dispatcher.settings
+        sent = 0
+        current: Delivery | None = delivery
+        while current is not None:
+            if sent:
+                try:
+                    await conversation.reset()
+                except ConversationBroken:
+                    queue.waiting.appendleft(current)  # not attempted: it goes again
+                    return None
+            if not await self._transaction(conversation, current):
+                return None
+            sent += 1
+            if sent >= settings.max_messages_per_connection or dispatcher.stopping:
+                break
+            current = await self._next(dispatcher, queue)
+        return conversation
+
+    async def _next(self, dispatcher: Dispatcher, queue: PathQueue) -> Delivery | None:
+        """The next delivery for this connection and its pacing slot, or None to close:
+        nothing arrived within the idle timeout, or its slot is too far off to keep the
+        connection waiting for it."""
+        settings = dispatcher.settings
+        delivery = await queue.next(self._clock, settings.idle_timeout)
+        if delivery is None:
+            return None
+        if dispatcher.stopping:
+            queue.waiting.appendleft(delivery)
+            return None
+        per_hour = queue.path.limits.max_messages_per_hour
+        while True:
+            wait = await self._throttles.reserve_message(queue.throttle, per_hour)
+            if wait <= 0:
+                return delivery
+            if wait > settings.pacing_keep_open or dispatcher.stopping:
+                queue.waiting.appendleft(delivery)
+                if wait > settings.release_after:
+                    await dispatcher.release_backlog(queue, wait)
+                else:
+                    dispatcher.wake_at(queue, self._clock.now() + wait)
+                return None
+            await self._clock.sleep(wait)
+
+    async def _failed(
+        self, dispatcher: Dispatcher, queue: PathQueue, delivery: Delivery, exc: ConnectFailed
+    ) -> None:
+        """No session. The delivery goes back to the queue unattempted, unless this
+        failure delays the path, which defers everything waiting (one attempt each)."""
+        log.info("connection to %s failed: %s", queue.path.describe(), exc.reason)
+        now = self._clock.now()
+        route = queue.path.route
+        public_ip = route.public_ip if route.protocol is not EgressProtocol.DIRECT else None
+        if public_ip and exc.egress and self._health.failed(public_ip, exc.reason, now):
+            log.warning(
+                "external MTA %s suspended for %.0f s after %d failures: %s",
+                public_ip,
+                self._health.suspension,
+                self._health.threshold,
+                exc.reason,
+            )
+        reply = ReplyLine(451, f"4.4.1 {exc.reason}")
+        if exc.reply is not None:
+            reply = ReplyLine(exc.reply.code, f"{exc.reply.text} ({exc.reason})")
+        queue.waiting.appendleft(delivery)
+        settings = dispatcher.settings
+        threshold = 1 if exc.permanent else settings.failures_before_delay
+        if queue.connection_failed(threshold, now, settings.failure_delay, reply):
+            if exc.permanent:
+                await self._fail_waiting(queue, reply)
+            else:
+                await dispatcher.delay_path(queue, reply)
+
+    async def _fail_waiting(self, queue: PathQueue, reply: ReplyLine) -> None:
+        """A permanent refusal of the session: every waiting recipient fails."""
+        waiting = list(queue.waiting)
+        queue.waiting.clear()
+        for delivery in waiting:
+            await self._recorder.finish(
+                delivery.jobs,
+                [(Verdict.FAILED, reply)] * len(delivery.jobs),
+                delivery.decision,
+                None,
+            )
+
+    async def _transaction(self, conversation: Conversation, delivery: Delivery) -> bool:
+        """Send one message; record every recipient's outcome. False: connection broken."""
+        first = delivery.first
+        body = await self._spool.body(first.message_id)
+        if body is None:  # deleted by an operator before it went on the wire
+            self._recorder.vanished(delivery.jobs)
+            return True
+        ids = [job.recipient_id for job in delivery.jobs]
+        self._journal.started(ids)
+        healthy = True
+        try:
+            replies: TransactionReplies = await conversation.send(
+                first.mail_from, [job.address for job in delivery.jobs], body
+            )
+            verdicts = recipient_verdicts(replies.mail, replies.rcpts, replies.data)
+        except ConversationBroken as exc:
+            healthy = False
+            verdicts = [(Verdict.DEFERRED, ReplyLine(451, f"4.4.2 connection lost: {exc}"))] * len(
+                ids
+            )
+        except Exception as exc:  # a fault of vmta's own: defer, never lose the recipients
+            log.exception("sending message %s failed", first.message_id)
+            healthy = False
+            reply = ReplyLine(451, f"4.3.0 internal error while sending: {type(exc).__name__}")
+            verdicts = [(Verdict.DEFERRED, reply)] * len(ids)
+        unstored = await self._recorder.finish(
+            delivery.jobs, verdicts, delivery.decision, conversation
+        )
+        # An outcome that could not be stored stays open in the journal: after a restart
+        # its recipient counts as possibly sent.
+        self._journal.finished([i for i in ids if i not in unstored])
+        return healthy

@@ -1,0 +1,203 @@
+"""A data plane on a manual clock with a fake transport (httpx's MockTransport idea): the
+real spool (SQLite), router, scheduler, dispatcher and recorder, but connections that are
+functions the test scripts, and time that moves only when the test moves it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_SECRET
+from vmta.delivery.clock import ManualClock
+from vmta.delivery.engine import EngineSettings
+from vmta.delivery.intake import Arrival
+from vmta.delivery.path import EgressPath
+from vmta.delivery.transport import ConnectFailed, ConversationBroken, TransactionReplies
+from vmta.domain.credential import hash_secret
+from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.virtual_mta import Limits, Ref, RelayServer
+from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.store.credentials import CredentialRepository
+from vmta.store.store import Store
+from vmta.store.virtual_mtas import VirtualMtaRepository
+
+OK = ReplyLine(250, "2.0.0 ok")
+
+ENGINE = EngineSettings(
+    retry=RetrySchedule(backoff=(60.0,), max_lifetime=3600.0),
+    idle_timeout=5.0,
+    poll_interval=1.0,
+    failures_before_delay=3,
+    failure_delay=60.0,
+    max_connection_rate=10.0,
+)
+
+
+@dataclass
+class Sent:
+    at: float
+    recipients: list[str]
+    data: bytes
+
+
+@dataclass
+class FakeTransport:
+    """Scripted connections. ``refuse``: every open fails as a greeting that hangs up.
+    ``idle_close``: the peer closes a session idle longer than this many seconds.
+    ``during_send``: awaited inside each send, before it is answered."""
+
+    clock: ManualClock
+    refuse: bool = False
+    idle_close: float | None = None
+    during_send: Callable[[bytes], Any] | None = None
+    opens: list[float] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    broken: int = 0
+    open_now: int = 0
+    most_open: int = 0
+
+    async def open(self, path: EgressPath) -> FakeConversation:
+        self.opens.append(self.clock.now())
+        if self.refuse:
+            raise ConnectFailed(f"greeting from {path.destination_host} failed: connection closed")
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        return FakeConversation(self)
+
+
+class FakeConversation:
+    remote_ip: str | None = "192.0.2.25"
+    remote_host = "fake.test"
+
+    def __init__(self, transport: FakeTransport) -> None:
+        self.transport = transport
+        self.last = transport.clock.now()
+        self.closed = False
+
+    def _use(self) -> None:
+        now = self.transport.clock.now()
+        limit = self.transport.idle_close
+        if self.closed or (limit is not None and now - self.last > limit):
+            if not self.closed:
+                self.closed = True
+                self.transport.open_now -= 1
+            self.transport.broken += 1
+            raise ConversationBroken("the server closed an idle connection")
+        self.last = now
+
+    async def send(
+        self, mail_from: str, recipients: Sequence[str], data: bytes
+    ) -> TransactionReplies:
+        self._use()
+        if self.transport.during_send is not None:
+            await self.transport.during_send(data)
+        self.transport.sent.append(Sent(self.transport.clock.now(), list(recipients), data))
+        return TransactionReplies(OK, [OK] * len(recipients), OK)
+
+    async def reset(self) -> None:
+        self._use()
+
+    async def quit(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.open_now -= 1
+
+
+@dataclass
+class Harness:
+    plane: DataPlane
+    clock: ManualClock
+    transport: FakeTransport
+    store: Store
+
+    def add_relay(self, name: str, limits: Limits) -> int:
+        relay = RelayServer(
+            name=name,
+            source_ip="127.0.0.2",
+            source_hostname="out.vmta.test",
+            destination_hostname="relay.test",
+            destination_port=2525,
+            username=None,
+            password=None,
+            throttle_limits=limits,
+        )
+        with self.store.write() as conn:
+            repo = VirtualMtaRepository(conn)
+            relay_id = repo.insert(repo.prepare(relay, own_id=None))
+            repo.set_default(Ref(name=name))
+        self.plane.config.invalidate()
+        return relay_id
+
+    async def inject(self, count: int, size: int = 200) -> list[str]:
+        ids = []
+        for i in range(count):
+            data = f"Subject: m{i}\r\n\r\n".encode() + b"x" * size + b"\r\n"
+            arrival = Arrival(
+                "s@src.test", [f"r{i}@dest.test"], data, "127.0.0.1", "c", None, False
+            )
+            ids.append(await self.plane.intake.accept(arrival))
+        return ids
+
+    async def run_for(self, seconds: float, step: float = 0.1) -> None:
+        """Move the clock ``seconds`` ahead in ``step``s, letting the engine (and the
+        spool's thread) work after each step."""
+        for _ in range(round(seconds / step)):
+            self.clock.advance(step)
+            for _ in range(3):
+                await asyncio.sleep(0.001)
+
+    async def until(self, check: Callable[[], Any], seconds: float, step: float = 0.1) -> Any:
+        """Move the clock until ``check()`` holds; at most ``seconds`` of clock time."""
+        for _ in range(round(seconds / step)):
+            value = check()
+            if value:
+                return value
+            await self.run_for(step, step)
+        raise AssertionError(f"not reached within {seconds} s of clock time: {check}")
+
+    def recipients(self) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            rows = conn.exec_driver_sql(
+                "select id, state, attempts, next_attempt_at, lease_owner, waiting_reason"
+                " from recipients order by id"
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def attempts(self) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            rows = conn.exec_driver_sql("select recipient_id, outcome, reply from attempts")
+            return [dict(row._mapping) for row in rows]
+
+
+@pytest.fixture
+async def harness_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    planes: list[DataPlane] = []
+
+    async def make(**engine_changes: Any) -> Harness:
+        store = Store.open(f"sqlite:///{tmp_path / f'vmta{len(planes)}.db'}")
+        with store.write() as conn:
+            CredentialRepository(conn).put("admin", hash_secret(TEST_SECRET))
+        clock = ManualClock()
+        transport = FakeTransport(clock)
+        settings = DataPlaneSettings(
+            hostname="vmta.test",
+            engine=replace(ENGINE, **engine_changes),
+            delivery_log=False,
+        )
+        data_dir = tmp_path / f"data{len(planes)}"
+        data_dir.mkdir()
+        plane = DataPlane(store, settings, data_dir, clock=clock, transport=transport)
+        await plane.start(None)
+        planes.append(plane)
+        return Harness(plane, clock, transport, store)
+
+    yield make
+    for plane in planes:
+        await plane.stop()
+        plane.store.close()

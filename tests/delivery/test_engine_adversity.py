@@ -1,0 +1,186 @@
+"""The engine under adversity, on a manual clock with a fake transport: a dead destination,
+a low hourly limit against a peer that closes idle sessions, an operator deleting mail in
+flight, a bound on memory, a throttled backlog given back to the shared queue."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from tests.delivery.engine_harness import Harness
+from vmta.delivery.path import EgressPath
+from vmta.domain.egress_route import direct_route
+from vmta.domain.virtual_mta import Limits
+
+pytest_plugins = ["tests.delivery.engine_harness"]
+
+
+async def test_a_dead_destination_gets_few_connections_and_every_recipient_an_attempt(
+    harness_factory: Any,
+) -> None:
+    h: Harness = await harness_factory()
+    h.transport.refuse = True
+    h.add_relay("dead", Limits(5, 0))
+    await h.inject(30)
+    await h.run_for(60.0)
+    # Three failures in a row delay the path; one probe after the 60 s delay.
+    assert 3 <= len(h.transport.opens) <= 4, h.transport.opens
+    rows = h.recipients()
+    assert len(rows) == 30
+    for row in rows:
+        assert row["state"] == "queued" and row["lease_owner"] is None
+        assert row["attempts"] >= 1
+        assert row["next_attempt_at"] > h.clock.now() - 60.0
+    attempts = h.attempts()
+    assert {a["outcome"] for a in attempts} == {"deferred"}
+    assert all("greeting from relay.test failed" in a["reply"] for a in attempts)
+    # Over ten more minutes of retries: on average well under one connection a second.
+    before = len(h.transport.opens)
+    await h.run_for(600.0, step=0.5)
+    assert len(h.transport.opens) - before <= 600 / 60 * 2 + 2
+
+
+async def test_recipients_past_their_lifetime_fail_on_a_dead_destination(
+    harness_factory: Any,
+) -> None:
+    h: Harness = await harness_factory()
+    h.transport.refuse = True
+    h.add_relay("dead", Limits(1, 0))
+    await h.inject(3)
+
+    def originals() -> list[dict[str, Any]]:
+        return h.recipients()[:3]  # after them come the bounces to the sender
+
+    await h.until(lambda: all(r["state"] == "failed" for r in originals()), 4000, step=1.0)
+    assert all(r["attempts"] >= 50 for r in originals())  # tried all along, once a minute
+    assert len(h.transport.opens) <= 3600 / 60 + 5  # about one connection a minute
+    # One notification per failed message, to its sender.
+    await h.until(lambda: len(h.recipients()) == 6, 10)
+
+
+async def test_a_path_that_comes_back_is_probed_once_then_used(harness_factory: Any) -> None:
+    h: Harness = await harness_factory()
+    h.transport.refuse = True
+    h.add_relay("flaky", Limits(5, 0))
+    await h.inject(10)
+    await h.run_for(10.0)
+    assert len(h.transport.opens) == 3
+    h.transport.refuse = False
+    await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 400, 0.5)
+    assert len(h.transport.sent) == 10
+
+
+async def test_a_low_hourly_limit_never_keeps_a_connection_waiting(harness_factory: Any) -> None:
+    h: Harness = await harness_factory(idle_timeout=0.5)
+    h.transport.idle_close = 1.0  # the peer hangs up on a session idle for over a second
+    h.add_relay("slow", Limits(4, 1200))  # one message every 3 s
+    await h.inject(10)
+    await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 60)
+    times = [s.at for s in h.transport.sent]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Slots are 3 s apart; a send follows its slot within the clock's 0.1 s step.
+    assert min(gaps) >= 3.0 - 0.1 - 1e-6
+    assert h.transport.broken == 0  # no send ever met a closed idle connection
+    assert all(r["attempts"] == 1 and r["state"] == "delivered" for r in h.recipients())
+    assert h.transport.most_open == 1  # the pacer feeds one connection, so only one
+
+
+async def test_a_message_deleted_before_it_is_sent_is_not_sent(harness_factory: Any) -> None:
+    h: Harness = await harness_factory()
+    h.add_relay("slow", Limits(1, 1200))
+    ids = await h.inject(3)
+    await h.until(lambda: len(h.transport.sent) == 1, 10)
+    assert h.plane.spool.delete_message(ids[1])
+    await h.until(lambda: len(h.transport.sent) == 2, 20)
+    await h.run_for(10.0)
+    sent = [s.data for s in h.transport.sent]
+    assert len(sent) == 2 and not any(b"Subject: m1\r\n" in d for d in sent)
+    assert h.plane.engine.in_memory == 0
+
+
+async def test_a_message_deleted_while_on_the_wire_leaves_the_path_working(
+    harness_factory: Any,
+) -> None:
+    h: Harness = await harness_factory()
+    h.add_relay("relay", Limits(1, 0))
+
+    async def delete_first(data: bytes) -> None:
+        if b"Subject: m0\r\n" in data:
+            queue_id = re.search(rb" id ([0-9A-F]+);", data)
+            assert queue_id is not None  # from vmta's Received field
+            assert h.plane.spool.delete_message(queue_id.group(1).decode())
+
+    h.transport.during_send = delete_first
+    await h.inject(5)
+    await h.until(lambda: len(h.transport.sent) == 5, 30)
+    await h.until(lambda: h.plane.engine.in_memory == 0, 10)
+    rows = h.recipients()
+    assert len(rows) == 4 and all(r["state"] == "delivered" for r in rows)
+    await h.inject(2)  # and the path still delivers new mail
+    await h.until(lambda: len(h.transport.sent) == 7, 30)
+
+
+async def test_memory_holds_at_most_the_bound_and_the_rest_waits_in_the_spool(
+    harness_factory: Any,
+) -> None:
+    h: Harness = await harness_factory(max_in_memory=20, release_after=1e9)
+    h.add_relay("relay", Limits(2, 0))
+    await h.inject(200)
+    assert h.plane.engine.occupancy.peak <= 20
+    unclaimed = [r for r in h.recipients() if r["lease_owner"] is None]
+    assert len(unclaimed) >= 180  # stored for the poll, not held
+    await h.until(lambda: len(h.transport.sent) == 200, 200, step=0.2)
+    assert h.plane.engine.occupancy.peak <= 20
+    assert h.transport.most_open <= 2
+
+
+async def test_a_throttled_backlog_goes_back_to_the_shared_queue(harness_factory: Any) -> None:
+    h: Harness = await harness_factory()
+    h.add_relay("hourly", Limits(1, 60))  # one a minute: a backlog of 20 waits 20 minutes
+    await h.inject(20)
+    await h.until(lambda: len(h.transport.sent) == 1, 10)
+    await h.run_for(2.0)
+    rows = h.recipients()
+    waiting = [r for r in rows if r["state"] == "queued"]
+    assert len(waiting) == 19
+    # What waits longer than release_after (60 s: the next one or two) is not held by
+    # this node: any node may take it when it is due.
+    released = [r for r in waiting if r["lease_owner"] is None]
+    assert len(released) >= 17
+    assert all("message rate" in (r["waiting_reason"] or "") for r in released)
+    assert h.plane.engine.in_memory <= 2
+    assert not h.attempts() or {a["outcome"] for a in h.attempts()} == {"delivered"}
+    await h.until(lambda: len(h.transport.sent) == 20, 20 * 60 + 400, step=1.0)
+    await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 10)
+    times = [s.at for s in h.transport.sent]
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 60 - 1.0  # the clock's step
+    assert all(r["attempts"] == 1 for r in h.recipients())
+
+
+def test_ready_queues_are_keyed_by_what_a_connection_shares() -> None:
+    route = direct_route(None)
+    one = EgressPath(
+        ("ip", "192.0.2.1", "a.test"),
+        "a.test",
+        25,
+        route,
+        "out.test",
+        username="u",
+        password="old",
+        candidates=(("mx1.a.test", "192.0.2.10"), ("mx2.a.test", "192.0.2.11")),
+    )
+    other_order = EgressPath(
+        ("ip", "192.0.2.1", "a.test"),
+        "a.test",
+        25,
+        route,
+        "out.test",
+        username="u",
+        password="new",
+        candidates=(("mx2.a.test", "192.0.2.11"), ("mx1.a.test", "192.0.2.10")),
+    )
+    assert one.key == other_order.key
+    assert "old" not in repr(one.key) and "new" not in repr(other_order.key)
+    other_ehlo = EgressPath(("ip", "192.0.2.1", "a.test"), "a.test", 25, route, "x.test")
+    assert other_ehlo.key != one.key
