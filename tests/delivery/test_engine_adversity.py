@@ -4,16 +4,18 @@ flight, a bound on memory, a throttled backlog given back to the shared queue.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
+import smtplib
 from typing import Any
 
+from tests.delivery.conftest import eventually
 from tests.delivery.engine_harness import Harness
+from vmta.delivery.inflow import InflowSettings
 from vmta.delivery.path import EgressPath
 from vmta.domain.egress_route import direct_route
 from vmta.domain.virtual_mta import Limits
-
-pytest_plugins = ["tests.delivery.engine_harness"]
 
 
 async def test_a_dead_destination_gets_few_connections_and_every_recipient_an_attempt(
@@ -184,3 +186,39 @@ def test_ready_queues_are_keyed_by_what_a_connection_shares() -> None:
     assert "old" not in repr(one.key) and "new" not in repr(other_order.key)
     other_ehlo = EgressPath(("ip", "192.0.2.1", "a.test"), "a.test", 25, route, "x.test")
     assert other_ehlo.key != one.key
+
+
+async def test_injection_answers_451_when_the_queue_is_full_and_loses_nothing(
+    plane_factory: Any, sink: Any
+) -> None:
+    plane = await plane_factory(inflow=InflowSettings(max_queued=5, refresh=0.2))
+    plane.add_relay("hourly", sink.port, throttle_limits=Limits(1, 1))  # a backlog stays
+    plane.set_default("hourly")
+    # The first goes at once (and is counted out); five wait for the hourly limit.
+    accepted = [await plane.asend("Subject: m0\r\n\r\nx\r\n")]
+    await eventually(lambda: sink.messages, what="the first delivery")
+    await eventually(lambda: plane.plane.state()["inflow"]["queued"] == 0, what="a recount")
+    accepted += [await plane.asend(f"Subject: m{i}\r\n\r\nx\r\n") for i in range(1, 6)]
+
+    def refused_at_mail() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", plane.smtp_port, timeout=30) as client:
+            client.ehlo()
+            return client.mail("sender@src.test")
+
+    code, reply = await asyncio.to_thread(refused_at_mail)
+    assert (code, reply[:5]) == (451, b"4.3.2")
+    assert plane.plane.state()["inflow"]["refusing"].startswith("451 4.3.2")
+    rows = [plane.message(queue_id) for queue_id in accepted]
+    assert all(row is not None for row in rows)  # every accepted message is kept
+
+
+async def test_injection_answers_452_when_the_disk_is_low(plane_factory: Any) -> None:
+    plane = await plane_factory(inflow=InflowSettings(min_free_disk=2**62))
+
+    def mail() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", plane.smtp_port, timeout=30) as client:
+            client.ehlo()
+            return client.mail("sender@src.test")
+
+    code, reply = await asyncio.to_thread(mail)
+    assert (code, reply[:5]) == (452, b"4.3.1")

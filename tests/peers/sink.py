@@ -88,8 +88,10 @@ class RecordingSink:
         auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"),
         auth_require_tls: bool = False,
         pipelining: bool = True,
+        idle_timeout: float = 300.0,
     ) -> None:
         self.host = host
+        self.idle_timeout = idle_timeout  # seconds between commands before it hangs up
         self.port = port
         self.hostname = hostname
         self.tls = tls
@@ -211,6 +213,7 @@ class RecordingSink:
             authenticator=self._authenticate if self.credentials else None,
             auth_require_tls=self.auth_require_tls,
             auth_exclude_mechanism=excluded if self.credentials else ["PLAIN", "LOGIN"],
+            timeout=self.idle_timeout,
             loop=self._loop,
         )
 

@@ -11,6 +11,7 @@ from email.utils import format_datetime
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine import DeliveryEngine
+from vmta.delivery.inflow import InflowGate
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.queue_id import new_queue_id
@@ -38,13 +39,20 @@ class Intake:
         hostname: str,
         honour_x_virtual_mta: bool,
         max_lifetime: float,
+        inflow: InflowGate | None = None,
     ) -> None:
+        self.inflow = inflow
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
         self.hostname = hostname
         self.honour_x_virtual_mta = honour_x_virtual_mta
         self.max_lifetime = max_lifetime
+
+    def refusal(self) -> str | None:
+        """The reply for a new transaction when the node takes no more mail now (queue
+        full, disk low), else None."""
+        return self.inflow.refusal() if self.inflow is not None else None
 
     async def accept(self, arrival: Arrival) -> str:
         """Store the message durably and hand it to the engine; returns its queue id."""
@@ -67,6 +75,8 @@ class Intake:
         # recipients; otherwise stored for a poll, by this node or another.
         claim = self.engine.room_for(len(message.recipients))
         jobs = await self.gateway.accept(message, now, claim=claim)
+        if self.inflow is not None:
+            self.inflow.accepted(len(message.recipients))
         self.engine.submit(jobs)
         return queue_id
 

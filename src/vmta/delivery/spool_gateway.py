@@ -105,6 +105,10 @@ class SpoolGateway:
     async def purge_finished(self, before: float, limit: int) -> int:
         return await self._on_writer(self.spool.purge_finished, before, limit)
 
+    async def queued_count(self) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.spool.queued_count)
+
     async def body(self, message_id: str) -> bytes | None:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.spool.body, message_id)

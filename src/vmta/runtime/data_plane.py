@@ -18,6 +18,7 @@ from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import EngineSettings
 from vmta.delivery.inflight_journal import InflightJournal
+from vmta.delivery.inflow import InflowGate, InflowSettings
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.router import Router, RouterSettings
@@ -57,6 +58,7 @@ class DataPlaneSettings:
     recheck: float = 60.0  # seconds before a paused or waiting recipient is looked at again
     external_mta_failures: int = 3  # consecutive egress failures that suspend an external MTA
     external_mta_suspension: float = 60.0  # seconds
+    inflow: InflowSettings = field(default_factory=InflowSettings)
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -75,7 +77,12 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             max_messages_per_connection=settings.max_messages_per_connection,
             idle_timeout=settings.connection_idle_timeout,
             finished_retention=settings.finished_retention,
+            max_in_memory=settings.max_in_memory,
+            failures_before_delay=settings.path_failures_before_delay,
+            failure_delay=settings.path_failure_delay,
+            max_connection_rate=settings.max_connection_rate,
         ),
+        inflow=InflowSettings(max_queued=settings.max_queued, min_free_disk=settings.min_free_disk),
         transport=TransportSettings(
             connect_timeout=settings.connect_timeout,
             allow_plaintext_auth=settings.allow_plaintext_auth,
@@ -158,6 +165,12 @@ class DataPlane:
             health=self.health,
             hostname=settings.hostname,
         )
+        self.inflow = InflowGate(
+            count_queued=self.gateway.queued_count,
+            data_dir=data_dir,
+            clock=self.clock,
+            settings=settings.inflow,
+        )
         self.intake = Intake(
             self.gateway,
             self.engine,
@@ -165,6 +178,7 @@ class DataPlane:
             hostname=settings.hostname,
             honour_x_virtual_mta=settings.honour_x_virtual_mta,
             max_lifetime=engine_settings.retry.max_lifetime,
+            inflow=self.inflow,
         )
         self._server: asyncio.AbstractServer | None = None
 
@@ -175,6 +189,7 @@ class DataPlane:
 
     async def start(self, smtp_socket: socket.socket | None) -> None:
         self.gateway.start()
+        await self.inflow.start()
         await self.engine.start()
         if smtp_socket is not None:
             listener = ListenerSettings(
@@ -193,6 +208,7 @@ class DataPlane:
             self._server.close()
             await self._server.wait_closed()
         await self.engine.stop()
+        await self.inflow.stop()
         await self.gateway.stop()
         self.journal.close()
         self.delivery_log.close()
@@ -206,4 +222,9 @@ class DataPlane:
             "paths": self.engine.path_states(),
             "external_mtas": self.health.report(self.clock.now()),
             "commits": self.gateway.commit_stats,
+            "inflow": {
+                "queued": self.inflow.queued,
+                "free_disk": self.inflow.free_disk,
+                "refusing": self.inflow.refusal(),
+            },
         }

@@ -91,6 +91,13 @@ class Settings:
     external_mta_failures: int = 3
     external_mta_suspension: float = 60.0
     finished_retention: float = 86_400.0
+    # ---- the engine under load and adversity ----
+    max_in_memory: int = 20_000
+    max_queued: int = 2_000_000
+    min_free_disk: int = 256 * 1024 * 1024
+    path_failures_before_delay: int = 3
+    path_failure_delay: float = 60.0
+    max_connection_rate: float = 10.0
 
     @property
     def effective_database_url(self) -> str:
@@ -147,6 +154,19 @@ def _seconds(value: object, origin: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 10**9:
         raise SettingsError(f"{origin} must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def _rate(value: object, origin: str) -> float:
+    """A rate per second: a non-negative number (0 means no cap)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SettingsError(f"{origin} must be a number of connections a second")
+    try:
+        rate = float(value)
+    except ValueError:
+        raise SettingsError(f"{origin} must be a number of connections a second") from None
+    if not 0 <= rate <= 1_000_000:
+        raise SettingsError(f"{origin} must be from 0 to 1000000, not {value!r}")
+    return rate
 
 
 def _seconds_list(value: object, origin: str) -> tuple[float, ...]:
@@ -336,6 +356,36 @@ OPTIONS: tuple[Option, ...] = (
         "finished_retention", "VMTA_FINISHED_RETENTION", None, _seconds,
         "seconds a finished message (every recipient delivered or failed) is kept for"
         " inspection before it is deleted (default 86400: 1 day)",
+    ),
+    Option(
+        "max_in_memory", "VMTA_MAX_IN_MEMORY", None, _integer(100, 10_000_000),
+        "recipients the engine holds in memory at once; the rest wait in the spool"
+        " (default 20000; message bodies are never held)",
+    ),
+    Option(
+        "max_queued", "VMTA_MAX_QUEUED", None, _integer(0, 2**62),
+        "recipients waiting in the spool above which SMTP injection answers 451 4.3.2"
+        " (default 2000000; 0: no bound)",
+    ),
+    Option(
+        "min_free_disk", "VMTA_MIN_FREE_DISK", None, _integer(0, 2**62),
+        "bytes that must stay free under the data directory, else injection answers"
+        " 452 4.3.1 (default 268435456: 256 MiB; 0: not checked)",
+    ),
+    Option(
+        "path_failures_before_delay", "VMTA_PATH_FAILURES_BEFORE_DELAY", None,
+        _integer(1, 10_000),
+        "consecutive connection failures of an egress path after which everything waiting"
+        " on it is deferred and the path is only probed again later (default 3)",
+    ),
+    Option(
+        "path_failure_delay", "VMTA_PATH_FAILURE_DELAY", None, _seconds,
+        "seconds before a failing egress path is probed again with one connection"
+        " (default 60)",
+    ),
+    Option(
+        "max_connection_rate", "VMTA_MAX_CONNECTION_RATE", None, _rate,
+        "new connections a second per egress path at most (default 10; 0: no cap)",
     ),
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,

@@ -60,6 +60,9 @@ class InjectionHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        refusal = self.intake.refusal()
+        if refusal is not None:
+            return refusal  # queue full or disk low: a temporary reply, the client retries
         envelope.mail_from = address  # "<>" for the null reverse-path; see handle_DATA
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"

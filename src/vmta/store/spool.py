@@ -214,6 +214,12 @@ class SqlSpool:
             )
             return int(result.rowcount)
 
+    def queued_count(self) -> int:
+        """Recipients waiting in the spool (every node's: the spool is shared)."""
+        with self.store.read() as conn:
+            query = select(func.count()).select_from(recipients).where(R.state == QUEUED)
+            return int(conn.execute(query).scalar() or 0)
+
     def next_due_at(self) -> float | None:
         with self.store.read() as conn:
             value = conn.execute(
