@@ -151,10 +151,20 @@ class Vmta(_Managed):
 
     name = "vmta"
 
-    def __init__(self, directory: Path, sink_port: int, connections: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        sink_port: int,
+        connections: int,
+        *,
+        per_hour: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.directory = directory
         self.sink_port = sink_port
         self.connections = connections
+        self.per_hour = per_hour  # the relay server's max_messages_per_hour (0: none)
+        self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.smtp_port = 0
         self.api = ""
@@ -168,6 +178,7 @@ class Vmta(_Managed):
         log_path = self.directory / "serve.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VMTA_")}
         env["VMTA_API_TOKEN"] = TOKEN
+        env.update(self.extra_env)
         command = [str(VMTA), "serve", "--data-dir", str(self.directory / "data")]
         command += ["--listen", "127.0.0.1:0", "--smtp-listen", "127.0.0.1:0"]
         command += ["--hostname", "vmta-bench.test"]
@@ -190,7 +201,7 @@ class Vmta(_Managed):
             "destination": {"hostname": "127.0.0.1", "port": self.sink_port},
             "throttle_limits": {
                 "max_concurrent_connections": self.connections,
-                "max_messages_per_hour": 0,
+                "max_messages_per_hour": self.per_hour,
             },
         }
         self._call("POST", "/ga/api/v3/eng/relay_servers", {"relay_server": relay})
