@@ -91,6 +91,12 @@ class Settings:
     external_mta_failures: int = 3
     external_mta_suspension: float = 60.0
     finished_retention: float = 86_400.0
+    # ---- a cluster (docs/architecture.md, "Cluster") ----
+    # Redis for throttles shared by every node; None: throttles are per node. Kept out of
+    # repr: a URL may carry a password.
+    redis_url: str | None = field(default=None, repr=False)
+    redis_namespace: str = "vmta"
+    redis_lease: float = 30.0
 
     @property
     def effective_database_url(self) -> str:
@@ -198,6 +204,27 @@ def _dns_servers(value: object, origin: str) -> tuple[str, ...]:
             raise SettingsError(f"{origin}: {item!r} has a bad port")
         servers.append(item)
     return tuple(servers)
+
+
+def _redis_url(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        # The value is not repeated: it may carry a password.
+        raise SettingsError(
+            f"{origin} must be a redis://, rediss:// or unix:// URL, e.g."
+            " redis://redis.example.com:6379/0"
+        )
+    return text
+
+
+def _namespace(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise SettingsError(
+            f"{origin} must be 1 to 64 letters, digits or _ . : - (a Redis key prefix),"
+            f" not {text!r}"
+        )
+    return text
 
 
 def _hostname(value: object, origin: str) -> str:
@@ -340,6 +367,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,
         "allow sending relay passwords without TLS to non-loopback servers (default false)",
+    ),
+    Option(
+        "redis_url", "VMTA_REDIS_URL", None, _redis_url,
+        "Redis for throttles shared by every node, e.g. redis://host:6379/0"
+        " (default: none, each node throttles on its own)",
+    ),
+    Option(
+        "redis_namespace", "VMTA_REDIS_NAMESPACE", None, _namespace,
+        "prefix of vmta's keys in Redis; one per cluster sharing a Redis (default vmta)",
+    ),
+    Option(
+        "redis_lease", "VMTA_REDIS_LEASE", None, _seconds,
+        "seconds after which the connection slots of a node that stopped renewing them"
+        " come back to the others (default 30)",
     ),
 )  # fmt: skip
 
