@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.smtp.listener import ListenerSettings, start_listener
 from vmta.smtp.transport import SmtpTransport, TransportSettings
@@ -34,8 +34,6 @@ from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 log = logging.getLogger(__name__)
-
-NODE_ID_FILE = "node-id"
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             max_messages_per_connection=settings.max_messages_per_connection,
             idle_timeout=settings.connection_idle_timeout,
             finished_retention=settings.finished_retention,
+            lease_seconds=settings.claim_lease,
         ),
         transport=TransportSettings(
             connect_timeout=settings.connect_timeout,
@@ -82,19 +81,6 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         external_mta_failures=settings.external_mta_failures,
         external_mta_suspension=settings.external_mta_suspension,
     )
-
-
-def node_id(data_dir: Path) -> str:
-    """This node's name in leases: stable across restarts of the same data directory, so
-    that a restarted node recognises the work it had claimed."""
-    path = data_dir / NODE_ID_FILE
-    if path.exists():
-        value = path.read_text(encoding="ascii").strip()
-        if value:
-            return value
-    value = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
-    path.write_text(value + "\n", encoding="ascii")
-    return value
 
 
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -121,9 +107,17 @@ class DataPlane:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.owner = node_id(data_dir)
-        self.spool = SqlSpool(store, self.owner)
         engine_settings = settings.engine
+        # A name of this process's own; the leases of gone nodes (this data directory's
+        # previous run among them) are released when the engine starts.
+        identity = register_node(store, data_dir, ttl=engine_settings.lease_seconds)
+        self.owner = identity.node_id
+        self.spool = SqlSpool(
+            store,
+            self.owner,
+            db_lease_seconds=engine_settings.lease_seconds,  # PostgreSQL: the database's clock
+            predecessors=identity.predecessors,
+        )
         self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
         self.config = ConfigView(store, self.clock)
         self.delivery_log_path = data_dir / "delivery.log"

@@ -97,6 +97,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     redis_namespace: str = "vmta"
     redis_lease: float = 30.0
+    claim_lease: float = 300.0
 
     @property
     def effective_database_url(self) -> str:
@@ -381,6 +382,11 @@ OPTIONS: tuple[Option, ...] = (
         "redis_lease", "VMTA_REDIS_LEASE", None, _seconds,
         "seconds after which the connection slots of a node that stopped renewing them"
         " come back to the others (default 30)",
+    ),
+    Option(
+        "claim_lease", "VMTA_CLAIM_LEASE", None, _seconds,
+        "seconds a node's claim on queued work lasts unrenewed: the work of a node that"
+        " died goes to the others this long after its last renewal (default 300)",
     ),
 )  # fmt: skip
 
