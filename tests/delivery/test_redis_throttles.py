@@ -121,6 +121,22 @@ async def test_a_slot_that_is_not_renewed_comes_back_to_the_other_nodes(nodes: N
     assert dead.held() == 0
 
 
+async def test_a_lapsed_lease_is_taken_again_at_renewal_when_there_is_room(
+    nodes: Nodes, redis_db: RedisDb
+) -> None:
+    node = nodes()
+    token = await node.acquire_connection("k", 2)
+    assert token is not None
+    key = f"{redis_db.namespace}:conn:k"
+    with redis_db.client() as client:
+        client.zadd(key, {token: 0})  # its lease ended (this node could not renew in time)
+        await node.renew()
+        score = client.zscore(key, token)
+        now_s, now_us = client.time()
+    assert node.held() == 1
+    assert score is not None and score > now_s * MICRO + now_us
+
+
 async def test_close_gives_the_slots_back_at_once(nodes: Nodes) -> None:
     first, second = nodes(), nodes()
     assert await first.acquire_connection("k", 1) is not None

@@ -206,3 +206,26 @@ def test_a_killed_node_gives_back_its_connection_slot_and_its_work(
     assert sink.max_concurrent <= 1, f"{sink.max_concurrent} connections open at once"
     window = 5.0  # at 3600/hour, at most 5 messages start in 5 s; one more for jitter
     assert most_in_any_window([t.at for t in sink.messages], window) <= 6
+
+
+def test_a_postgresql_node_says_which_throttles_it_uses(
+    tmp_path: Path, pg_url: str, redis_db: RedisDb
+) -> None:
+    base = {"VMTA_API_TOKEN": API_TOKEN, "VMTA_HOSTNAME": "vmta.test"}
+    alone = Cluster(tmp_path / "alone", environment(**base, VMTA_DATABASE_URL=pg_url))
+    shared = Cluster(
+        tmp_path / "shared",
+        environment(**base, VMTA_DATABASE_URL=pg_url, VMTA_REDIS_URL=redis_db.url),
+    )
+    try:
+        for made in (alone, shared):
+            made.tmp_path.mkdir()
+        per_node = alone.start("node").log()
+        cluster_wide = shared.start("node").log()
+    finally:
+        alone.close()
+        shared.close()
+    assert "throttles are per node" in per_node
+    assert "throttles are per node" not in cluster_wide
+    assert "throttles are shared through Redis" in cluster_wide
+    assert redis_db.url not in cluster_wide

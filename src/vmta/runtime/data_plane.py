@@ -21,6 +21,7 @@ from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
@@ -103,10 +104,14 @@ class DataPlane:
         *,
         clock: Clock | None = None,
         transport: Transport | None = None,
+        throttles: ThrottleBackend | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
+        # Connection slots and message pacing: this node's memory, or Redis for a cluster
+        # (runtime/throttles.py). Closed last: a clean stop gives its slots back at once.
+        self.throttles: ThrottleBackend = throttles or LocalThrottles(self.clock)
         engine_settings = settings.engine
         # A name of this process's own; the leases of gone nodes (this data directory's
         # previous run among them) are released when the engine starts.
@@ -184,6 +189,7 @@ class DataPlane:
             await self._server.wait_closed()
         await self.engine.stop()
         await self.gateway.stop()
+        await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()
 
