@@ -22,6 +22,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class SeenTransaction:
     rcpt_tos: list[str]
     data: bytes
     reply: str  # what the sink answered at the end of data
+    at: float = field(default_factory=time.time)  # when the data ended (this host's clock)
 
     @property
     def accepted(self) -> bool:
@@ -130,6 +132,12 @@ class RecordingSink:
     def max_concurrent(self) -> int:
         with self._lock:
             return self._max_open
+
+    @property
+    def open_now(self) -> int:
+        """Connections open at this moment."""
+        with self._lock:
+            return self._open
 
     # -- what tests tell it -------------------------------------------------------------
 

@@ -147,13 +147,12 @@ class DeliveryEngine:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        with contextlib.suppress(Exception):
-            await self.throttles.close()
 
     async def _renew_throttles(self) -> None:
         """Keep this node's shared connection slots alive (a no-op for local ones)."""
+        interval = float(getattr(self.throttles, "renew_interval", 5.0))
         while True:
-            await self._clock.sleep(5.0)
+            await self._clock.sleep(interval)
             try:
                 await self.throttles.renew()
             except Exception:

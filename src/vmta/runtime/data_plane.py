@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -23,13 +22,15 @@ from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
-from vmta.delivery.throttle_backend import LocalThrottles
+from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.runtime.delivery_wiring import build_engine
+from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
+from vmta.runtime.throttles import PACING_FILE
 from vmta.smtp.listener import ListenerSettings, start_listener
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
@@ -37,9 +38,6 @@ from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 log = logging.getLogger(__name__)
-
-NODE_ID_FILE = "node-id"
-PACING_FILE = "pacing.memory"  # message slots taken, so that pacing survives a restart
 
 
 @dataclass(frozen=True)
@@ -81,6 +79,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             failures_before_delay=settings.path_failures_before_delay,
             failure_delay=settings.path_failure_delay,
             max_connection_rate=settings.max_connection_rate,
+            lease_seconds=settings.claim_lease,
         ),
         inflow=InflowSettings(max_queued=settings.max_queued, min_free_disk=settings.min_free_disk),
         transport=TransportSettings(
@@ -92,19 +91,6 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         external_mta_failures=settings.external_mta_failures,
         external_mta_suspension=settings.external_mta_suspension,
     )
-
-
-def node_id(data_dir: Path) -> str:
-    """This node's name in leases: stable across restarts of the same data directory, so
-    that a restarted node recognises the work it had claimed."""
-    path = data_dir / NODE_ID_FILE
-    if path.exists():
-        value = path.read_text(encoding="ascii").strip()
-        if value:
-            return value
-    value = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
-    path.write_text(value + "\n", encoding="ascii")
-    return value
 
 
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
@@ -127,13 +113,27 @@ class DataPlane:
         *,
         clock: Clock | None = None,
         transport: Transport | None = None,
+        throttles: ThrottleBackend | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.owner = node_id(data_dir)
-        self.spool = SqlSpool(store, self.owner)
+        # Connection slots and message pacing: this node's memory, or Redis for a cluster
+        # (runtime/throttles.py). Closed last: a clean stop gives its slots back at once.
+        self.throttles: ThrottleBackend = throttles or LocalThrottles(
+            self.clock, data_dir / PACING_FILE
+        )
         engine_settings = settings.engine
+        # A name of this process's own; the leases of gone nodes (this data directory's
+        # previous run among them) are released when the engine starts.
+        identity = register_node(store, data_dir, ttl=engine_settings.lease_seconds)
+        self.owner = identity.node_id
+        self.spool = SqlSpool(
+            store,
+            self.owner,
+            db_lease_seconds=engine_settings.lease_seconds,  # PostgreSQL: the database's clock
+            predecessors=identity.predecessors,
+        )
         self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
         self.config = ConfigView(store, self.clock)
         self.delivery_log_path = data_dir / "delivery.log"
@@ -157,7 +157,7 @@ class DataPlane:
             spool=self.gateway,
             router=router,
             transport=transport or SmtpTransport(settings.transport),
-            throttles=LocalThrottles(self.clock, data_dir / PACING_FILE),
+            throttles=self.throttles,
             clock=self.clock,
             settings=engine_settings,
             delivery_log=self.delivery_log,
@@ -210,6 +210,7 @@ class DataPlane:
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()
+        await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()
 

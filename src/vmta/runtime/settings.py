@@ -98,6 +98,13 @@ class Settings:
     path_failures_before_delay: int = 3
     path_failure_delay: float = 60.0
     max_connection_rate: float = 10.0
+    # ---- a cluster (docs/architecture.md, "Cluster") ----
+    # Redis for throttles shared by every node; None: throttles are per node. Kept out of
+    # repr: a URL may carry a password.
+    redis_url: str | None = field(default=None, repr=False)
+    redis_namespace: str = "vmta"
+    redis_lease: float = 30.0
+    claim_lease: float = 300.0
 
     @property
     def effective_database_url(self) -> str:
@@ -218,6 +225,27 @@ def _dns_servers(value: object, origin: str) -> tuple[str, ...]:
             raise SettingsError(f"{origin}: {item!r} has a bad port")
         servers.append(item)
     return tuple(servers)
+
+
+def _redis_url(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        # The value is not repeated: it may carry a password.
+        raise SettingsError(
+            f"{origin} must be a redis://, rediss:// or unix:// URL, e.g."
+            " redis://redis.example.com:6379/0"
+        )
+    return text
+
+
+def _namespace(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise SettingsError(
+            f"{origin} must be 1 to 64 letters, digits or _ . : - (a Redis key prefix),"
+            f" not {text!r}"
+        )
+    return text
 
 
 def _hostname(value: object, origin: str) -> str:
@@ -390,6 +418,25 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,
         "allow sending relay passwords without TLS to non-loopback servers (default false)",
+    ),
+    Option(
+        "redis_url", "VMTA_REDIS_URL", None, _redis_url,
+        "Redis for throttles shared by every node, e.g. redis://host:6379/0"
+        " (default: none, each node throttles on its own)",
+    ),
+    Option(
+        "redis_namespace", "VMTA_REDIS_NAMESPACE", None, _namespace,
+        "prefix of vmta's keys in Redis; one per cluster sharing a Redis (default vmta)",
+    ),
+    Option(
+        "redis_lease", "VMTA_REDIS_LEASE", None, _seconds,
+        "seconds after which the connection slots of a node that stopped renewing them"
+        " come back to the others (default 30)",
+    ),
+    Option(
+        "claim_lease", "VMTA_CLAIM_LEASE", None, _seconds,
+        "seconds a node's claim on queued work lasts unrenewed: the work of a node that"
+        " died goes to the others this long after its last renewal (default 300)",
     ),
 )  # fmt: skip
 

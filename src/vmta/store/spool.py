@@ -8,6 +8,15 @@ Work is claimed with leases (``lease_owner``, ``lease_until``), not row locks: S
 no ``SELECT ... FOR UPDATE``, and a lease left behind by a crash tells recovery what was
 claimed. On PostgreSQL the claim also uses ``FOR UPDATE SKIP LOCKED`` so that several
 nodes never wait on, nor take, each other's rows.
+
+Lease times. By default a lease runs on the caller's clock: ``lease_until`` and ``now``
+are what the caller passes (SQLite, one machine, and tests on a manual clock). A spool
+made with ``db_lease_seconds`` on PostgreSQL times every lease by the database's clock
+instead (``vmta.store.db_clock``): a lease it writes ends ``db_lease_seconds`` after the
+database's now, and a lease it checks is compared with the database's now, so nodes whose
+clocks disagree never take each other's work early. The ``lease_until`` arguments are
+then not used. When a recipient is due (``next_attempt_at``) stays the caller's clock: a
+retry schedule is not a claim, and a skewed clock only moves a retry by the skew.
 """
 
 from __future__ import annotations
@@ -16,15 +25,31 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.dml import Update
 
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
+from vmta.store.db_clock import database_now
+from vmta.store.nodes import beat
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
 
 R = recipients.c
 M = messages.c
+# The name of the purge's advisory lock: per schema, as one PostgreSQL database may hold
+# several vmta clusters (one per schema), whose purges do not exclude each other.
+PURGE_LOCK = func.concat(func.current_schema(), ".vmta.purge")
 
 
 @dataclass
@@ -93,9 +118,28 @@ def _recipient_values(o: Outcome) -> dict[str, Any]:
 
 
 class SqlSpool:
-    def __init__(self, store: Store, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        *,
+        db_lease_seconds: float | None = None,
+        predecessors: Sequence[str] = (),
+    ) -> None:
+        """``owner`` names this node in leases. ``db_lease_seconds``: see the module
+        docstring (no effect on SQLite). ``predecessors``: nodes known to be gone
+        (``vmta.store.nodes``) whose leases ``release_own_leases`` releases too."""
         self.store = store
         self.owner = owner
+        self.db_lease_seconds = db_lease_seconds if store.dialect == "postgresql" else None
+        self.predecessors = tuple(predecessors)
+
+    def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
+        """(now, lease_until) of a lease decision: the caller's, or the database's."""
+        if self.db_lease_seconds is None:
+            return now, lease_until
+        db_now = database_now(conn)
+        return db_now, db_now + self.db_lease_seconds
 
     # ---- accepting -----------------------------------------------------------------
 
@@ -113,6 +157,8 @@ class SqlSpool:
             return []
         unclaimed = set(unclaimed)
         with self.store.write() as conn:
+            if lease_until is not None:
+                lease_until = self._lease_clock(conn, 0.0, lease_until)[1]
             conn.execute(
                 insert(messages),
                 [
@@ -165,12 +211,13 @@ class SqlSpool:
     def claim_due(self, now: float, limit: int, lease_until: float) -> list[Job]:
         """Claim up to ``limit`` recipients that are due and not claimed by a live lease."""
         with self.store.write() as conn:
+            lease_now, lease_until = self._lease_clock(conn, now, lease_until)
             due = (
                 select(R.id)
                 .where(
                     R.state == QUEUED,
                     R.next_attempt_at <= now,
-                    or_(R.lease_owner.is_(None), R.lease_until < now),
+                    or_(R.lease_owner.is_(None), R.lease_until < lease_now),
                 )
                 .order_by(R.next_attempt_at, R.id)
                 .limit(limit)
@@ -194,8 +241,11 @@ class SqlSpool:
             return [_job(row) for row in result]
 
     def renew_leases(self, lease_until: float) -> int:
-        """Extend every lease this node holds (a heartbeat while work waits in memory)."""
+        """Extend every lease this node holds (a heartbeat while work waits in memory),
+        and note in ``nodes`` that this node is alive."""
         with self.store.write() as conn:
+            lease_until = self._lease_clock(conn, 0.0, lease_until)[1]
+            beat(conn, self.owner)
             result = conn.execute(
                 update(recipients)
                 .where(R.lease_owner == self.owner, R.state == QUEUED)
@@ -204,12 +254,13 @@ class SqlSpool:
             return int(result.rowcount)
 
     def release_own_leases(self, now: float) -> int:
-        """At start-up: leases this node held before it stopped are void. Returns how many
-        recipients were claimed and unfinished."""
+        """At start-up: leases this node, and the ``predecessors`` that are gone, held
+        before they stopped are void. Returns how many recipients were claimed and
+        unfinished."""
         with self.store.write() as conn:
             result = conn.execute(
                 update(recipients)
-                .where(R.lease_owner == self.owner, R.state == QUEUED)
+                .where(R.lease_owner.in_((self.owner, *self.predecessors)), R.state == QUEUED)
                 .values(lease_owner=None, lease_until=None, updated_at=now)
             )
             return int(result.rowcount)
@@ -424,8 +475,19 @@ class SqlSpool:
 
     def purge_finished(self, before: float, limit: int = 1000) -> int:
         """Delete up to ``limit`` messages received before ``before`` whose every recipient
-        is final (delivered or failed), with their recipients and attempts."""
+        is final (delivered or failed), with their recipients and attempts.
+
+        On PostgreSQL one node of the cluster purges at a time: a purge that finds another
+        one running (a transaction-scoped advisory lock, per schema) returns 0 and leaves
+        the work to it, so nodes never delete the same rows at once."""
         with self.store.write() as conn:
+            if (
+                conn.dialect.name == "postgresql"
+                and not conn.execute(
+                    select(func.pg_try_advisory_xact_lock(func.hashtext(PURGE_LOCK)))
+                ).scalar_one()
+            ):
+                return 0
             unfinished = select(R.message_id).where(R.state == QUEUED)
             candidates = [
                 row.id

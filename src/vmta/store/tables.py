@@ -214,3 +214,22 @@ attempts = Table(
     Column("reply", Text, nullable=True),
 )
 Index("ix_attempts_message_id", attempts.c.message_id)
+
+# ---- nodes of a cluster (migration 0010) ---------------------------------------------
+# One row per running `vmta serve` process: its lease owner name, fresh at every start, and
+# what tells a later process whether this one is gone. Times are the database's clock
+# (``vmta.store.db_clock``), never a node's.
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the lease owner name of the process
+    # Shared by the runs of one data directory (and by its copies).
+    Column("data_dir_id", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("boot_id", String(64), nullable=True),  # Linux: this boot of the host
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("heartbeat_at", Double, nullable=False),
+)
+Index("ix_nodes_data_dir_id", nodes.c.data_dir_id)

@@ -1,0 +1,42 @@
+"""Which throttle backend a node uses: Redis when ``VMTA_REDIS_URL`` is set (limits hold
+summed over every node of the cluster), else this node's memory."""
+
+from __future__ import annotations
+
+import logging
+
+from vmta.delivery.clock import Clock
+from vmta.delivery.redis_throttles import RedisThrottles
+from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
+from vmta.runtime.settings import Settings
+from vmta.store.database import parse_url
+
+log = logging.getLogger(__name__)
+
+PACING_FILE = "pacing.memory"
+
+
+def throttle_backend(settings: Settings, clock: Clock, *, node: str = "") -> ThrottleBackend:
+    """The backend for these settings. ``node`` names this node in the tokens it holds in
+    Redis (for an operator reading Redis; uniqueness does not depend on it)."""
+    if settings.redis_url:
+        log.info(
+            "throttles are shared through Redis (namespace %r, connection leases of %g s)",
+            settings.redis_namespace,
+            settings.redis_lease,
+        )  # never the URL: it may carry a password
+        return RedisThrottles.from_url(
+            settings.redis_url,
+            namespace=settings.redis_namespace,
+            lease_seconds=settings.redis_lease,
+            node=node,
+        )
+    if parse_url(settings.effective_database_url).get_backend_name() == "postgresql":
+        log.warning(
+            "throttles are per node: without VMTA_REDIS_URL every node sharing this"
+            " PostgreSQL database opens up to max_concurrent_connections and sends up to"
+            " max_messages_per_hour on its own"
+        )
+    # The pacing memory lets a restarted node continue its spacing (throttle_backend.py).
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return LocalThrottles(clock, settings.data_dir / PACING_FILE)
