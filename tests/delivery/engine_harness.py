@@ -115,6 +115,37 @@ class Harness:
     clock: ManualClock
     transport: FakeTransport
     store: Store
+    inflight: int = 0  # calls into the spool and the configuration not yet answered
+
+    def count_calls(self) -> None:
+        """Count the engine's calls that run on threads (spool, configuration), so that
+        ``settle`` can wait until the engine has done everything the clock allows."""
+        for target, names in (
+            (self.plane.gateway, ("accept", "record", "claim_due", "body", "renew_leases")),
+            (self.plane.config, ("_cached",)),
+        ):
+            for name in names:
+                setattr(target, name, self._counted(getattr(target, name)))
+
+    def _counted(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.inflight += 1
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                self.inflight -= 1
+
+        return counted
+
+    async def settle(self) -> None:
+        """Let the engine run until nothing is pending on a thread for a few turns of
+        the event loop (bounded)."""
+        quiet = 0
+        for _ in range(5000):
+            await asyncio.sleep(0.0005)
+            quiet = quiet + 1 if self.inflight == 0 else 0
+            if quiet >= 4:
+                return
 
     def add_relay(self, name: str, limits: Limits) -> int:
         relay = RelayServer(
@@ -142,6 +173,7 @@ class Harness:
                 "s@src.test", [f"r{i}@dest.test"], data, "127.0.0.1", "c", None, False
             )
             ids.append(await self.plane.intake.accept(arrival))
+        await self.settle()
         return ids
 
     async def run_for(self, seconds: float, step: float = 0.1) -> None:
@@ -149,8 +181,7 @@ class Harness:
         spool's thread) work after each step."""
         for _ in range(round(seconds / step)):
             self.clock.advance(step)
-            for _ in range(3):
-                await asyncio.sleep(0.001)
+            await self.settle()
 
     async def until(self, check: Callable[[], Any], seconds: float, step: float = 0.1) -> Any:
         """Move the clock until ``check()`` holds; at most ``seconds`` of clock time."""
@@ -193,9 +224,11 @@ async def harness_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         data_dir = tmp_path / f"data{len(planes)}"
         data_dir.mkdir()
         plane = DataPlane(store, settings, data_dir, clock=clock, transport=transport)
+        harness = Harness(plane, clock, transport, store)
+        harness.count_calls()
         await plane.start(None)
         planes.append(plane)
-        return Harness(plane, clock, transport, store)
+        return harness
 
     yield make
     for plane in planes:
