@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import re
 import smtplib
+from dataclasses import replace
 from typing import Any
 
 from tests.delivery.conftest import eventually
@@ -175,20 +176,22 @@ def test_ready_queues_are_keyed_by_what_a_connection_shares() -> None:
         password="old",
         candidates=(("mx1.a.test", "192.0.2.10"), ("mx2.a.test", "192.0.2.11")),
     )
-    other_order = EgressPath(
-        ("ip", "192.0.2.1", "a.test"),
-        "a.test",
-        25,
-        route,
-        "out.test",
-        username="u",
+    other_order = replace(
+        one,
         password="new",
         candidates=(("mx2.a.test", "192.0.2.11"), ("mx1.a.test", "192.0.2.10")),
     )
     assert one.key == other_order.key
     assert "old" not in repr(one.key) and "new" not in repr(other_order.key)
-    other_ehlo = EgressPath(("ip", "192.0.2.1", "a.test"), "a.test", 25, route, "x.test")
+    other_ehlo = replace(one, ehlo_name="x.test")
     assert other_ehlo.key != one.key
+
+
+def mail_reply(port: int) -> tuple[int, bytes]:
+    """What the listener answers to MAIL FROM in a new session."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo()
+        return client.mail("sender@src.test")
 
 
 async def test_injection_answers_451_when_the_queue_is_full_and_loses_nothing(
@@ -203,12 +206,7 @@ async def test_injection_answers_451_when_the_queue_is_full_and_loses_nothing(
     await eventually(lambda: plane.plane.state()["inflow"]["queued"] == 0, what="a recount")
     accepted += [await plane.asend(f"Subject: m{i}\r\n\r\nx\r\n") for i in range(1, 6)]
 
-    def refused_at_mail() -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", plane.smtp_port, timeout=30) as client:
-            client.ehlo()
-            return client.mail("sender@src.test")
-
-    code, reply = await asyncio.to_thread(refused_at_mail)
+    code, reply = await asyncio.to_thread(mail_reply, plane.smtp_port)
     assert (code, reply[:5]) == (451, b"4.3.2")
     assert plane.plane.state()["inflow"]["refusing"].startswith("451 4.3.2")
     rows = [plane.message(queue_id) for queue_id in accepted]
@@ -218,10 +216,5 @@ async def test_injection_answers_451_when_the_queue_is_full_and_loses_nothing(
 async def test_injection_answers_452_when_the_disk_is_low(plane_factory: Any) -> None:
     plane = await plane_factory(inflow=InflowSettings(min_free_disk=2**62))
 
-    def mail() -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", plane.smtp_port, timeout=30) as client:
-            client.ehlo()
-            return client.mail("sender@src.test")
-
-    code, reply = await asyncio.to_thread(mail)
+    code, reply = await asyncio.to_thread(mail_reply, plane.smtp_port)
     assert (code, reply[:5]) == (452, b"4.3.1")
