@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.dispatcher import Dispatcher
@@ -44,7 +46,9 @@ class ConnectionWorker:
         journal: InflightJournal,
         health: EgressHealth,
         clock: Clock,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
+        self._spawn = spawn
         self._transport = transport
         self._throttles = throttles
         self._recorder = recorder
@@ -197,10 +201,22 @@ class ConnectionWorker:
             healthy = False
             reply = ReplyLine(451, f"4.3.0 internal error while sending: {type(exc).__name__}")
             verdicts = [(Verdict.DEFERRED, reply)] * len(ids)
+        # The connection goes on with its next message while this outcome commits (one
+        # group commit serves many connections); the in-flight journal keeps the
+        # recipients open until it has, so a crash meanwhile counts them as possibly sent.
+        self._spawn(self._record(delivery, verdicts, conversation, ids))
+        return healthy
+
+    async def _record(
+        self,
+        delivery: Delivery,
+        verdicts: list[tuple[Verdict, ReplyLine]],
+        conversation: Conversation,
+        ids: list[int],
+    ) -> None:
         unstored = await self._recorder.finish(
             delivery.jobs, verdicts, delivery.decision, conversation
         )
         # An outcome that could not be stored stays open in the journal: after a restart
         # its recipient counts as possibly sent.
         self._journal.finished([i for i in ids if i not in unstored])
-        return healthy

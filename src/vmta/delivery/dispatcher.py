@@ -8,9 +8,8 @@ again when the earliest of them can be had, so a connection never waits for paci
 (``connection_worker`` closes one whose next message would wait long) and a low hourly
 limit never opens more connections than it can feed.
 
-Deliveries that would wait long on a throttle, or that overflow a path's ready queue, are
-released to the shared queue (the spool) without an attempt: their memory is freed, and
-any node may take them when they are due.
+Deliveries that would wait long on a throttle are released to the shared queue (the spool)
+without an attempt: their memory is freed, and any node may take them when they are due.
 """
 
 from __future__ import annotations
@@ -57,8 +56,6 @@ class DispatchSettings:
     # ... due again after their expected wait, but at most this much later, so that a limit
     # raised meanwhile applies to them soon.
     throttle_recheck: float = 300.0
-    max_ready: int = 1024  # deliveries held per path; more go back to the spool
-    release_delay: float = 30.0  # when released for overflow, due again this much later
     shared_retry: float = 1.0  # a full shared connection limit is asked again this often
 
 
@@ -150,10 +147,6 @@ class Dispatcher:
         if wait > self.settings.release_after:
             until = now + min(wait, self.settings.throttle_recheck)
             await self._recorder.release(delivery.jobs, until, self._rate_reason(queue))
-            return
-        if len(queue.waiting) >= self.settings.max_ready:
-            reason = f"Waiting for a connection of {queue.path.describe()}."
-            await self._recorder.release(delivery.jobs, now + self.settings.release_delay, reason)
             return
         queue.push(delivery)
         self.pump(queue)

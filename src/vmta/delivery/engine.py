@@ -53,7 +53,6 @@ class EngineSettings:
     pacing_keep_open: float = 0.5
     release_after: float = 60.0
     throttle_recheck: float = 300.0
-    max_ready: int = 1024
     store_tries: int = 12
 
     def scheduler(self) -> SchedulerSettings:
@@ -77,7 +76,6 @@ class EngineSettings:
             pacing_keep_open=self.pacing_keep_open,
             release_after=self.release_after,
             throttle_recheck=self.throttle_recheck,
-            max_ready=self.max_ready,
         )
 
     def recorder(self) -> RecorderSettings:

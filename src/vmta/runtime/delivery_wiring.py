@@ -58,6 +58,7 @@ def build_engine(
         journal=journal,
         health=health,
         clock=clock,
+        spawn=tasks.spawn,
     )
     dispatcher = Dispatcher(
         router=router,
