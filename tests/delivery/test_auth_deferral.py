@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.delivery.conftest import RunningPlane, eventually, message
 from tests.delivery.test_smtp_client import PASSWORD, USER, connect
 from tests.peers.scripted import smtp_script
 from vmta.delivery.path import EgressPath
@@ -70,3 +71,39 @@ async def test_a_connection_never_made_names_no_peer(raw_server: Any) -> None:
     with pytest.raises(ConnectFailed) as caught:
         await transport.open(path)
     assert caught.value.remote_ip is None and caught.value.egress
+
+
+# -- through the engine: what the attempt record says ----------------------------------
+
+
+async def _first_attempt(plane: RunningPlane, raw_server: Any) -> dict[str, Any]:
+    server = await raw_server(smtp_script("220 odd.test", ODD_AUTH, default="221 Bye"))
+    plane.add_relay("relay-1", server.port, username=USER, password=PASSWORD)
+    queue_id = await plane.asend(message("relay-1"))
+    view = await eventually(lambda: (m := plane.message(queue_id)) and m.attempts and m)
+    attempt: dict[str, Any] = view.attempts[0]
+    return attempt
+
+
+async def test_the_deferred_attempt_says_235_was_expected(
+    plane: RunningPlane, raw_server: Any
+) -> None:
+    attempt = await _first_attempt(plane, raw_server)
+    assert attempt["outcome"] == "deferred"
+    assert attempt["reply"].startswith("451 ")  # not the 250 the server gave to AUTH
+    assert "answered AUTH PLAIN with 250 2.0.0 Ok" in attempt["reply"]
+    assert "235 (authenticated, RFC 4954 §4) was expected" in attempt["reply"]
+    assert PASSWORD not in attempt["reply"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the engine to record ConnectFailed.remote_ip and remote_host in the"
+    " attempt of a connection that failed (delivery/engine.py, _connection_failed)",
+)
+async def test_the_deferred_attempt_names_the_peer_it_talked_to(
+    plane: RunningPlane, raw_server: Any
+) -> None:
+    attempt = await _first_attempt(plane, raw_server)
+    assert attempt["remote_ip"] == "127.0.0.1"
+    assert attempt["remote_host"] == "127.0.0.1"
