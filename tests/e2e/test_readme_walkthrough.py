@@ -1,9 +1,11 @@
 """The README's walk-through, run as written: `vmta serve` with its defaults (but free
 ports), `vmta sink` started with the README's own command line, and the README's shell
-block run by dash and by bash. The message must arrive at the sink, authenticated, from
-the relay server's source IP.
+block run by dash and by bash, followed by the README's MailerQ block. The message must
+arrive at the sink, authenticated, from the relay server's source IP, and each step must
+answer what the README says it answers.
 
-Only the three port numbers of the README (8080, 2525, 2526) are replaced by free ones, and
+Only the three port numbers of the README (8080, 2525, 2526; in the MailerQ block, 8080
+alone) are replaced by free ones, and
 `.venv/bin/vmta` by this interpreter's `vmta`; every other byte of the commands is the
 README's.
 """
@@ -112,7 +114,11 @@ def test_the_walkthrough_delivers_to_the_sink_it_names(
         )
         language, walkthrough = block_with("TOKEN=$(cat vmta-data/admin-token)")
         assert language in ("sh", "bash")
+        # The MailerQ block that follows reuses the walk-through's $TOKEN; its "2525" is
+        # an external MTA's port, not vmta's, so only the API address changes there.
+        _, mailerq = block_with("/v1/externalmtas")
         script = with_ports(walkthrough, server.api_address, server.smtp_port, sink_port)
+        script += mailerq.replace("127.0.0.1:8080", server.api_address)
         ran = subprocess.run(
             [shell],
             input=script,
@@ -129,6 +135,10 @@ def test_the_walkthrough_delivers_to_the_sink_it_names(
         assert '"redirect":{"type":"ip_address","id":1,"name":"ipaddr-1"}' in ran.stdout
         assert '"error_code":"validation_failed"' in ran.stdout
         assert "destination.port must be an integer from 1 to 65535" in ran.stdout
+        assert (
+            '[{"public_ip":"8.8.8.8","local_ip":"127.0.0.1","connect_port":"2525","protocol":"nat"},'
+            '{"public_ip":"8.8.4.4","local_ip":"192.168.1.1","connect_port":"2525","protocol":"nat"}]'
+        ) in ran.stdout
         queue_id = re.search(r"queued as (\w+)", ran.stdout)
         assert queue_id, ran.stdout
         token = (cwd / "vmta-data" / "admin-token").read_text().strip()
