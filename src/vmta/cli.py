@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vmta import queue_commands
+from vmta import queue_commands, sink
 from vmta.domain.credential import credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
 from vmta.runtime import logs
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(db_cmds.add_parser("current", help="print the schema revision"))
 
     queue_commands.register(commands, _settings_flags)
+    sink.register(commands)
     return parser
 
 
@@ -164,6 +165,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sink":
+        # A peer for trying vmta out: it reads none of vmta's settings or data.
+        return sink.run(args)
     try:
         settings = _settings(args)
         logs.configure(settings.log_level)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import httpx
+import pytest
+from _pytest.mark.structures import ParameterSet
 from sqlalchemy import select
 
 from vmta.store.store import Store
@@ -58,3 +61,29 @@ def update_patch(label: str, change: dict[str, Any], field: str) -> dict[str, An
         cursor = cursor.setdefault(key, {})
     cursor[leaf] = None
     return patch
+
+
+def validation_table(
+    rows: Sequence[Any],
+    *,
+    store_rows: Collection[str] = (),
+    label: Callable[[Any], str] = lambda row: str(row[0]),
+    unpack: bool = True,
+) -> list[ParameterSet]:
+    """Parameters for a table of broken rules, each row's id being its ``label``.
+
+    Rows that break a rule of the request alone run on one database (``one_database``);
+    the rows named in ``store_rows`` (an unknown reference, a taken name: rules that the
+    store decides) run on SQLite and on PostgreSQL. ``unpack=False`` passes each row as
+    one parameter."""
+    labels = [label(row) for row in rows]
+    missing = set(store_rows) - set(labels)
+    assert not missing, f"store_rows names rows that are not in the table: {missing}"
+    return [
+        pytest.param(
+            *(row if unpack else (row,)),
+            id=name,
+            marks=() if name in store_rows else (pytest.mark.one_database,),
+        )
+        for row, name in zip(rows, labels, strict=True)
+    ]

@@ -23,6 +23,7 @@ def test_health_needs_no_credentials(anonymous: TestClient) -> None:
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 @pytest.mark.parametrize(
     "header",
     [

@@ -217,6 +217,7 @@ def test_delete_unknown_public_ip_is_404(client: TestClient, store: Store) -> No
     assert snapshot(store) == before
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 @pytest.mark.parametrize(
     ("content", "headers", "params", "status", "fragment"),
     [
@@ -473,6 +474,7 @@ BAD_POSTS: list[tuple[str, bytes, dict[str, str], int, str]] = [
 ]
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 @pytest.mark.parametrize(
     ("content", "headers", "status", "fragment"),
     [case[1:] for case in BAD_POSTS],
@@ -527,6 +529,7 @@ def _basic(name: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{name}:{secret}".encode()).decode()
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 @pytest.mark.parametrize(
     "authorization",
     [None, "Bearer wrong", _basic("admin", "wrong"), _basic("nobody", TEST_SECRET)],
@@ -565,6 +568,7 @@ def test_basic_credentials_are_accepted(anonymous: TestClient) -> None:
     assert record(response) == [SEED_RECORD]
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS"])
 def test_other_methods_get_405(client: TestClient, store: Store, method: str) -> None:
     before = snapshot(store)

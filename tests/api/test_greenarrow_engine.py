@@ -57,6 +57,7 @@ def test_not_found_names_the_record_properly(client: TestClient) -> None:
     assert messages == ["No IP address with id 424242."]
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.helpers import GA, failed, ok, snapshot
+from tests.api.helpers import GA, failed, ok, snapshot, validation_table
 from tests.api.virtual_mta_factories import (
     add_ip_address,
     add_relay_server,
@@ -347,7 +347,20 @@ def _create_body(case: Case) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+CASES_BY_DATABASE = validation_table(
+    CASES,
+    store_rows=[
+        "name taken by another type",
+        "virtual_mta unknown id",
+        "virtual_mta unknown name",
+        "override virtual_mta unknown",
+    ],
+    label=lambda case: case.label,
+    unpack=False,
+)
+
+
+@pytest.mark.parametrize("case", CASES_BY_DATABASE)
 def test_each_rule_refuses_create(
     client: TestClient, store: Store, targets: dict[str, int], case: Case
 ) -> None:
@@ -357,7 +370,7 @@ def test_each_rule_refuses_create(
     assert snapshot(store) == before
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+@pytest.mark.parametrize("case", CASES_BY_DATABASE)
 def test_each_rule_refuses_update(
     client: TestClient, store: Store, targets: dict[str, int], case: Case
 ) -> None:
@@ -657,6 +670,7 @@ def test_not_found_and_wrong_type(
         failed(client.delete(url), 404, "not_found")
 
 
+@pytest.mark.one_database  # request validation only: the database adds nothing
 def test_malformed_bodies_are_invalid_request(
     client: TestClient, store: Store, targets: dict[str, int]
 ) -> None:

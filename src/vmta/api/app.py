@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi_offline import FastAPIOffline
 
 import vmta
 from vmta.api import errors, openapi, queue
@@ -14,9 +15,15 @@ from vmta.api.greenarrow import engine
 from vmta.api.mailerq import external_mtas
 from vmta.store.store import Store
 
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
+
 
 def create_app(store: Store) -> FastAPI:
-    app = FastAPI(
+    # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
+    # host without internet access (common in sending networks); fastapi-offline ships
+    # the same Swagger UI and ReDoc files in its package and serves them from here.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="vmta",
         version=vmta.__version__,
         description=(

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from vmta.api.dependencies import store_of
 from vmta.domain.errors import InvalidRequest, NotFound
+from vmta.store.queue_report import deferred_recipients
 from vmta.store.spool import SqlSpool
 
 STATES = ("queued", "delivered", "failed")
@@ -51,10 +52,15 @@ def queue_summary(counts: list[dict[str, Any]]) -> dict[str, Any]:
 def router() -> APIRouter:
     api = APIRouter(prefix="/api", tags=["vmta"])
 
-    @api.get("/queue", summary="Recipient counts by state and VirtualMTA, and engine state")
+    @api.get(
+        "/queue",
+        summary="Recipient counts by state and VirtualMTA, the latest deferred recipients"
+        " with their attempts, and the engine's state (its paths in use)",
+    )
     async def queue(request: Request) -> dict[str, Any]:
         counts = await run_in_threadpool(_spool(request).counts)
-        return {**queue_summary(counts), "engine": _engine_state(request)}
+        deferred = await run_in_threadpool(deferred_recipients, store_of(request))
+        return {**queue_summary(counts), "deferred": deferred, "engine": _engine_state(request)}
 
     @api.get("/messages", summary="Messages in the spool, oldest first")
     async def messages(request: Request) -> dict[str, Any]:

@@ -156,6 +156,8 @@ class ConnectionWorker:
         if exc.reply is not None:
             reply = ReplyLine(exc.reply.code, f"{exc.reply.text} ({exc.reason})")
         queue.waiting.appendleft(delivery)
+        if exc.remote_ip is not None or exc.remote_host is not None:
+            queue.delay_peer = (exc.remote_ip, exc.remote_host)
         settings = dispatcher.settings
         threshold = 1 if exc.permanent else settings.failures_before_delay
         if queue.connection_failed(threshold, now, settings.failure_delay, reply):
@@ -174,6 +176,7 @@ class ConnectionWorker:
                 [(Verdict.FAILED, reply)] * len(delivery.jobs),
                 delivery.decision,
                 None,
+                queue.delay_peer,
             )
 
     async def _transaction(self, conversation: Conversation, delivery: Delivery) -> bool:

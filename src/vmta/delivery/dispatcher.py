@@ -141,7 +141,9 @@ class Dispatcher:
         now = self._clock.now()
         if queue.delayed(now) and queue.delay_reply is not None:
             # The path is known to be failing: this delivery's attempt fails the same way.
-            await self._recorder.defer_all(delivery.jobs, queue.delay_reply, delivery.decision)
+            await self._recorder.defer_all(
+                delivery.jobs, queue.delay_reply, delivery.decision, queue.delay_peer
+            )
             return
         wait = self._expected_wait(queue)
         if wait > self.settings.release_after:
@@ -308,7 +310,9 @@ class Dispatcher:
         )
         self.wake_at(queue, queue.delayed_until)
         for delivery in waiting:
-            await self._recorder.defer_all(delivery.jobs, reply, delivery.decision)
+            await self._recorder.defer_all(
+                delivery.jobs, reply, delivery.decision, queue.delay_peer
+            )
 
     # ---- stopping and inspection -----------------------------------------------------------
 

@@ -27,6 +27,8 @@ from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Job, Outcome
 
 log = logging.getLogger(__name__)
 
+Peer = tuple[str | None, str | None]  # (IP address, host name) of a remote server
+
 
 @dataclass(frozen=True)
 class RecorderSettings:
@@ -65,12 +67,15 @@ class OutcomeRecorder:
         verdicts: Sequence[tuple[Verdict, ReplyLine]],
         decision: Deliver | Refuse | None,
         conversation: Conversation | None,
+        peer: Peer | None = None,
     ) -> set[int]:
         """An attempt ended (or was decided without one): store, log, bounce. Returns
-        the recipients whose outcome could not be stored (see ``RecorderSettings``)."""
+        the recipients whose outcome could not be stored (see ``RecorderSettings``).
+        ``peer`` names the server a failed session talked to, when there is no
+        conversation to ask."""
         now = self._clock.now()
         outcomes = [
-            self.outcome(job, verdict, reply, decision, conversation, now)
+            self.outcome(job, verdict, reply, decision, conversation, now, peer)
             for job, (verdict, reply) in zip(jobs, verdicts, strict=True)
         ]
         try:
@@ -85,9 +90,14 @@ class OutcomeRecorder:
         return unstored
 
     async def defer_all(
-        self, jobs: Sequence[Job], reply: ReplyLine, decision: Deliver | None
+        self,
+        jobs: Sequence[Job],
+        reply: ReplyLine,
+        decision: Deliver | None,
+        peer: Peer | None = None,
     ) -> set[int]:
-        return await self.finish(jobs, [(Verdict.DEFERRED, reply)] * len(jobs), decision, None)
+        verdicts = [(Verdict.DEFERRED, reply)] * len(jobs)
+        return await self.finish(jobs, verdicts, decision, None, peer)
 
     async def hold(self, job: Job, hold: Hold) -> None:
         """Not sent now, by configuration (a pause, routing that cannot be resolved yet)."""
@@ -148,6 +158,7 @@ class OutcomeRecorder:
         decision: Deliver | Refuse | None,
         conversation: Conversation | None,
         now: float,
+        peer: Peer | None = None,
     ) -> Outcome:
         state, next_at, label = DELIVERED, None, "delivered"
         text = str(reply)
@@ -165,8 +176,12 @@ class OutcomeRecorder:
                 state, label = QUEUED, "deferred"
         path = decision.path if isinstance(decision, Deliver) else None
         remote_host = path.destination_host if path else None
+        remote_ip = None
         if conversation is not None:
-            remote_host = conversation.remote_host
+            remote_host, remote_ip = conversation.remote_host, conversation.remote_ip
+        elif peer is not None:
+            remote_ip = peer[0]
+            remote_host = peer[1] or remote_host
         return Outcome(
             recipient_id=job.recipient_id,
             message_id=job.message_id,
@@ -178,7 +193,7 @@ class OutcomeRecorder:
             effective_virtual_mta=decision.effective if decision else None,
             source_ip=path.route.public_ip if path else None,
             remote_host=remote_host,
-            remote_ip=conversation.remote_ip if conversation else None,
+            remote_ip=remote_ip,
             routing_memory=decision.memory if isinstance(decision, Deliver) else None,
             outcome_label=label,
         )

@@ -25,7 +25,11 @@ class TransactionReplies:
 class ConnectFailed(TemporaryError):
     """No usable SMTP session could be set up (connect, proxy handshake, greeting, EHLO,
     STARTTLS, AUTH). ``permanent`` marks a 5xx that retrying will not fix (for example
-    authentication refused); ``reply`` is the remote reply, if there was one."""
+    authentication refused); ``reply`` is the remote reply, if there was one.
+
+    ``remote_ip`` and ``remote_host`` name the last server an SMTP session was begun with
+    (its address and the name it was reached by), None when no connection got that far;
+    the attempt record of the deferral should carry them as a conversation's would."""
 
     def __init__(
         self,
@@ -34,12 +38,16 @@ class ConnectFailed(TemporaryError):
         permanent: bool = False,
         reply: ReplyLine | None = None,
         egress: bool = False,
+        remote_ip: str | None = None,
+        remote_host: str | None = None,
     ):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.reply = reply
         self.egress = egress  # failed before any SMTP: binding, connecting, proxy handshake
+        self.remote_ip = remote_ip
+        self.remote_host = remote_host
 
 
 class ConversationBroken(TemporaryError):

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
-from vmta.smtp.client_auth import choose_mechanism, run_exchange
+from vmta.smtp.client_auth import AUTHENTICATED, choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
     CleartextAuthRefused,
     SessionDeferred,
@@ -214,9 +214,20 @@ class SmtpSession:
             self._options.password or "",
             lambda line: self._command(line, "auth"),
         )
-        if reply.code != 235:
-            raise failure("auth", f"{self.server_name} refused AUTH {mechanism}: {reply}", reply)
-        self.auth_mechanism_used = mechanism
+        if reply.code == AUTHENTICATED:
+            self.auth_mechanism_used = mechanism
+            return
+        if reply.code < 400:
+            # RFC 4954 §4 (and §6): success is 235 and nothing else. Another 2xx/3xx (some
+            # test sinks answer AUTH with "250 Ok") is neither success nor a refusal; it is
+            # not passed on as the attempt's reply, which would read as a 250 for a
+            # deferred attempt.
+            raise SessionDeferred(
+                "auth",
+                f"{self.server_name} answered AUTH {mechanism} with {reply.one_line()} where"
+                f" {AUTHENTICATED} (authenticated, RFC 4954 §4) was expected",
+            )
+        raise failure("auth", f"{self.server_name} refused AUTH {mechanism}: {reply}", reply)
 
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes

@@ -14,7 +14,7 @@ from vmta.domain.smtp_reply import SmtpReply
 Mechanism = Literal["PLAIN", "LOGIN"]
 Command = Callable[[str], Awaitable[SmtpReply]]
 
-AUTHENTICATED = 235  # RFC 4954 §6
+AUTHENTICATED = 235  # RFC 4954 §4 and §6: the only success reply to AUTH
 CONTINUE = 334  # RFC 4954 §4: a server challenge
 
 

@@ -117,6 +117,7 @@ class SmtpTransport:
         )
         failures: list[str] = []
         last_reply: ReplyLine | None = None
+        last_peer: tuple[str, str] | None = None  # (host, address) a session began with
         egress_only = True  # every candidate failed before SMTP began
         for host, address in candidates:
             try:
@@ -133,12 +134,14 @@ class SmtpTransport:
                 session = await SmtpSession.start(reader, writer, host, options, peer_ip=address)
             except SessionFailed as exc:
                 egress_only = False
+                last_peer = (host, address)
                 failures.append(f"{exc.stage} with {address} failed: {exc.reason}")
                 if exc.reply is not None:
                     last_reply = reply_line(exc.reply)
                 continue
             except OSError as exc:
                 egress_only = False
+                last_peer = (host, address)
                 writer.close()
                 failures.append(f"connection to {address} failed: {exc}")
                 continue
@@ -146,4 +149,10 @@ class SmtpTransport:
         if not candidates:
             failures.append(f"{path.destination_host} has no address")
         reason = "; ".join(failures[-3:])
-        raise ConnectFailed(reason, reply=last_reply, egress=egress_only and bool(candidates))
+        raise ConnectFailed(
+            reason,
+            reply=last_reply,
+            egress=egress_only and bool(candidates),
+            remote_ip=last_peer[1] if last_peer else None,
+            remote_host=last_peer[0] if last_peer else None,
+        )

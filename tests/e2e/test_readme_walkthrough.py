@@ -1,0 +1,161 @@
+"""The README's walk-through, run as written: `vmta serve` with its defaults (but free
+ports), `vmta sink` started with the README's own command line, and the README's shell
+block run by dash and by bash, followed by the README's MailerQ block. The message must
+arrive at the sink, authenticated, from the relay server's source IP, and each step must
+answer what the README says it answers.
+
+Only the three port numbers of the README (8080, 2525, 2526; in the MailerQ block, 8080
+alone) are replaced by free ones, and
+`.venv/bin/vmta` by this interpreter's `vmta`; every other byte of the commands is the
+README's.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.e2e.serve_process import (
+    VMTA,
+    ServeProcess,
+    environment,
+    free_port,
+    wait_until,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
+SINK_DEADLINE = 20.0  # seconds; bounds a hang, measures nothing
+SCRIPT_DEADLINE = 120.0
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """Every fenced code block of the README: (language, text)."""
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(README.read_text("utf-8"))]
+
+
+def block_with(marker: str) -> tuple[str, str]:
+    found = [block for block in readme_blocks() if marker in block[1]]
+    assert len(found) == 1, f"the README should have one code block with {marker!r}"
+    return found[0]
+
+
+def with_ports(text: str, api: str, smtp: int, sink: int) -> str:
+    text = text.replace("127.0.0.1:8080", api)
+    text = re.sub(r"\b2525\b", str(smtp), text)
+    return re.sub(r"\b2526\b", str(sink), text)
+
+
+class SinkProcess:
+    def __init__(self, command: str, cwd: Path) -> None:
+        self.log_path = cwd / "sink.log"
+        self.argv = command.split()
+        assert self.argv[0] == ".venv/bin/vmta", command
+        self.argv[0] = str(VMTA)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=cwd, env=environment(), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def walkthrough_dir(tmp_path: Path) -> Iterator[tuple[Path, ServeProcess, int]]:
+    """A directory where `vmta serve` runs with the README's defaults (data in
+    ./vmta-data, the admin secret in vmta-data/admin-token), on free ports."""
+    if shutil.which("curl") is None:
+        skip_or_fail("the walk-through needs curl (Debian package curl)")
+    smtp_port, sink_port = free_port(), free_port()
+    server = ServeProcess(
+        data_dir=tmp_path / "vmta-data",
+        env=environment(VMTA_LOG_LEVEL="INFO"),
+        smtp_port=smtp_port,
+        log_path=tmp_path / "serve.log",
+    )
+    try:
+        server.start()
+        yield tmp_path, server, sink_port
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_the_walkthrough_delivers_to_the_sink_it_names(
+    walkthrough_dir: tuple[Path, ServeProcess, int], shell: str
+) -> None:
+    cwd, server, sink_port = walkthrough_dir
+    language, sink_block = block_with("vmta sink")
+    assert language in ("sh", "bash")
+    sink_command = with_ports(sink_block.strip(), server.api_address, server.smtp_port, sink_port)
+    sink = SinkProcess(sink_command, cwd)
+    try:
+        wait_until(
+            lambda: f"listening on 127.0.0.1:{sink_port}" in sink.output(),
+            SINK_DEADLINE,
+            f"the sink to listen:\n{sink.output()}",
+        )
+        language, walkthrough = block_with("TOKEN=$(cat vmta-data/admin-token)")
+        assert language in ("sh", "bash")
+        # The MailerQ block that follows reuses the walk-through's $TOKEN; its "2525" is
+        # an external MTA's port, not vmta's, so only the API address changes there.
+        _, mailerq = block_with("/v1/externalmtas")
+        script = with_ports(walkthrough, server.api_address, server.smtp_port, sink_port)
+        script += mailerq.replace("127.0.0.1:8080", server.api_address)
+        ran = subprocess.run(
+            [shell],
+            input=script,
+            cwd=cwd,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_DEADLINE,
+            check=False,
+        )
+        assert ran.returncode == 0, f"{ran.stdout}\n{ran.stderr}"
+        assert ran.stderr == "", ran.stderr  # no shell error on any line
+        # What the README says each step answers.
+        assert '"redirect":{"type":"ip_address","id":1,"name":"ipaddr-1"}' in ran.stdout
+        assert '"error_code":"validation_failed"' in ran.stdout
+        assert "destination.port must be an integer from 1 to 65535" in ran.stdout
+        assert (
+            '[{"public_ip":"8.8.8.8","local_ip":"127.0.0.1","connect_port":"2525","protocol":"nat"},'
+            '{"public_ip":"8.8.4.4","local_ip":"192.168.1.1","connect_port":"2525","protocol":"nat"}]'
+        ) in ran.stdout
+        queue_id = re.search(r"queued as (\w+)", ran.stdout)
+        assert queue_id, ran.stdout
+        token = (cwd / "vmta-data" / "admin-token").read_text().strip()
+        response = httpx.get(
+            f"http://{server.api_address}/api/messages/{queue_id.group(1)}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30.0,
+        )
+        assert response.status_code == 200, response.text
+        delivered = response.json()["message"]
+        assert [r["state"] for r in delivered["recipients"]] == ["delivered"], delivered
+        # What the sink saw: the message, from the relay server's source IP, after AUTH.
+        lines = [line for line in sink.output().splitlines() if " message " in line]
+        assert len(lines) == 1, sink.output()
+        assert (
+            "message 1 from 127.0.0.2 auth=myusername mail_from=<me@example.com>"
+            " rcpt_to=<you@example.net>"
+        ) in lines[0]
+    finally:
+        sink.close()
