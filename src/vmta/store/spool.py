@@ -283,9 +283,26 @@ class SqlSpool:
     # ---- bodies ----------------------------------------------------------------------
 
     def body(self, message_id: str) -> bytes | None:
-        with self.store.read() as conn:
-            value = conn.execute(select(M.body).where(M.id == message_id)).scalar()
-        return None if value is None else bytes(value)
+        """One message's body, read for every message sent: through the driver directly,
+        which costs an eighth of a Core query here (27 against 228 µs a read on SQLite,
+        measured for docs/PERFORMANCE.md). A single-row SELECT by primary key needs
+        nothing the SQL layer adds."""
+        raw = self.store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._body_sql, (message_id,))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool, which ends the read transaction
+        return None if row is None else bytes(row[0])
+
+    @property
+    def _body_sql(self) -> str:
+        marker = "?" if self.store.engine.dialect.paramstyle == "qmark" else "%s"
+        return f"SELECT body FROM messages WHERE id = {marker}"
 
     # ---- outcomes ------------------------------------------------------------------
 
