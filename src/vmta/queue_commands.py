@@ -126,7 +126,10 @@ def _list(spool: SqlSpool, state: str | None, limit: int, as_json: bool, out: Te
     summary = queue_summary(spool.counts())
     rows = spool.list_messages(state, limit)
     if as_json:
-        out.write(json.dumps({"queue": summary, "messages": rows}, indent=2) + "\n")
+        from vmta.store.queue_report import deferred_recipients
+
+        queue = {**summary, "deferred": deferred_recipients(spool.store)}
+        out.write(json.dumps({"queue": queue, "messages": rows}, indent=2) + "\n")
         return 0
     out.write(_summary_text(summary))
     out.write("\n")
