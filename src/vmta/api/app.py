@@ -11,7 +11,7 @@ import vmta
 from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.greenarrow import engine
-from vmta.api.mailerq import delivery_controls, external_mtas, pools, suppressions
+from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
 from vmta.store.store import Store
 
 
@@ -51,6 +51,7 @@ def create_app(store: Store) -> FastAPI:
     app.include_router(pools.router())
     app.include_router(delivery_controls.router())
     app.include_router(suppressions.router())
+    app.include_router(inject.router())
     app.include_router(queue.router())
 
     errors.install(app)

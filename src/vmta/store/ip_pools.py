@@ -73,5 +73,7 @@ class IpPoolRepository:
 
     def membership(self) -> dict[str, str]:
         """Every pooled address and the name of its pool (for the delivery side)."""
-        rows = self.conn.execute(select(I.ip, P.name).join(mq_pools, P.id == I.pool_id))
+        rows = self.conn.execute(
+            select(I.ip, P.name).join(mq_pools, P.id == I.pool_id).order_by(I.id)
+        )
         return {row.ip: row.name for row in rows}

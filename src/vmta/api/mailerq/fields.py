@@ -189,4 +189,6 @@ def other_methods_route(path: str, allow: str) -> Route:
     async def other_method(request: Request) -> None:
         raise HTTPException(405, headers={"Allow": allow})
 
-    return Route(path, other_method, methods=OTHER_METHODS, include_in_schema=False)
+    supported = {m.strip() for m in allow.split(",")}
+    others = [m for m in (*OTHER_METHODS, "GET", "POST", "DELETE") if m not in supported]
+    return Route(path, other_method, methods=others, include_in_schema=False)
