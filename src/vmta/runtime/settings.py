@@ -91,6 +91,9 @@ class Settings:
     external_mta_failures: int = 3
     external_mta_suspension: float = 60.0
     finished_retention: float = 86_400.0
+    # MailerQ's AMQP outbox. The URL may carry a password: kept out of repr, never logged.
+    rabbitmq_url: str | None = field(default=None, repr=False)
+    rabbitmq_outbox: str = "outbox"
 
     @property
     def effective_database_url(self) -> str:
@@ -198,6 +201,22 @@ def _dns_servers(value: object, origin: str) -> tuple[str, ...]:
             raise SettingsError(f"{origin}: {item!r} has a bad port")
         servers.append(item)
     return tuple(servers)
+
+
+def _amqp_url(value: object, origin: str) -> str:
+    # The message never repeats the value: it may hold a password.
+    text = _text(value, origin).strip()
+    if not re.fullmatch(r"amqps?://[^\s]+", text):
+        raise SettingsError(f"{origin} must be an amqp:// or amqps:// URL")
+    return text
+
+
+def _queue_name(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    # AMQP 0-9-1 queue names: at most 255 bytes; names starting with amq. are reserved.
+    if not text or len(text.encode()) > 255 or text.startswith("amq."):
+        raise SettingsError(f"{origin} must be a queue name (1-255 bytes, not amq.*)")
+    return text
 
 
 def _hostname(value: object, origin: str) -> str:
@@ -336,6 +355,15 @@ OPTIONS: tuple[Option, ...] = (
         "finished_retention", "VMTA_FINISHED_RETENTION", None, _seconds,
         "seconds a finished message (every recipient delivered or failed) is kept for"
         " inspection before it is deleted (default 86400: 1 day)",
+    ),
+    Option(
+        "rabbitmq_url", "VMTA_RABBITMQ_URL", None, _amqp_url,
+        "RabbitMQ to consume MailerQ message JSON from, amqp://user:password@host:5672/vhost"
+        " (default: none, no outbox)",
+    ),
+    Option(
+        "rabbitmq_outbox", "VMTA_RABBITMQ_OUTBOX", None, _queue_name,
+        "the queue MailerQ messages are consumed from (default outbox)",
     ),
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,
