@@ -1,7 +1,7 @@
 """MailerQ's AMQP outbox against the real RabbitMQ at 127.0.0.1:5672: messages consumed
-into the spool and delivered (through a real microsocks, by an external MTA's public_ip),
-acked only after the commit; what is not a MailerQ message is rejected and dead-lettered.
-SQLite and PostgreSQL."""
+into the spool and delivered (through a real microsocks and a real tinyproxy, by an
+external MTA's public_ip), acked only after the commit; what is not a MailerQ message is
+rejected and dead-lettered. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import aio_pika
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.delivery.conftest import eventually
+from tests.delivery.conftest import ExternalProxy, eventually
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
-from tests.peers.proxies import ProxyProcess
 from tests.peers.sink import RecordingSink
 from vmta.delivery.amqp_outbox import OutboxConsumer
 from vmta.domain.external_mta import ExternalMtaProtocol
@@ -55,11 +54,12 @@ def document(recipient: str, subject: str, **extra: Any) -> bytes:
     ).encode()
 
 
-async def test_outbox_messages_leave_through_microsocks_and_are_acked(
-    world: Any, microsocks: ProxyProcess, channel: Any, queue_name: str
+async def test_outbox_messages_leave_through_the_external_mta_and_are_acked(
+    world: Any, external_proxy: ExternalProxy, channel: Any, queue_name: str
 ) -> None:
     plane, sinks = world
-    add_external(plane, ExternalMtaProtocol.SOCKS, connect_port=microsocks.port)
+    protocol = ExternalMtaProtocol(external_proxy.protocol)
+    add_external(plane, protocol, connect_port=external_proxy.port)
     consumer = OutboxConsumer(AMQP_URL, queue_name, plane.plane.intake)
     await consumer.start()
     try:
@@ -67,7 +67,8 @@ async def test_outbox_messages_leave_through_microsocks_and_are_acked(
             await publish(channel, queue_name, document(f"u{n}@c.test", f"m{n}", ips=[PUBLIC_IP]))
         sink: RecordingSink = sinks["127.0.0.23"]
         await eventually(lambda: len(sink.messages) == 3, what="three deliveries")
-        assert {c.peer_ip for c in sink.connections if c.transactions} == {"127.0.0.50"}
+        peers = {c.peer_ip for c in sink.connections if c.transactions}
+        assert peers == {external_proxy.egress_ip}
         assert all(b"x-mq-" not in t.data.lower() for t in sink.messages)
         assert sorted(r for t in sink.messages for r in t.rcpt_tos) == [
             "u0@c.test",

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.delivery.conftest import RunningPlane, eventually, insert, ip_vmta
+from tests.delivery.conftest import ExternalProxy, RunningPlane, eventually, insert, ip_vmta
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
-from tests.peers.proxies import ProxyProcess
 from tests.peers.sink import RecordingSink
 from vmta.domain.delivery_controls import ForcedError, Pause, matcher
 from vmta.domain.external_mta import ExternalMtaProtocol
@@ -117,20 +116,21 @@ async def test_a_suppressed_recipient_fails_at_once_and_others_are_delivered(
     assert [t.rcpt_tos for t in sink.messages] == [["friend@c.test"]]
 
 
-async def test_x_mq_ip_naming_an_external_mta_goes_through_microsocks(
-    world: Any, microsocks: ProxyProcess
+async def test_x_mq_ip_naming_an_external_mta_goes_through_its_proxy(
+    world: Any, external_proxy: ExternalProxy
 ) -> None:
     plane, sinks = world
-    add_external(plane, ExternalMtaProtocol.SOCKS, connect_port=microsocks.port)
+    protocol = ExternalMtaProtocol(external_proxy.protocol)
+    add_external(plane, protocol, connect_port=external_proxy.port)
     insert(plane, ip_vmta("ext-ip", ip=PUBLIC_IP))  # its hostname is the EHLO name
     queue_id = await plane.asend(
         mail(f"x-mq-ip: {PUBLIC_IP}", "X-MQ-Tag: campaign-7", "x-mq-custom: kept"),
         ["user@c.test"],
     )
     sink: RecordingSink = sinks["127.0.0.23"]
-    await eventually(lambda: sink.messages, what="delivery through microsocks")
+    await eventually(lambda: sink.messages, what="delivery through the proxy")
     connection = sink.connections[0]
-    assert connection.peer_ip == microsocks.egress_ip
+    assert connection.peer_ip == external_proxy.egress_ip
     assert connection.ehlo_name == "ext-ip.vmta.test"
     data = sink.messages[0].data.lower()
     assert b"x-mq-" not in data and b"subject: hello" in data

@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.delivery.conftest import RunningPlane, eventually
+from tests.delivery.conftest import ExternalProxy, RunningPlane, eventually
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
-from tests.peers.proxies import ProxyProcess
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
 from vmta.domain.external_mta import ExternalMtaProtocol
@@ -45,12 +44,12 @@ async def api(world: Any) -> AsyncIterator[tuple[httpx.AsyncClient, RunningPlane
         yield client, plane, sinks
 
 
-async def test_inject_through_tinyproxy_by_public_ip(
-    api: Any, tinyproxy_factory: Any, mx_port: int
+async def test_inject_through_the_external_mta_of_its_public_ip(
+    api: Any, external_proxy: ExternalProxy
 ) -> None:
     client, plane, sinks = api
-    proxy: ProxyProcess = tinyproxy_factory([mx_port])
-    add_external(plane, ExternalMtaProtocol.HTTP, connect_port=proxy.port)
+    protocol = ExternalMtaProtocol(external_proxy.protocol)
+    add_external(plane, protocol, connect_port=external_proxy.port)
     response = await client.post(
         "/v1/inject",
         json={
@@ -66,8 +65,8 @@ async def test_inject_through_tinyproxy_by_public_ip(
     queue_id = response.json()["id"]
     assert plane.message(queue_id) is not None  # committed before the answer
     sink: RecordingSink = sinks["127.0.0.23"]
-    await eventually(lambda: sink.messages, what="delivery through tinyproxy")
-    assert sink.connections[0].peer_ip == "127.0.0.52"
+    await eventually(lambda: sink.messages, what="delivery through the proxy")
+    assert sink.connections[0].peer_ip == external_proxy.egress_ip
     assert sink.connections[0].ehlo_name == "vmta.test"  # no IP address VirtualMTA for it
     seen = sink.messages[0]
     assert seen.mail_from == "info@src.test" and seen.rcpt_tos == ["user@c.test"]
