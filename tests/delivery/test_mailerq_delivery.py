@@ -191,3 +191,22 @@ async def test_bad_x_mq_header_is_refused_at_data_and_nothing_is_queued(
     assert code == 554
     assert reply.startswith(b"5.6.0 Bad x-mq-* header: maxattempts must be")
     assert plane.plane.spool.list_messages(None, 10) == []
+
+
+async def test_controls_apply_to_greenarrow_mail_too(world: Any) -> None:
+    """A forced error naming an IP address VirtualMTA's ip fails mail that chose that
+    VirtualMTA by X-GreenArrow-MtaID; a pause on another ip leaves it alone."""
+    plane, sinks = world
+    insert(plane, ip_vmta("ga-ip", ip="127.0.0.2"))
+    with plane.store.write() as conn:
+        ForcedErrorRepository(conn).put(ForcedError(matcher(mta="127.0.0.2"), 550, "5.7.1"))
+        PauseRepository(conn).put(Pause(matcher(mta="127.0.0.3")))
+    changed(plane)
+    queue_id = await plane.asend(mail("X-GreenArrow-MtaID: ga-ip"), ["user@c.test"])
+    view = await eventually(
+        lambda: (m := plane.message(queue_id)) and m.attempts and m, what="the attempt"
+    )
+    assert view.attempts[0]["outcome"] == "failed"
+    assert view.attempts[0]["reply"].startswith("550 5.7.1")
+    assert view.attempts[0]["virtual_mta"] == "ga-ip"
+    assert sinks["127.0.0.23"].connections == []
