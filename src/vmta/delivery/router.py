@@ -119,11 +119,13 @@ class Router:
         if wait > 0:
             return Hold(reason="Waiting for the message's nextattempt time.", retry_in=wait)
         decision = await self._decide(job, controls)
-        if isinstance(decision, Deliver):
-            return (
-                self._controlled(job, decision, controls) or self._suspended(decision) or decision
-            )
-        return decision
+        if not isinstance(decision, Deliver):
+            return decision
+        controlled = self._controlled(job, decision, controls)
+        if controlled is not None and not isinstance(controlled, Deliver):
+            return controlled
+        usable = controlled or decision  # possibly with fewer MX candidates
+        return self._suspended(usable) or usable
 
     def _controlled(
         self, job: Job, decision: Deliver, controls: DeliveryControls
