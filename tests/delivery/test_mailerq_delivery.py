@@ -212,3 +212,15 @@ async def test_controls_apply_to_greenarrow_mail_too(world: Any) -> None:
     assert view.attempts[0]["reply"].startswith("550 5.7.1")
     assert view.attempts[0]["virtual_mta"] == "ga-ip"
     assert sinks["127.0.0.23"].connections == []
+
+
+async def test_x_greenarrow_mtaid_wins_over_x_mq_ip(world: Any) -> None:
+    plane, sinks = world
+    insert(plane, ip_vmta("ga-ip", ip="127.0.0.2"))
+    await plane.asend(mail("x-mq-ip: 127.0.0.3", "X-GreenArrow-MtaID: ga-ip"), ["u@c.test"])
+    sink: RecordingSink = sinks["127.0.0.23"]
+    await eventually(lambda: sink.messages, what="the delivery")
+    assert sink.connections[0].peer_ip == "127.0.0.2"
+    assert sink.connections[0].ehlo_name == "ga-ip.vmta.test"
+    data = sink.messages[0].data.lower()
+    assert b"x-mq-" not in data and b"x-greenarrow-" not in data
