@@ -224,3 +224,16 @@ async def test_x_greenarrow_mtaid_wins_over_x_mq_ip(world: Any) -> None:
     assert sink.connections[0].ehlo_name == "ga-ip.vmta.test"
     data = sink.messages[0].data.lower()
     assert b"x-mq-" not in data and b"x-greenarrow-" not in data
+
+
+async def test_x_mq_delayed_holds_the_first_attempt_until_its_time(world: Any) -> None:
+    plane, sinks = world
+    queue_id = await plane.asend(mail("x-mq-delayed: 2"), ["u@c.test"])  # 2 s after arrival
+    reason = await eventually(
+        lambda: (r := recipient(plane, queue_id)) and r["waiting_reason"], what="the hold"
+    )
+    assert reason == "Waiting for the message's nextattempt time."
+    sink: RecordingSink = sinks["127.0.0.23"]
+    await eventually(lambda: sink.messages, what="the delivery at its time")
+    view = await eventually(lambda: (m := plane.message(queue_id)) and m.attempts and m)
+    assert view.attempts[0]["at"] >= view.received_at + 2
