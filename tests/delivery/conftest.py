@@ -227,3 +227,22 @@ async def world(plane_factory: Any, dnsmasq: DnsmasqServer, sink_factory: Any, m
         dns_servers=(dnsmasq.address,), delivery_port=mx_port, recheck=0.3
     )
     return plane, sinks
+
+
+@dataclass(frozen=True)
+class ExternalProxy:
+    """A real proxy an external MTA tunnels through, and the address a sink sees."""
+
+    protocol: str  # "socks" (microsocks) or "http" (tinyproxy)
+    port: int
+    egress_ip: str
+
+
+@pytest.fixture(params=["socks", "http"])
+def external_proxy(request: pytest.FixtureRequest, mx_port: int) -> ExternalProxy:
+    """Each test that uses this runs through microsocks (SOCKS5) and tinyproxy (CONNECT)."""
+    if request.param == "socks":
+        proxy = request.getfixturevalue("microsocks")
+    else:
+        proxy = request.getfixturevalue("tinyproxy_factory")([mx_port])
+    return ExternalProxy(request.param, proxy.port, proxy.egress_ip)

@@ -12,7 +12,7 @@ import vmta
 from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.greenarrow import engine
-from vmta.api.mailerq import external_mtas
+from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
 from vmta.store.store import Store
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
@@ -55,6 +55,10 @@ def create_app(store: Store) -> FastAPI:
 
     app.include_router(engine.router())
     app.include_router(external_mtas.router())
+    app.include_router(pools.router())
+    app.include_router(delivery_controls.router())
+    app.include_router(suppressions.router())
+    app.include_router(inject.router())
     app.include_router(queue.router())
 
     errors.install(app)

@@ -8,19 +8,40 @@ not cost one query per message.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vmta.delivery.clock import Clock
+from vmta.domain.delivery_controls import ForcedError, Pause
 from vmta.domain.external_mta import ExternalMta
-from vmta.domain.virtual_mta import Ref, ThrottlingTemplate, VirtualMta
+from vmta.domain.suppression import Suppression
+from vmta.domain.virtual_mta import IpAddress, Ref, ThrottlingTemplate, VirtualMta
+from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 from vmta.store.external_mtas import ExternalMtaRepository
+from vmta.store.ip_pools import IpPoolRepository
 from vmta.store.store import Store
+from vmta.store.suppressions import SuppressionRepository
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
 T = TypeVar("T")
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class DeliveryControls:
+    """MailerQ's delivery controls as one snapshot: read together, so that one attempt
+    sees one consistent state (API.md §3.3-3.5)."""
+
+    pauses: tuple[Pause, ...] = ()
+    errors: tuple[ForcedError, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+    pool_of_ip: Mapping[str, str] = field(default_factory=dict)  # address -> pool name
+
+    def members(self, pool: str) -> list[str]:
+        """The pool's addresses, in the order they were added."""
+        return [ip for ip, name in self.pool_of_ip.items() if name == pool]
 
 
 class ConfigView:
@@ -97,3 +118,33 @@ class ConfigView:
                 return ThrottlingTemplateRepository(conn).get(template_id)
 
         return await self._cached(("template", template_id), load)
+
+    async def delivery_controls(self) -> DeliveryControls:
+        """Pauses, forced errors, suppressions and pool members; a change applies within
+        the cache's second, so to the next attempt."""
+
+        def load() -> DeliveryControls:
+            with self._store.read() as conn:
+                return DeliveryControls(
+                    pauses=tuple(PauseRepository(conn).all()),
+                    errors=tuple(ForcedErrorRepository(conn).all()),
+                    suppressions=tuple(SuppressionRepository(conn).all()),
+                    pool_of_ip=IpPoolRepository(conn).membership(),
+                )
+
+        return await self._cached(("delivery_controls", None), load)
+
+    async def ip_address_with(self, ip: str) -> IpAddress | None:
+        """The IP address VirtualMTA whose ``ip`` is ``ip`` (the lowest id when several),
+        for the EHLO name and throttles of mail that chose its sending IP (API.md §3.6)."""
+
+        def load() -> IpAddress | None:
+            with self._store.read() as conn:
+                repo = VirtualMtaRepository(conn)
+                for vmta_id in repo.ids_by_source_ip(ip):
+                    found = repo.get(vmta_id)
+                    if isinstance(found, IpAddress):
+                        return found
+                return None
+
+        return await self._cached(("ip_address_with", ip), load)

@@ -102,7 +102,10 @@ class Dispatcher:
     async def _route(self, jobs: list[Job]) -> None:
         now = self._clock.now()
         first = jobs[0]
-        if self._retry.expired(first.received_at, now) or now >= first.expires_at:
+        # A message's own maxdelivertime (in expires_at) replaces the default lifetime.
+        own_lifetime = bool(first.mq_options and "maxdelivertime" in first.mq_options)
+        expired = not own_lifetime and self._retry.expired(first.received_at, now)
+        if expired or now >= first.expires_at:
             # RFC 3463 X.4.7: delivery time expired. Said by vmta, not by a remote server.
             reply = ReplyLine(550, "5.4.7 Message expired in queue")
             await self._recorder.finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)

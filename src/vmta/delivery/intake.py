@@ -4,16 +4,19 @@ header, commit to the spool, and only then say yes (ARCHITECTURE.md pitfall: nev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine import DeliveryEngine
 from vmta.delivery.inflow import InflowGate
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.domain.message_headers import take_selector, with_trace_header
+from vmta.domain.message_retry_policy import lifetime_end
+from vmta.domain.mq_message import MqMessage, read_options, take_mq_headers
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_records import NewMessage
 
@@ -54,22 +57,33 @@ class Intake:
         full, disk low), else None."""
         return self.inflow.refusal() if self.inflow is not None else None
 
-    async def accept(self, arrival: Arrival) -> str:
-        """Store the message durably and hand it to the engine; returns its queue id."""
+    async def accept(
+        self, arrival: Arrival, mq_document: Mapping[str, Any] | None = None, via: str = ""
+    ) -> str:
+        """Store the message durably and hand it to the engine; returns its queue id.
+
+        Selector headers and every ``x-mq-*`` header are removed; the MailerQ options they
+        carry, or those of ``mq_document`` (a MailerQ message JSON without its ``mime``,
+        from ``/v1/inject`` or the AMQP outbox), travel with the message. A bad MailerQ
+        option raises ``InvalidMqMessage`` before anything is stored."""
         now = self.clock.now()
         queue_id = new_queue_id(now)
         selection = take_selector(arrival.data, honour_powermta=self.honour_x_virtual_mta)
-        body = with_trace_header(selection.data, self.received(arrival, queue_id, now))
+        headers = take_mq_headers(selection.data)
+        document = {**headers.keys, **(mq_document or {})}
+        options = read_options(document, now) if document else None
+        body = with_trace_header(headers.data, self.received(arrival, queue_id, now, via))
         message = NewMessage(
             id=queue_id,
             received_at=now,
-            expires_at=now + self.max_lifetime,
+            expires_at=lifetime_end(options, now + self.max_lifetime),
             mail_from=arrival.mail_from,
             recipients=list(arrival.recipients),
             body=body,
             vmta_selector=selection.selector,
             client_ip=arrival.client_ip,
             auth_name=arrival.auth_name,
+            mq_options=options or None,
         )
         # Claimed at once (the fast path) when this node has room in memory for its
         # recipients; otherwise stored for a poll, by this node or another.
@@ -80,9 +94,28 @@ class Intake:
         self.engine.submit(jobs)
         return queue_id
 
-    def received(self, arrival: Arrival, queue_id: str, now: float) -> str:
-        """A Received field (RFC 5321 §4.4) with the protocol keyword of RFC 3848."""
+    async def accept_mq(
+        self, message: MqMessage, *, via: str, client_ip: str | None, auth_name: str | None
+    ) -> str:
+        """A MailerQ message JSON (``/v1/inject``, the AMQP outbox): the same intake as
+        SMTP, answered only after the commit."""
+        arrival = Arrival(
+            mail_from=message.envelope,
+            recipients=[message.recipient],
+            data=message.mime,
+            client_ip=client_ip,
+            helo=None,
+            auth_name=auth_name,
+            tls=False,
+        )
+        document = dict(message.options.get("document") or {})
+        return await self.accept(arrival, document, via)
+
+    def received(self, arrival: Arrival, queue_id: str, now: float, via: str = "") -> str:
+        """A Received field (RFC 5321 §4.4) with the protocol keyword of RFC 3848 (for
+        mail that did not come by SMTP, ``via`` names how it came: HTTP, AMQP)."""
         protocol = "ESMTP" + ("S" if arrival.tls else "") + ("A" if arrival.auth_name else "")
+        protocol = via or protocol
         helo = (arrival.helo or "unknown").replace("\r", "").replace("\n", "")[:255]
         stamp = format_datetime(datetime.fromtimestamp(now, UTC))
         return (

@@ -21,6 +21,7 @@ from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.router import Deliver, Hold, Refuse
 from vmta.delivery.transport import Conversation
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.message_retry_policy import next_attempt
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_port import Spool
 from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Job, Outcome
@@ -166,12 +167,20 @@ class OutcomeRecorder:
         if verdict is Verdict.FAILED:
             state, label = FAILED, "failed"
         elif verdict is Verdict.DEFERRED:
-            attempts = job.attempts + 1
-            next_at = retry.next_attempt(now, attempts)
-            if next_at - job.received_at >= retry.max_lifetime or next_at >= job.expires_at:
+            # vmta's schedule, or the message's own rules (MailerQ maxattempts, retries,
+            # maxdelivertime) where it carries them.
+            decision_at = next_attempt(
+                job.mq_options,
+                attempts=job.attempts + 1,
+                received_at=job.received_at,
+                expires_at=job.expires_at,
+                now=now,
+                schedule=retry,
+            )
+            next_at = decision_at.next_attempt_at
+            if next_at is None:
                 state, label = FAILED, "failed"
-                text = f"{text} (giving up: message expired after {attempts} attempt(s))"
-                next_at = None
+                text = f"{text} ({decision_at.reason})"
             else:
                 state, label = QUEUED, "deferred"
         path = decision.path if isinstance(decision, Deliver) else None

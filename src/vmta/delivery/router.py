@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vmta.delivery.clock import Clock, SystemClock
-from vmta.delivery.config_view import ConfigView
+from vmta.delivery.config_view import ConfigView, DeliveryControls
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
 from vmta.delivery.path import UNLIMITED, EgressPath
+from vmta.domain.delivery_controls import AttemptFacts, first_applicable, soonest_expiry
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
+from vmta.domain.message_retry_policy import first_attempt_wait
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
+from vmta.domain.suppression import suppression_for
 from vmta.domain.throttle_rules import ThrottleTable
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 
@@ -104,12 +108,116 @@ class Router:
         return route_for_source(source_ip, await self.config.external_mtas())
 
     async def decide(self, job: Job) -> Decision:
-        decision = await self._decide(job)
+        """Suppressions first (the recipient is never tried), then the message's own
+        first-attempt time, then the route, then pauses and forced errors on that route
+        (API.md §3.4-3.6), then the health of an external MTA."""
+        controls = await self.config.delivery_controls()
+        suppressed = suppression_for(job.address, controls.suppressions)
+        if suppressed is not None:
+            return Refuse(ReplyLine(suppressed.code, suppressed.reply_text()))
+        wait = first_attempt_wait(job.mq_options, job.attempts, self.clock.now())
+        if wait > 0:
+            return Hold(reason="Waiting for the message's nextattempt time.", retry_in=wait)
+        decision = await self._decide(job, controls)
+        if not isinstance(decision, Deliver):
+            return decision
+        controlled = self._controlled(job, decision, controls)
+        if controlled is not None and not isinstance(controlled, Deliver):
+            return controlled
+        usable = controlled or decision  # possibly with fewer MX candidates
+        return self._suspended(usable) or usable
+
+    def _controlled(
+        self, job: Job, decision: Deliver, controls: DeliveryControls
+    ) -> Decision | None:
+        """A forced error or a pause that applies to this attempt (None: neither does).
+        A forced error wins over a pause: it is an explicit order to end the attempt,
+        whereas a pause only holds mail until someone decides. A control naming a remote
+        ``ip`` takes that address out of the candidates; the attempt is stopped only when
+        no candidate is left."""
+        options = job.mq_options or {}
+        source = decision.path.route.public_ip or decision.path.route.bind_ip
+        pools = set()
+        if source is not None and source in controls.pool_of_ip:
+            pools.add(controls.pool_of_ip[source])
+        if isinstance(options.get("pool"), str) and not options.get("ips"):
+            pools.add(options["pool"])
+        facts = AttemptFacts(
+            source_ip=source,
+            domain=recipient_domain(job.address),
+            pools=frozenset(pools),
+            tags=frozenset(t for t in options.get("tags") or () if isinstance(t, str)),
+        )
+        remote = [address for _host, address in decision.path.candidates]
+        now = self.clock.now()
+        forced = first_applicable(controls.errors, facts, remote, now)
+        if forced.control is not None:
+            error = forced.control
+            return Refuse(
+                ReplyLine(error.code, error.reply_text()), decision.chosen, decision.effective
+            )
+        paused = first_applicable(controls.pauses, facts, forced.remaining, now)
+        if paused.control is not None:
+            left = soonest_expiry([paused.control], now)
+            described = ", ".join(f"{k} {v}" for k, v in paused.control.matcher.as_dict().items())
+            return Hold(
+                reason=f"Paused ({described or 'everything'}).",
+                retry_in=min(self.settings.recheck, left) if left else self.settings.recheck,
+                chosen=decision.chosen,
+                effective=decision.effective,
+            )
+        if remote and len(paused.remaining) < len(remote):
+            kept = set(paused.remaining)
+            candidates = tuple(c for c in decision.path.candidates if c[1] in kept)
+            return replace(decision, path=replace(decision.path, candidates=candidates))
+        return None
+
+    def _sending_ips(self, job: Job, controls: DeliveryControls) -> Sequence[str] | str | None:
+        """The sending IPs a MailerQ message chose (API.md §3.6): its ``ips``, else the
+        current members of its ``pool``; a pool with no member is a reason to wait (a
+        string). None: the message chose none, VirtualMTA selection applies. A GreenArrow
+        selector header wins over MailerQ's choice."""
+        options = job.mq_options or {}
+        if job.vmta_selector:
+            return None
+        ips = options.get("ips")
+        if isinstance(ips, list) and ips:
+            return [ip for ip in ips if isinstance(ip, str)]
+        pool = options.get("pool")
+        if isinstance(pool, str) and pool:
+            members = controls.members(pool)
+            return members or f"Pool {pool} has no addresses (or does not exist)."
+        return None
+
+    async def _from_chosen_ip(self, job: Job, ips: Sequence[str]) -> Decision:
+        """Straight to the recipient domain's MX hosts from one of ``ips``: with the EHLO
+        name and throttles of the IP address VirtualMTA that has that address, else with
+        vmta's hostname and no throttle of its own."""
+        ip = ips[0] if len(ips) == 1 else self.rng.choice(list(ips))
+        found = await self.config.ip_address_with(ip)
+        if found is not None:
+            if found.delivery_paused:
+                return Hold(
+                    reason="Delivery paused.",
+                    retry_in=self.settings.recheck,
+                    attempted=True,
+                    effective=found.name,
+                )
+            return await self._through_ip(job, found, None, None)
+        bare = IpAddress(name=f"ip {ip}", ip=ip, hostname=self.settings.hostname)
+        decision = await self._through_ip(job, bare, None, None)
         if isinstance(decision, Deliver):
-            return self._suspended(decision) or decision
+            return replace(decision, effective=None)
+        if isinstance(decision, Refuse):
+            return replace(decision, effective=None)
         return decision
 
-    async def _decide(self, job: Job) -> Decision:
+    async def _decide(self, job: Job, controls: DeliveryControls) -> Decision:
+        sending = self._sending_ips(job, controls)
+        if isinstance(sending, str):
+            return Hold(reason=sending, retry_in=self.settings.recheck)
+        if sending:
+            return await self._from_chosen_ip(job, sending)
         chosen: VirtualMta | None = None
         if job.vmta_selector:
             chosen = await self.config.by_selector(job.vmta_selector)
@@ -153,7 +261,7 @@ class Router:
             return Refuse(ReplyLine(451, f"{exc.status} {exc}"))
 
     async def _through_ip(
-        self, job: Job, ip: IpAddress, chosen: str, memory: dict[str, Any] | None
+        self, job: Job, ip: IpAddress, chosen: str | None, memory: dict[str, Any] | None
     ) -> Decision:
         found = await self._destination(job)
         if isinstance(found, Refuse):

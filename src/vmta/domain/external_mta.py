@@ -109,8 +109,10 @@ def port_problem(field: str, port: int) -> str | None:
 
 
 def protocol_problem(field: str, text: str) -> str | None:
+    """Protocol names are matched ignoring case (MailerQ's own SDK sends ``"Nat"``); they
+    are stored and written in lower case."""
     values = [p.value for p in ExternalMtaProtocol]
-    if text not in values:
+    if text.lower() not in values:
         names = ", ".join(f"'{v}'" for v in values[:-1]) + f" or '{values[-1]}'"
         return f"{field} must be {names}, not {_shown(text)}"
     return None
@@ -147,7 +149,7 @@ def external_mta(
         local_ip=_canonical(local_ip),
         connect_port=connect_port,
         connect_ip=None if connect_ip is None else _canonical(connect_ip),
-        protocol=DEFAULT_PROTOCOL if protocol is None else ExternalMtaProtocol(protocol),
+        protocol=DEFAULT_PROTOCOL if protocol is None else ExternalMtaProtocol(protocol.lower()),
     )
 
 

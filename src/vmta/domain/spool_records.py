@@ -28,6 +28,9 @@ class NewMessage:
     is_bounce: bool = False
     # Header values removed before delivery but kept with the message (name -> value).
     kept_headers: Mapping[str, str] | None = None
+    # MailerQ message options (ips, pool, tags, maxattempts, maxdelivertime, retries,
+    # nextattempt, ...) from /v1/inject, the AMQP outbox or x-mq-* headers.
+    mq_options: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Job:
     vmta_selector: str | None
     routing_memory: dict[str, Any] | None
     is_bounce: bool
+    mq_options: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

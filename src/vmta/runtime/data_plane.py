@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmta.delivery.amqp_outbox import OutboxConsumer
 from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
@@ -57,6 +58,8 @@ class DataPlaneSettings:
     external_mta_failures: int = 3  # consecutive egress failures that suspend an external MTA
     external_mta_suspension: float = 60.0  # seconds
     inflow: InflowSettings = field(default_factory=InflowSettings)
+    rabbitmq_url: str | None = field(default=None, repr=False)  # MailerQ's AMQP outbox
+    rabbitmq_outbox: str = "outbox"
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -90,6 +93,8 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         delivery_port=settings.delivery_port,
         external_mta_failures=settings.external_mta_failures,
         external_mta_suspension=settings.external_mta_suspension,
+        rabbitmq_url=settings.rabbitmq_url,
+        rabbitmq_outbox=settings.rabbitmq_outbox,
     )
 
 
@@ -181,6 +186,11 @@ class DataPlane:
             inflow=self.inflow,
         )
         self._server: asyncio.AbstractServer | None = None
+        self.outbox: OutboxConsumer | None = None
+        if settings.rabbitmq_url:
+            self.outbox = OutboxConsumer(
+                settings.rabbitmq_url, settings.rabbitmq_outbox, self.intake
+            )
 
     def check_credentials(self, name: str, secret: str) -> bool:
         with self.store.read() as conn:
@@ -201,9 +211,13 @@ class DataPlane:
             self._server = await start_listener(
                 smtp_socket, self.intake, listener, self.check_credentials
             )
+        if self.outbox is not None:
+            await self.outbox.start()
 
     async def stop(self) -> None:
         """Stop accepting, let transactions in flight end, flush the spool."""
+        if self.outbox is not None:
+            await self.outbox.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

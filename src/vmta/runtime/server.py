@@ -141,6 +141,7 @@ async def serve(settings: Settings) -> None:
             app = create_app(store)
             app.state.engine_state = data_plane.state
             app.state.wake_engine = data_plane.engine.wake
+            app.state.intake = data_plane.intake  # POST /v1/inject
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
             log.info("API listening on http://%s", bound_address(api_socket))

@@ -105,6 +105,9 @@ class Settings:
     redis_namespace: str = "vmta"
     redis_lease: float = 30.0
     claim_lease: float = 300.0
+    # MailerQ's AMQP outbox. The URL may carry a password: kept out of repr, never logged.
+    rabbitmq_url: str | None = field(default=None, repr=False)
+    rabbitmq_outbox: str = "outbox"
 
     @property
     def effective_database_url(self) -> str:
@@ -245,6 +248,22 @@ def _namespace(value: object, origin: str) -> str:
             f"{origin} must be 1 to 64 letters, digits or _ . : - (a Redis key prefix),"
             f" not {text!r}"
         )
+    return text
+
+
+def _amqp_url(value: object, origin: str) -> str:
+    # The message never repeats the value: it may hold a password.
+    text = _text(value, origin).strip()
+    if not re.fullmatch(r"amqps?://[^\s]+", text):
+        raise SettingsError(f"{origin} must be an amqp:// or amqps:// URL")
+    return text
+
+
+def _queue_name(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    # AMQP 0-9-1 queue names: at most 255 bytes; names starting with amq. are reserved.
+    if not text or len(text.encode()) > 255 or text.startswith("amq."):
+        raise SettingsError(f"{origin} must be a queue name (1-255 bytes, not amq.*)")
     return text
 
 
@@ -414,6 +433,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_connection_rate", "VMTA_MAX_CONNECTION_RATE", None, _rate,
         "new connections a second per egress path at most (default 10; 0: no cap)",
+    ),
+    Option(
+        "rabbitmq_url", "VMTA_RABBITMQ_URL", None, _amqp_url,
+        "RabbitMQ to consume MailerQ message JSON from, amqp://user:password@host:5672/vhost"
+        " (default: none, no outbox)",
+    ),
+    Option(
+        "rabbitmq_outbox", "VMTA_RABBITMQ_OUTBOX", None, _queue_name,
+        "the queue MailerQ messages are consumed from (default outbox)",
     ),
     Option(
         "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,

@@ -20,6 +20,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
+from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
 from vmta.smtp.mail_path import plain_path
 
@@ -100,6 +101,11 @@ class InjectionHandler:
         )
         try:
             queue_id = await self.intake.accept(arrival)
+        except InvalidMqMessage as exc:
+            # A bad x-mq-* header: the message content is at fault (RFC 3463 X.6.0), and
+            # sending it again unchanged would fail the same way, so the reply is permanent.
+            reason = "; ".join(exc.messages).replace("\r", " ").replace("\n", " ")[:400]
+            return f"554 5.6.0 Bad x-mq-* header: {reason}"
         except Exception:
             log.exception("could not store a message from %s", client_ip)
             return "451 4.3.0 Could not store the message; try again later"

@@ -79,6 +79,7 @@ def _job(row: Any) -> Job:
         vmta_selector=row.vmta_selector,
         routing_memory=row.routing_memory,
         is_bounce=bool(row.is_bounce),
+        mq_options=row.mq_options,
     )
 
 
@@ -93,6 +94,7 @@ _JOB_COLUMNS = (
     M.vmta_selector,
     M.routing_memory,
     M.is_bounce,
+    M.mq_options,
 )
 
 
@@ -175,6 +177,7 @@ class SqlSpool:
                         "routing_memory": None,
                         "is_bounce": m.is_bounce,
                         "kept_headers": dict(m.kept_headers) if m.kept_headers else None,
+                        "mq_options": dict(m.mq_options) if m.mq_options else None,
                     }
                     for m in batch
                 ],

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -137,6 +139,72 @@ api_credentials = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# ---- MailerQ delivery control: pools, pauses, forced errors, suppressions --------------
+# (REST API v1 /v1/pools, /v1/poolips, /v1/pauses, /v1/errors, /v1/suppressions)
+
+mq_pools = Table(
+    "mq_pools",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # creation order
+    Column("name", String(100), nullable=False, unique=True),
+    Column("description", Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# An address is in at most one pool (adding it to another moves it): ip is unique.
+mq_pool_ips = Table(
+    "mq_pool_ips",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # order of addition
+    Column("pool_id", Integer, ForeignKey("mq_pools.id", ondelete="CASCADE"), nullable=False),
+    Column("ip", String(45), nullable=False, unique=True),
+    sqlite_autoincrement=True,
+)
+Index("ix_mq_pool_ips_pool_id", mq_pool_ips.c.pool_id)
+
+
+def _matcher_columns() -> list[Column[Any]]:
+    """The fields a pause or forced error applies to; ``matcher_key`` joins them so that
+    one unique index finds "the record with the same fields" (NULLs never collide in a
+    unique index)."""
+    return [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("matcher_key", String(1200), nullable=False, unique=True),
+        Column("pool", String(100), nullable=True),
+        Column("mta", String(45), nullable=True),
+        Column("domain", String(255), nullable=True),
+        Column("ip", String(45), nullable=True),
+        Column("tag", String(500), nullable=True),
+        Column("cluster", Boolean, nullable=False, server_default=false()),
+        Column("expire", Double, nullable=True),  # epoch seconds, UTC; null: until deleted
+    ]
+
+
+mq_pauses = Table("mq_pauses", metadata, *_matcher_columns(), sqlite_autoincrement=True)
+
+mq_forced_errors = Table(
+    "mq_forced_errors",
+    metadata,
+    *_matcher_columns(),
+    Column("code", Integer, nullable=False),
+    Column("extended", String(20), nullable=True),
+    Column("description", Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+mq_suppressions = Table(
+    "mq_suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("value_key", String(320), nullable=False, unique=True),  # lower case
+    Column("value", String(320), nullable=False),  # as given
+    Column("type", String(10), nullable=False),  # address | domain
+    Column("code", Integer, nullable=False),
+    Column("extended", String(20), nullable=True),
+    Column("description", Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
 # ---- the spool ----------------------------------------------------------------------
 # Times are seconds since the epoch (float): the delivery engine runs on an injectable
 # clock, and comparisons stay cheap and identical on SQLite and PostgreSQL.
@@ -161,6 +229,9 @@ messages = Table(
     # Header values that are removed before delivery but belong to the message's record
     # and its events (GreenArrow's X-GreenArrow-MailClass, -SendID, -ListID, ...).
     Column("kept_headers", JSON, nullable=True),
+    # MailerQ message options that travel with the message (ips, pool, tags, maxattempts,
+    # maxdelivertime, retries, nextattempt, and the JSON's other keys).
+    Column("mq_options", JSON, nullable=True),
 )
 Index("ix_messages_received_at", messages.c.received_at)
 

@@ -1,0 +1,269 @@
+"""``/v1/pauses`` and ``/v1/errors`` (MailerQ REST API v1 "Pauses" and "Errors").
+
+A record is identified by its matcher fields (``pool``, ``mta``, ``domain``, ``ip``,
+``tag``): POST creates it or updates the one with the same fields; DELETE names those
+fields (anything else of the record is ignored, so a client may send back a record as GET
+wrote it). ``pool`` with ``mta``, or ``domain`` with ``ip``, is 400. GET lists the records
+that are active (an expired one is no longer listed), with only the fields that are set,
+plus ``cluster``. ``expire`` is UTC ``YYYY-MM-DD HH:MM:SS``, and must lie in the future.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from vmta.api.dependencies import store_of
+from vmta.api.mailerq import fields as f
+from vmta.api.mailerq.body import Fields, combine, read_body
+from vmta.api.mailerq.schemas import body_spec, responses
+from vmta.domain.delivery_controls import (
+    MATCHER_FIELDS,
+    ForcedError,
+    Matcher,
+    Pause,
+    exclusivity_problems,
+    format_expire,
+    is_active,
+    matcher,
+    parse_expire,
+)
+from vmta.domain.errors import NotFound
+from vmta.domain.ip_pool import pool_name_problem
+from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
+
+PAUSES = "/v1/pauses"
+ERRORS = "/v1/errors"
+ALLOW = "GET, POST, DELETE"
+PAUSE_FIELDS = (*MATCHER_FIELDS, "cluster", "expire")
+ERROR_FIELDS = (*PAUSE_FIELDS, "code", "extended", "description")
+
+
+def _now(request: Request) -> float:
+    clock: Callable[[], float] | None = getattr(request.app.state, "now", None)
+    return clock() if clock is not None else time.time()
+
+
+def _matcher(fields: Fields, problems: list[str]) -> Matcher:
+    pool = f.string(fields, "pool", problems, limit=100)
+    if pool is not None and pool != "*" and (problem := pool_name_problem("pool", pool)):
+        problems.append(problem)
+    found = matcher(
+        pool=pool,
+        mta=f.ip(fields, "mta", problems, wildcard=True),
+        domain=f.domain(fields, "domain", problems, wildcard=True),
+        ip=f.ip(fields, "ip", problems, wildcard=True),
+        tag=f.string(fields, "tag", problems, limit=500),
+    )
+    problems.extend(exclusivity_problems(found))
+    return found
+
+
+def _expire(fields: Fields, problems: list[str], now: float) -> float | None:
+    text = f.string(fields, "expire", problems, limit=40)
+    if text is None:
+        return None
+    expire = parse_expire(text)
+    if expire is None:
+        problems.append(f"expire must be a UTC time as YYYY-MM-DD HH:MM:SS, not {f.shown(text)}")
+    elif expire <= now:
+        problems.append(f"expire {text} is not in the future")
+        return None
+    return expire
+
+
+def parse_pause(fields: Fields, now: float) -> Pause:
+    problems = f.unknown_problems(fields, PAUSE_FIELDS)
+    m = _matcher(fields, problems)
+    cluster = f.boolean(fields, "cluster", problems)
+    expire = _expire(fields, problems, now)
+    f.raise_if(problems)
+    return Pause(m, cluster=cluster, expire=expire)
+
+
+def parse_error(fields: Fields, now: float) -> ForcedError:
+    problems = f.unknown_problems(fields, ERROR_FIELDS)
+    m = _matcher(fields, problems)
+    cluster = f.boolean(fields, "cluster", problems)
+    expire = _expire(fields, problems, now)
+    code = f.integer(fields, "code", problems, 200, 599, required=True)
+    extended = f.extended_code(fields, "extended", problems, code)
+    description = f.string(fields, "description", problems, limit=1000)
+    f.raise_if(problems)
+    assert code is not None
+    return ForcedError(
+        m, code=code, extended=extended, description=description, cluster=cluster, expire=expire
+    )
+
+
+def matcher_of(fields: Fields, known: tuple[str, ...]) -> Matcher:
+    """The matcher a DELETE names; the record's other fields are ignored."""
+    problems = f.unknown_problems(fields, known)
+    m = _matcher(fields, problems)
+    f.raise_if(problems)
+    return m
+
+
+def render_pause(pause: Pause) -> dict[str, Any]:
+    record: dict[str, Any] = dict(pause.matcher.as_dict())
+    record["cluster"] = pause.cluster
+    if pause.expire is not None:
+        record["expire"] = format_expire(pause.expire)
+    return record
+
+
+def render_error(error: ForcedError) -> dict[str, Any]:
+    record: dict[str, Any] = dict(error.matcher.as_dict())
+    record["cluster"] = error.cluster
+    if error.expire is not None:
+        record["expire"] = format_expire(error.expire)
+    record["code"] = error.code
+    if error.extended is not None:
+        record["extended"] = error.extended
+    if error.description is not None:
+        record["description"] = error.description
+    return record
+
+
+def _described(m: Matcher) -> str:
+    named = ", ".join(f"{k}={v}" for k, v in m.as_dict().items())
+    return named or "no fields (everything)"
+
+
+_MATCHER_PROPS: dict[str, Any] = {
+    "pool": {"type": "string", "description": "a pool name (not with mta)"},
+    "mta": {"type": "string", "description": "a sending IP (not with pool)"},
+    "domain": {"type": "string", "description": "a recipient domain (not with ip)"},
+    "ip": {"type": "string", "description": "a remote MX address (not with domain)"},
+    "tag": {"type": "string"},
+    "cluster": {"type": "boolean", "default": False},
+    "expire": {"type": "string", "description": "UTC YYYY-MM-DD HH:MM:SS"},
+}
+_PAUSE = {"type": "object", "properties": _MATCHER_PROPS}
+_ERROR = {
+    "type": "object",
+    "required": ["code"],
+    "properties": {
+        **_MATCHER_PROPS,
+        "code": {"type": "integer", "minimum": 200, "maximum": 599},
+        "extended": {"type": "string", "description": "RFC 3463 code, e.g. 5.7.1"},
+        "description": {"type": "string"},
+    },
+}
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["pauses and forced errors (MailerQ v1)"])
+
+    @api.get(
+        PAUSES, summary="List active pauses", responses=responses("Pauses", _PAUSE, array=True)
+    )
+    async def list_pauses(request: Request) -> JSONResponse:
+        store, now = store_of(request), _now(request)
+
+        def work() -> list[dict[str, Any]]:
+            with store.read() as conn:
+                items = PauseRepository(conn).all()
+            return [render_pause(p) for p in items if is_active(p.expire, now)]
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.post(
+        PAUSES,
+        summary="Create a pause, or update the one with the same matcher fields",
+        openapi_extra=body_spec(_PAUSE, required=False),
+        responses=responses("The stored pause", _PAUSE, codes=(400, 415)),
+    )
+    async def post_pause(request: Request) -> JSONResponse:
+        body = read_body(await request.body(), request.headers.get("content-type"))
+        pause = parse_pause(body, _now(request))
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            with store.write() as conn:
+                return render_pause(PauseRepository(conn).put(pause))
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.delete(
+        PAUSES,
+        summary="Remove the pause with these matcher fields",
+        openapi_extra=body_spec(_PAUSE, required=False),
+        responses=responses("The removed pause", _PAUSE, codes=(400, 404, 415)),
+    )
+    async def delete_pause(request: Request) -> JSONResponse:
+        body = read_body(await request.body(), request.headers.get("content-type"))
+        m = matcher_of(combine(body, f.query_fields(request)), PAUSE_FIELDS)
+        store = store_of(request)
+
+        def work() -> dict[str, Any] | None:
+            with store.write() as conn:
+                removed = PauseRepository(conn).remove(m)
+                return None if removed is None else render_pause(removed)
+
+        record = await run_in_threadpool(work)
+        if record is None:
+            raise NotFound(f"No pause has {_described(m)}.")
+        return JSONResponse(record)
+
+    @api.get(
+        ERRORS,
+        summary="List active forced errors",
+        responses=responses("Forced errors", _ERROR, array=True),
+    )
+    async def list_errors(request: Request) -> JSONResponse:
+        store, now = store_of(request), _now(request)
+
+        def work() -> list[dict[str, Any]]:
+            with store.read() as conn:
+                items = ForcedErrorRepository(conn).all()
+            return [render_error(e) for e in items if is_active(e.expire, now)]
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.post(
+        ERRORS,
+        summary="Create a forced error, or update the one with the same matcher fields",
+        openapi_extra=body_spec(_ERROR, required=True),
+        responses=responses("The stored forced error", _ERROR, codes=(400, 415)),
+    )
+    async def post_error(request: Request) -> JSONResponse:
+        body = read_body(await request.body(), request.headers.get("content-type"))
+        error = parse_error(body, _now(request))
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            with store.write() as conn:
+                return render_error(ForcedErrorRepository(conn).put(error))
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.delete(
+        ERRORS,
+        summary="Remove the forced error with these matcher fields",
+        openapi_extra=body_spec(_ERROR, required=False),
+        responses=responses("The removed forced error", _ERROR, codes=(400, 404, 415)),
+    )
+    async def delete_error(request: Request) -> JSONResponse:
+        body = read_body(await request.body(), request.headers.get("content-type"))
+        m = matcher_of(combine(body, f.query_fields(request)), ERROR_FIELDS)
+        store = store_of(request)
+
+        def work() -> dict[str, Any] | None:
+            with store.write() as conn:
+                removed = ForcedErrorRepository(conn).remove(m)
+                return None if removed is None else render_error(removed)
+
+        record = await run_in_threadpool(work)
+        if record is None:
+            raise NotFound(f"No forced error has {_described(m)}.")
+        return JSONResponse(record)
+
+    api.routes.append(f.other_methods_route(PAUSES, ALLOW))
+    api.routes.append(f.other_methods_route(ERRORS, ALLOW))
+    return api

@@ -1,0 +1,94 @@
+"""``POST /v1/inject`` (MailerQ REST API v1 "Injection"): one MailerQ message JSON object.
+
+JSON only, as MailerQ's page says (a form body is 415). The message goes through the same
+intake as SMTP: selector and ``x-mq-*`` headers are taken out of its ``mime``, its
+MailerQ options travel with it, and the answer (``{"id": "<queue id>"}``) comes only
+after the message is committed to the spool. A bad message is 400 naming every problem,
+and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from vmta.api.errors import UnsupportedMediaType
+from vmta.api.mailerq import fields as f
+from vmta.api.mailerq.body import JSON_TYPE, media_type, read_json
+from vmta.api.mailerq.schemas import body_spec, responses
+from vmta.domain.errors import InvalidRequest, ValidationFailed
+from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
+
+PATH = "/v1/inject"
+
+
+class MqIntake(Protocol):
+    """What the data plane offers for injection (``vmta.delivery.intake.Intake``)."""
+
+    async def accept_mq(
+        self, message: MqMessage, *, via: str, client_ip: str | None, auth_name: str | None
+    ) -> str: ...
+
+
+class InjectionUnavailable(InvalidRequest):
+    """No data plane in this process (an API-only test app)."""
+
+
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["recipient", "mime"],
+    "properties": {
+        "envelope": {"type": "string", "description": "MAIL FROM; absent or empty: <>"},
+        "recipient": {"type": "string"},
+        "mime": {"type": "string", "description": "the whole message (RFC 5322)"},
+        "ips": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "pool": {"type": "string"},
+        "tags": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "maxattempts": {"type": "integer", "minimum": 0},
+        "maxdelivertime": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+        "retries": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "number"}}]},
+        "nextattempt": {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "object"}]},
+        "queues": {"type": "object"},
+    },
+    "additionalProperties": True,
+}
+_QUEUED = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}
+
+
+def router() -> APIRouter:
+    api = APIRouter(tags=["injection (MailerQ v1)"])
+
+    @api.post(
+        PATH,
+        summary="Queue one MailerQ message (answered after the commit)",
+        openapi_extra=body_spec(_MESSAGE, required=True, form=False),
+        responses=responses("The message is queued", _QUEUED, codes=(400, 415)),
+    )
+    async def inject(request: Request) -> JSONResponse:
+        kind = media_type(request.headers.get("content-type"))
+        if kind != JSON_TYPE:
+            raise UnsupportedMediaType(
+                f"/v1/inject reads only {JSON_TYPE}, not {kind or 'a body without a type'}."
+            )
+        document = read_json(await request.body())
+        try:
+            message = read_message(document, 0.0)
+        except InvalidMqMessage as exc:
+            raise ValidationFailed(f.sentence(exc.messages)) from None
+        intake: MqIntake | None = getattr(request.app.state, "intake", None)
+        if intake is None:
+            raise InjectionUnavailable("Injection is not available: no delivery is running.")
+        principal = getattr(request.state, "principal", None)
+        client = request.client.host if request.client else None
+        try:
+            queue_id = await intake.accept_mq(
+                message, via="HTTP", client_ip=client, auth_name=getattr(principal, "name", None)
+            )
+        except InvalidMqMessage as exc:
+            raise ValidationFailed(f.sentence(exc.messages)) from None
+        return JSONResponse({"id": queue_id})
+
+    api.routes.append(f.other_methods_route(PATH, "POST"))
+    return api

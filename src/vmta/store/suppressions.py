@@ -1,0 +1,59 @@
+"""Suppressions (MailerQ ``/v1/suppressions``): one row per value (ignoring case), in
+creation order; POSTing a value again replaces its entry in place."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, RowMapping, delete, select
+
+from vmta.domain.suppression import Suppression, SuppressionType, suppression_key
+from vmta.store.tables import mq_suppressions
+from vmta.store.upsert import upsert
+
+S = mq_suppressions.c
+
+
+def _from_row(row: RowMapping) -> Suppression:
+    return Suppression(
+        value=row["value"],
+        type=SuppressionType(row["type"]),
+        code=int(row["code"]),
+        extended=row["extended"],
+        description=row["description"],
+    )
+
+
+class SuppressionRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def all(self) -> list[Suppression]:
+        rows = self.conn.execute(select(mq_suppressions).order_by(S.id))
+        return [_from_row(row._mapping) for row in rows]
+
+    def get(self, value: str) -> Suppression | None:
+        row = self.conn.execute(
+            select(mq_suppressions).where(S.value_key == suppression_key(value))
+        ).first()
+        return None if row is None else _from_row(row._mapping)
+
+    def put(self, entry: Suppression) -> Suppression:
+        values = {
+            "value_key": entry.key,
+            "value": entry.value,
+            "type": entry.type.value,
+            "code": entry.code,
+            "extended": entry.extended,
+            "description": entry.description,
+        }
+        upsert(self.conn, mq_suppressions, values, S.value_key)
+        stored = self.get(entry.value)
+        assert stored is not None
+        return stored
+
+    def remove(self, value: str) -> Suppression | None:
+        found = self.get(value)
+        if found is None:
+            return None
+        key = suppression_key(value)
+        result = self.conn.execute(delete(mq_suppressions).where(S.value_key == key))
+        return found if result.rowcount > 0 else None
