@@ -3,9 +3,9 @@
 GreenArrow's rule, kept by vmta: a value that names no VirtualMTA means the default one.
 So a value is read as an id only when it is plain ASCII decimal within the id range
 (at most 2,147,483,647, the bound ids have on every database), and as a name only when it
-could be a VirtualMTA's name. Anything else (``99999999999999999999``, ``²``, a full-width
-``１``, a NUL) names nothing: looking it up could only fail, and on PostgreSQL an int8
-overflow or a NUL in a query is an error, not an empty answer.
+could be a VirtualMTA's name. Anything else (``99999999999999999999``, a superscript
+two, a full-width one, a NUL) names nothing: looking it up could only fail, and on
+PostgreSQL an int8 overflow or a NUL in a query is an error, not an empty answer.
 """
 
 from __future__ import annotations
