@@ -10,6 +10,7 @@ clear (RFC 4954 §4).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -21,7 +22,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
-from vmta.smtp.mail_path import plain_path
+from vmta.smtp.mail_path import has_control_character, plain_path
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,49 @@ class InjectionSMTP(SMTP):
             # exposed; elsewhere AUTH waits for STARTTLS (aiosmtpd's auth_require_tls).
             self._auth_require_tls = False
 
+    # A control character anywhere in the argument of MAIL or RCPT is refused before
+    # aiosmtpd parses it: its parser drops some (a TAB is folding white space to it) and
+    # keeps others (NUL), and neither is allowed in a path (see mail_path.py). The reply
+    # is RFC 5321's 501 with RFC 3463's X.1.7 (sender) or X.1.3 (recipient) syntax code.
+
+    @functools.wraps(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if arg is not None and has_control_character(arg):
+            await self.push("501 5.1.7 Bad sender address syntax")
+            return
+        await super().smtp_MAIL(arg)
+
+    @functools.wraps(SMTP.smtp_RCPT)
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg is not None and has_control_character(arg):
+            await self.push("501 5.1.3 Bad recipient address syntax")
+            return
+        await super().smtp_RCPT(arg)
+
+    @functools.wraps(SMTP.smtp_AUTH)
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        try:
+            await super().smtp_AUTH(arg)
+        except _AuthLineTooLong:
+            # RFC 4954 §6: the client's response was longer than the buffer we keep for it.
+            # One reply, and the session goes on unauthenticated (aiosmtpd would let the
+            # ValueError out: a traceback and "421 Internal error" per attempt).
+            await self.push("500 5.5.6 Authentication exchange line is too long")
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> Any:
+        try:
+            # Never log the client's response: it is a password (RFC 4954 §14).
+            return await super().challenge_auth(challenge, encode_to_b64, False)
+        except ValueError as exc:  # StreamReader.readline: longer than the stream's limit
+            if "not found" in str(exc):  # the rest of the line has not arrived yet
+                await _discard_line(self._reader)
+            raise _AuthLineTooLong from None
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The path of MAIL and RCPT: the everyday form without aiosmtpd's costly parser
         (see mail_path.py), everything else by aiosmtpd as before."""
@@ -139,6 +183,20 @@ class InjectionSMTP(SMTP):
         if self.local_part_limit and len(local) > self.local_part_limit:
             return None, None  # aiosmtpd's rule, kept (RFC 5321 §4.5.3.1.1)
         return address, parameters
+
+
+class _AuthLineTooLong(Exception):
+    """A SASL response line longer than the listener's line limit."""
+
+
+async def _discard_line(reader: asyncio.StreamReader) -> None:
+    """Read and drop everything up to the end of the current line."""
+    while True:
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            await reader.readexactly(exc.consumed)
 
 
 def make_authenticator(check: Callable[[str, str], bool]) -> Callable[..., AuthResult]:
