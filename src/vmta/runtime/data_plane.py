@@ -3,7 +3,6 @@ order: the spool gateway first and last, the listener only once the engine is ru
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import socket
@@ -25,9 +24,13 @@ from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
+from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.runtime.private_files import write_private
 from vmta.runtime.settings import Settings, SettingsError
-from vmta.smtp.listener import ListenerSettings, start_listener
+from vmta.smtp.auth_gate import AuthGate
+from vmta.smtp.listener import Listener, ListenerSettings, start_listener
+from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.spool import SqlSpool
@@ -54,6 +57,9 @@ class DataPlaneSettings:
     recheck: float = 60.0  # seconds before a paused or waiting recipient is looked at again
     external_mta_failures: int = 3  # consecutive egress failures that suspend an external MTA
     external_mta_suspension: float = 60.0  # seconds
+    session_caps: SessionCaps = field(default_factory=SessionCaps)
+    shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
+    smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (API.md §4)
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -76,11 +82,21 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         transport=TransportSettings(
             connect_timeout=settings.connect_timeout,
             allow_plaintext_auth=settings.allow_plaintext_auth,
+            relay_tls=parse_relay_tls(settings.relay_tls),
+            ca_file=str(settings.relay_ca_file) if settings.relay_ca_file else None,
+            loopback_is_remote=settings.loopback_counts_as_remote,
         ),
         dns_servers=settings.dns_servers,
         delivery_port=settings.delivery_port,
         external_mta_failures=settings.external_mta_failures,
         external_mta_suspension=settings.external_mta_suspension,
+        session_caps=SessionCaps(
+            max_sessions=settings.smtp_max_sessions,
+            max_per_client=settings.smtp_max_sessions_per_client,
+            stress_timeout=settings.smtp_stress_timeout,
+        ),
+        shutdown_grace=settings.smtp_shutdown_grace,
+        smtp_auth_admin=settings.smtp_auth_admin,
     )
 
 
@@ -93,7 +109,7 @@ def node_id(data_dir: Path) -> str:
         if value:
             return value
     value = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
-    path.write_text(value + "\n", encoding="ascii")
+    write_private(path, value + "\n")
     return value
 
 
@@ -162,12 +178,19 @@ class DataPlane:
         )
         self.engine.hostname = settings.hostname
         self.engine.bounce = self.intake.accept_bounce
-        self._server: asyncio.AbstractServer | None = None
+        self.auth_gate = AuthGate(self.check_credentials)
+        self.listener: Listener | None = None
 
     def check_credentials(self, name: str, secret: str) -> bool:
+        """May ``name`` and ``secret`` authenticate over SMTP? A ``submit`` credential may;
+        an ``admin`` one only with ``VMTA_SMTP_AUTH_ADMIN`` (API.md §4), so that the secret
+        every sending application holds cannot read relay passwords over the API. Blocking:
+        the listener calls it in a worker thread (smtp/auth_gate.py)."""
         with self.store.read() as conn:
             record = CredentialRepository(conn).by_name(name)
-        return record is not None and secret_matches(secret, record.secret_sha256)
+        if record is None or not secret_matches(secret, record.secret_sha256):
+            return False
+        return record.scope == "submit" or self.settings.smtp_auth_admin
 
     async def start(self, smtp_socket: socket.socket | None) -> None:
         self.gateway.start()
@@ -178,16 +201,25 @@ class DataPlane:
                 max_message_size=self.settings.max_message_size,
                 tls_context=tls_context(self.settings.tls_cert, self.settings.tls_key),
                 relay_networks=list(self.settings.relay_networks),
+                caps=self.settings.session_caps,
             )
-            self._server = await start_listener(
-                smtp_socket, self.intake, listener, self.check_credentials
-            )
+            self.listener = await start_listener(smtp_socket, self.intake, listener, self.auth_gate)
+
+    def stop_accepting(self) -> None:
+        """Refuse new SMTP connections from now on (the first thing on SIGTERM)."""
+        if self.listener is not None:
+            self.listener.server.close()
+
+    def force_stop(self) -> None:
+        """Stop waiting for SMTP transactions in progress (a second stop signal)."""
+        if self.listener is not None:
+            self.listener.sessions.force()
 
     async def stop(self) -> None:
-        """Stop accepting, let transactions in flight end, flush the spool."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """Stop accepting, let transactions in DATA end (within the grace period), say
+        421 to every SMTP session, then stop delivery and flush the spool."""
+        if self.listener is not None:
+            await self.listener.stop(self.settings.shutdown_grace)
         await self.engine.stop()
         await self.gateway.stop()
         self.journal.close()

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 
+from vmta.domain.relay_tls import TlsDemand, TlsPolicy, tls_demand
 from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
 from vmta.smtp.client_auth import choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
@@ -30,6 +32,7 @@ from vmta.smtp.client_options import (
     SessionOptions,
     StartTls,
     cleartext_auth_allowed,
+    peer_is_remote,
     tls_context,
 )
 from vmta.smtp.transaction import (
@@ -128,10 +131,32 @@ class SmtpSession:
         if not greeting.is_success:
             raise failure("greeting", f"{self.server_name} greeted with {greeting}", greeting)
         await self._hello()
+        demand = self._tls_demand()
         if self._options.starttls == "opportunistic" and "STARTTLS" in self.extensions:
-            await self._starttls()
+            await self._starttls(demand)
+        if demand.require_tls and not self.tls:
+            raise SessionDeferred(
+                "starttls",
+                f"{self.server_name} does not offer STARTTLS, and the TLS policy"
+                f" ({self._policy}) requires it",
+            )
         if self._options.has_credentials:
             await self._authenticate()
+
+    @property
+    def _policy(self) -> TlsPolicy:
+        return "verified" if self._options.tls_verify else self._options.tls_policy
+
+    def _tls_demand(self) -> TlsDemand:
+        options = self._options
+        return tls_demand(
+            self._policy,
+            sends_credentials=options.has_credentials,
+            peer_is_remote=peer_is_remote(
+                self.peer_ip, loopback_is_remote=options.loopback_is_remote
+            ),
+            allow_plaintext=options.allow_plaintext_auth,
+        )
 
     async def _hello(self) -> None:
         name = self._options.ehlo_name
@@ -153,9 +178,9 @@ class SmtpSession:
                 extensions[match.group(1).upper()] = (match.group(2) or "").strip()
         self.extensions = extensions
 
-    async def _starttls(self) -> None:
+    async def _starttls(self, demand: TlsDemand) -> None:
         reply = await self._command("STARTTLS", "starttls")
-        if reply.code == CLOSING:
+        if reply.code == CLOSING or (reply.code != 220 and demand.require_tls):
             raise failure("starttls", f"{self.server_name} refused STARTTLS: {reply}", reply)
         if reply.code != 220:
             # RFC 3207 §4: after a refusal the client decides whether to go on. This is
@@ -172,24 +197,38 @@ class SmtpSession:
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(
-                    tls_context(self._options.tls_verify),
+                    tls_context(demand.verify, self._options.ca_file if demand.verify else None),
+                    # SNI and the name the certificate must carry: the destination's host
+                    # name as configured (an IP address is checked, never sent as SNI).
                     server_hostname=self.server_name or None,
                     ssl_handshake_timeout=timeout,
                 )
         except (OSError, TimeoutError) as exc:
             self._broken()
-            detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
-            raise SessionDeferred(
-                "starttls", f"TLS handshake with {self.server_name} failed: {detail}"
-            ) from None
+            raise SessionDeferred("starttls", self._handshake_failure(exc)) from None
         self.tls = True
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         self.extensions = {}
         await self._hello()
 
+    def _handshake_failure(self, exc: BaseException) -> str:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            text = (
+                f"the TLS certificate of {self.server_name} did not verify:"
+                f" {exc.verify_message or exc.reason or exc}"
+            )
+            if self._options.has_credentials:
+                text += "; the relay credentials were not sent"
+            return text
+        detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+        return f"TLS handshake with {self.server_name} failed: {detail}"
+
     async def _authenticate(self) -> None:
         if not cleartext_auth_allowed(
-            self.peer_ip, tls=self.tls, allow_plaintext_auth=self._options.allow_plaintext_auth
+            self.peer_ip,
+            tls=self.tls,
+            allow_plaintext_auth=self._options.allow_plaintext_auth,
+            loopback_is_remote=self._options.loopback_is_remote,
         ):
             raise CleartextAuthRefused(
                 "auth",
