@@ -62,6 +62,17 @@ class DataPlaneSettings:
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (API.md §4)
 
 
+def check_ca_file(path: Path | None) -> str | None:
+    """VMTA_RELAY_CA_FILE, checked at start-up rather than at the first relay connection."""
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"cannot load VMTA_RELAY_CA_FILE {path}: {exc}") from None
+    return str(path)
+
+
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
     """The data plane's part of the settings."""
     return DataPlaneSettings(
@@ -83,7 +94,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             connect_timeout=settings.connect_timeout,
             allow_plaintext_auth=settings.allow_plaintext_auth,
             relay_tls=parse_relay_tls(settings.relay_tls),
-            ca_file=str(settings.relay_ca_file) if settings.relay_ca_file else None,
+            ca_file=check_ca_file(settings.relay_ca_file),
             loopback_is_remote=settings.loopback_counts_as_remote,
         ),
         dns_servers=settings.dns_servers,

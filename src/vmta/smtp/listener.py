@@ -174,6 +174,10 @@ class InjectionSMTP(SaslExchange):
         # The idle timeout is looked up on each reset, so it follows the load.
         super()._reset_timeout(duration or self.registry.idle_timeout())
 
+    def stress_began(self) -> None:
+        if not self._in_data and self.transport is not None:
+            self._reset_timeout()
+
     # ---- shutdown (SessionRegistry.drain) ----
 
     def shutdown_requested(self) -> None:
@@ -193,6 +197,8 @@ class InjectionSMTP(SaslExchange):
     @functools.wraps(SMTP.smtp_DATA)
     async def smtp_DATA(self, arg: str | None) -> None:
         self._in_data = True
+        # The message body is work, not idling: the normal timeout, even under stress.
+        self._reset_timeout(self.registry.caps.timeout)
         try:
             await super().smtp_DATA(arg)
         finally:

@@ -8,7 +8,10 @@ else, so 300 slowloris sessions cannot hold every slot.
 Stress. When the sessions reach ``stress_fraction`` of the overall cap, every session's
 idle timeout becomes ``stress_timeout`` instead of ``timeout``: a session that sits idle
 then makes room for one that works, as Postfix's stress-dependent ``smtpd_timeout`` does
-(``${stress?10}${stress:300}s``). Below the threshold the normal timeout applies again.
+(``${stress?10}${stress:300}s``): sessions already idle when the threshold is crossed
+get the short timeout from then on. The body of a DATA in progress keeps the normal
+timeout (a large message on a slow link is work, not idling). Below the threshold the
+normal timeout applies again from each session's next command.
 
 Shutdown (RFC 5321 §3.8). ``drain`` stops nothing itself; the caller has already stopped
 accepting. Sessions between transactions get ``421 4.3.2`` and are closed at once; a
@@ -46,6 +49,9 @@ class Session(Protocol):
     def close_now(self) -> None:
         """Say 421 and close, whatever is in progress."""
 
+    def stress_began(self) -> None:
+        """Re-arm the idle timer, which now gives the stress timeout."""
+
 
 class SessionRegistry:
     def __init__(self, caps: SessionCaps, hostname: str) -> None:
@@ -56,6 +62,7 @@ class SessionRegistry:
         self._empty = asyncio.Event()
         self._empty.set()
         self._force = asyncio.Event()
+        self._stressed = False
         self.stopping = False
 
     @property
@@ -73,6 +80,13 @@ class SessionRegistry:
         self._sessions.add(session)
         self._per_client[session.client] += 1
         self._empty.clear()
+        if not self._stressed and self._over_threshold():
+            # Only on the crossing: re-arming on every new connection would keep pushing
+            # an idle session's deadline back.
+            self._stressed = True
+            for other in list(self._sessions):
+                if other is not session:
+                    other.stress_began()
         return None
 
     def release(self, session: Session) -> None:
@@ -84,12 +98,15 @@ class SessionRegistry:
             del self._per_client[session.client]
         if not self._sessions:
             self._empty.set()
+        if self._stressed and not self._over_threshold():
+            self._stressed = False
+
+    def _over_threshold(self) -> bool:
+        return len(self._sessions) >= self.caps.stress_fraction * self.caps.max_sessions
 
     def idle_timeout(self) -> float:
         """The idle timeout that applies now (see the module's docstring)."""
-        if len(self._sessions) >= self.caps.stress_fraction * self.caps.max_sessions:
-            return self.caps.stress_timeout
-        return self.caps.timeout
+        return self.caps.stress_timeout if self._over_threshold() else self.caps.timeout
 
     @property
     def goodbye(self) -> str:
