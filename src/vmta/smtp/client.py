@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 from collections.abc import Mapping, Sequence
 
-from vmta.domain.relay_tls import TlsDemand, TlsPolicy, tls_demand
+from vmta.domain.relay_tls import TlsDemand
 from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
 from vmta.smtp.client_auth import choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
@@ -32,9 +31,8 @@ from vmta.smtp.client_options import (
     SessionOptions,
     StartTls,
     cleartext_auth_allowed,
-    peer_is_remote,
-    tls_context,
 )
+from vmta.smtp.client_tls import handshake_failure, session_demand, session_policy, tls_context
 from vmta.smtp.transaction import (
     InvalidEnvelope,
     TransactionResult,
@@ -131,32 +129,17 @@ class SmtpSession:
         if not greeting.is_success:
             raise failure("greeting", f"{self.server_name} greeted with {greeting}", greeting)
         await self._hello()
-        demand = self._tls_demand()
+        demand = session_demand(self._options, self.peer_ip)
         if self._options.starttls == "opportunistic" and "STARTTLS" in self.extensions:
             await self._starttls(demand)
         if demand.require_tls and not self.tls:
             raise SessionDeferred(
                 "starttls",
                 f"{self.server_name} does not offer STARTTLS, and the TLS policy"
-                f" ({self._policy}) requires it",
+                f" ({session_policy(self._options)}) requires it",
             )
         if self._options.has_credentials:
             await self._authenticate()
-
-    @property
-    def _policy(self) -> TlsPolicy:
-        return "verified" if self._options.tls_verify else self._options.tls_policy
-
-    def _tls_demand(self) -> TlsDemand:
-        options = self._options
-        return tls_demand(
-            self._policy,
-            sends_credentials=options.has_credentials,
-            peer_is_remote=peer_is_remote(
-                self.peer_ip, loopback_is_remote=options.loopback_is_remote
-            ),
-            allow_plaintext=options.allow_plaintext_auth,
-        )
 
     async def _hello(self) -> None:
         name = self._options.ehlo_name
@@ -205,23 +188,14 @@ class SmtpSession:
                 )
         except (OSError, TimeoutError) as exc:
             self._broken()
-            raise SessionDeferred("starttls", self._handshake_failure(exc)) from None
+            reason = handshake_failure(
+                exc, self.server_name, credentials=self._options.has_credentials
+            )
+            raise SessionDeferred("starttls", reason) from None
         self.tls = True
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         self.extensions = {}
         await self._hello()
-
-    def _handshake_failure(self, exc: BaseException) -> str:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            text = (
-                f"the TLS certificate of {self.server_name} did not verify:"
-                f" {exc.verify_message or exc.reason or exc}"
-            )
-            if self._options.has_credentials:
-                text += "; the relay credentials were not sent"
-            return text
-        detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
-        return f"TLS handshake with {self.server_name} failed: {detail}"
 
     async def _authenticate(self) -> None:
         if not cleartext_auth_allowed(

@@ -6,9 +6,7 @@ the policy functions decide, from what the session learnt, what may be sent.
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Literal
 
 from vmta.domain.relay_policy import is_loopback
@@ -68,18 +66,3 @@ def cleartext_auth_allowed(
         or allow_plaintext_auth
         or not peer_is_remote(peer_ip, loopback_is_remote=loopback_is_remote)
     )
-
-
-@cache
-def tls_context(verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
-    """Built once per process: loading the CA store for every connection is costly.
-    Verifying means the chain to a trusted CA (the system's store, or ``ca_file`` alone)
-    and the destination's host name in the certificate (RFC 6125; Python's
-    check_hostname, with SNI sent for a name)."""
-    context = ssl.create_default_context(cafile=ca_file if verify else None)
-    if not verify:
-        # Opportunistic TLS (RFC 7435 §4): encrypt against passive eavesdropping even when
-        # the certificate cannot be checked, which is the norm between MTAs.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
