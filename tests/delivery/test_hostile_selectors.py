@@ -36,8 +36,10 @@ async def test_selector_that_names_nothing_goes_to_the_default(
     delivered = await eventually(lambda: fallback.messages, what="delivery to the default")
     assert b"X-GreenArrow-MtaID" not in delivered[0].data
     assert target.messages == []
-    view = plane.message(queue_id)
-    assert view.recipients[0]["state"] == "delivered"
+    view = await eventually(
+        lambda: (m := plane.message(queue_id)) and m.recipients[0]["state"] == "delivered" and m,
+        what="the delivery to be recorded",
+    )
     assert view.attempts[0]["virtual_mta"] == "fallback"
 
 
