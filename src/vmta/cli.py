@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vmta import queue_commands, sink
-from vmta.domain.credential import credential_name_problem, hash_secret, new_secret
+from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
 from vmta.runtime import logs
 from vmta.runtime.bootstrap import ensure_data_dir
@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         "create", help="create NAME (or renew its secret); prints the secret once"
     )
     create.add_argument("name")
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default=None,
+        help="admin: every endpoint (the default for a new credential); submit: message"
+        " injection only (SMTP AUTH, the injection endpoints). Renewing keeps the scope"
+        " unless given",
+    )
     _settings_flags(create)
     _settings_flags(cred_cmds.add_parser("list", help="list credential names"))
     revoke = cred_cmds.add_parser("revoke", help="delete credential NAME")
@@ -112,15 +120,15 @@ def _credentials(args: argparse.Namespace, settings: Settings) -> int:
             repo = CredentialRepository(conn)
             if args.action == "create":
                 secret = new_secret()
-                repo.put(args.name, hash_secret(secret))
+                repo.put(args.name, hash_secret(secret), args.scope)
                 # The one place a secret is shown: to the operator who asked for it.
                 print(secret)
                 return 0
             if args.action == "list":
-                # Names and dates only: never a secret, nor its hash.
+                # Names, dates and scopes only: never a secret, nor its hash.
                 for record in repo.all():
                     created = record.created_at.isoformat() if record.created_at else ""
-                    print(f"{record.name}\t{created}")
+                    print(f"{record.name}\t{created}\t{record.scope}")
                 return 0
             if not repo.remove(args.name):
                 print(f"vmta: no credential named {args.name!r}", file=sys.stderr)

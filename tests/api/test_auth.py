@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.api.helpers import GA, failed
 from tests.conftest import TEST_SECRET
-from vmta.domain.credential import hash_secret
+from vmta.domain.credential import hash_chosen_secret, hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 
@@ -75,3 +75,43 @@ def test_revoked_credential_stops_working(anonymous: TestClient, store: Store) -
         CredentialRepository(conn).remove("ops")
     anonymous.app.state.authenticator._cache.clear()  # skip the few-second positive cache
     assert anonymous.get(f"{GA}/relay_servers", headers=header).status_code == 401
+
+
+# ---- scopes (API.md §4) ------------------------------------------------------------------
+
+SUBMIT_SECRET = "vmta_submit-0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+
+@pytest.mark.parametrize(
+    "path", [f"{GA}/relay_servers", "/v1/externalmtas", "/api/queue", "/openapi.json"]
+)
+def test_submit_credential_gets_403_outside_injection(
+    anonymous: TestClient, store: Store, path: str
+) -> None:
+    with store.write() as conn:
+        CredentialRepository(conn).put("sender", hash_secret(SUBMIT_SECRET), "submit")
+    for header in (f"Bearer {SUBMIT_SECRET}", basic("sender", SUBMIT_SECRET)):
+        response = anonymous.get(path, headers={"Authorization": header})
+        assert response.status_code == 403, response.text
+        if path.startswith(GA):
+            failed(response, 403, "forbidden")
+        else:
+            assert set(response.json()) == {"error"}
+    # The admin credential still reads it.
+    admin = anonymous.get(path, headers={"Authorization": f"Bearer {TEST_SECRET}"})
+    assert admin.status_code == 200
+
+
+def test_operator_chosen_secret_is_salted_and_still_accepted(
+    anonymous: TestClient, store: Store
+) -> None:
+    chosen = "correct-horse-battery-staple-42"
+    with store.write() as conn:
+        CredentialRepository(conn).put("ops", hash_chosen_secret(chosen))
+        stored = CredentialRepository(conn).by_name("ops")
+    assert stored is not None and stored.secret_sha256.startswith("scrypt$")
+    for header in (f"Bearer {chosen}", basic("ops", chosen)):
+        response = anonymous.get(f"{GA}/relay_servers", headers={"Authorization": header})
+        assert response.status_code == 200, response.text
+    wrong = anonymous.get(f"{GA}/relay_servers", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401

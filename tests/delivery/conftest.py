@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.peers.dns import DnsmasqServer, DnsZone
 from vmta.delivery.engine import EngineSettings
+from vmta.domain.credential import hash_secret
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.virtual_mta import (
     DeliverThrough,
@@ -33,6 +34,7 @@ from vmta.domain.virtual_mta import (
 from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
 from vmta.runtime.server import bind_listener
 from vmta.runtime.settings import Listen
+from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
@@ -130,6 +132,8 @@ async def plane_factory(store: Store, tmp_path: Path) -> AsyncIterator[Callable[
         config = DataPlaneSettings(hostname="vmta.test", engine=engine, **settings)
         data_dir = tmp_path / f"plane{len(started)}"
         data_dir.mkdir()
+        with store.write() as conn:
+            CredentialRepository(conn).put(SUBMIT_LOGIN[0], hash_secret(SUBMIT_LOGIN[1]), "submit")
         plane = DataPlane(store, config, data_dir)
         sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
         await plane.start(sock)
@@ -148,6 +152,8 @@ async def plane(plane_factory: Callable[..., Any]) -> RunningPlane:
 
 
 API_LOGIN = ("admin", TEST_SECRET)
+# SMTP AUTH takes submit credentials (API.md §4); plane_factory creates this one.
+SUBMIT_LOGIN = ("submitter", "vmta_submit-secret-0123456789abcdefghijklmnopqrstuv")
 
 
 # ---- a small world of domains: dnsmasq publishing MX hosts that are sinks ----------

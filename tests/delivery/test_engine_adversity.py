@@ -27,8 +27,9 @@ async def test_a_dead_destination_gets_few_connections_and_every_recipient_an_at
     h.add_relay("dead", Limits(5, 0))
     await h.inject(30)
     await h.run_for(60.0)
-    # Three failures in a row delay the path; one probe after the 60 s delay.
-    assert 3 <= len(h.transport.opens) <= 4, h.transport.opens
+    # Three failures in a row delay the path (up to the 5 allowed at once may already be
+    # opening when the third fails); one probe after the 60 s delay.
+    assert 3 <= len(h.transport.opens) <= 5 + 1, h.transport.opens
     rows = h.recipients()
     assert len(rows) == 30
     for row in rows:
@@ -68,7 +69,7 @@ async def test_a_path_that_comes_back_is_probed_once_then_used(harness_factory: 
     h.add_relay("flaky", Limits(5, 0))
     await h.inject(10)
     await h.run_for(10.0)
-    assert len(h.transport.opens) == 3
+    assert 3 <= len(h.transport.opens) <= 5  # the threshold, or the 5 opened at once
     h.transport.refuse = False
     await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 400, 0.5)
     assert len(h.transport.sent) == 10

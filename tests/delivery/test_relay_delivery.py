@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.delivery.conftest import API_LOGIN, FAST, RunningPlane, eventually
+from tests.delivery.conftest import FAST, SUBMIT_LOGIN, RunningPlane, eventually
 from tests.peers.sink import RecordingSink, TlsFiles
 from vmta.domain.message_headers import split_headers
 from vmta.domain.virtual_mta import Limits
@@ -243,7 +243,7 @@ async def test_delivery_log_has_one_json_line_per_attempt(
     assert records[0]["reply"].startswith("451")
 
 
-async def test_injection_auth_uses_api_credentials(
+async def test_injection_auth_uses_submit_credentials(
     plane: RunningPlane, sink: RecordingSink
 ) -> None:
     plane.add_relay("relay-1", sink.port)
@@ -256,10 +256,10 @@ async def test_injection_auth_uses_api_credentials(
             assert "auth" in client.esmtp_features
             assert "pipelining" in client.esmtp_features and "size" in client.esmtp_features
             with pytest.raises(smtplib.SMTPAuthenticationError):
-                client.login("admin", "wrong")
+                client.login("submitter", "wrong")
 
     await asyncio.to_thread(probe)
-    await asyncio.to_thread(plane.send, MESSAGE, login=API_LOGIN)
+    await asyncio.to_thread(plane.send, MESSAGE, login=SUBMIT_LOGIN)
     seen = (await eventually(lambda: sink.messages, what="delivery"))[0]
     assert b"with ESMTPA id" in split_received(seen.data)[0]
 

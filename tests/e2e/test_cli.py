@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import signal
+import smtplib
 import socket
 import stat
 import subprocess
@@ -22,7 +23,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from vmta.api.auth import CACHE_SECONDS
+from vmta.store.credentials import CredentialRepository
 from vmta.store.database import head_revision
+from vmta.store.store import Store
 
 VMTA = Path(sys.executable).with_name("vmta")
 GA_LIST = "/ga/api/v3/eng/relay_servers"
@@ -115,6 +118,11 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def smtp_address(self) -> tuple[str, int]:
+        found = re.findall(r"SMTP listening on (127\.0\.0\.1):(\d+)", self.log())
+        assert found, self.log()
+        return found[-1][0], int(found[-1][1])
 
     def client(self, headers: dict[str, str] | None = None) -> httpx.Client:
         client = httpx.Client(
@@ -402,6 +410,41 @@ def test_api_token_sets_the_admin_secret(servers: Callable[..., Server], tmp_pat
     third = servers("--data-dir", "data", env=environment(VMTA_API_TOKEN=rotated))
     assert third.status(GA_LIST, bearer(rotated)) == 200
     assert third.status(GA_LIST, bearer(API_TOKEN)) == 401
+    assert third.stop() == 0
+
+    # An operator-chosen secret is kept salted and slow (scrypt), never as SHA-256.
+    store = Store.open(f"sqlite:///{tmp_path / 'data' / 'vmta.db'}")
+    try:
+        with store.read() as conn:
+            stored = CredentialRepository(conn).by_name("admin")
+    finally:
+        store.close()
+    assert stored is not None and stored.secret_sha256.startswith("scrypt$")
+    assert hashlib.sha256(rotated.encode()).hexdigest() not in stored.secret_sha256
+
+
+def test_submit_credentials_inject_only(servers: Callable[..., Server], tmp_path: Path) -> None:
+    server = servers("--data-dir", "data")
+    created = vmta(
+        "credentials", "create", "sender", "--scope", "submit", "--data-dir", "data", cwd=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    listed = vmta("credentials", "list", "--data-dir", "data", cwd=tmp_path)
+    scopes = {line.split("\t")[0]: line.split("\t")[-1] for line in listed.stdout.splitlines()}
+    assert scopes == {"admin": "admin", "sender": "submit"}
+    # The API refuses it (403, the family's format); SMTP AUTH takes it.
+    assert server.status(GA_LIST, bearer(secret)) == 403
+    assert server.status("/v1/externalmtas", basic("sender", secret)) == 403
+    with smtplib.SMTP(*server.smtp_address(), timeout=30) as client:
+        client.ehlo()
+        client.user, client.password = "sender", secret
+        assert client.auth("PLAIN", client.auth_plain)[0] == 235
+    # Renewing its secret keeps its scope.
+    renewed = vmta("credentials", "create", "sender", "--data-dir", "data", cwd=tmp_path)
+    assert renewed.returncode == 0
+    listed = vmta("credentials", "list", "--data-dir", "data", cwd=tmp_path)
+    assert "sender\t" in listed.stdout and listed.stdout.rstrip().endswith("submit")
 
 
 def test_api_token_too_short_is_refused_without_echo(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ import random
 import pytest
 from aiosmtpd.smtp import SMTP
 
+from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.listener import InjectionSMTP
 from vmta.smtp.mail_path import plain_path
+from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 PATHS = [
     "<a@b.c>",
@@ -72,7 +74,9 @@ async def servers() -> tuple[SMTP, InjectionSMTP]:
     class Handler:
         pass
 
-    return SMTP(Handler()), InjectionSMTP(Handler())
+    registry = SessionRegistry(SessionCaps(), "vmta.test")
+    gate = AuthGate(lambda name, secret: False)
+    return SMTP(Handler()), InjectionSMTP(Handler(), registry=registry, auth_gate=gate)
 
 
 @pytest.mark.parametrize("limit", [0, 64])

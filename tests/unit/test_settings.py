@@ -251,3 +251,25 @@ def test_cli_has_no_flag_for_the_api_token() -> None:
 def test_listen_is_a_serve_flag_only() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["db", "upgrade", "--listen", "127.0.0.1:1"])
+
+
+def test_relay_tls_policies_are_checked() -> None:
+    settings = load_settings(environ={"VMTA_RELAY_TLS": "required, smarthost=verified"})
+    assert settings.relay_tls == ("required", "smarthost=verified")
+    with pytest.raises(SettingsError, match="VMTA_RELAY_TLS"):
+        load_settings(environ={"VMTA_RELAY_TLS": "strict"})
+
+
+def test_hostile_client_settings() -> None:
+    settings = load_settings(
+        environ={
+            "VMTA_SMTP_MAX_SESSIONS": "50",
+            "VMTA_SMTP_MAX_SESSIONS_PER_CLIENT": "5",
+            "VMTA_SMTP_SHUTDOWN_GRACE": "12.5",
+            "VMTA_SMTP_AUTH_ADMIN": "true",
+        }
+    )
+    assert (settings.smtp_max_sessions, settings.smtp_max_sessions_per_client) == (50, 5)
+    assert settings.smtp_shutdown_grace == 12.5 and settings.smtp_auth_admin is True
+    with pytest.raises(SettingsError, match="VMTA_SMTP_MAX_SESSIONS"):
+        load_settings(environ={"VMTA_SMTP_MAX_SESSIONS": "0"})

@@ -10,7 +10,7 @@ from fastapi_offline import FastAPIOffline
 
 import vmta
 from vmta.api import errors, openapi, queue
-from vmta.api.auth import OPEN_PATHS, Authenticator
+from vmta.api.auth import OPEN_PATHS, Authenticator, forbidden, may_use
 from vmta.api.greenarrow import engine
 from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
 from vmta.store.store import Store
@@ -46,6 +46,8 @@ def create_app(store: Store) -> FastAPI:
             principal = await run_in_threadpool(authenticator.check, header)
             if principal is None:
                 return errors.unauthorized(request.url.path)
+            if not may_use(principal, request.url.path):
+                return forbidden(request.url.path)  # a submit credential (API.md §4)
             request.state.principal = principal
         return await call_next(request)
 

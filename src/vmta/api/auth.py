@@ -2,7 +2,11 @@
 
 Every path answers 401 without valid credentials, except the health check. Positive
 answers are cached for a few seconds so that a busy client does not cost a database
-query per request; a revoked credential stops working within that time.
+query (or, for an operator-chosen secret, a scrypt hash) per request; a revoked
+credential stops working within that time.
+
+Scopes (API.md §4): an ``admin`` credential may use every endpoint; a ``submit`` one only
+the injection endpoints, and gets 403 in the family's error format elsewhere.
 """
 
 from __future__ import annotations
@@ -13,17 +17,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vmta.domain.credential import hash_secret, secret_matches
-from vmta.store.credentials import CredentialRepository
+from fastapi.responses import JSONResponse
+
+from vmta.api.errors import error_response
+from vmta.domain.credential import DEFAULT_SCOPE, Scope, hash_secret, secret_matches
+from vmta.store.credentials import CredentialRecord, CredentialRepository
 from vmta.store.store import Store
 
 CACHE_SECONDS = 5.0
 OPEN_PATHS = frozenset({"/api/health"})
+# What a `submit` credential may call: message injection (API.md §2.12, §3.6).
+INJECTION_PATHS = frozenset({"/api/v1/send.json", "/v1/inject"})
 
 
 @dataclass(frozen=True)
 class Principal:
     name: str
+    scope: Scope = DEFAULT_SCOPE
+
+
+def may_use(principal: Principal, path: str) -> bool:
+    """May ``principal`` call ``path``? Admin everything, submit only injection."""
+    return principal.scope == "admin" or path in INJECTION_PATHS
+
+
+def forbidden(path: str) -> JSONResponse:
+    return error_response(
+        path,
+        403,
+        "forbidden",
+        ["This credential's scope (submit) allows message injection only."],
+    )
 
 
 class Authenticator:
@@ -68,14 +92,21 @@ class Authenticator:
 
     def _by_secret(self, secret: str) -> Principal | None:
         with self.store.read() as conn:
-            record = CredentialRepository(conn).by_hash(hash_secret(secret))
-        if record is None or not secret_matches(secret, record.secret_sha256):
-            return None
-        return Principal(record.name)
+            repo = CredentialRepository(conn)
+            record = repo.by_hash(hash_secret(secret))
+            # A salted hash cannot be looked up: compare with each (only operator-chosen
+            # secrets are salted, normally just admin's VMTA_API_TOKEN).
+            candidates = [record] if record is not None else repo.slow_hashed()
+        return _matching(secret, candidates)
 
     def _by_name(self, name: str, secret: str) -> Principal | None:
         with self.store.read() as conn:
             record = CredentialRepository(conn).by_name(name)
-        if record is None or not secret_matches(secret, record.secret_sha256):
-            return None
-        return Principal(record.name)
+        return _matching(secret, [] if record is None else [record])
+
+
+def _matching(secret: str, records: list[CredentialRecord]) -> Principal | None:
+    for record in records:
+        if secret_matches(secret, record.secret_sha256):
+            return Principal(record.name, record.scope)
+    return None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from vmta.delivery.clock import Clock
 from vmta.domain.delivery_controls import ForcedError, Pause
 from vmta.domain.external_mta import ExternalMta
+from vmta.domain.mta_selector import selector_target
 from vmta.domain.suppression import Suppression
 from vmta.domain.virtual_mta import IpAddress, Ref, ThrottlingTemplate, VirtualMta
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
@@ -74,15 +75,19 @@ class ConfigView:
         return await self._cached(("id", vmta_id), load)
 
     async def by_selector(self, selector: str) -> VirtualMta | None:
-        """The VirtualMTA a header names: its name (ignoring case) or its id."""
+        """The VirtualMTA a header names: its name (ignoring case) or its id; None when
+        the value names nothing (``selector_target``: the caller then takes the default)."""
+        target = selector_target(selector)
+        if target.names_nothing:
+            return None
 
         def load() -> VirtualMta | None:
             with self._store.read() as conn:
                 repo = VirtualMtaRepository(conn)
-                found = repo.get_by_name(selector)
-                if found is None and selector.isdigit():
-                    found = repo.get(int(selector))
-                return found
+                if target.id is not None:
+                    return repo.get(target.id)
+                assert target.name is not None
+                return repo.get_by_name(target.name)
 
         return await self._cached(("selector", selector.lower()), load)
 

@@ -26,6 +26,8 @@ class EgressPath:
     # (host name, IP) pairs to try in order (MX hosts by preference); empty: resolve
     # destination_host (a relay server's destination).
     candidates: tuple[tuple[str, str], ...] = ()
+    # The relay server's name, for its TLS policy (VMTA_RELAY_TLS); None for MX delivery.
+    relay_name: str | None = None
 
     @property
     def key(self) -> tuple[object, ...]:

@@ -340,4 +340,5 @@ def relay_path(relay: RelayServer, route: EgressRoute) -> EgressPath:
         username=relay.username if use_auth else None,
         password=relay.password if use_auth else None,
         limits=relay.throttle_limits,
+        relay_name=relay.name,
     )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vmta.domain.mta_selector import selector_target
+
 GREENARROW_SELECTOR = "x-greenarrow-mtaid"
 POWERMTA_SELECTOR = "x-virtual-mta"
 
@@ -63,7 +65,9 @@ def take_selector(data: bytes, *, honour_powermta: bool) -> Selection:
 
     ``X-GreenArrow-MtaID`` selects; ``X-Virtual-MTA`` does too when enabled, and wins when
     both are present (it is the more specific, per-message PowerMTA convention operators
-    migrating from PowerMTA rely on). Both are always removed before delivery.
+    migrating from PowerMTA rely on). Both are always removed before delivery. A value
+    that cannot name any VirtualMTA (``selector_target``) counts as absent, so it is never
+    stored (a NUL in it would break a PostgreSQL text column) and the default applies.
     """
     split = split_headers(data)
     greenarrow: str | None = None
@@ -78,6 +82,8 @@ def take_selector(data: bytes, *, honour_powermta: bool) -> Selection:
         else:
             kept.append(field)
     selector = (powermta if honour_powermta else None) or greenarrow
+    if selector is not None and selector_target(selector).names_nothing:
+        selector = None
     if len(kept) == len(split.headers):
         return Selection(selector, data)
     return Selection(selector, b"".join(kept) + split.rest)

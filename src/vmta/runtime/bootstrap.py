@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from vmta.domain.credential import hash_secret, new_secret
+from vmta.domain.credential import (
+    hash_chosen_secret,
+    hash_secret,
+    is_slow_hash,
+    new_secret,
+    secret_matches,
+)
+from vmta.runtime.private_files import ensure_private_dir, restrict_umask, write_private
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -18,8 +24,10 @@ ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 
 
 def ensure_data_dir(settings: Settings) -> None:
+    """The data directory, 0700 with its files 0600 (runtime/private_files.py says why)."""
+    restrict_umask()
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(settings.data_dir)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise SettingsError(f"cannot create data directory {settings.data_dir}: {reason}") from None
@@ -37,8 +45,17 @@ def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
     with store.write() as conn:
         repo = CredentialRepository(conn)
         if settings.api_token:
-            repo.put(ADMIN, hash_secret(settings.api_token))
-            log.info("credential %r set from VMTA_API_TOKEN", ADMIN)
+            # An operator chose this secret: kept as a salted scrypt hash, not SHA-256
+            # (domain/credential.py). Unchanged since the last start: nothing to write.
+            current = repo.by_name(ADMIN)
+            if (
+                current is None
+                or current.scope != "admin"
+                or not secret_matches(settings.api_token, current.secret_sha256)
+                or not is_slow_hash(current.secret_sha256)
+            ):
+                repo.put(ADMIN, hash_chosen_secret(settings.api_token), "admin")
+                log.info("credential %r set from VMTA_API_TOKEN", ADMIN)
             # A file from an earlier start now holds a secret that no longer works.
             if path.exists():
                 path.unlink()
@@ -54,14 +71,8 @@ def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a file only its owner can read. O_NOFOLLOW refuses a symlink
-    planted in its place; fchmod covers a file left by an earlier start with a looser
-    mode (O_CREAT's mode applies only to a file it creates)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        write_private(path, text)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise SettingsError(f"cannot write {path}: {reason}") from None
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)

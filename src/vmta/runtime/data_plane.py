@@ -3,7 +3,6 @@ order: the spool gateway first and last, the listener only once the engine is ru
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
@@ -27,12 +26,15 @@ from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
+from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.runtime.throttles import PACING_FILE
-from vmta.smtp.listener import ListenerSettings, start_listener
+from vmta.smtp.auth_gate import AuthGate
+from vmta.smtp.listener import Listener, ListenerSettings, start_listener
+from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.spool import SqlSpool
@@ -60,6 +62,20 @@ class DataPlaneSettings:
     inflow: InflowSettings = field(default_factory=InflowSettings)
     rabbitmq_url: str | None = field(default=None, repr=False)  # MailerQ's AMQP outbox
     rabbitmq_outbox: str = "outbox"
+    session_caps: SessionCaps = field(default_factory=SessionCaps)
+    shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
+    smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (API.md §4)
+
+
+def check_ca_file(path: Path | None) -> str | None:
+    """VMTA_RELAY_CA_FILE, checked at start-up rather than at the first relay connection."""
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"cannot load VMTA_RELAY_CA_FILE {path}: {exc}") from None
+    return str(path)
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -88,6 +104,9 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         transport=TransportSettings(
             connect_timeout=settings.connect_timeout,
             allow_plaintext_auth=settings.allow_plaintext_auth,
+            relay_tls=parse_relay_tls(settings.relay_tls),
+            ca_file=check_ca_file(settings.relay_ca_file),
+            loopback_is_remote=settings.loopback_counts_as_remote,
         ),
         dns_servers=settings.dns_servers,
         delivery_port=settings.delivery_port,
@@ -95,6 +114,13 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         external_mta_suspension=settings.external_mta_suspension,
         rabbitmq_url=settings.rabbitmq_url,
         rabbitmq_outbox=settings.rabbitmq_outbox,
+        session_caps=SessionCaps(
+            max_sessions=settings.smtp_max_sessions,
+            max_per_client=settings.smtp_max_sessions_per_client,
+            stress_timeout=settings.smtp_stress_timeout,
+        ),
+        shutdown_grace=settings.smtp_shutdown_grace,
+        smtp_auth_admin=settings.smtp_auth_admin,
     )
 
 
@@ -185,17 +211,24 @@ class DataPlane:
             max_lifetime=engine_settings.retry.max_lifetime,
             inflow=self.inflow,
         )
-        self._server: asyncio.AbstractServer | None = None
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
             self.outbox = OutboxConsumer(
                 settings.rabbitmq_url, settings.rabbitmq_outbox, self.intake
             )
+        self.auth_gate = AuthGate(self.check_credentials)
+        self.listener: Listener | None = None
 
     def check_credentials(self, name: str, secret: str) -> bool:
+        """May ``name`` and ``secret`` authenticate over SMTP? A ``submit`` credential may;
+        an ``admin`` one only with ``VMTA_SMTP_AUTH_ADMIN`` (API.md §4), so that the secret
+        every sending application holds cannot read relay passwords over the API. Blocking:
+        the listener calls it in a worker thread (smtp/auth_gate.py)."""
         with self.store.read() as conn:
             record = CredentialRepository(conn).by_name(name)
-        return record is not None and secret_matches(secret, record.secret_sha256)
+        if record is None or not secret_matches(secret, record.secret_sha256):
+            return False
+        return record.scope == "submit" or self.settings.smtp_auth_admin
 
     async def start(self, smtp_socket: socket.socket | None) -> None:
         self.gateway.start()
@@ -207,20 +240,30 @@ class DataPlane:
                 max_message_size=self.settings.max_message_size,
                 tls_context=tls_context(self.settings.tls_cert, self.settings.tls_key),
                 relay_networks=list(self.settings.relay_networks),
+                caps=self.settings.session_caps,
             )
-            self._server = await start_listener(
-                smtp_socket, self.intake, listener, self.check_credentials
-            )
+            self.listener = await start_listener(smtp_socket, self.intake, listener, self.auth_gate)
         if self.outbox is not None:
             await self.outbox.start()
 
+    def stop_accepting(self) -> None:
+        """Refuse new SMTP connections from now on (the first thing on SIGTERM)."""
+        if self.listener is not None:
+            self.listener.server.close()
+
+    def force_stop(self) -> None:
+        """Stop waiting for SMTP transactions in progress (a second stop signal)."""
+        if self.listener is not None:
+            self.listener.sessions.force()
+
     async def stop(self) -> None:
-        """Stop accepting, let transactions in flight end, flush the spool."""
+        """Stop consuming the outbox and accepting, let transactions in DATA end (within
+        the grace period), say 421 to every SMTP session, then stop delivery and flush
+        the spool."""
         if self.outbox is not None:
             await self.outbox.stop()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self.listener is not None:
+            await self.listener.stop(self.settings.shutdown_grace)
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()

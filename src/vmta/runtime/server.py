@@ -144,8 +144,12 @@ async def serve(settings: Settings) -> None:
             app.state.intake = data_plane.intake  # POST /v1/inject
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
+            shutdown.on_force(data_plane.force_stop)
             log.info("API listening on http://%s", bound_address(api_socket))
             log.info("stopping: %s", await shutdown.wait(api.task))
+            # New SMTP connections are refused at once; sessions in DATA get the grace
+            # period when the data plane stops, after the API (runtime/shutdown.py).
+            data_plane.stop_accepting()
     finally:
         shutdown.remove(loop)
     log.info("stopped")

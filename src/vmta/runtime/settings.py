@@ -13,23 +13,31 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vmta.domain.errors import PermanentError
-from vmta.domain.relay_policy import parse_networks
 from vmta.domain.retry_schedule import DEFAULT_BACKOFF, DEFAULT_MAX_LIFETIME
+from vmta.runtime.setting_parsers import (
+    _HOSTNAME,
+    Parser,
+    SettingsError,
+    _boolean,
+    _dns_servers,
+    _hostname,
+    _integer,
+    _log_level,
+    _networks,
+    _path,
+    _relay_tls,
+    _seconds,
+    _seconds_list,
+    _secret,
+    _text,
+)
 
-
-class SettingsError(PermanentError):
-    """A setting is missing, malformed or contradictory."""
-
-
-# A host name as RFC 1123 §2.1 allows it (letters, digits, hyphens; dot-separated labels).
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+__all__ = ["OPTIONS", "Listen", "Option", "Settings", "SettingsError", "load_settings"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,10 @@ class Listen:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _listen(value: object, origin: str) -> Listen:
+    return Listen.parse(_text(value, origin), origin)
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,15 @@ class Settings:
     # MailerQ's AMQP outbox. The URL may carry a password: kept out of repr, never logged.
     rabbitmq_url: str | None = field(default=None, repr=False)
     rabbitmq_outbox: str = "outbox"
+    # ---- hostile clients, secrets and TLS (docs/security.md) ----
+    smtp_max_sessions: int = 1000
+    smtp_max_sessions_per_client: int = 100
+    smtp_stress_timeout: float = 10.0
+    smtp_shutdown_grace: float = 30.0
+    smtp_auth_admin: bool = False
+    relay_tls: tuple[str, ...] = ()
+    relay_ca_file: Path | None = None
+    loopback_counts_as_remote: bool = False
 
     @property
     def effective_database_url(self) -> str:
@@ -116,54 +137,7 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'vmta.db').resolve()}"
 
 
-# ---- converting a raw value (TOML value, environment text, flag text) ------------------
-
-Parser = Callable[[object, str], Any]
-
-
-def _text(value: object, origin: str) -> str:
-    if not isinstance(value, str):
-        raise SettingsError(f"{origin} must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise SettingsError(f"{origin} must not be empty")
-    return value
-
-
-def _path(value: object, origin: str) -> Path:
-    return Path(_text(value, origin))
-
-
-def _listen(value: object, origin: str) -> Listen:
-    return Listen.parse(_text(value, origin), origin)
-
-
-def _log_level(value: object, origin: str) -> str:
-    level = _text(value, origin).upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"{origin} must be DEBUG, INFO, WARNING or ERROR, not {value!r}")
-    return level
-
-
-def _integer(low: int, high: int) -> Parser:
-    def parse(value: object, origin: str) -> int:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise SettingsError(f"{origin} must be an integer from {low} to {high}, not {value!r}")
-        return value
-
-    return parse
-
-
-def _seconds(value: object, origin: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise SettingsError(f"{origin} must be a number of seconds, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 10**9:
-        raise SettingsError(f"{origin} must be a positive number of seconds, not {value!r}")
-    return float(value)
+# ---- parsers of the settings added with the engine, the cluster and MailerQ ----
 
 
 def _rate(value: object, origin: str) -> float:
@@ -177,57 +151,6 @@ def _rate(value: object, origin: str) -> float:
     if not 0 <= rate <= 1_000_000:
         raise SettingsError(f"{origin} must be from 0 to 1000000, not {value!r}")
     return rate
-
-
-def _seconds_list(value: object, origin: str) -> tuple[float, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not items:
-        raise SettingsError(f"{origin} must be a comma-separated list of seconds, e.g. 60,300,900")
-    return tuple(_seconds(item, origin) for item in items)
-
-
-def _boolean(value: object, origin: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{origin} must be true or false, not {value!r}")
-
-
-def _networks(value: object, origin: str) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-        raise SettingsError(f"{origin} must be a comma-separated list of networks")
-    try:
-        return tuple(str(n) for n in parse_networks([str(i) for i in items]))
-    except ValueError as exc:
-        raise SettingsError(f"{origin}: {exc}") from None
-
-
-def _dns_servers(value: object, origin: str) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-        raise SettingsError(f"{origin} must be a comma-separated list of IP[:port]")
-    servers: list[str] = []
-    for item in (str(i).strip() for i in items):
-        if not item:
-            continue
-        host, port = item, ""
-        if item.startswith("["):
-            host, _, port = item[1:].partition("]")
-            port = port.removeprefix(":")
-        elif item.count(":") == 1:
-            host, _, port = item.partition(":")
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise SettingsError(f"{origin}: {item!r} is not an IP address[:port]") from None
-        if port and (not port.isdigit() or not 0 < int(port) < 65536):
-            raise SettingsError(f"{origin}: {item!r} has a bad port")
-        servers.append(item)
-    return tuple(servers)
 
 
 def _redis_url(value: object, origin: str) -> str:
@@ -265,33 +188,6 @@ def _queue_name(value: object, origin: str) -> str:
     if not text or len(text.encode()) > 255 or text.startswith("amq."):
         raise SettingsError(f"{origin} must be a queue name (1-255 bytes, not amq.*)")
     return text
-
-
-def _hostname(value: object, origin: str) -> str:
-    text = _text(value, origin).strip()
-    if not _HOSTNAME.fullmatch(text):
-        raise SettingsError(f"{origin} must be a host name such as mta1.example.com, not {text!r}")
-    return text
-
-
-MIN_TOKEN_LENGTH = 24  # 24 random base64 characters carry 144 bits (API.md §1: >= 128)
-
-
-def _secret(value: object, origin: str) -> str:
-    # Messages here never repeat the value: it is a secret.
-    if not isinstance(value, str):
-        raise SettingsError(f"{origin} must be a string")
-    if len(value) < MIN_TOKEN_LENGTH:
-        raise SettingsError(
-            f"{origin} must be at least {MIN_TOKEN_LENGTH} characters long"
-            " (for example the output of `openssl rand -base64 24`)"
-        )
-    if not all("!" <= ch <= "~" for ch in value):
-        raise SettingsError(
-            f"{origin} may only contain visible ASCII characters (no spaces), as it is sent"
-            " in an HTTP Authorization header"
-        )
-    return value
 
 
 @dataclass(frozen=True)
@@ -465,6 +361,45 @@ OPTIONS: tuple[Option, ...] = (
         "claim_lease", "VMTA_CLAIM_LEASE", None, _seconds,
         "seconds a node's claim on queued work lasts unrenewed: the work of a node that"
         " died goes to the others this long after its last renewal (default 300)",
+    ),
+    Option(
+        "smtp_max_sessions", "VMTA_SMTP_MAX_SESSIONS", None, _integer(1, 1_000_000),
+        "SMTP injection sessions open at once; more get 421 4.7.0 at connect (default 1000)",
+    ),
+    Option(
+        "smtp_max_sessions_per_client", "VMTA_SMTP_MAX_SESSIONS_PER_CLIENT", None,
+        _integer(1, 1_000_000),
+        "SMTP injection sessions open at once from one client address (default 100)",
+    ),
+    Option(
+        "smtp_stress_timeout", "VMTA_SMTP_STRESS_TIMEOUT", None, _seconds,
+        "idle timeout of SMTP injection sessions once they reach 80% of"
+        " VMTA_SMTP_MAX_SESSIONS, instead of 300 s (default 10)",
+    ),
+    Option(
+        "smtp_shutdown_grace", "VMTA_SMTP_SHUTDOWN_GRACE", None, _seconds,
+        "seconds a stopping vmta lets SMTP transactions in DATA finish before it says 421"
+        " (default 30)",
+    ),
+    Option(
+        "smtp_auth_admin", "VMTA_SMTP_AUTH_ADMIN", None, _boolean,
+        "SMTP AUTH also accepts admin credentials, not only submit ones (default false)",
+    ),
+    Option(
+        "relay_tls", "VMTA_RELAY_TLS", None, _relay_tls,
+        "TLS policy towards relay servers: opportunistic, required or verified, for all"
+        " (a bare value) or per relay server (NAME=POLICY), comma-separated"
+        " (default opportunistic; credentials always need a verified certificate)",
+    ),
+    Option(
+        "relay_ca_file", "VMTA_RELAY_CA_FILE", None, _path,
+        "PEM file of the CAs that relay certificates are verified against, instead of"
+        " the system's store",
+    ),
+    Option(
+        "loopback_counts_as_remote", "VMTA_LOOPBACK_COUNTS_AS_REMOTE", None, _boolean,
+        "FOR TESTS ONLY: treat loopback relay peers as remote ones for the TLS and"
+        " credential rules (default false)",
     ),
 )  # fmt: skip
 

@@ -16,6 +16,7 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 
+from vmta.domain.relay_tls import TlsDemand
 from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
 from vmta.smtp.client_auth import AUTHENTICATED, choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
@@ -30,8 +31,8 @@ from vmta.smtp.client_options import (
     SessionOptions,
     StartTls,
     cleartext_auth_allowed,
-    tls_context,
 )
+from vmta.smtp.client_tls import handshake_failure, session_demand, session_policy, tls_context
 from vmta.smtp.transaction import (
     InvalidEnvelope,
     TransactionResult,
@@ -128,8 +129,15 @@ class SmtpSession:
         if not greeting.is_success:
             raise failure("greeting", f"{self.server_name} greeted with {greeting}", greeting)
         await self._hello()
+        demand = session_demand(self._options, self.peer_ip)
         if self._options.starttls == "opportunistic" and "STARTTLS" in self.extensions:
-            await self._starttls()
+            await self._starttls(demand)
+        if demand.require_tls and not self.tls:
+            raise SessionDeferred(
+                "starttls",
+                f"{self.server_name} does not offer STARTTLS, and the TLS policy"
+                f" ({session_policy(self._options)}) requires it",
+            )
         if self._options.has_credentials:
             await self._authenticate()
 
@@ -153,9 +161,9 @@ class SmtpSession:
                 extensions[match.group(1).upper()] = (match.group(2) or "").strip()
         self.extensions = extensions
 
-    async def _starttls(self) -> None:
+    async def _starttls(self, demand: TlsDemand) -> None:
         reply = await self._command("STARTTLS", "starttls")
-        if reply.code == CLOSING:
+        if reply.code == CLOSING or (reply.code != 220 and demand.require_tls):
             raise failure("starttls", f"{self.server_name} refused STARTTLS: {reply}", reply)
         if reply.code != 220:
             # RFC 3207 §4: after a refusal the client decides whether to go on. This is
@@ -172,16 +180,18 @@ class SmtpSession:
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(
-                    tls_context(self._options.tls_verify),
+                    tls_context(demand.verify, self._options.ca_file if demand.verify else None),
+                    # SNI and the name the certificate must carry: the destination's host
+                    # name as configured (an IP address is checked, never sent as SNI).
                     server_hostname=self.server_name or None,
                     ssl_handshake_timeout=timeout,
                 )
         except (OSError, TimeoutError) as exc:
             self._broken()
-            detail = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
-            raise SessionDeferred(
-                "starttls", f"TLS handshake with {self.server_name} failed: {detail}"
-            ) from None
+            reason = handshake_failure(
+                exc, self.server_name, credentials=self._options.has_credentials
+            )
+            raise SessionDeferred("starttls", reason) from None
         self.tls = True
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         self.extensions = {}
@@ -189,7 +199,10 @@ class SmtpSession:
 
     async def _authenticate(self) -> None:
         if not cleartext_auth_allowed(
-            self.peer_ip, tls=self.tls, allow_plaintext_auth=self._options.allow_plaintext_auth
+            self.peer_ip,
+            tls=self.tls,
+            allow_plaintext_auth=self._options.allow_plaintext_auth,
+            loopback_is_remote=self._options.loopback_is_remote,
         ):
             raise CleartextAuthRefused(
                 "auth",

@@ -6,12 +6,11 @@ the policy functions decide, from what the session learnt, what may be sent.
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Literal
 
 from vmta.domain.relay_policy import is_loopback
+from vmta.domain.relay_tls import TlsPolicy
 
 StartTls = Literal["opportunistic", "never"]
 
@@ -23,7 +22,14 @@ class SessionOptions:
     password: str | None = field(default=None, repr=False)
     starttls: StartTls = "opportunistic"
     allow_plaintext_auth: bool = False
-    tls_verify: bool = False
+    tls_verify: bool = False  # always verify, as the "verified" policy does
+    # The relay server's TLS policy (domain/relay_tls.py); MX delivery stays opportunistic.
+    tls_policy: TlsPolicy = "opportunistic"
+    ca_file: str | None = None  # verify against these CAs instead of the system's store
+    # FOR TESTS ONLY (VMTA_LOOPBACK_COUNTS_AS_REMOTE): every peer in the tests is on
+    # loopback, so this lets them show the rules that protect credentials sent to a
+    # remote peer. Never set in production: it only makes vmta stricter.
+    loopback_is_remote: bool = False
     command_timeout: float = 300.0  # RFC 5321 §4.5.3.2: 5 minutes for MAIL, RCPT, greeting
     data_timeout: float = 600.0  # RFC 5321 §4.5.3.2.6: 10 minutes for the end of data
 
@@ -41,23 +47,22 @@ class SessionOptions:
         return bool(self.username) and bool(self.password)
 
 
-def cleartext_auth_allowed(peer_ip: str, *, tls: bool, allow_plaintext_auth: bool) -> bool:
+def peer_is_remote(peer_ip: str, *, loopback_is_remote: bool = False) -> bool:
+    return loopback_is_remote or not is_loopback(peer_ip)
+
+
+def cleartext_auth_allowed(
+    peer_ip: str, *, tls: bool, allow_plaintext_auth: bool, loopback_is_remote: bool = False
+) -> bool:
     """May credentials be sent to ``peer_ip``? Over TLS, to loopback, or when allowed.
+    (Over TLS to a remote peer the certificate has been verified: see relay_tls.py.)
 
     RFC 4954 §4 and §14: a password must not cross a network in the clear. Without this
     rule a relay that stops offering STARTTLS (or an attacker who strips it from the EHLO
     reply) would receive it. An unparsable ``peer_ip`` counts as remote.
     """
-    return tls or allow_plaintext_auth or is_loopback(peer_ip)
-
-
-@cache
-def tls_context(verify: bool) -> ssl.SSLContext:
-    """Built once per process: loading the CA store for every connection is costly."""
-    context = ssl.create_default_context()
-    if not verify:
-        # Opportunistic TLS (RFC 7435 §4): encrypt against passive eavesdropping even when
-        # the certificate cannot be checked, which is the norm between MTAs.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return (
+        tls
+        or allow_plaintext_auth
+        or not peer_is_remote(peer_ip, loopback_is_remote=loopback_is_remote)
+    )

@@ -10,19 +10,23 @@ clear (RFC 4954 §4).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
 from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
-from vmta.smtp.mail_path import plain_path
+from vmta.smtp.auth_gate import AuthGate
+from vmta.smtp.mail_path import has_control_character, plain_path
+from vmta.smtp.sasl_exchange import SaslExchange
+from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class ListenerSettings:
     tls_context: ssl.SSLContext | None = None
     relay_networks: Sequence[Network] = field(default_factory=list)
     max_recipients: int = MAX_RECIPIENTS
-    timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: the server timeout is at least 5 minutes
+    caps: SessionCaps = field(default_factory=SessionCaps)
 
 
 class InjectionHandler:
@@ -126,16 +130,109 @@ def _auth_name(session: Session) -> str | None:
     return None
 
 
-class InjectionSMTP(SMTP):
-    """aiosmtpd's SMTP, with AUTH offered to loopback clients even without TLS."""
+class InjectionSMTP(SaslExchange):
+    """aiosmtpd's SMTP with vmta's rules: AUTH offered to loopback clients even without
+    TLS, control characters refused in paths, the session caps and stress timeouts of
+    the ``SessionRegistry``, and a 421 on shutdown."""
+
+    def __init__(self, *args: Any, registry: SessionRegistry, auth_gate: AuthGate, **kw: Any):
+        super().__init__(*args, **kw)
+        self.registry = registry
+        self.auth_gate = auth_gate
+        self.client = ""
+        self._refused = False
+        self._in_data = False
+        self._leave_after_data = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        if self.transport is not None:  # the TLS transport after STARTTLS
+            super().connection_made(transport)
+            return
         peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        refusal = self.registry.admit(self)
+        if refusal is not None:
+            # Over a cap: answered and closed before aiosmtpd starts the session.
+            self._refused = True
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal.encode("ascii") + b"\r\n")
+            transport.close()
+            return
+        super().connection_made(transport)
         if isinstance(peer, tuple) and is_loopback(peer[0]):
             # A loopback connection never leaves the host, so credentials on it are not
             # exposed; elsewhere AUTH waits for STARTTLS (aiosmtpd's auth_require_tls).
             self._auth_require_tls = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        self.registry.release(self)
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # The idle timeout is looked up on each reset, so it follows the load.
+        super()._reset_timeout(duration or self.registry.idle_timeout())
+
+    def stress_began(self) -> None:
+        if not self._in_data and self.transport is not None:
+            self._reset_timeout()
+
+    # ---- shutdown (SessionRegistry.drain) ----
+
+    def shutdown_requested(self) -> None:
+        if self._in_data:
+            self._leave_after_data = True  # the transaction may finish first
+        else:
+            self.close_now()
+
+    def close_now(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.registry.goodbye.encode("ascii") + b"\r\n")
+        transport.close()
+
+    @functools.wraps(SMTP.smtp_DATA)
+    async def smtp_DATA(self, arg: str | None) -> None:
+        self._in_data = True
+        # The message body is work, not idling: the normal timeout, even under stress.
+        self._reset_timeout(self.registry.caps.timeout)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+        if self._leave_after_data or self.registry.stopping:
+            self.close_now()
+
+    # A control character anywhere in the argument of MAIL or RCPT is refused before
+    # aiosmtpd parses it: its parser drops some (a TAB is folding white space to it) and
+    # keeps others (NUL), and neither is allowed in a path (see mail_path.py). The reply
+    # is RFC 5321's 501 with RFC 3463's X.1.7 (sender) or X.1.3 (recipient) syntax code.
+
+    @functools.wraps(SMTP.smtp_MAIL)
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if arg is not None and has_control_character(arg):
+            await self.push("501 5.1.7 Bad sender address syntax")
+            return
+        await super().smtp_MAIL(arg)
+
+    @functools.wraps(SMTP.smtp_RCPT)
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg is not None and has_control_character(arg):
+            await self.push("501 5.1.3 Bad recipient address syntax")
+            return
+        await super().smtp_RCPT(arg)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The path of MAIL and RCPT: the everyday form without aiosmtpd's costly parser
@@ -150,44 +247,43 @@ class InjectionSMTP(SMTP):
         return address, parameters
 
 
-def make_authenticator(check: Callable[[str, str], bool]) -> Callable[..., AuthResult]:
-    """An aiosmtpd authenticator that checks name and secret against the API credentials."""
+@dataclass
+class Listener:
+    """The running listener: its server and its sessions."""
 
-    def authenticate(
-        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        name = auth_data.login.decode("utf-8", "replace")
-        secret = auth_data.password.decode("utf-8", "replace")
-        if check(name, secret):
-            return AuthResult(success=True, auth_data=auth_data)
-        log.info("SMTP AUTH failed for %r from %s", name, session.peer)
-        return AuthResult(success=False, handled=False)
+    server: asyncio.AbstractServer
+    sessions: SessionRegistry
 
-    return authenticate
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; let DATA in progress finish (at most ``grace`` seconds); say
+        421 to every session and close it (RFC 5321 §3.8)."""
+        self.server.close()
+        await self.sessions.drain(grace)
+        await self.server.wait_closed()
 
 
 async def start_listener(
     sock: socket.socket,
     intake: Intake,
     settings: ListenerSettings,
-    check_credentials: Callable[[str, str], bool],
-) -> asyncio.AbstractServer:
+    auth_gate: AuthGate,
+) -> Listener:
     handler = InjectionHandler(intake, settings)
-    authenticator = make_authenticator(check_credentials)
+    registry = SessionRegistry(settings.caps, settings.hostname)
 
     def factory() -> SMTP:
         return InjectionSMTP(
             handler,
+            registry=registry,
+            auth_gate=auth_gate,
             data_size_limit=settings.max_message_size,
             hostname=settings.hostname,
             ident="vmta ESMTP",
             tls_context=settings.tls_context,
-            authenticator=authenticator,
             auth_require_tls=True,
-            timeout=settings.timeout,
+            timeout=settings.caps.timeout,
         )
 
     loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, sock=sock)
+    server = await loop.create_server(factory, sock=sock)
+    return Listener(server, registry)

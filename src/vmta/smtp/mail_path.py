@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"  # RFC 5322 §3.2.3 atext
 _PLAIN = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>", re.ASCII)
 
@@ -31,3 +32,14 @@ def plain_path(arg: str) -> tuple[str, str] | None:
     if rest.startswith("("):
         return None
     return match.group(1), rest
+
+
+def has_control_character(address: str) -> bool:
+    """True when ``address`` holds NUL, CR, LF, TAB or another control character.
+
+    RFC 5321 §4.1.2 allows none of them in a path, not even quoted (qtextSMTP and
+    quoted-pairSMTP are %d32-126), and RFC 5321 §2.3.8 forbids a bare CR or LF in any
+    command. aiosmtpd's parser lets some through; stored, they break the spool (a NUL
+    cannot go into a PostgreSQL text column) or the next hop's command line.
+    """
+    return _CONTROL.search(address) is not None

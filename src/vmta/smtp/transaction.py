@@ -9,10 +9,11 @@ from dataclasses import dataclass
 
 from vmta.domain.errors import PermanentError
 from vmta.domain.smtp_reply import SmtpReply
+from vmta.smtp.mail_path import has_control_character
 
 
 class InvalidEnvelope(PermanentError):
-    """An address cannot be written into an SMTP command (CR, LF, NUL) or is missing."""
+    """An address cannot be written into an SMTP command (a control character) or is missing."""
 
 
 def prepare_data(data: bytes) -> tuple[int, bytes]:
@@ -36,8 +37,11 @@ def prepare_data(data: bytes) -> tuple[int, bytes]:
 def check_address(address: str, role: str, *, allow_empty: bool) -> None:
     if not address and not allow_empty:
         raise InvalidEnvelope(f"the {role} address is empty")
-    if any(c in address for c in "\r\n\0<>"):
-        raise InvalidEnvelope(f"the {role} address {address!r} contains CR, LF, NUL, < or >")
+    if has_control_character(address) or "<" in address or ">" in address:
+        # RFC 5321 §4.1.2: no control character in a path, and the brackets delimit it.
+        raise InvalidEnvelope(
+            f"the {role} address {address!r} contains a control character, < or >"
+        )
 
 
 @dataclass(frozen=True)

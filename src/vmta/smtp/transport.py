@@ -13,13 +13,14 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from vmta.delivery.path import EgressPath
 from vmta.delivery.transport import ConnectFailed, ConversationBroken, TransactionReplies
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.errors import PermanentError, TemporaryError
+from vmta.domain.relay_tls import RelayTlsPolicies
 from vmta.domain.smtp_reply import SmtpReply
 from vmta.egress.connector import open_connection
 from vmta.egress.errors import EgressError
@@ -40,6 +41,9 @@ class TransportSettings:
     data_timeout: float = 600.0
     starttls: Literal["opportunistic", "never"] = "opportunistic"
     allow_plaintext_auth: bool = False
+    relay_tls: RelayTlsPolicies = field(default_factory=RelayTlsPolicies)
+    ca_file: str | None = None  # VMTA_RELAY_CA_FILE
+    loopback_is_remote: bool = False  # FOR TESTS ONLY (client_options.py says why)
 
 
 class SmtpConversation:
@@ -112,6 +116,14 @@ class SmtpTransport:
             password=path.password,
             starttls=self.settings.starttls,
             allow_plaintext_auth=self.settings.allow_plaintext_auth,
+            # A relay server's own policy; MX delivery (no relay name) stays opportunistic.
+            tls_policy=(
+                self.settings.relay_tls.for_relay(path.relay_name)
+                if path.relay_name is not None
+                else "opportunistic"
+            ),
+            ca_file=self.settings.ca_file,
+            loopback_is_remote=self.settings.loopback_is_remote,
             command_timeout=self.settings.command_timeout,
             data_timeout=self.settings.data_timeout,
         )

@@ -133,9 +133,9 @@ api_credentials = Table(
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
-    # SHA-256 of the secret, hex. Secrets are >= 128 random bits, so a fast hash is safe:
-    # there is nothing to guess that a slow hash would protect.
-    Column("secret_sha256", String(64), nullable=False, unique=True),
+    # SHA-256 (hex) of a generated secret, or a salted scrypt hash of an operator-chosen
+    # one (domain/credential.py says why each; migration 0008 widened it).
+    Column("secret_sha256", String(200), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -304,3 +304,8 @@ nodes = Table(
     Column("heartbeat_at", Double, nullable=False),
 )
 Index("ix_nodes_data_dir_id", nodes.c.data_dir_id)
+
+# ---- credential scopes (migration 0008) ------------------------------------------------
+# admin: every endpoint; submit: injection only (domain/credential.py). Existing rows are
+# admin, so every credential keeps the endpoints it had.
+api_credentials.append_column(Column("scope", String(16), nullable=False, server_default="admin"))
