@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.sql.dml import Update
 
+from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
+from vmta.store.event_outbox import write_outcome_events
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
 
@@ -93,9 +95,18 @@ def _recipient_values(o: Outcome) -> dict[str, Any]:
 
 
 class SqlSpool:
-    def __init__(self, store: Store, owner: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        *,
+        event_subscriptions: Sequence[EventSubscription] = (),
+    ) -> None:
         self.store = store
         self.owner = owner
+        # Destinations that get an event for each outcome (docs/events.md); none: no
+        # event is written and recording costs nothing more.
+        self.event_subscriptions = tuple(event_subscriptions)
 
     # ---- accepting -----------------------------------------------------------------
 
@@ -225,7 +236,8 @@ class SqlSpool:
     # ---- outcomes ------------------------------------------------------------------
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Apply outcomes in one transaction: recipient state, attempt rows, memory.
+        """Apply outcomes in one transaction: recipient state, attempt rows, memory, and
+        their events in the outbox (so that an event exists exactly when its outcome does).
 
         Consecutive outcomes that set the same columns share one executemany UPDATE, in
         their order: building one statement per outcome was the spool writer's largest
@@ -234,6 +246,8 @@ class SqlSpool:
         if not outcomes:
             return
         with self.store.write() as conn:
+            # First: it reads the attempt counts as they were before these outcomes.
+            write_outcome_events(conn, outcomes, self.owner, self.event_subscriptions)
             shape: tuple[tuple[str, ...], bool] | None = None
             run: list[dict[str, Any]] = []
             for o in outcomes:
