@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.peers.proxies",
     "tests.peers.scripted",
     "tests.peers.dns",
+    "tests.peers.http_receiver",
 ]
 
 PG_URL = os.environ.get("VMTA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -17,6 +17,8 @@ from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import DeliveryEngine, EngineSettings
+from vmta.delivery.event_sender import EventSender
+from vmta.delivery.event_setup import EventSettings, event_destinations, subscriptions
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
@@ -30,6 +32,7 @@ from vmta.runtime.settings import Settings, SettingsError
 from vmta.smtp.listener import ListenerSettings, start_listener
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
+from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
@@ -54,6 +57,7 @@ class DataPlaneSettings:
     recheck: float = 60.0  # seconds before a paused or waiting recipient is looked at again
     external_mta_failures: int = 3  # consecutive egress failures that suspend an external MTA
     external_mta_suspension: float = 60.0  # seconds
+    events: EventSettings = field(default_factory=EventSettings)
 
 
 def data_plane_settings(settings: Settings) -> DataPlaneSettings:
@@ -122,7 +126,11 @@ class DataPlane:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.owner = node_id(data_dir)
-        self.spool = SqlSpool(store, self.owner)
+        destinations = event_destinations(settings.events)
+        self.spool = SqlSpool(store, self.owner, event_subscriptions=subscriptions(destinations))
+        self.events = EventSender(
+            EventOutbox(store, self.owner), destinations, self.clock, settings.events.sender
+        )
         engine_settings = settings.engine
         self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
         self.config = ConfigView(store, self.clock)
@@ -171,6 +179,7 @@ class DataPlane:
 
     async def start(self, smtp_socket: socket.socket | None) -> None:
         self.gateway.start()
+        await self.events.start()
         await self.engine.start()
         if smtp_socket is not None:
             listener = ListenerSettings(
@@ -190,6 +199,7 @@ class DataPlane:
             await self._server.wait_closed()
         await self.engine.stop()
         await self.gateway.stop()
+        await self.events.stop()
         self.journal.close()
         self.delivery_log.close()
 
@@ -202,4 +212,5 @@ class DataPlane:
             "paths": self.engine.path_states(),
             "external_mtas": self.health.report(self.clock.now()),
             "commits": self.gateway.commit_stats,
+            "events_recovered_in_flight": self.events.recovered_in_flight,
         }

@@ -193,6 +193,21 @@ class EventOutbox:
         self.store = store
         self.owner = owner
 
+    def _due(self, destination: str, now: float) -> Any:
+        return and_(
+            D.destination == destination,
+            or_(D.lease_owner.is_(None), D.lease_until < now, D.lease_owner == self.owner),
+        )
+
+    def has_due(self, destination: str, now: float) -> bool:
+        """Whether ``claim`` would find anything: a read, so that an idle sender polling
+        an empty outbox never takes SQLite's write lock."""
+        with self.store.read() as conn:
+            found = conn.execute(
+                select(D.event_id).where(self._due(destination, now)).limit(1)
+            ).first()
+        return found is not None
+
     def claim(
         self, destination: str, limit: int, now: float, lease_until: float
     ) -> list[PendingEvent]:
@@ -202,10 +217,7 @@ class EventOutbox:
         with self.store.write() as conn:
             due = (
                 select(D.event_id)
-                .where(
-                    D.destination == destination,
-                    or_(D.lease_owner.is_(None), D.lease_until < now, D.lease_owner == self.owner),
-                )
+                .where(self._due(destination, now))
                 .order_by(D.event_id)
                 .limit(limit)
             )
