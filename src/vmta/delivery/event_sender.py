@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.clock import Clock
 from vmta.store.event_outbox import DestinationStatus, EventOutbox, PendingEvent
@@ -208,7 +208,7 @@ class EventSender:
     async def _sleep(self, seconds: float, *events: asyncio.Event) -> None:
         if self._stopping:
             return
-        waiters = {asyncio.ensure_future(self.clock.sleep(seconds))}
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.clock.sleep(seconds))}
         waiters |= {asyncio.ensure_future(e.wait()) for e in events}
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
