@@ -17,7 +17,7 @@ from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import DeliveryEngine, EngineSettings
-from vmta.delivery.event_sender import EventSender
+from vmta.delivery.event_sender import EventSender, SenderSettings
 from vmta.delivery.event_setup import EventSettings, event_destinations, subscriptions
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.intake import Intake
@@ -85,6 +85,19 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         delivery_port=settings.delivery_port,
         external_mta_failures=settings.external_mta_failures,
         external_mta_suspension=settings.external_mta_suspension,
+        events=EventSettings(
+            http_url=settings.events_http_url,
+            http_batch=settings.events_http_batch,
+            http_timeout=settings.events_http_timeout,
+            rabbitmq_url=settings.rabbitmq_url,
+            rabbitmq_queues={
+                "results": settings.rabbitmq_results,
+                "success": settings.rabbitmq_success,
+                "failure": settings.rabbitmq_failure,
+                "retry": settings.rabbitmq_retry,
+            },
+            sender=SenderSettings(retry_max=settings.events_retry_max),
+        ),
     )
 
 
