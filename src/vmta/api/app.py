@@ -8,14 +8,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 import vmta
-from vmta.api import errors, openapi, queue
+from vmta.api import errors, events, metrics_endpoint, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.greenarrow import engine
 from vmta.api.mailerq import external_mtas
+from vmta.runtime.metrics import DeliveryMetrics
 from vmta.store.store import Store
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, metrics: DeliveryMetrics | None = None) -> FastAPI:
     app = FastAPI(
         title="vmta",
         version=vmta.__version__,
@@ -27,6 +28,10 @@ def create_app(store: Store) -> FastAPI:
         ),
     )
     app.state.store = store
+    if metrics is None:  # no data plane in this process: the store's readings only
+        metrics = DeliveryMetrics()
+        metrics.watch_store(store)
+    app.state.metrics = metrics
     authenticator = Authenticator(store)
     app.state.authenticator = authenticator
 
@@ -49,6 +54,8 @@ def create_app(store: Store) -> FastAPI:
     app.include_router(engine.router())
     app.include_router(external_mtas.router())
     app.include_router(queue.router())
+    app.include_router(events.router())
+    app.include_router(metrics_endpoint.router())
 
     errors.install(app)
     openapi.install(app)

@@ -47,11 +47,12 @@ class RabbitMqEventDestination:
         timeout: float = 10.0,
     ) -> None:
         self.name = name
+        self.kind = "rabbitmq"
+        self.target = display_amqp_url(url)
         self.event_types = frozenset({DELIVERY_ATTEMPT})
         self.url = url
         self.queues = dict(DEFAULT_QUEUES if queues is None else queues)
         self.timeout = timeout
-        self._shown = display_amqp_url(url)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._declared: set[str] = set()
@@ -90,7 +91,7 @@ class RabbitMqEventDestination:
                 plans.append((event, queues))
         except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
             await self._reset()
-            raise EventDeliveryFailed(f"RabbitMQ {self._shown}: {_reason(exc)}") from None
+            raise EventDeliveryFailed(f"RabbitMQ {self.target}: {_reason(exc)}") from None
         # Publish the whole batch, then wait for the confirms; the events acknowledged
         # are the longest confirmed prefix (a later one is sent again, never skipped).
         publishes = [
@@ -101,7 +102,7 @@ class RabbitMqEventDestination:
             if isinstance(outcome, BaseException):
                 await self._reset()
                 raise EventDeliveryFailed(
-                    f"RabbitMQ {self._shown}: {_reason(outcome)}", done
+                    f"RabbitMQ {self.target}: {_reason(outcome)}", done
                 ) from None
 
     async def _publish(

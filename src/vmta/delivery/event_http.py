@@ -34,10 +34,11 @@ class HttpEventDestination:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
+        self.kind = "http"
+        self.target = display_url(url)
         self.event_types = frozenset(EVENT_TYPES)
         self.url = url
         self.batch_size = batch_size
-        self._shown = display_url(url)
         self._client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
@@ -58,11 +59,11 @@ class HttpEventDestination:
                     headers={"Content-Type": "application/json"},
                 )
             except httpx.HTTPError as exc:
-                reason = f"POST {self._shown}: {type(exc).__name__}: {exc}".rstrip(": ")
+                reason = f"POST {self.target}: {type(exc).__name__}: {exc}".rstrip(": ")
                 raise EventDeliveryFailed(reason, done) from None
             if not 200 <= response.status_code < 300:
                 raise EventDeliveryFailed(
-                    f"POST {self._shown}: HTTP {response.status_code}", done
+                    f"POST {self.target}: HTTP {response.status_code}", done
                 ) from None
             done += len(chunk)
 

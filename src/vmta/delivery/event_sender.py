@@ -46,6 +46,8 @@ class EventDeliveryFailed(Exception):
 
 class EventDestination(Protocol):
     name: str
+    kind: str  # http, rabbitmq
+    target: str  # where it sends, for GET /api/events: never with credentials
     event_types: frozenset[str]
 
     async def send(self, batch: Sequence[PendingEvent]) -> None:
@@ -120,6 +122,13 @@ class EventSender:
             with contextlib.suppress(Exception):
                 await destination.close()
         self._thread.shutdown(wait=True)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The configured destinations and what this node sent to each since it started."""
+        return [
+            {"name": d.name, "type": d.kind, "target": d.target, "sent": self.sent.get(d.name, 0)}
+            for d in self.destinations
+        ]
 
     async def status(self) -> list[DestinationStatus]:
         return await self._db(self.outbox.status, self.clock.now())

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.committer import BatchRunner
 from vmta.domain.spool_records import Job, NewMessage, Outcome
@@ -20,6 +21,14 @@ from vmta.store.spool import SqlSpool
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class CommitObserver(Protocol):
+    """Told about each group commit once it is durable (vmta.runtime.metrics)."""
+
+    def spool_commit(self, seconds: float) -> None: ...
+
+    def recorded(self, outcomes: Sequence[Outcome]) -> None: ...
 
 
 class SpoolGateway:
@@ -34,6 +43,7 @@ class SpoolGateway:
         self._outcomes: BatchRunner[Outcome, None] = BatchRunner(
             self._writer, self._record_batch, max_batch=max_batch * 4
         )
+        self.observer: CommitObserver | None = None
 
     def start(self) -> None:
         self._accepts.start()
@@ -49,14 +59,21 @@ class SpoolGateway:
 
     def _accept_batch(self, items: Sequence[tuple[NewMessage, float]]) -> list[list[Job]]:
         lease_until = max(lease for _, lease in items)
+        started = time.perf_counter()
         jobs = self.spool.accept([message for message, _ in items], lease_until)
+        if self.observer is not None:
+            self.observer.spool_commit(time.perf_counter() - started)
         by_message: dict[str, list[Job]] = {}
         for job in jobs:
             by_message.setdefault(job.message_id, []).append(job)
         return [by_message.get(message.id, []) for message, _ in items]
 
     def _record_batch(self, outcomes: Sequence[Outcome]) -> list[None]:
+        started = time.perf_counter()
         self.spool.record(outcomes)
+        if self.observer is not None:
+            self.observer.spool_commit(time.perf_counter() - started)
+            self.observer.recorded(outcomes)
         return [None] * len(outcomes)
 
     async def accept(self, message: NewMessage, now: float) -> list[Job]:

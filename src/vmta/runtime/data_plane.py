@@ -28,6 +28,7 @@ from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.smtp.listener import ListenerSettings, start_listener
 from vmta.smtp.transport import SmtpTransport, TransportSettings
@@ -134,6 +135,7 @@ class DataPlane:
         *,
         clock: Clock | None = None,
         transport: Transport | None = None,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -146,6 +148,9 @@ class DataPlane:
         )
         engine_settings = settings.engine
         self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
+        # Metrics of this data plane; /metrics serves the same object (runtime/server.py).
+        self.metrics = metrics or DeliveryMetrics()
+        self.gateway.observer = self.metrics
         self.config = ConfigView(store, self.clock)
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
@@ -202,7 +207,7 @@ class DataPlane:
                 relay_networks=list(self.settings.relay_networks),
             )
             self._server = await start_listener(
-                smtp_socket, self.intake, listener, self.check_credentials
+                smtp_socket, self.intake, listener, self.check_credentials, self.metrics
             )
 
     async def stop(self) -> None:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from vmta.api.app import create_app
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import DataPlane, data_plane_settings
+from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
 from vmta.store.database import safe_url
@@ -126,13 +127,21 @@ async def serve(settings: Settings) -> None:
             stack.callback(store.close)
             log.info("store ready: %s", safe_url(url))
             ensure_admin_credential(store, settings)
-            data_plane = DataPlane(store, data_plane_settings(settings), settings.data_dir)
+            metrics = DeliveryMetrics()
+            metrics.watch_store(store)
+            data_plane = DataPlane(
+                store, data_plane_settings(settings), settings.data_dir, metrics=metrics
+            )
             await data_plane.start(smtp_socket)
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
-            app = create_app(store)
+            app = create_app(store, metrics)
             app.state.engine_state = data_plane.state
+            app.state.event_destinations = lambda: (
+                data_plane.events.describe(),
+                data_plane.events.recovered_in_flight,
+            )
             app.state.wake_engine = data_plane.engine.wake
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)

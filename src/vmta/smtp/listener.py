@@ -13,9 +13,10 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -38,12 +39,24 @@ class ListenerSettings:
     timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: the server timeout is at least 5 minutes
 
 
+class InjectionObserver(Protocol):
+    """Told how long each accepted message took to become durable (runtime.metrics)."""
+
+    def injected(self, latency: float, source: str = "smtp") -> None: ...
+
+
 class InjectionHandler:
     """aiosmtpd handler hooks. Replies follow RFC 5321 and RFC 3463 enhanced codes."""
 
-    def __init__(self, intake: Intake, settings: ListenerSettings) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        settings: ListenerSettings,
+        observer: InjectionObserver | None = None,
+    ) -> None:
         self.intake = intake
         self.settings = settings
+        self.observer = observer
 
     async def handle_EHLO(
         self,
@@ -95,11 +108,14 @@ class InjectionHandler:
             auth_name=_auth_name(session),
             tls=session.ssl is not None,
         )
+        started = time.perf_counter()
         try:
             queue_id = await self.intake.accept(arrival)
         except Exception:
             log.exception("could not store a message from %s", client_ip)
             return "451 4.3.0 Could not store the message; try again later"
+        if self.observer is not None:
+            self.observer.injected(time.perf_counter() - started)
         return f"250 2.0.0 OK: queued as {queue_id}"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -164,8 +180,9 @@ async def start_listener(
     intake: Intake,
     settings: ListenerSettings,
     check_credentials: Callable[[str, str], bool],
+    observer: InjectionObserver | None = None,
 ) -> asyncio.AbstractServer:
-    handler = InjectionHandler(intake, settings)
+    handler = InjectionHandler(intake, settings, observer)
     authenticator = make_authenticator(check_credentials)
 
     def factory() -> SMTP:
