@@ -6,17 +6,19 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from prometheus_client import CollectorRegistry
 
 import vmta
 from vmta.api import errors, events, metrics_endpoint, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.greenarrow import engine
 from vmta.api.mailerq import external_mtas
-from vmta.runtime.metrics import DeliveryMetrics
 from vmta.store.store import Store
 
 
-def create_app(store: Store, metrics: DeliveryMetrics | None = None) -> FastAPI:
+def create_app(store: Store, metrics: CollectorRegistry | None = None) -> FastAPI:
+    """``metrics``: the registry of a data plane in this process, served at /metrics
+    with the store's readings added."""
     app = FastAPI(
         title="vmta",
         version=vmta.__version__,
@@ -28,10 +30,7 @@ def create_app(store: Store, metrics: DeliveryMetrics | None = None) -> FastAPI:
         ),
     )
     app.state.store = store
-    if metrics is None:  # no data plane in this process: the store's readings only
-        metrics = DeliveryMetrics()
-        metrics.watch_store(store)
-    app.state.metrics = metrics
+    app.state.metrics_registry = metrics_endpoint.metrics_registry(store, metrics)
     authenticator = Authenticator(store)
     app.state.authenticator = authenticator
 

@@ -1,9 +1,9 @@
 """Prometheus metrics (text exposition format, served at ``/metrics``; docs/metrics.md).
 
 ``DeliveryMetrics`` is what the data plane reports through: counters, gauges and
-histograms the delivery code moves as things happen. ``StoreCollector`` reads, at scrape
-time, what the database knows for the whole cluster: recipients by state and the event
-backlog per destination.
+histograms the delivery code moves as things happen. What the database knows for the
+whole cluster (recipients by state, event backlog) is read at scrape time by the
+collector that ``/metrics`` adds to the same registry (``vmta.api.metrics_endpoint``).
 
 Label values are bounded: a VirtualMTA or path label takes at most ``label_limit``
 distinct values and then ``other``, so that a misconfiguration cannot grow the
@@ -15,19 +15,12 @@ per destination domain, which would make the label set unbounded).
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from vmta.domain.egress_route import EgressRoute
 from vmta.domain.spool_records import Outcome
-from vmta.store.event_outbox import EventOutbox
-from vmta.store.spool import SqlSpool
-from vmta.store.store import Store
 
 OUTCOMES = ("delivered", "deferred", "failed", "bounced")
 SOURCES = ("smtp", "http", "amqp", "bounce")
@@ -167,55 +160,3 @@ class DeliveryMetrics:
 
     def spool_commit(self, seconds: float) -> None:
         self.commits.observe(max(0.0, seconds))
-
-    # ---- scrape-time readings ------------------------------------------------------------
-
-    def watch_store(self, store: Store) -> None:
-        """Also report what the database knows (queue by state, event backlog)."""
-        self.registry.register(StoreCollector(store))
-
-
-class StoreCollector(Collector):
-    """Recipients by state and event backlog per destination, read at each scrape."""
-
-    def __init__(self, store: Store) -> None:
-        self.spool = SqlSpool(store, owner="metrics")
-        self.outbox = EventOutbox(store, owner="metrics")
-
-    def describe(self) -> Iterable[Any]:
-        return []  # read at scrape time only: no database read when registering
-
-    def collect(self) -> Iterable[Any]:
-        queue = GaugeMetricFamily(
-            "vmta_queue_recipients",
-            "Recipients in the spool by state (queued ones as ready, deferred or waiting)",
-            labels=["state"],
-        )
-        totals = dict.fromkeys(("ready", "deferred", "waiting", "delivered", "failed"), 0)
-        for row in self.spool.counts():
-            n = int(row["n"])
-            if row["state"] == "queued":
-                kind = "waiting" if row["waiting"] else ("deferred" if row["tried"] else "ready")
-                totals[kind] += n
-            else:
-                totals[row["state"]] = totals.get(row["state"], 0) + n
-        for state, n in totals.items():
-            queue.add_metric([state], n)
-        yield queue
-        backlog = GaugeMetricFamily(
-            "vmta_event_backlog",
-            "Events not yet acknowledged by the destination",
-            labels=["destination"],
-        )
-        oldest = GaugeMetricFamily(
-            "vmta_event_oldest_age_seconds",
-            "Age of the oldest event the destination has not acknowledged",
-            labels=["destination"],
-        )
-        now = time.time()
-        for status in self.outbox.status(now):
-            backlog.add_metric([status.name], status.backlog)
-            age = 0.0 if status.oldest_created_at is None else now - status.oldest_created_at
-            oldest.add_metric([status.name], max(0.0, age))
-        yield backlog
-        yield oldest

@@ -128,7 +128,6 @@ async def serve(settings: Settings) -> None:
             log.info("store ready: %s", safe_url(url))
             ensure_admin_credential(store, settings)
             metrics = DeliveryMetrics()
-            metrics.watch_store(store)
             data_plane = DataPlane(
                 store, data_plane_settings(settings), settings.data_dir, metrics=metrics
             )
@@ -136,7 +135,7 @@ async def serve(settings: Settings) -> None:
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
-            app = create_app(store, metrics)
+            app = create_app(store, metrics.registry)
             app.state.engine_state = data_plane.state
             app.state.event_destinations = lambda: (
                 data_plane.events.describe(),
