@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.peers.dns",
     "tests.delivery.engine_harness",
     "tests.peers.redis_db",
+    "tests.peers.http_receiver",
 ]
 
 PG_URL = os.environ.get("VMTA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -273,3 +273,38 @@ def test_hostile_client_settings() -> None:
     assert settings.smtp_shutdown_grace == 12.5 and settings.smtp_auth_admin is True
     with pytest.raises(SettingsError, match="VMTA_SMTP_MAX_SESSIONS"):
         load_settings(environ={"VMTA_SMTP_MAX_SESSIONS": "0"})
+
+
+def test_event_settings_from_the_environment() -> None:
+    settings = load_settings(
+        environ={
+            "VMTA_EVENTS_HTTP_URL": "https://hooks.example.com/vmta",
+            "VMTA_EVENTS_HTTP_BATCH": "50",
+            "VMTA_RABBITMQ_URL": "amqp://user:pw@mq.example.com:5672/",
+            "VMTA_RABBITMQ_SUCCESS": "delivered",
+            # The one kind of setting where empty is a value: that result queue is off.
+            "VMTA_RABBITMQ_RETRY": "",
+        }
+    )
+    assert settings.events_http_url == "https://hooks.example.com/vmta"
+    assert settings.events_http_batch == 50
+    assert settings.rabbitmq_url == "amqp://user:pw@mq.example.com:5672/"
+    assert (settings.rabbitmq_results, settings.rabbitmq_success) == ("results", "delivered")
+    assert (settings.rabbitmq_failure, settings.rabbitmq_retry) == ("failure", "")
+    assert "pw" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "start"),
+    [
+        ("VMTA_EVENTS_HTTP_URL", "ftp://user:secret@x/", "VMTA_EVENTS_HTTP_URL must be an http"),
+        ("VMTA_RABBITMQ_URL", "http://user:secret@x/", "VMTA_RABBITMQ_URL must be an amqp"),
+        ("VMTA_EVENTS_HTTP_BATCH", "0", "VMTA_EVENTS_HTTP_BATCH must be an integer from 1"),
+    ],
+)
+def test_bad_event_settings_are_refused_without_echoing_secrets(
+    variable: str, value: str, start: str
+) -> None:
+    message = error_of(environ={variable: value})
+    assert message.startswith(start)
+    assert "secret" not in message

@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
 
 import vmta
-from vmta.api import errors, openapi, queue
+from vmta.api import errors, events, metrics_endpoint, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator, forbidden, may_use
 from vmta.api.greenarrow import engine
 from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
@@ -18,7 +19,9 @@ from vmta.store.store import Store
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, metrics: CollectorRegistry | None = None) -> FastAPI:
+    """``metrics``: the registry of a data plane in this process, served at /metrics
+    with the store's readings added."""
     # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
     # host without internet access (common in sending networks); fastapi-offline ships
     # the same Swagger UI and ReDoc files in its package and serves them from here.
@@ -34,6 +37,7 @@ def create_app(store: Store) -> FastAPI:
         ),
     )
     app.state.store = store
+    app.state.metrics_registry = metrics_endpoint.metrics_registry(store, metrics)
     authenticator = Authenticator(store)
     app.state.authenticator = authenticator
 
@@ -62,6 +66,8 @@ def create_app(store: Store) -> FastAPI:
     app.include_router(suppressions.router())
     app.include_router(inject.router())
     app.include_router(queue.router())
+    app.include_router(events.router())
+    app.include_router(metrics_endpoint.router())
 
     errors.install(app)
     openapi.install(app)

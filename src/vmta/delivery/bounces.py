@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_port import Spool
@@ -78,7 +79,9 @@ class BounceMailer:
         hostname: str,
         max_lifetime: float,
         due_now: asyncio.Event,
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or NoMetrics()
         self._spool = spool
         self._clock = clock
         self._hostname = hostname
@@ -110,4 +113,6 @@ class BounceMailer:
         except Exception:
             log.exception("could not queue the bounce for message %s", first.message_id)
             return
+        for _job, outcome in failed:
+            self._metrics.outcome("bounced", outcome.virtual_mta, outcome.source_ip or "default")
         self._due_now.set()

@@ -17,6 +17,7 @@ from typing import Any
 from vmta.delivery.clock import Clock
 from vmta.delivery.dispatcher import Dispatcher
 from vmta.delivery.egress_health import EgressHealth
+from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.ready_queue import Delivery, PathQueue
@@ -47,8 +48,10 @@ class ConnectionWorker:
         health: EgressHealth,
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._spawn = spawn
+        self._metrics = metrics or NoMetrics()
         self._transport = transport
         self._throttles = throttles
         self._recorder = recorder
@@ -70,10 +73,15 @@ class ConnectionWorker:
                 await self._failed(dispatcher, queue, delivery, exc)
                 return
             queue.connection_worked()
+            label = route_label(queue.path.route)
+            self._metrics.connection_opened(label)
             route = queue.path.route
             if route.protocol is not EgressProtocol.DIRECT and route.public_ip:
                 self._health.succeeded(route.public_ip)
-            conversation = await self._deliver(dispatcher, queue, conversation, delivery)
+            try:
+                conversation = await self._deliver(dispatcher, queue, conversation, delivery)
+            finally:
+                self._metrics.connection_closed(label)
         finally:
             if conversation is not None:
                 with contextlib.suppress(Exception):
@@ -126,6 +134,7 @@ class ConnectionWorker:
             wait = await self._throttles.reserve_message(queue.throttle, per_hour)
             if wait <= 0:
                 return delivery
+            self._metrics.throttle_wait(wait)
             if wait > settings.pacing_keep_open or dispatcher.stopping:
                 queue.waiting.appendleft(delivery)
                 if wait > settings.release_after:

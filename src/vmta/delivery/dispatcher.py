@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
 from vmta.delivery.ready_queue import ConnectionRate, Delivery, PathQueue
@@ -71,7 +72,9 @@ class Dispatcher:
         settings: DispatchSettings,
         spawn: Spawn,
         open_connection: OpenConnection,
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or NoMetrics()
         self._router = router
         self._throttles = throttles
         self._recorder = recorder
@@ -83,6 +86,7 @@ class Dispatcher:
         self.paths: dict[tuple[object, ...], PathQueue] = {}
         # Paths that share a throttle: a connection slot freed by one may serve another.
         self._by_throttle: dict[str, set[PathQueue]] = {}
+        self._by_label: dict[str, set[PathQueue]] = {}  # by metric label (source IP)
         self.stopping = False
 
     # ---- routing -------------------------------------------------------------------------
@@ -135,6 +139,7 @@ class Dispatcher:
             queue = PathQueue(path, rate)
             self.paths[path.key] = queue
             self._by_throttle.setdefault(queue.throttle, set()).add(queue)
+            self._by_label.setdefault(route_label(path.route), set()).add(queue)
         else:
             queue.path = path  # the newest configuration wins
         return queue
@@ -154,7 +159,16 @@ class Dispatcher:
             await self._recorder.release(delivery.jobs, until, self._rate_reason(queue))
             return
         queue.push(delivery)
+        self._metrics.ready_queue(route_label(queue.path.route), self._waiting_on(queue))
         self.pump(queue)
+
+    def _waiting_on(self, queue: PathQueue) -> int:
+        """Deliveries waiting on every path that leaves from ``queue``'s source (its
+        metric label: one source IP has a path per destination)."""
+        label = route_label(queue.path.route)
+        return sum(
+            len(q.waiting) for q in self.paths.values() if route_label(q.path.route) == label
+        )
 
     def _expected_wait(self, queue: PathQueue) -> float:
         """How long a delivery joining the queue now would wait for its pacing slot, as
@@ -215,6 +229,7 @@ class Dispatcher:
             return False  # locally, a released slot pumps the paths of its throttle
         wait = await self._throttles.reserve_message(queue.throttle, limits.max_messages_per_hour)
         if wait > 0:
+            self._metrics.throttle_wait(wait)
             await self._throttles.release_connection(queue.throttle, token)
             if wait > self.settings.release_after:
                 await self.release_backlog(queue, wait)
@@ -270,6 +285,11 @@ class Dispatcher:
         them all would grow without bound)."""
         if self.paths.get(queue.path.key) is queue:
             del self.paths[queue.path.key]
+        labelled = self._by_label.get(route_label(queue.path.route))
+        if labelled is not None:
+            labelled.discard(queue)
+            if not labelled:
+                del self._by_label[route_label(queue.path.route)]
         siblings = self._by_throttle.get(queue.throttle)
         if siblings is not None:
             siblings.discard(queue)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from vmta.delivery.bounces import BounceMailer
 from vmta.delivery.clock import Clock
 from vmta.delivery.delivery_log import DeliveryLog
+from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics
 from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.router import Deliver, Hold, Refuse
 from vmta.delivery.transport import Conversation
@@ -51,7 +52,9 @@ class OutcomeRecorder:
         delivery_log: DeliveryLog,
         occupancy: Occupancy,
         bounces: BounceMailer | None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or NoMetrics()
         self._spool = spool
         self._clock = clock
         self._settings = settings
@@ -85,6 +88,8 @@ class OutcomeRecorder:
             self._occupancy.give_back(len(jobs))
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._log_attempt(job, outcome)
+            if outcome.state == DELIVERED and outcome.recipient_id not in unstored:
+                self._metrics.delivered(outcome.at - job.received_at)
         failed = [(j, o) for j, o in zip(jobs, outcomes, strict=True) if o.state == FAILED]
         if failed and self._bounces is not None:
             await self._bounces.notify(failed, remote=conversation is not None)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.committer import BatchRunner
 from vmta.domain.spool_records import Job, NewMessage, Outcome
@@ -22,8 +23,23 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class CommitObserver(Protocol):
+    """Told about each group commit once it is durable (vmta.runtime.metrics)."""
+
+    def spool_commit(self, seconds: float) -> None: ...
+
+    def recorded(self, outcomes: Sequence[Outcome]) -> None: ...
+
+
 class SpoolGateway:
-    def __init__(self, spool: SqlSpool, *, lease_seconds: float, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        spool: SqlSpool,
+        *,
+        lease_seconds: float,
+        max_batch: int = 500,
+        observer: CommitObserver | None = None,
+    ) -> None:
         self.spool = spool
         self.lease_seconds = lease_seconds
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
@@ -34,6 +50,7 @@ class SpoolGateway:
         self._outcomes: BatchRunner[Outcome, BaseException | None] = BatchRunner(
             self._writer, self._record_batch, max_batch=max_batch * 4
         )
+        self.observer = observer  # commit latency and committed outcomes (metrics)
 
     def start(self) -> None:
         self._accepts.start()
@@ -50,9 +67,12 @@ class SpoolGateway:
     def _accept_batch(self, items: Sequence[tuple[NewMessage, float | None]]) -> list[list[Job]]:
         leases = [lease for _, lease in items if lease is not None]
         unclaimed = [message.id for message, lease in items if lease is None]
+        started = time.perf_counter()
         jobs = self.spool.accept(
             [message for message, _ in items], max(leases) if leases else None, unclaimed
         )
+        if self.observer is not None:
+            self.observer.spool_commit(time.perf_counter() - started)
         by_message: dict[str, list[Job]] = {}
         for job in jobs:
             by_message.setdefault(job.message_id, []).append(job)
@@ -62,19 +82,23 @@ class SpoolGateway:
         """One transaction for the batch; if it fails, each outcome alone, so that one
         outcome the store refuses cannot hold back the others (each caller learns its
         own result)."""
+        started = time.perf_counter()
         try:
             self.spool.record(outcomes)
-            return [None] * len(outcomes)
+            results: list[BaseException | None] = [None] * len(outcomes)
         except Exception:
             if len(outcomes) == 1:
                 raise
-        results: list[BaseException | None] = []
-        for outcome in outcomes:
-            try:
-                self.spool.record([outcome])
-                results.append(None)
-            except Exception as exc:
-                results.append(exc)
+            results = []
+            for outcome in outcomes:
+                try:
+                    self.spool.record([outcome])
+                    results.append(None)
+                except Exception as exc:
+                    results.append(exc)
+        if self.observer is not None:
+            self.observer.spool_commit(time.perf_counter() - started)
+            self.observer.recorded([o for o, r in zip(outcomes, results, strict=True) if r is None])
         return results
 
     async def accept(self, message: NewMessage, now: float, *, claim: bool = True) -> list[Job]:

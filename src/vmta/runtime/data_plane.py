@@ -16,6 +16,8 @@ from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import EngineSettings
+from vmta.delivery.event_sender import EventSender, SenderSettings
+from vmta.delivery.event_setup import EventSettings, event_destinations, subscriptions
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.inflow import InflowGate, InflowSettings
 from vmta.delivery.intake import Intake
@@ -29,6 +31,7 @@ from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.runtime.delivery_wiring import build_engine
+from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.runtime.throttles import PACING_FILE
@@ -37,6 +40,7 @@ from vmta.smtp.listener import Listener, ListenerSettings, start_listener
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
+from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
@@ -65,6 +69,7 @@ class DataPlaneSettings:
     session_caps: SessionCaps = field(default_factory=SessionCaps)
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (API.md §4)
+    events: EventSettings = field(default_factory=EventSettings)
 
 
 def check_ca_file(path: Path | None) -> str | None:
@@ -121,6 +126,19 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         ),
         shutdown_grace=settings.smtp_shutdown_grace,
         smtp_auth_admin=settings.smtp_auth_admin,
+        events=EventSettings(
+            http_url=settings.events_http_url,
+            http_batch=settings.events_http_batch,
+            http_timeout=settings.events_http_timeout,
+            rabbitmq_url=settings.rabbitmq_url,
+            rabbitmq_queues={
+                "results": settings.rabbitmq_results,
+                "success": settings.rabbitmq_success,
+                "failure": settings.rabbitmq_failure,
+                "retry": settings.rabbitmq_retry,
+            },
+            sender=SenderSettings(retry_max=settings.events_retry_max),
+        ),
     )
 
 
@@ -145,6 +163,7 @@ class DataPlane:
         clock: Clock | None = None,
         transport: Transport | None = None,
         throttles: ThrottleBackend | None = None,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -159,13 +178,22 @@ class DataPlane:
         # previous run among them) are released when the engine starts.
         identity = register_node(store, data_dir, ttl=engine_settings.lease_seconds)
         self.owner = identity.node_id
+        destinations = event_destinations(settings.events)
         self.spool = SqlSpool(
             store,
             self.owner,
             db_lease_seconds=engine_settings.lease_seconds,  # PostgreSQL: the database's clock
             predecessors=identity.predecessors,
+            event_subscriptions=subscriptions(destinations),
         )
-        self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
+        self.events = EventSender(
+            EventOutbox(store, self.owner), destinations, self.clock, settings.events.sender
+        )
+        # Metrics of this data plane; /metrics serves the same object (runtime/server.py).
+        self.metrics = metrics or DeliveryMetrics()
+        self.gateway = SpoolGateway(
+            self.spool, lease_seconds=engine_settings.lease_seconds, observer=self.metrics
+        )
         self.config = ConfigView(store, self.clock)
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
@@ -195,6 +223,7 @@ class DataPlane:
             journal=self.journal,
             health=self.health,
             hostname=settings.hostname,
+            metrics=self.metrics,
         )
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
@@ -233,6 +262,7 @@ class DataPlane:
     async def start(self, smtp_socket: socket.socket | None) -> None:
         self.gateway.start()
         await self.inflow.start()
+        await self.events.start()
         await self.engine.start()
         if smtp_socket is not None:
             listener = ListenerSettings(
@@ -242,7 +272,9 @@ class DataPlane:
                 relay_networks=list(self.settings.relay_networks),
                 caps=self.settings.session_caps,
             )
-            self.listener = await start_listener(smtp_socket, self.intake, listener, self.auth_gate)
+            self.listener = await start_listener(
+                smtp_socket, self.intake, listener, self.auth_gate, self.metrics
+            )
         if self.outbox is not None:
             await self.outbox.start()
 
@@ -267,6 +299,7 @@ class DataPlane:
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()
+        await self.events.stop()
         await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()
@@ -285,4 +318,5 @@ class DataPlane:
                 "free_disk": self.inflow.free_disk,
                 "refusing": self.inflow.refusal(),
             },
+            "events_recovered_in_flight": self.events.recovered_in_flight,
         }

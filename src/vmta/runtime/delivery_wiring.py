@@ -12,6 +12,7 @@ from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.dispatcher import Dispatcher
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import DeliveryEngine, EngineSettings
+from vmta.delivery.engine_metrics import EngineMetrics
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.outcome_recorder import OutcomeRecorder
@@ -35,12 +36,18 @@ def build_engine(
     journal: InflightJournal,
     health: EgressHealth,
     hostname: str,
+    metrics: EngineMetrics | None = None,
 ) -> DeliveryEngine:
     due_now = asyncio.Event()
     tasks = TaskSet()
     occupancy = Occupancy(settings.max_in_memory)
     bounces = BounceMailer(
-        spool, clock, hostname=hostname, max_lifetime=settings.retry.max_lifetime, due_now=due_now
+        spool,
+        clock,
+        hostname=hostname,
+        max_lifetime=settings.retry.max_lifetime,
+        due_now=due_now,
+        metrics=metrics,
     )
     recorder = OutcomeRecorder(
         spool=spool,
@@ -49,6 +56,7 @@ def build_engine(
         delivery_log=delivery_log,
         occupancy=occupancy,
         bounces=bounces,
+        metrics=metrics,
     )
     worker = ConnectionWorker(
         transport=transport,
@@ -59,6 +67,7 @@ def build_engine(
         health=health,
         clock=clock,
         spawn=tasks.spawn,
+        metrics=metrics,
     )
     dispatcher = Dispatcher(
         router=router,
@@ -69,6 +78,7 @@ def build_engine(
         settings=settings.dispatch(),
         spawn=tasks.spawn,
         open_connection=worker.run,
+        metrics=metrics,
     )
     scheduler = Scheduler(
         spool=spool,

@@ -22,6 +22,7 @@ from vmta.api.app import create_app
 from vmta.delivery.clock import SystemClock
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import DataPlane, data_plane_settings
+from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
 from vmta.runtime.throttles import throttle_backend
@@ -128,18 +129,24 @@ async def serve(settings: Settings) -> None:
             stack.callback(store.close)
             log.info("store ready: %s", safe_url(url))
             ensure_admin_credential(store, settings)
+            metrics = DeliveryMetrics()
             data_plane = DataPlane(
                 store,
                 data_plane_settings(settings),
                 settings.data_dir,
                 throttles=throttle_backend(settings, SystemClock()),
+                metrics=metrics,
             )
             await data_plane.start(smtp_socket)
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
-            app = create_app(store)
+            app = create_app(store, metrics.registry)
             app.state.engine_state = data_plane.state
+            app.state.event_destinations = lambda: (
+                data_plane.events.describe(),
+                data_plane.events.recovered_in_flight,
+            )
             app.state.wake_engine = data_plane.engine.wake
             app.state.intake = data_plane.intake  # POST /v1/inject
             api = await stack.enter_async_context(ApiServer(app, api_socket))

@@ -129,6 +129,16 @@ class Settings:
     relay_tls: tuple[str, ...] = ()
     relay_ca_file: Path | None = None
     loopback_counts_as_remote: bool = False
+    # ---- delivery events (docs/events.md); URLs may carry credentials: not in repr ----
+    events_http_url: str | None = field(default=None, repr=False)
+    events_http_batch: int = 1
+    events_http_timeout: float = 10.0
+    events_retry_max: float = 300.0
+    # rabbitmq_url (above) also carries the results when it is set.
+    rabbitmq_results: str = "results"
+    rabbitmq_success: str = "success"
+    rabbitmq_failure: str = "failure"
+    rabbitmq_retry: str = "retry"
 
     @property
     def effective_database_url(self) -> str:
@@ -174,20 +184,42 @@ def _namespace(value: object, origin: str) -> str:
     return text
 
 
-def _amqp_url(value: object, origin: str) -> str:
-    # The message never repeats the value: it may hold a password.
-    text = _text(value, origin).strip()
-    if not re.fullmatch(r"amqps?://[^\s]+", text):
-        raise SettingsError(f"{origin} must be an amqp:// or amqps:// URL")
-    return text
-
-
 def _queue_name(value: object, origin: str) -> str:
     text = _text(value, origin).strip()
     # AMQP 0-9-1 queue names: at most 255 bytes; names starting with amq. are reserved.
     if not text or len(text.encode()) > 255 or text.startswith("amq."):
         raise SettingsError(f"{origin} must be a queue name (1-255 bytes, not amq.*)")
     return text
+
+
+def _http_url(value: object, origin: str) -> str:
+    # Messages here never repeat the value: it may carry credentials.
+    text = _text(value, origin).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or " " in text:
+        raise SettingsError(f"{origin} must be an http:// or https:// URL")
+    return text
+
+
+def _amqp_url(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("amqp", "amqps") or not rest or " " in text:
+        raise SettingsError(
+            f"{origin} must be an amqp:// or amqps:// URL, e.g. amqp://user:password@host:5672/"
+        )
+    return text
+
+
+def _result_queue(value: object, origin: str) -> str:
+    """A RabbitMQ queue name; empty turns that result queue off."""
+    if not isinstance(value, str):
+        raise SettingsError(f"{origin} must be a string, not {type(value).__name__}")
+    name = value.strip()
+    # AMQP 0-9-1 short strings: at most 255 bytes.
+    if len(name.encode("utf-8")) > 255 or any(ord(ch) < 32 for ch in name):
+        raise SettingsError(f"{origin} must be a queue name of at most 255 bytes, or empty")
+    return name
 
 
 @dataclass(frozen=True)
@@ -201,6 +233,7 @@ class Option:
     help: str
     metavar: str = "VALUE"
     serve_only: bool = False  # the flag exists on `vmta serve` only
+    allow_empty: bool = False  # an empty environment variable is a value, not unset
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -401,6 +434,42 @@ OPTIONS: tuple[Option, ...] = (
         "FOR TESTS ONLY: treat loopback relay peers as remote ones for the TLS and"
         " credential rules (default false)",
     ),
+    Option(
+        "events_http_url", "VMTA_EVENTS_HTTP_URL", None, _http_url,
+        "POST every delivery event here, GreenArrow-style JSON (default: no HTTP events)",
+    ),
+    Option(
+        "events_http_batch", "VMTA_EVENTS_HTTP_BATCH", None, _integer(1, 1000),
+        "events per POST: 1 posts one JSON object, more a JSON array of up to that many"
+        " (default 1)",
+    ),
+    Option(
+        "events_http_timeout", "VMTA_EVENTS_HTTP_TIMEOUT", None, _seconds,
+        "seconds an event POST may take before it counts as failed (default 10)",
+    ),
+    Option(
+        "events_retry_max", "VMTA_EVENTS_RETRY_MAX", None, _seconds,
+        "longest wait, in seconds, between two tries of a failing event destination;"
+        " waits start at 1 s and double (default 300)",
+    ),
+    Option(
+        "rabbitmq_results", "VMTA_RABBITMQ_RESULTS", None, _result_queue,
+        "queue for every final result, success or failure; empty: none (default results)",
+        allow_empty=True,
+    ),
+    Option(
+        "rabbitmq_success", "VMTA_RABBITMQ_SUCCESS", None, _result_queue,
+        "queue for successful deliveries; empty: none (default success)", allow_empty=True,
+    ),
+    Option(
+        "rabbitmq_failure", "VMTA_RABBITMQ_FAILURE", None, _result_queue,
+        "queue for failed deliveries; empty: none (default failure)", allow_empty=True,
+    ),
+    Option(
+        "rabbitmq_retry", "VMTA_RABBITMQ_RETRY", None, _result_queue,
+        "queue for deferred attempts that will be retried; empty: none (default retry)",
+        allow_empty=True,
+    ),
 )  # fmt: skip
 
 
@@ -450,7 +519,7 @@ def load_settings(
 
     for option in OPTIONS:
         raw = env.get(option.env)
-        if raw:
+        if raw or (raw is not None and option.allow_empty):
             values[option.name] = option.parse(raw, option.env)
 
     for name, raw in (overrides or {}).items():

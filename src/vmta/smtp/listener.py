@@ -14,9 +14,10 @@ import functools
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
@@ -43,12 +44,24 @@ class ListenerSettings:
     caps: SessionCaps = field(default_factory=SessionCaps)
 
 
+class InjectionObserver(Protocol):
+    """Told how long each accepted message took to become durable (runtime.metrics)."""
+
+    def injected(self, latency: float, source: str = "smtp") -> None: ...
+
+
 class InjectionHandler:
     """aiosmtpd handler hooks. Replies follow RFC 5321 and RFC 3463 enhanced codes."""
 
-    def __init__(self, intake: Intake, settings: ListenerSettings) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        settings: ListenerSettings,
+        observer: InjectionObserver | None = None,
+    ) -> None:
         self.intake = intake
         self.settings = settings
+        self.observer = observer
 
     async def handle_EHLO(
         self,
@@ -103,6 +116,7 @@ class InjectionHandler:
             auth_name=_auth_name(session),
             tls=session.ssl is not None,
         )
+        started = time.perf_counter()
         try:
             queue_id = await self.intake.accept(arrival)
         except InvalidMqMessage as exc:
@@ -113,6 +127,8 @@ class InjectionHandler:
         except Exception:
             log.exception("could not store a message from %s", client_ip)
             return "451 4.3.0 Could not store the message; try again later"
+        if self.observer is not None:
+            self.observer.injected(time.perf_counter() - started)
         return f"250 2.0.0 OK: queued as {queue_id}"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -267,8 +283,9 @@ async def start_listener(
     intake: Intake,
     settings: ListenerSettings,
     auth_gate: AuthGate,
+    observer: InjectionObserver | None = None,
 ) -> Listener:
-    handler = InjectionHandler(intake, settings)
+    handler = InjectionHandler(intake, settings, observer)
     registry = SessionRegistry(settings.caps, settings.hostname)
 
     def factory() -> SMTP:

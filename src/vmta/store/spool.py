@@ -39,8 +39,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.dml import Update
 
+from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
 from vmta.store.db_clock import database_now
+from vmta.store.event_outbox import write_outcome_events
 from vmta.store.nodes import beat
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
@@ -127,6 +129,7 @@ class SqlSpool:
         *,
         db_lease_seconds: float | None = None,
         predecessors: Sequence[str] = (),
+        event_subscriptions: Sequence[EventSubscription] = (),
     ) -> None:
         """``owner`` names this node in leases. ``db_lease_seconds``: see the module
         docstring (no effect on SQLite). ``predecessors``: nodes known to be gone
@@ -135,6 +138,9 @@ class SqlSpool:
         self.owner = owner
         self.db_lease_seconds = db_lease_seconds if store.dialect == "postgresql" else None
         self.predecessors = tuple(predecessors)
+        # Destinations that get an event for each outcome (docs/events.md); none: no
+        # event is written and recording costs nothing more.
+        self.event_subscriptions = tuple(event_subscriptions)
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
         """(now, lease_until) of a lease decision: the caller's, or the database's."""
@@ -310,7 +316,8 @@ class SqlSpool:
     # ---- outcomes ------------------------------------------------------------------
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
-        """Apply outcomes in one transaction: recipient state, attempt rows, memory.
+        """Apply outcomes in one transaction: recipient state, attempt rows, memory, and
+        their events in the outbox (so that an event exists exactly when its outcome does).
 
         Consecutive outcomes that set the same columns share one executemany UPDATE, in
         their order: building one statement per outcome was the spool writer's largest
@@ -319,6 +326,8 @@ class SqlSpool:
         if not outcomes:
             return
         with self.store.write() as conn:
+            # First: it reads the attempt counts as they were before these outcomes.
+            write_outcome_events(conn, outcomes, self.owner, self.event_subscriptions)
             shape: tuple[tuple[str, ...], bool] | None = None
             run: list[dict[str, Any]] = []
             for o in outcomes:

@@ -309,3 +309,53 @@ Index("ix_nodes_data_dir_id", nodes.c.data_dir_id)
 # admin: every endpoint; submit: injection only (domain/credential.py). Existing rows are
 # admin, so every credential keeps the endpoints it had.
 api_credentials.append_column(Column("scope", String(16), nullable=False, server_default="admin"))
+# ---- the event outbox (migration 0006) ----------------------------------------------
+# Every outcome's events are written in the transaction that records the outcome, so an
+# event exists exactly when its outcome does, across any crash (docs/events.md). An event
+# is one row; each destination that wants it has one row in event_deliveries, deleted
+# once that destination acknowledged it. Rows per destination rather than a cursor per
+# destination: on PostgreSQL several nodes commit events concurrently, ids do not commit
+# in order, and a cursor could step over an id that commits later.
+
+events = Table(
+    "events",
+    metadata,
+    # Also the event's "id" field: unique, never reused (sqlite_autoincrement).
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("created_at", Double, nullable=False),
+    Column("event_type", String(32), nullable=False),  # delivery_attempt, bounce_all
+    Column("message_id", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),  # vmta.domain.delivery_event.Event fields
+    sqlite_autoincrement=True,
+)
+
+event_deliveries = Table(
+    "event_deliveries",
+    metadata,
+    Column(
+        "event_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("events.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("destination", String(64), primary_key=True),
+    # A claim by one node's sender while it sends (as for recipients: a lease survives a
+    # crash and says what may have been sent already).
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Double, nullable=True),
+)
+Index(
+    "ix_event_deliveries_destination_event_id",
+    event_deliveries.c.destination,
+    event_deliveries.c.event_id,
+)
+
+# What each destination's sender last saw, for GET /api/events (shared by every node).
+event_destinations = Table(
+    "event_destinations",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", Double, nullable=True),
+    Column("last_success_at", Double, nullable=True),
+)

@@ -1,0 +1,76 @@
+"""``GET /api/events``: per event destination, the backlog, the age of the oldest event
+not yet delivered, and the last error (docs/events.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from vmta.api.dependencies import store_of
+from vmta.store.event_outbox import DestinationStatus, EventOutbox
+
+
+def _configured(request: Request) -> tuple[list[dict[str, Any]], int]:
+    """The destinations this node's sender has, and the events it found in flight from
+    its previous run; nothing when no data plane runs here."""
+    provider: Callable[[], tuple[list[dict[str, Any]], int]] | None = getattr(
+        request.app.state, "event_destinations", None
+    )
+    return provider() if provider is not None else ([], 0)
+
+
+def events_report(
+    statuses: list[DestinationStatus],
+    configured: list[dict[str, Any]],
+    recovered_in_flight: int,
+    now: float,
+) -> dict[str, Any]:
+    """Every configured destination, and any other that still has events (one that was
+    configured before, whose events wait until it is configured again)."""
+    by_name = {s.name: s for s in statuses}
+    names = [d["name"] for d in configured]
+    names += sorted(n for n in by_name if n not in names and by_name[n].backlog)
+    described = {d["name"]: d for d in configured}
+    destinations = []
+    for name in names:
+        status = by_name.get(name)
+        config = described.get(name)
+        oldest = status.oldest_created_at if status else None
+        destinations.append(
+            {
+                "name": name,
+                "type": config["type"] if config else None,
+                "target": config["target"] if config else None,
+                "configured": config is not None,
+                "backlog": status.backlog if status else 0,
+                "in_flight": status.in_flight if status else 0,
+                "oldest_undelivered_at": oldest,
+                "oldest_undelivered_age": None if oldest is None else max(0.0, now - oldest),
+                "last_error": status.last_error if status else None,
+                "last_error_at": status.last_error_at if status else None,
+                "last_success_at": status.last_success_at if status else None,
+                "sent_by_this_node": config["sent"] if config else 0,
+            }
+        )
+    return {"destinations": destinations, "recovered_in_flight": recovered_in_flight}
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/api", tags=["vmta"])
+
+    @api.get(
+        "/events",
+        summary="Event destinations: backlog, oldest undelivered event, last error",
+    )
+    async def events(request: Request) -> dict[str, Any]:
+        now = time.time()
+        outbox = EventOutbox(store_of(request), owner="api")
+        statuses = await run_in_threadpool(outbox.status, now)
+        configured, recovered = _configured(request)
+        return events_report(statuses, configured, recovered, now)
+
+    return api

@@ -1,0 +1,48 @@
+"""What the engine reports as it works, as an interface: ``vmta.runtime.metrics``
+implements it with Prometheus metrics; ``NoMetrics`` records nothing (tests, tools)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from vmta.domain.egress_route import EgressRoute
+
+
+class EngineMetrics(Protocol):
+    def outcome(self, label: str, virtual_mta: str | None, path: str | None) -> None: ...
+
+    def connection_opened(self, path: str) -> None: ...
+
+    def connection_closed(self, path: str) -> None: ...
+
+    def ready_queue(self, path: str, n: int) -> None: ...
+
+    def throttle_wait(self, seconds: float) -> None: ...
+
+    def delivered(self, latency: float) -> None: ...
+
+
+class NoMetrics:
+    def outcome(self, label: str, virtual_mta: str | None, path: str | None) -> None:
+        return None
+
+    def connection_opened(self, path: str) -> None:
+        return None
+
+    def connection_closed(self, path: str) -> None:
+        return None
+
+    def ready_queue(self, path: str, n: int) -> None:
+        return None
+
+    def throttle_wait(self, seconds: float) -> None:
+        return None
+
+    def delivered(self, latency: float) -> None:
+        return None
+
+
+def route_label(route: EgressRoute) -> str:
+    """A path's metric label: the public IP receivers see, a bounded set (configured IP
+    addresses, relay servers' source IPs, external MTAs), never a destination."""
+    return route.public_ip or "default"

@@ -1,0 +1,136 @@
+"""RabbitMQ event destination, as MailerQ publishes its results: the result JSON of each
+delivery attempt goes to ``success``, ``failure`` or ``retry``, and the final ones also to
+``results`` (queue names configurable, a message's own ``queues`` object overriding them).
+
+Each message is published persistent, mandatory, on a channel with publisher confirms:
+an event counts as delivered only once the broker has confirmed every queue copy, and a
+message no queue takes (returned) is an error, not a silent loss. Queues are declared
+durable the first time they are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from yarl import URL
+
+from vmta.delivery.event_sender import EventDeliveryFailed
+from vmta.domain.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
+from vmta.store.event_outbox import PendingEvent
+
+DEFAULT_QUEUES = {
+    "results": "results",
+    "success": "success",
+    "failure": "failure",
+    "retry": "retry",
+}
+
+
+def display_amqp_url(url: str) -> str:
+    """The broker URL without user information, for logs."""
+    parsed = URL(url)
+    return str(parsed.with_user(None).with_password(None).with_query(None))
+
+
+class RabbitMqEventDestination:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "rabbitmq",
+        queues: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.kind = "rabbitmq"
+        self.target = display_amqp_url(url)
+        self.event_types = frozenset({DELIVERY_ATTEMPT})
+        self.url = url
+        self.queues = dict(DEFAULT_QUEUES if queues is None else queues)
+        self.timeout = timeout
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._declared: set[str] = set()
+
+    async def _ready(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
+            self._declared.clear()
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        return self._channel
+
+    async def _declare(self, channel: AbstractChannel, queue: str) -> AbstractChannel:
+        if queue in self._declared:
+            return channel
+        try:
+            await channel.declare_queue(queue, durable=True, timeout=self.timeout)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            # It exists with other arguments (declared by its consumer): it takes messages
+            # all the same. The failed declaration closed the channel.
+            channel = await self._ready()
+        self._declared.add(queue)
+        return channel
+
+    async def send(self, batch: Sequence[PendingEvent]) -> None:
+        try:
+            channel = await self._ready()
+            plans = []
+            for event in batch:
+                queues = mailerq_queues(event.payload, self.queues)
+                for queue in queues:
+                    channel = await self._declare(channel, queue)
+                plans.append((event, queues))
+        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
+            await self._reset()
+            raise EventDeliveryFailed(f"RabbitMQ {self.target}: {_reason(exc)}") from None
+        # Publish the whole batch, then wait for the confirms; the events acknowledged
+        # are the longest confirmed prefix (a later one is sent again, never skipped).
+        publishes = [
+            asyncio.ensure_future(self._publish(channel, event, queues)) for event, queues in plans
+        ]
+        outcomes = await asyncio.gather(*publishes, return_exceptions=True)
+        for done, outcome in enumerate(outcomes):
+            if isinstance(outcome, BaseException):
+                await self._reset()
+                raise EventDeliveryFailed(
+                    f"RabbitMQ {self.target}: {_reason(outcome)}", done
+                ) from None
+
+    async def _publish(
+        self, channel: AbstractChannel, event: PendingEvent, queues: Sequence[str]
+    ) -> None:
+        body = json.dumps(event.payload["mailerq"], separators=(",", ":")).encode()
+        for queue in queues:
+            message = aio_pika.Message(
+                body,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=str(event.id),
+            )
+            await channel.default_exchange.publish(
+                message, routing_key=queue, mandatory=True, timeout=self.timeout
+            )
+
+    async def _reset(self) -> None:
+        """Drop the connection after an error; the next batch connects again."""
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                await connection.close()
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -1,0 +1,162 @@
+"""Prometheus metrics (text exposition format, served at ``/metrics``; docs/metrics.md).
+
+``DeliveryMetrics`` is what the data plane reports through: counters, gauges and
+histograms the delivery code moves as things happen. What the database knows for the
+whole cluster (recipients by state, event backlog) is read at scrape time by the
+collector that ``/metrics`` adds to the same registry (``vmta.api.metrics_endpoint``).
+
+Label values are bounded: a VirtualMTA or path label takes at most ``label_limit``
+distinct values and then ``other``, so that a misconfiguration cannot grow the
+exposition without end. A path is named by the address receivers see it come from
+(``path_label``), never by destination domain (an IP address VirtualMTA has a throttle
+per destination domain, which would make the label set unbounded).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from vmta.domain.egress_route import EgressRoute
+from vmta.domain.spool_records import Outcome
+
+OUTCOMES = ("delivered", "deferred", "failed", "bounced")
+SOURCES = ("smtp", "http", "amqp", "bounce")
+OTHER = "other"
+NONE = "none"
+
+# Seconds. Injection is a commit (milliseconds); delivery may take days of retries.
+INJECTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DELIVERY_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 2 * 86400)
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+
+
+DEFAULT_PATH = "default"  # the host's default source address
+
+
+def path_label(route: EgressRoute | None) -> str:
+    """The path label of a delivery: the public IP receivers see (bounded by the
+    configured IP addresses, relay servers and external MTAs)."""
+    if route is None:
+        return NONE
+    return route.public_ip or DEFAULT_PATH
+
+
+class _Bounded:
+    """At most ``limit`` distinct values; later new ones become ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str | None) -> str:
+        text = value or NONE
+        with self._lock:
+            if text in self._seen:
+                return text
+            if len(self._seen) < self.limit:
+                self._seen.add(text)
+                return text
+        return OTHER
+
+
+class DeliveryMetrics:
+    """What the data plane moves. Every method is cheap and thread-safe."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, label_limit: int = 100
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._vmta = _Bounded(label_limit)
+        self._path = _Bounded(label_limit)
+        r = self.registry
+        self.accepted = Counter(
+            "vmta_messages_accepted", "Messages accepted into the spool", ["source"], registry=r
+        )
+        by_route = ["virtual_mta", "path"]
+        self.outcomes = {
+            name: Counter(
+                f"vmta_messages_{name}",
+                f"Recipients {name} (one per recipient outcome)",
+                by_route,
+                registry=r,
+            )
+            for name in OUTCOMES
+        }
+        self.connections = Gauge(
+            "vmta_connections_open", "Outbound SMTP connections open", ["path"], registry=r
+        )
+        self.ready = Gauge(
+            "vmta_ready_queue_length",
+            "Recipients waiting in memory for a connection of the path",
+            ["path"],
+            registry=r,
+        )
+        self.throttle_waits = Histogram(
+            "vmta_throttle_wait_seconds",
+            "Time a delivery waited for a throttle (messages per hour) before sending",
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.injection = Histogram(
+            "vmta_injection_latency_seconds",
+            "From the end of a message's data to its durable acceptance",
+            buckets=INJECTION_BUCKETS,
+            registry=r,
+        )
+        self.delivery = Histogram(
+            "vmta_delivery_latency_seconds",
+            "From acceptance to delivery, per delivered recipient",
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.commits = Histogram(
+            "vmta_spool_commit_seconds",
+            "Duration of one spool transaction (a batch of accepts or outcomes)",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        for source in SOURCES:
+            self.accepted.labels(source)  # every series exists from the start, at 0
+
+    # ---- what the data plane calls -----------------------------------------------------
+
+    def outcome(self, label: str, virtual_mta: str | None, path: str | None) -> None:
+        """One recipient's outcome: ``label`` delivered, deferred, failed or bounced (a
+        delivery status notification was queued for it)."""
+        counter = self.outcomes.get(label)
+        if counter is not None:
+            counter.labels(self._vmta(virtual_mta), self._path(path)).inc()
+
+    def recorded(self, outcomes: Sequence[Outcome]) -> None:
+        """Outcomes just committed to the spool: each attempt counts once."""
+        for o in outcomes:
+            if o.attempted or o.state != "queued":
+                path = (o.source_ip or DEFAULT_PATH) if o.attempted else NONE
+                self.outcome(o.outcome_label or o.state, o.virtual_mta, path)
+
+    def connection_opened(self, path: str) -> None:
+        self.connections.labels(self._path(path)).inc()
+
+    def connection_closed(self, path: str) -> None:
+        self.connections.labels(self._path(path)).dec()
+
+    def ready_queue(self, path: str, n: int) -> None:
+        self.ready.labels(self._path(path)).set(n)
+
+    def throttle_wait(self, seconds: float) -> None:
+        self.throttle_waits.observe(max(0.0, seconds))
+
+    def injected(self, latency: float, source: str = "smtp") -> None:
+        self.accepted.labels(source if source in SOURCES else OTHER).inc()
+        self.injection.observe(max(0.0, latency))
+
+    def delivered(self, latency: float) -> None:
+        self.delivery.observe(max(0.0, latency))
+
+    def spool_commit(self, seconds: float) -> None:
+        self.commits.observe(max(0.0, seconds))

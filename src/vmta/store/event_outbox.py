@@ -1,0 +1,314 @@
+"""The event outbox (tables ``events``, ``event_deliveries``, ``event_destinations``).
+
+Writing: ``write_outcome_events`` runs inside the spool's transaction that records the
+outcomes (``SqlSpool.record``), so an event is committed exactly when its outcome is.
+
+Sending: ``EventOutbox`` is what the event sender uses: claim a batch for a destination
+(a lease, as for recipients), delete what the destination acknowledged, note errors. Each
+method is one short transaction; the sender calls them from its own thread, never from
+the spool writer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+
+from vmta.domain.delivery_event import (
+    EventSubscription,
+    MessageFacts,
+    build_events,
+    mailerq_result,
+    result_state,
+    subscribers,
+    wants_event,
+)
+from vmta.domain.spool_records import Outcome
+from vmta.store.store import Store
+from vmta.store.tables import (
+    attempts,
+    event_deliveries,
+    event_destinations,
+    events,
+    messages,
+    recipients,
+)
+
+R = recipients.c
+M = messages.c
+E = events.c
+D = event_deliveries.c
+S = event_destinations.c
+
+
+def write_outcome_events(
+    conn: Connection,
+    outcomes: Sequence[Outcome],
+    owner: str,
+    subscriptions: Sequence[EventSubscription],
+) -> int:
+    """Insert the events of ``outcomes`` and one delivery row per subscribed destination.
+
+    Must run in the recording transaction and before the recipients are updated: it reads
+    each recipient's attempt count as it was before this outcome. An outcome whose
+    recipient this node no longer leases is not applied by ``record`` and gets no event.
+    Returns the number of events written."""
+    if not subscriptions:
+        return 0
+    wanted = [o for o in outcomes if wants_event(o)]
+    if not wanted:
+        return 0
+    ids = sorted({o.recipient_id for o in wanted})
+    query = (
+        select(
+            R.id,
+            R.message_id,
+            R.address,
+            R.attempts,
+            M.mail_from,
+            M.received_at,
+            M.is_bounce,
+            M.kept_headers,
+        )
+        .join(messages, M.id == R.message_id)
+        .where(R.id.in_(ids), R.lease_owner == owner)
+    )
+    if conn.dialect.name == "postgresql":
+        # The rows stay ours until commit: the update that follows applies exactly these.
+        query = query.with_for_update(of=recipients)
+    rows = {row.id: row for row in conn.execute(query)}
+    history = _earlier_results(conn, [row for row in rows.values() if row.attempts > 0])
+    seen_attempts: dict[int, int] = {}
+    built = []
+    for outcome in wanted:
+        row = rows.get(outcome.recipient_id)
+        if row is None:
+            continue
+        # Several outcomes of one recipient in one batch: each counts the ones before it.
+        before = row.attempts + seen_attempts.get(row.id, 0)
+        if outcome.attempted:
+            seen_attempts[row.id] = seen_attempts.get(row.id, 0) + 1
+        facts = MessageFacts(
+            address=row.address,
+            attempts_before=before,
+            mail_from=row.mail_from,
+            received_at=row.received_at,
+            is_bounce=bool(row.is_bounce),
+            kept_headers=row.kept_headers,
+            earlier_results=list(history.get(row.id, ())),
+        )
+        for event in build_events(outcome, facts):
+            names = subscribers(event, subscriptions)
+            if names:
+                built.append((event, names))
+        if outcome.attempted:
+            history.setdefault(row.id, []).append(_result_of(outcome))
+    if not built:
+        return 0
+    inserted = conn.execute(
+        insert(events).returning(E.id, sort_by_parameter_order=True),
+        [
+            {
+                "created_at": event.at,
+                "event_type": event.event_type,
+                "message_id": event.message_id,
+                "payload": event.payload,
+            }
+            for event, _ in built
+        ],
+    )
+    event_ids = [row.id for row in inserted]
+    conn.execute(
+        insert(event_deliveries),
+        [
+            {"event_id": event_id, "destination": name}
+            for event_id, (_, names) in zip(event_ids, built, strict=True)
+            for name in names
+        ],
+    )
+    return len(built)
+
+
+def _result_of(outcome: Outcome) -> dict[str, Any]:
+    return mailerq_result(
+        at=outcome.at,
+        state=result_state(outcome.outcome_label or outcome.state, outcome.remote_ip),
+        reply=outcome.reply,
+        source_ip=outcome.source_ip,
+        remote_ip=outcome.remote_ip,
+    )
+
+
+def _earlier_results(conn: Connection, retried: Sequence[Any]) -> dict[int, list[dict[str, Any]]]:
+    """MailerQ results of the earlier attempts of recipients that have some, from the
+    attempt records (only retries pay for this read)."""
+    if not retried:
+        return {}
+    message_ids = sorted({row.message_id for row in retried})
+    wanted = {row.id for row in retried}
+    found: dict[int, list[dict[str, Any]]] = {}
+    for a in conn.execute(
+        select(attempts).where(attempts.c.message_id.in_(message_ids)).order_by(attempts.c.id)
+    ):
+        if a.recipient_id in wanted:
+            found.setdefault(a.recipient_id, []).append(
+                mailerq_result(
+                    at=a.at,
+                    state=result_state(a.outcome, a.remote_ip),
+                    reply=a.reply,
+                    source_ip=a.source_ip,
+                    remote_ip=a.remote_ip,
+                )
+            )
+    return found
+
+
+# ---- the sender's side ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    id: int
+    event_type: str
+    created_at: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DestinationStatus:
+    name: str
+    backlog: int
+    oldest_created_at: float | None
+    in_flight: int  # claimed by a sender (sent or being sent, not yet acknowledged)
+    last_error: str | None
+    last_error_at: float | None
+    last_success_at: float | None
+
+
+class EventOutbox:
+    def __init__(self, store: Store, owner: str) -> None:
+        self.store = store
+        self.owner = owner
+
+    def _due(self, destination: str, now: float) -> Any:
+        return and_(
+            D.destination == destination,
+            or_(D.lease_owner.is_(None), D.lease_until < now, D.lease_owner == self.owner),
+        )
+
+    def has_due(self, destination: str, now: float) -> bool:
+        """Whether ``claim`` would find anything: a read, so that an idle sender polling
+        an empty outbox never takes SQLite's write lock."""
+        with self.store.read() as conn:
+            found = conn.execute(
+                select(D.event_id).where(self._due(destination, now)).limit(1)
+            ).first()
+        return found is not None
+
+    def claim(
+        self, destination: str, limit: int, now: float, lease_until: float
+    ) -> list[PendingEvent]:
+        """Up to ``limit`` undelivered events for ``destination``, oldest first, claimed
+        by this node until ``lease_until``: unclaimed ones, expired claims, and this
+        node's own (a batch it is retrying)."""
+        with self.store.write() as conn:
+            due = (
+                select(D.event_id)
+                .where(self._due(destination, now))
+                .order_by(D.event_id)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            ids = [row.event_id for row in conn.execute(due)]
+            if not ids:
+                return []
+            conn.execute(
+                update(event_deliveries)
+                .where(D.destination == destination, D.event_id.in_(ids))
+                .values(lease_owner=self.owner, lease_until=lease_until)
+            )
+            rows = conn.execute(
+                select(E.id, E.event_type, E.created_at, E.payload)
+                .where(E.id.in_(ids))
+                .order_by(E.id)
+            )
+            return [PendingEvent(r.id, r.event_type, r.created_at, dict(r.payload)) for r in rows]
+
+    def acknowledge(self, destination: str, event_ids: Sequence[int], now: float) -> None:
+        """``destination`` has the events: forget them for it, and forget an event once
+        every destination has it."""
+        if not event_ids:
+            return
+        ids = list(event_ids)
+        with self.store.write() as conn:
+            conn.execute(
+                delete(event_deliveries).where(D.destination == destination, D.event_id.in_(ids))
+            )
+            still_wanted = select(D.event_id).where(D.event_id.in_(ids))
+            conn.execute(delete(events).where(E.id.in_(ids), E.id.not_in(still_wanted)))
+            self._note(conn, destination, last_success_at=now)
+
+    def note_error(self, destination: str, error: str, now: float) -> None:
+        with self.store.write() as conn:
+            self._note(conn, destination, last_error=error[:1000], last_error_at=now)
+
+    def _note(self, conn: Connection, destination: str, **values: Any) -> None:
+        updated = conn.execute(
+            update(event_destinations).where(S.name == destination).values(**values)
+        )
+        if updated.rowcount == 0:
+            conn.execute(insert(event_destinations).values(name=destination, **values))
+
+    def release_own(self) -> int:
+        """At start-up: this node's claims are void. Returns how many there were: events
+        that may have reached their destination already and will be sent again."""
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(event_deliveries)
+                .where(D.lease_owner == self.owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            return int(result.rowcount)
+
+    def status(self, now: float) -> list[DestinationStatus]:
+        """Per destination with a backlog or a record: backlog, oldest event, claims,
+        last error and last success."""
+        claimed = and_(D.lease_owner.is_not(None), D.lease_until >= now)
+        with self.store.read() as conn:
+            counts = {
+                row.destination: row
+                for row in conn.execute(
+                    select(
+                        D.destination,
+                        func.count().label("backlog"),
+                        func.min(D.event_id).label("oldest_id"),
+                        func.sum(case((claimed, 1), else_=0)).label("in_flight"),
+                    ).group_by(D.destination)
+                )
+            }
+            oldest_ids = [row.oldest_id for row in counts.values()]
+            created = {
+                row.id: row.created_at
+                for row in conn.execute(select(E.id, E.created_at).where(E.id.in_(oldest_ids)))
+            }
+            notes = {row.name: row for row in conn.execute(select(event_destinations))}
+        statuses = []
+        for name in sorted(set(counts) | set(notes)):
+            count = counts.get(name)
+            note = notes.get(name)
+            statuses.append(
+                DestinationStatus(
+                    name=name,
+                    backlog=int(count.backlog) if count else 0,
+                    oldest_created_at=created.get(count.oldest_id) if count else None,
+                    in_flight=int(count.in_flight or 0) if count else 0,
+                    last_error=note.last_error if note else None,
+                    last_error_at=note.last_error_at if note else None,
+                    last_success_at=note.last_success_at if note else None,
+                )
+            )
+        return statuses

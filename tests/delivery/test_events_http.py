@@ -1,0 +1,140 @@
+"""Delivery events reach a real HTTP receiver in GreenArrow's form: a deferral then a
+success, a failure with its bounce_all, and nothing lost or doubled while the receiver
+fails or is down. Mail goes through a real data plane to a real SMTP sink, on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from tests.delivery.conftest import RunningPlane, eventually
+from tests.peers.http_receiver import HttpReceiver
+from vmta.delivery.event_sender import SenderSettings
+from vmta.delivery.event_setup import EventSettings
+
+QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
+
+MESSAGE = "X-GreenArrow-MtaID: relay-1\r\nFrom: sender@src.test\r\nSubject: hello\r\n\r\nbody\r\n"
+
+
+def events_for(receiver: HttpReceiver, queue_id: str) -> list[dict[str, Any]]:
+    return [e for e in receiver.accepted_events() if e.get("message_id") == queue_id]
+
+
+async def http_plane(plane_factory: Any, url: str, **settings: Any) -> RunningPlane:
+    events = EventSettings(http_url=url, sender=QUICK, **settings)
+    plane: RunningPlane = await plane_factory(events=events)
+    return plane
+
+
+async def test_deferral_then_success(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    plane = await http_plane(plane_factory, http_receiver.url)
+    sink = sink_factory()
+    sink.script("RCPT", "451 4.7.1 Greylisted, try again later")
+    plane.add_relay("relay-1", sink.port)
+    queue_id = await plane.asend(MESSAGE)
+
+    seen = await eventually(
+        lambda: (
+            len(events_for(http_receiver, queue_id)) >= 2 and events_for(http_receiver, queue_id)
+        ),
+        what="two events",
+    )
+    deferral, success = seen
+    assert [e["status"] for e in seen] == ["deferral", "success"]
+    assert all(e["event_type"] == "delivery_attempt" for e in seen)
+    assert deferral["message"] == "451 4.7.1 Greylisted, try again later"
+    assert (deferral["is_retry"], success["is_retry"]) == (0, 1)
+    assert success["message"].startswith("250")
+    for event in seen:
+        assert event["email"] == "rcpt@dest.test"
+        assert event["mtaid"] == "relay-1"
+        assert event["outmtaid_ip"] == "127.0.0.2"  # the relay's source IP
+        assert isinstance(event["id"], int) and isinstance(event["event_time"], int)
+        for field in ("mailclass", "sendid", "listid", "instanceid", "click_tracking_id"):
+            assert field in event
+    assert deferral["id"] != success["id"]
+    assert {p.content_type for p in http_receiver.posts} == {"application/json"}
+    assert all(isinstance(p.body, dict) for p in http_receiver.posts)  # one event per POST
+
+
+async def test_failure_and_bounce_all(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    plane = await http_plane(plane_factory, http_receiver.url)
+    sink = sink_factory()
+    sink.refuse("gone@dest.test", "550 5.1.1 No such user")
+    plane.add_relay("relay-1", sink.port)
+    queue_id = await plane.asend(MESSAGE, recipients=["gone@dest.test"])
+
+    seen = await eventually(
+        lambda: (
+            len(events_for(http_receiver, queue_id)) >= 2 and events_for(http_receiver, queue_id)
+        ),
+        what="failure and bounce_all",
+    )
+    assert [(e["event_type"], e["status"]) for e in seen] == [
+        ("delivery_attempt", "failure"),
+        ("bounce_all", "failure"),
+    ]
+    bounce = seen[1]
+    assert bounce["email"] == "gone@dest.test"
+    assert (bounce["bounce_type"], bounce["bounce_code"]) == ("h", 10)
+    assert bounce["bounce_text"] == "550 5.1.1 No such user"
+
+
+async def test_events_wait_while_the_receiver_fails_then_all_arrive_once(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    http_receiver.status = 500
+    plane = await http_plane(plane_factory, http_receiver.url, http_batch=2)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    ids = [await plane.asend(MESSAGE) for _ in range(5)]
+    await eventually(lambda: len(sink.messages) == 5, what="deliveries")
+    await eventually(lambda: len(http_receiver.posts) >= 3, what="refused POSTs")
+    assert http_receiver.accepted_events() == []
+
+    http_receiver.status = 200
+    await eventually(
+        lambda: {e["message_id"] for e in http_receiver.accepted_events()} >= set(ids),
+        what="every event after recovery",
+    )
+    accepted = http_receiver.accepted_events()
+    assert all(n == 1 for n in Counter(e["id"] for e in accepted).values())
+    assert sorted(e["message_id"] for e in accepted) == sorted(ids)
+    assert all(isinstance(p.body, list) and len(p.body) <= 2 for p in http_receiver.posts)
+    status = await plane.plane.events.status()
+    assert [(s.name, s.backlog) for s in status] == [("http", 0)]
+    assert status[0].last_error == f"POST {http_receiver.url}: HTTP 500"
+
+
+async def test_events_wait_while_the_receiver_is_down(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    http_receiver.stop()
+    plane = await http_plane(plane_factory, http_receiver.url)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    ids = [await plane.asend(MESSAGE) for _ in range(3)]
+    await eventually(lambda: len(sink.messages) == 3, what="mail is delivered all the same")
+
+    def waiting() -> Any:
+        status = plane.plane.events.outbox.status(time.time())
+        return status and status[0].backlog == 3 and status[0].last_error and status[0]
+
+    status = await eventually(waiting, what="three events waiting, with the error")
+    assert "ConnectError" in (status.last_error or "")
+
+    http_receiver.start()  # back, on the same port
+    await eventually(
+        lambda: {e["message_id"] for e in http_receiver.accepted_events()} >= set(ids),
+        what="every event once the receiver is back",
+    )
+    accepted = http_receiver.accepted_events()
+    assert sorted(e["message_id"] for e in accepted) == sorted(ids)
+    assert len({e["id"] for e in accepted}) == len(accepted)

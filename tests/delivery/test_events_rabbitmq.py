@@ -1,0 +1,152 @@
+"""Delivery results reach the real RabbitMQ at 127.0.0.1:5672 in MailerQ's result JSON:
+a consumer reads them from ``results`` and ``success``, ``failure`` or ``retry``. Queue
+names are unique per test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.delivery.conftest import RunningPlane, eventually
+from vmta.delivery.event_sender import SenderSettings
+from vmta.delivery.event_setup import EventSettings
+
+AMQP_URL = os.environ.get("VMTA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
+MESSAGE = "X-GreenArrow-MtaID: relay-1\r\nFrom: sender@src.test\r\nSubject: hi\r\n\r\nbody\r\n"
+KINDS = ("results", "success", "failure", "retry")
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    try:
+        connection = await aio_pika.connect(AMQP_URL, timeout=5)
+    except Exception as exc:
+        skip_or_fail(f"RabbitMQ not reachable at {AMQP_URL}: {exc}")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def queues(broker: aio_pika.abc.AbstractConnection) -> AsyncIterator[dict[str, str]]:
+    tag = uuid.uuid4().hex[:10]
+    names = {kind: f"vmta-test-{kind}-{tag}" for kind in KINDS}
+    yield names
+    channel = await broker.channel()
+    for name in names.values():
+        await channel.queue_delete(name)
+    await channel.close()
+
+
+async def drain(broker: aio_pika.abc.AbstractConnection, queue: str) -> list[dict[str, Any]]:
+    """Every message in ``queue`` now, acknowledged (a consumer taking its results)."""
+    channel = await broker.channel()
+    try:
+        declared = await channel.declare_queue(queue, durable=True)
+        bodies: list[dict[str, Any]] = []
+        while (message := await declared.get(fail=False)) is not None:
+            assert message.content_type == "application/json"
+            bodies.append(json.loads(message.body))
+            await message.ack()
+        return bodies
+    finally:
+        await channel.close()
+
+
+async def collect(
+    broker: aio_pika.abc.AbstractConnection, queues: dict[str, str], until: Any
+) -> dict[str, list[dict[str, Any]]]:
+    got: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    deadline = time.monotonic() + 20
+    while not until(got):
+        assert time.monotonic() < deadline, f"timed out; have {got}"
+        for kind, name in queues.items():
+            got[kind] += await drain(broker, name)
+        await asyncio.sleep(0.05)
+    return got
+
+
+async def amqp_plane(plane_factory: Any, queues: dict[str, str], url: str = AMQP_URL) -> Any:
+    events = EventSettings(rabbitmq_url=url, rabbitmq_queues=queues, sender=QUICK)
+    plane: RunningPlane = await plane_factory(events=events)
+    return plane
+
+
+async def test_retry_then_success_results(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    sink.script("RCPT", "451 4.7.1 Greylisted")
+    plane.add_relay("relay-1", sink.port)
+    queue_id = await plane.asend(MESSAGE)
+
+    got = await collect(broker, queues, lambda g: g["success"] and g["results"])
+    (retry,) = got["retry"]
+    (success,) = got["success"]
+    assert got["results"] == [success]  # final results only; the retry went to "retry"
+    assert got["failure"] == []
+    assert success["envelope"] == "sender@src.test"
+    assert success["recipient"] == "rcpt@dest.test"
+    assert success["vmta_queue_id"] == queue_id
+    assert "mime" not in success
+    assert [(r["code"], r["result"]) for r in success["results"]] == [(451, "error"), (250, "ok")]
+    assert success["results"][0]["status"] == "4.7.1"
+    assert success["results"][1]["from"] == "127.0.0.2"
+    assert success["results"][1]["to"] == "127.0.0.1"
+    assert [r["code"] for r in retry["results"]] == [451]
+    assert retry["results"][0]["description"] == "Greylisted"
+
+
+async def test_failure_results(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    sink.refuse("gone@dest.test", "550 5.1.1 No such user")
+    plane.add_relay("relay-1", sink.port)
+    queue_id = await plane.asend(MESSAGE, recipients=["gone@dest.test"])
+
+    def done(g: dict[str, list[dict[str, Any]]]) -> bool:
+        return any(m["vmta_queue_id"] == queue_id for m in g["failure"]) and bool(g["results"])
+
+    got = await collect(broker, queues, done)
+    failure = next(m for m in got["failure"] if m["vmta_queue_id"] == queue_id)
+    assert failure in got["results"]
+    assert failure["recipient"] == "gone@dest.test"
+    (result,) = failure["results"]
+    assert (result["code"], result["status"], result["description"]) == (
+        550,
+        "5.1.1",
+        "No such user",
+    )
+    assert got["success"] == [] or all(m["vmta_queue_id"] != queue_id for m in got["success"])
+
+
+async def test_broker_down_keeps_results_waiting(
+    plane_factory: Any, sink_factory: Any, queues: dict[str, str]
+) -> None:
+    plane = await amqp_plane(plane_factory, queues, url="amqp://guest:secret-pw@127.0.0.1:1/")
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    await plane.asend(MESSAGE)
+
+    def waiting() -> Any:
+        status = plane.plane.events.outbox.status(time.time())
+        return status and status[0].backlog == 1 and status[0].last_error and status[0]
+
+    status = await eventually(waiting, what="the result waiting, with the error")
+    assert status.name == "rabbitmq"
+    assert "secret-pw" not in (status.last_error or "")
+    assert "amqp://127.0.0.1:1/" in (status.last_error or "")

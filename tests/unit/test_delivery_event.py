@@ -1,0 +1,130 @@
+"""Pure rules of delivery events: statuses, bounce classes, MailerQ result queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vmta.domain.delivery_event import (
+    MessageFacts,
+    attempt_status,
+    bounce_classification,
+    build_events,
+    mailerq_queues,
+    parse_reply,
+    tracking_values,
+)
+from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Outcome
+
+CONFIGURED = {"results": "results", "success": "success", "failure": "failure", "retry": "retry"}
+FACTS = MessageFacts(
+    address="r@dest.test",
+    attempts_before=0,
+    mail_from="s@src.test",
+    received_at=1_700_000_000.0,
+    is_bounce=False,
+)
+
+
+def outcome(state: str, reply: str, attempted: bool = True) -> Outcome:
+    return Outcome(1, "Q1", 1_700_000_100.0, state, reply=reply, attempted=attempted)
+
+
+@pytest.mark.parametrize(
+    ("state", "reply", "status"),
+    [
+        (DELIVERED, "250 2.0.0 ok", "success"),
+        (QUEUED, "451 4.7.1 later", "deferral"),
+        (FAILED, "550 5.1.1 No such user", "failure"),
+        (FAILED, "550 5.4.7 Message expired in queue", "failure_toolong"),
+        # A final failure on a temporary reply: the queue lifetime ran out.
+        (FAILED, "451 4.4.1 no answer (giving up: message expired after 7 attempt(s))",
+         "failure_toolong"),
+    ],
+)  # fmt: skip
+def test_attempt_status(state: str, reply: str, status: str) -> None:
+    assert attempt_status(outcome(state, reply)) == status
+
+
+@pytest.mark.parametrize(
+    ("reply", "classification"),
+    [
+        ("550 5.1.1 No such user", ("h", 10)),
+        ("550 5.1.2 Bad destination system", ("s", 21)),
+        ("552 5.2.2 Mailbox full", ("s", 22)),
+        ("552 5.3.4 Message too big", ("s", 23)),
+        ("554 5.7.1 Blocked by policy", ("s", 50)),
+        ("550 Rejected", ("s", 40)),
+        ("550 5.4.7 Message expired in queue", ("s", 20)),
+    ],
+)
+def test_bounce_classification(reply: str, classification: tuple[str, int]) -> None:
+    assert bounce_classification(outcome(FAILED, reply)) == classification
+
+
+def test_parse_reply() -> None:
+    assert parse_reply("550 5.1.1 No such user").__dict__ == {
+        "code": 550,
+        "enhanced": "5.1.1",
+        "description": "No such user",
+    }
+    assert (parse_reply("451 connection lost").code, parse_reply("451 x").enhanced) == (451, None)
+    assert parse_reply("nonsense").code is None
+
+
+def test_tracking_values_ignore_header_case_and_default_to_null() -> None:
+    values = tracking_values({"x-greenarrow-sendid": "s1", "X-GreenArrow-ListID": "l1"})
+    assert values == {
+        "mailclass": None,
+        "sendid": "s1",
+        "listid": "l1",
+        "instanceid": None,
+        "click_tracking_id": None,
+    }
+
+
+def test_waiting_is_no_event_but_a_final_outcome_without_attempt_is() -> None:
+    assert build_events(outcome(QUEUED, "paused", attempted=False), FACTS) == []
+    assert [e.event_type for e in build_events(outcome(FAILED, "550 5.7.1 x", False), FACTS)] == [
+        "delivery_attempt",
+        "bounce_all",
+    ]
+
+
+def payload(kind: str, queues: Any = None) -> dict[str, Any]:
+    document: dict[str, Any] = {"recipient": "r@dest.test"}
+    if queues is not None:
+        document["queues"] = queues
+    return {"kind": kind, "mailerq": document}
+
+
+def test_result_queues_by_kind() -> None:
+    assert mailerq_queues(payload("success"), CONFIGURED) == ["results", "success"]
+    assert mailerq_queues(payload("failure"), CONFIGURED) == ["results", "failure"]
+    assert mailerq_queues(payload("retry"), CONFIGURED) == ["retry"]
+    assert mailerq_queues(payload("success"), {**CONFIGURED, "results": ""}) == ["success"]
+
+
+def test_the_message_queues_key_overrides_the_configured_names() -> None:
+    own = {"success": "my-success", "results": ""}
+    assert mailerq_queues(payload("success", own), CONFIGURED) == ["my-success"]
+    assert mailerq_queues(payload("failure", own), CONFIGURED) == ["failure"]
+    assert mailerq_queues(payload("retry", "not an object"), CONFIGURED) == ["retry"]
+
+
+def test_mailerq_document_keeps_the_message_json_without_mime() -> None:
+    facts = MessageFacts(
+        address="r@dest.test",
+        attempts_before=0,
+        mail_from="s@src.test",
+        received_at=1_700_000_000.0,
+        is_bounce=False,
+        mailerq_json={"envelope": "bounces@src.test", "mime": "...", "tags": ["a"], "x": 1},
+    )
+    (event,) = build_events(outcome(DELIVERED, "250 ok"), facts)
+    document = event.payload["mailerq"]
+    assert document["envelope"] == "bounces@src.test"
+    assert document["tags"] == ["a"] and document["x"] == 1
+    assert "mime" not in document
+    assert [r["code"] for r in document["results"]] == [250]
