@@ -62,6 +62,7 @@ class Intake:
             vmta_selector=selection.selector,
             client_ip=arrival.client_ip,
             auth_name=arrival.auth_name,
+            kept_headers=selection.kept or None,
         )
         jobs = await self.gateway.accept(message, now)
         self.engine.submit(jobs, body)

@@ -26,17 +26,24 @@ class ThrottlingTemplateRepository:
         row = self.conn.execute(select(throttling_templates).where(C.id == template_id)).first()
         return None if row is None else _from_row(row._mapping)
 
-    def page(self, *, after_id: int | None, offset: int, limit: int) -> list[Ref]:
-        """One page of ``{id, name}`` in ascending id; ``after_id`` is the keyset cursor."""
+    def page(
+        self, *, after_id: int | None, offset: int, limit: int, name: str | None = None
+    ) -> list[Ref]:
+        """One page of ``{id, name}`` in ascending id; ``after_id`` is the keyset cursor;
+        ``name`` filters exactly, ignoring case."""
         query: Select[Any] = select(C.id, C.name).order_by(C.id).limit(limit)
+        if name is not None:
+            query = query.where(C.name_key == name_key(name))
         if after_id is not None:
             query = query.where(C.id > after_id)
         elif offset:
             query = query.offset(offset)
         return [Ref(id=row.id, name=row.name) for row in self.conn.execute(query)]
 
-    def count(self) -> int:
+    def count(self, name: str | None = None) -> int:
         query = select(func.count()).select_from(throttling_templates)
+        if name is not None:
+            query = query.where(C.name_key == name_key(name))
         return int(self.conn.execute(query).scalar_one())
 
     def users(self, template_id: int) -> list[Ref]:

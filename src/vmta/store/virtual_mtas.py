@@ -109,27 +109,52 @@ class VirtualMtaRepository:
         if filters.ip is not None:
             query = query.where(T.ip == filters.ip)
         if filters.hostname is not None:
-            query = query.where(T.hostname == filters.hostname)
+            # Host names compare ignoring case (RFC 4343), as GreenArrow's filter does.
+            query = query.where(func.lower(T.hostname) == filters.hostname.lower())
         return query
 
     def used_by(self, vmta_id: int) -> list[UsedBy]:
         """Every record that sends through ``vmta_id``, in the form of API.md §2.9."""
-        users: list[UsedBy] = []
-        redirecting = self.conn.execute(
-            select(T.id, T.type, T.name).where(T.redirect_id == vmta_id).order_by(T.id)
+        return self.used_by_page(vmta_id, after_id=None, offset=0, limit=None)
+
+    def _user_ids(self, vmta_id: int) -> Select[Any]:
+        """Ids of the VirtualMTAs that redirect to ``vmta_id`` or route through it. A
+        routing rule has no redirect, so the two sets never share an id."""
+        redirecting = select(T.id.label("id")).where(T.redirect_id == vmta_id)
+        routing = select(routing_rule_targets.c.rule_id.label("id")).where(
+            routing_rule_targets.c.target_id == vmta_id
         )
-        users.extend(UsedBy(type=r.type, id=r.id, name=r.name) for r in redirecting)
-        rules = self.conn.execute(
-            select(T.id, T.type, T.name)
-            .join(routing_rule_targets, routing_rule_targets.c.rule_id == T.id)
-            .where(routing_rule_targets.c.target_id == vmta_id)
-            .order_by(T.id)
-        )
-        users.extend(UsedBy(type=r.type, id=r.id, name=r.name) for r in rules)
-        default = self.default()
-        if default is not None and default.id == vmta_id:
-            users.append(UsedBy(type=DEFAULT_VIRTUAL_MTA))
+        both = redirecting.union_all(routing).subquery()
+        return select(T.id, T.type, T.name).join(both, both.c.id == T.id).order_by(T.id)
+
+    def used_by_page(
+        self, vmta_id: int, *, after_id: int | None, offset: int, limit: int | None
+    ) -> list[UsedBy]:
+        """One page of ``used_by`` in ascending id, the default VirtualMTA setting (which
+        has no id) last. ``after_id`` is the keyset cursor; ``limit`` None: all."""
+        query = self._user_ids(vmta_id)
+        if after_id is not None:
+            query = query.where(T.id > after_id)
+        elif offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        users = [UsedBy(type=r.type, id=r.id, name=r.name) for r in self.conn.execute(query)]
+        reached_end = limit is None or len(users) < limit
+        if reached_end and (after_id is not None or offset <= self._user_count(vmta_id)):
+            default = self.default()
+            if default is not None and default.id == vmta_id:
+                users.append(UsedBy(type=DEFAULT_VIRTUAL_MTA))
         return users
+
+    def _user_count(self, vmta_id: int) -> int:
+        counted = select(func.count()).select_from(self._user_ids(vmta_id).subquery())
+        return int(self.conn.execute(counted).scalar_one())
+
+    def used_by_count(self, vmta_id: int) -> int:
+        default = self.default()
+        is_default = default is not None and default.id == vmta_id
+        return self._user_count(vmta_id) + (1 if is_default else 0)
 
     def default(self) -> Ref | None:
         row = self.conn.execute(

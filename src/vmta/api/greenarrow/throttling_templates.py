@@ -55,7 +55,9 @@ def router() -> APIRouter:
         responses=envelope_responses(PLURAL, list_of=True),
     )
     async def list_templates(request: Request) -> JSONResponse:
-        page = page_request(request.query_params, PLURAL)
+        name = request.query_params.get("name")
+        scope = PLURAL if name is None else f"{PLURAL}|name={name}"
+        page = page_request(request.query_params, scope)
         store = store_of(request)
 
         def work() -> dict[str, Any]:
@@ -64,11 +66,11 @@ def router() -> APIRouter:
                 return paginated(
                     PLURAL,
                     page,
-                    PLURAL,
+                    scope,
                     fetch=lambda after, offset, limit: repo.page(
-                        after_id=after, offset=offset, limit=limit
+                        after_id=after, offset=offset, limit=limit, name=name
                     ),
-                    count=repo.count,
+                    count=lambda: repo.count(name),
                     render=_list_item,
                     id_of=lambda ref: int(ref.id),
                 )

@@ -34,7 +34,9 @@ class ResourceSpec:
     render: Callable[[Any], dict[str, Any]]
     atomic: Sequence[str]  # keys replaced whole on PUT (references)
     strip_read_only: Callable[[JsonObject], JsonObject]  # applied to request bodies
-    filters: Sequence[str] = ()  # exact-match list filters: name, ip, hostname
+    # Exact-match list filters: every list takes ``name`` (ignoring case); IP addresses
+    # also take ``ip`` and ``hostname``.
+    filters: Sequence[str] = ("name",)
     record_schema: Any = None  # pydantic models for the OpenAPI document
     input_schema: Any = None
     # What to drop from the current record before a PUT merges into it; defaults to
