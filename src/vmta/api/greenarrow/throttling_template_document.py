@@ -18,7 +18,8 @@ MAX_RULES = 250
 
 def parse(doc: JsonObject) -> ThrottlingTemplate:
     """A complete template from a (merged) document, or ValidationFailed listing every
-    broken rule. Read-only fields (``id``, the ids of rules) are ignored."""
+    broken rule. The template's ``id`` is ignored; a rule's ``id`` is kept (the handler
+    has checked that it names one of the template's rules, see row_ids)."""
     f = Fields()
     f.known(doc, "", FIELDS)
     name = f.name(doc, rules=template_name_problems)
@@ -64,8 +65,12 @@ def _rules(f: Fields, doc: JsonObject) -> list[ThrottleRule]:
         f.known(item, path, RULE_FIELDS)
         domains = _domains(f, item, path, seen)
         limits = _limits(f, item, path, whole=False)
+        # An id is present only when it names a stored rule (checked by row_ids).
+        rule_id = item.get("id")
+        if isinstance(rule_id, bool) or not isinstance(rule_id, int):
+            rule_id = None
         if domains is not None and limits is not None:
-            rules.append(ThrottleRule(domains=domains, limits=limits))
+            rules.append(ThrottleRule(domains=domains, limits=limits, id=rule_id))
     return rules
 
 

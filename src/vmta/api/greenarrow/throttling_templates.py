@@ -7,7 +7,6 @@ own small router; list, get, create, update and delete behave as for VirtualMTAs
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +19,7 @@ from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
 from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
 from vmta.api.openapi import envelope_responses, request_body
 from vmta.domain.errors import NotFound, PartialRecord
@@ -29,6 +29,7 @@ from vmta.store.throttling_templates import ThrottlingTemplateRepository
 SINGULAR = "throttling_template"
 PLURAL = "throttling_templates"
 PATH = f"/{PLURAL}"
+ROW_ARRAYS = ("rules",)
 
 
 def _strip_read_only(doc: JsonObject) -> JsonObject:
@@ -100,6 +101,7 @@ def router() -> APIRouter:
     )
     async def create_template(request: Request) -> JSONResponse:
         doc = _strip_read_only(read_wrapped(await request.body(), SINGULAR))
+        doc = without_row_ids(doc, ROW_ARRAYS)
         store = store_of(request)
 
         def store_problems(partial: PartialRecord) -> list[str]:
@@ -130,17 +132,19 @@ def router() -> APIRouter:
         def work() -> dict[str, Any]:
             with store.write() as conn:
                 repo = ThrottlingTemplateRepository(conn)
-                current = _get(repo, rid)
-                merged = merge_patch(_strip_read_only(document.render(current)), patch)
-                template = parse_record(
-                    document.parse,
-                    merged,
-                    store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+                current = document.render(_get(repo, rid))
+                # Rules given with their ids are updated in place and keep them; rules
+                # without one are new (API.md §2.3, row_ids).
+                id_problems = row_id_problems(patch, current, ROW_ARRAYS)
+                merged = merge_patch(_strip_read_only(current), patch)
+                template = parsed_with(
+                    lambda: parse_record(
+                        document.parse,
+                        merged,
+                        store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+                    ),
+                    id_problems,
                 )
-                if "rules" not in patch:
-                    # The rules are unchanged, so they keep their ids; a given ``rules``
-                    # array replaces them all and its ids are ignored (API.md §2.3).
-                    template = replace(template, rules=current.rules)
                 repo.update(rid, template)
                 return {SINGULAR: document.render(_get(repo, rid))}
 

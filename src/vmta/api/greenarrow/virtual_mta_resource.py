@@ -16,6 +16,7 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
 from vmta.api.openapi import envelope_responses, request_body
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
@@ -43,6 +44,8 @@ class ResourceSpec:
     # strip_read_only. Differs when ids inside arrays must be ignored in a request but
     # kept while the array itself is left alone (routing rule domain overrides).
     strip_current: Callable[[JsonObject], JsonObject] | None = None
+    # Arrays whose rows have ids that a PUT keeps (see row_ids): "domain_overrides".
+    row_arrays: Sequence[str] = ()
 
 
 def parse_record_id(raw: str) -> int:
@@ -120,6 +123,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     )
     async def create_record(request: Request) -> JSONResponse:
         doc = spec.strip_read_only(read_wrapped(await request.body(), spec.singular))
+        doc = without_row_ids(doc, spec.row_arrays)
         store = store_of(request)
 
         def store_problems(partial: PartialRecord) -> list[str]:
@@ -151,12 +155,16 @@ def build_router(spec: ResourceSpec) -> APIRouter:
             with store.write() as conn:
                 repo = VirtualMtaRepository(conn)
                 current = spec.render(_get(repo, rid))
+                id_problems = row_id_problems(patch, current, spec.row_arrays)
                 strip_current = spec.strip_current or spec.strip_read_only
                 merged = merge_patch(strip_current(current), patch, spec.atomic)
-                parsed = parse_record(
-                    spec.parse,
-                    merged,
-                    store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+                parsed = parsed_with(
+                    lambda: parse_record(
+                        spec.parse,
+                        merged,
+                        store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+                    ),
+                    id_problems,
                 )
                 record = repo.prepare(parsed, own_id=rid)
                 repo.update(rid, record)
