@@ -26,7 +26,12 @@ from vmta.domain.virtual_mta import (
     VirtualMtaType,
     type_of,
 )
-from vmta.store.reference_paths import TEMPLATE_FIELD, references_of, with_references
+from vmta.store.reference_paths import (
+    TEMPLATE_FIELD,
+    names_virtual_mta,
+    references_of,
+    with_references,
+)
 from vmta.store.tables import (
     control_settings,
     item_ids,
@@ -34,6 +39,9 @@ from vmta.store.tables import (
     throttling_templates,
     virtual_mtas,
 )
+from vmta.store.throttle_programs import IP_ADDRESS as IP_ADDRESS_USER
+from vmta.store.throttle_programs import ThrottleProgramRepository
+from vmta.store.throttle_rule_rows import program_ids, program_path, rules_from_json, rules_json
 
 T = virtual_mtas.c
 
@@ -228,6 +236,8 @@ class VirtualMtaRepository:
         every other reference names a VirtualMTA."""
         if path == TEMPLATE_FIELD:
             found, what = self.resolve_template(ref), "throttling template"
+        elif program_path(path):
+            found, what = ThrottleProgramRepository(self.conn).resolve(ref), "throttle program"
         else:
             found, what = self.resolve(ref), "VirtualMTA"
         if found is None:
@@ -268,7 +278,7 @@ class VirtualMtaRepository:
         field = next(
             path
             for path, ref in references_of(vmta).items()
-            if path != TEMPLATE_FIELD and ref.id == cycle[1]
+            if names_virtual_mta(path) and ref.id == cycle[1]
         )
         return [f"{field} would make mail loop ({shown})"]
 
@@ -282,6 +292,7 @@ class VirtualMtaRepository:
         assert key is not None
         new_id = int(key[0])
         self._write_targets(new_id, vmta)
+        self._write_program_users(new_id, vmta)
         return new_id
 
     def update(self, vmta_id: int, vmta: VirtualMta) -> None:
@@ -289,6 +300,7 @@ class VirtualMtaRepository:
         values["updated_at"] = func.now()
         self.conn.execute(update(virtual_mtas).where(T.id == vmta_id).values(**values))
         self._write_targets(vmta_id, vmta)
+        self._write_program_users(vmta_id, vmta)
 
     def delete(self, vmta_id: int, expected: VirtualMtaType) -> None:
         """Delete, unless something sends through it (API.md §2.4)."""
@@ -300,6 +312,7 @@ class VirtualMtaRepository:
         self.conn.execute(
             delete(routing_rule_targets).where(routing_rule_targets.c.rule_id == vmta_id)
         )
+        ThrottleProgramRepository(self.conn).set_users(IP_ADDRESS_USER, vmta_id, ())
         self.conn.execute(delete(virtual_mtas).where(T.id == vmta_id))
 
     def set_default(self, ref: Ref | None) -> Ref | None:
@@ -337,6 +350,10 @@ class VirtualMtaRepository:
                 [{"rule_id": vmta_id, "target_id": t} for t in targets],
             )
 
+    def _write_program_users(self, vmta_id: int, vmta: VirtualMta) -> None:
+        rules = vmta.rules if isinstance(vmta, IpAddress) else []
+        ThrottleProgramRepository(self.conn).set_users(IP_ADDRESS_USER, vmta_id, program_ids(rules))
+
     def _values(self, vmta: VirtualMta) -> dict[str, Any]:
         values: dict[str, Any] = {
             "type": type_of(vmta).value,
@@ -354,6 +371,7 @@ class VirtualMtaRepository:
             "delivery_paused": False,
             "throttling_template_id": None,
             "routing": None,
+            "throttle_rules": None,
         }
         if isinstance(vmta, RelayServer):
             values.update(
@@ -374,6 +392,7 @@ class VirtualMtaRepository:
                 hostname=vmta.hostname,
                 delivery_paused=vmta.delivery_paused,
                 throttling_template_id=_id_of(vmta.throttling_template),
+                throttle_rules=rules_json(vmta.rules, lambda: allocate_item_id(self.conn)),
             )
             if vmta.default is not None:
                 values.update(
@@ -439,6 +458,7 @@ class VirtualMtaRepository:
                 redirect=redirect,
                 throttling_template=template,
                 default=default,
+                rules=rules_from_json(self.conn, row["throttle_rules"]),
             )
         routing = row["routing"]
         entries = [routing["default"], *routing["domain_overrides"]]

@@ -21,6 +21,7 @@ SPEC = ResourceSpec(
     atomic=document.ATOMIC,
     strip_read_only=document.strip_read_only,
     filters=("name", "ip", "hostname"),
+    row_arrays=("rules",),
     record_schema=schemas.IpAddress,
     input_schema=schemas.IpAddressIn,
 )
