@@ -23,6 +23,7 @@ from vmta.api.greenarrow import (
     ip_addresses,
     relay_servers,
     routing_rules,
+    throttle_programs,
     throttling_templates,
     virtual_mtas,
 )
@@ -34,6 +35,7 @@ def router() -> APIRouter:
         ip_addresses.router(),
         routing_rules.router(),
         throttling_templates.router(),
+        throttle_programs.router(),
         virtual_mtas.router(),
     ]
     api = APIRouter()
