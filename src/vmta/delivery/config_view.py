@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from vmta.delivery.clock import Clock
 from vmta.domain.external_mta import ExternalMta
+from vmta.domain.throttle_program import ThrottleProgram
 from vmta.domain.virtual_mta import Ref, ThrottlingTemplate, VirtualMta
 from vmta.store.external_mtas import ExternalMtaRepository
 from vmta.store.store import Store
+from vmta.store.throttle_programs import ThrottleProgramRepository
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
@@ -90,6 +92,15 @@ class ConfigView:
         if ref.name is not None:
             return await self.by_selector(ref.name)
         return None
+
+    async def throttle_program(self, program_id: int) -> ThrottleProgram | None:
+        """A throttle program (Dynamic Delivery); a change applies within the cache's second."""
+
+        def load() -> ThrottleProgram | None:
+            with self._store.read() as conn:
+                return ThrottleProgramRepository(conn).get(program_id)
+
+        return await self._cached(("throttle_program", program_id), load)
 
     async def template(self, template_id: int) -> ThrottlingTemplate | None:
         def load() -> ThrottlingTemplate | None:

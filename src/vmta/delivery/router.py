@@ -14,13 +14,14 @@ from vmta.delivery.config_view import ConfigView
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
 from vmta.delivery.path import UNLIMITED, EgressPath
+from vmta.delivery.throttle_backoffs import ThrottleOrigin
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
-from vmta.domain.throttle_rules import ThrottleTable
-from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
+from vmta.domain.throttle_rules import TEMPLATE_RULE, ThrottleMatch, ThrottleTable
+from vmta.domain.virtual_mta import IpAddress, RelayServer, ThrottlingTemplate, VirtualMta
 
 WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
 
@@ -163,7 +164,11 @@ class Router:
         template = None
         if ip.throttling_template is not None and ip.throttling_template.id is not None:
             template = await self.config.template(ip.throttling_template.id)
-        match = ThrottleTable(template).match(domain, destination.mx_names, ip.default)
+        # The address's own rules win over its template's (API.md §2.6).
+        match = ThrottleTable(template, ip.rules).match(domain, destination.mx_names, ip.default)
+        program = None
+        if match.program is not None and match.program.id is not None:
+            program = await self.config.throttle_program(match.program.id)
         candidates = _candidates(destination, route)
         if not candidates:
             return Refuse(
@@ -179,6 +184,8 @@ class Router:
             ehlo_name=ip.hostname,
             limits=match.limits,
             candidates=candidates,
+            throttle_program=program,
+            throttle_origin=throttle_origin(ip, template, match, domain),
         )
         return Deliver(path, chosen, ip.name, memory)
 
@@ -216,6 +223,28 @@ def _candidates(destination: Any, route: EgressRoute) -> tuple[tuple[str, str], 
             if version is None or ipaddress.ip_address(address).version == version:
                 pairs.append((host.name, address))
     return tuple(pairs)
+
+
+def throttle_origin(
+    ip: IpAddress, template: ThrottlingTemplate | None, match: ThrottleMatch, domain: str
+) -> ThrottleOrigin:
+    """Which IP address and which rule a throttle belongs to (the Throttles API's
+    ``ip_address`` and ``throttling_rule``). A default's ``domains`` is the one
+    destination domain it counts."""
+    in_template = match.owner == TEMPLATE_RULE and template is not None
+    owner_id = template.id if in_template and template is not None else ip.id
+    owner_name = template.name if in_template and template is not None else ip.name
+    assert ip.id is not None
+    return ThrottleOrigin(
+        ip_address_id=ip.id,
+        ip_address_name=ip.name,
+        rule_type=match.owner,
+        rule_id=None if match.rule is None else match.rule.id,
+        owner_id=owner_id,
+        owner_name=owner_name,
+        domains=tuple(match.rule.domains) if match.rule is not None else (domain,),
+        normal=match.limits,
+    )
 
 
 def relay_path(relay: RelayServer, route: EgressRoute) -> EgressPath:
