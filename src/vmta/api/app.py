@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -11,11 +12,21 @@ import vmta
 from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.greenarrow import engine
+from vmta.api.greenarrow.throttles import ThrottleStates
 from vmta.api.mailerq import external_mtas
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.store.store import Store
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(
+    store: Store,
+    *,
+    throttle_states: ThrottleStates | None = None,
+    now: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The application. ``throttle_states`` is the data plane's throttle backoff registry
+    (the Throttles API reads and ends backoff there); without a data plane, an empty
+    one. ``now`` is the clock those answers are given at."""
     app = FastAPI(
         title="vmta",
         version=vmta.__version__,
@@ -27,6 +38,8 @@ def create_app(store: Store) -> FastAPI:
         ),
     )
     app.state.store = store
+    app.state.throttle_states = throttle_states or ThrottleBackoffs()
+    app.state.now = now
     authenticator = Authenticator(store)
     app.state.authenticator = authenticator
 

@@ -14,14 +14,14 @@ from vmta.delivery.config_view import ConfigView
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
 from vmta.delivery.path import UNLIMITED, EgressPath
-from vmta.delivery.throttle_backoffs import ThrottleOrigin
+from vmta.delivery.throttle_backoffs import throttle_origin
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
-from vmta.domain.throttle_rules import TEMPLATE_RULE, ThrottleMatch, ThrottleTable
-from vmta.domain.virtual_mta import IpAddress, RelayServer, ThrottlingTemplate, VirtualMta
+from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
+from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 
 WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
 
@@ -177,7 +177,7 @@ class Router:
                 ip.name,
             )
         path = EgressPath(
-            throttle_key=("ip", route.public_ip or ip.ip, *match.key),
+            throttle_key=ip_throttle_key(route.public_ip or ip.ip, match),
             destination_host=domain,
             destination_port=self.settings.delivery_port,
             route=route,
@@ -223,28 +223,6 @@ def _candidates(destination: Any, route: EgressRoute) -> tuple[tuple[str, str], 
             if version is None or ipaddress.ip_address(address).version == version:
                 pairs.append((host.name, address))
     return tuple(pairs)
-
-
-def throttle_origin(
-    ip: IpAddress, template: ThrottlingTemplate | None, match: ThrottleMatch, domain: str
-) -> ThrottleOrigin:
-    """Which IP address and which rule a throttle belongs to (the Throttles API's
-    ``ip_address`` and ``throttling_rule``). A default's ``domains`` is the one
-    destination domain it counts."""
-    in_template = match.owner == TEMPLATE_RULE and template is not None
-    owner_id = template.id if in_template and template is not None else ip.id
-    owner_name = template.name if in_template and template is not None else ip.name
-    assert ip.id is not None
-    return ThrottleOrigin(
-        ip_address_id=ip.id,
-        ip_address_name=ip.name,
-        rule_type=match.owner,
-        rule_id=None if match.rule is None else match.rule.id,
-        owner_id=owner_id,
-        owner_name=owner_name,
-        domains=tuple(match.rule.domains) if match.rule is not None else (domain,),
-        normal=match.limits,
-    )
 
 
 def relay_path(relay: RelayServer, route: EgressRoute) -> EgressPath:

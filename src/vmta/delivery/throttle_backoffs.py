@@ -27,7 +27,8 @@ from vmta.domain.throttle_backoff import (
     BackoffTracker,
 )
 from vmta.domain.throttle_program import ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.throttle_rules import TEMPLATE_RULE, ThrottleMatch
+from vmta.domain.virtual_mta import IpAddress, Limits, ThrottlingTemplate
 
 ThrottleKey = tuple[str, ...]
 
@@ -143,3 +144,25 @@ class ThrottleBackoffs:
         if entry.origin is not None:
             limits = entry.tracker.limits(entry.program, entry.origin.normal, now)
         return ThrottleState(entry.id, key, entry.origin, backoff, limits)
+
+
+def throttle_origin(
+    ip: IpAddress, template: ThrottlingTemplate | None, match: ThrottleMatch, domain: str
+) -> ThrottleOrigin:
+    """Which IP address and which rule a throttle belongs to (the Throttles API's
+    ``ip_address`` and ``throttling_rule``). A default's ``domains`` is the one
+    destination domain it counts."""
+    in_template = match.owner == TEMPLATE_RULE and template is not None
+    owner_id = template.id if in_template and template is not None else ip.id
+    owner_name = template.name if in_template and template is not None else ip.name
+    assert ip.id is not None
+    return ThrottleOrigin(
+        ip_address_id=ip.id,
+        ip_address_name=ip.name,
+        rule_type=match.owner,
+        rule_id=None if match.rule is None else match.rule.id,
+        owner_id=owner_id,
+        owner_name=owner_name,
+        domains=tuple(match.rule.domains) if match.rule is not None else (domain,),
+        normal=match.limits,
+    )

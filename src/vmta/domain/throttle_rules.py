@@ -125,6 +125,12 @@ class ThrottleTable:
         return ThrottleMatch(UNLIMITED, per_domain, "no throttling")
 
 
+def ip_throttle_key(source_ip: str, match: ThrottleMatch) -> tuple[str, ...]:
+    """What one IP address counts together for one destination (see the module text):
+    every IP address counts separately."""
+    return ("ip", source_ip, *match.key)
+
+
 def throttle_for(
     template: ThrottlingTemplate | None,
     ip_default: Limits | None,

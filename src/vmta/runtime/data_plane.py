@@ -22,6 +22,7 @@ from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
@@ -126,6 +127,10 @@ class DataPlane:
         engine_settings = settings.engine
         self.gateway = SpoolGateway(self.spool, lease_seconds=engine_settings.lease_seconds)
         self.config = ConfigView(store, self.clock)
+        # Dynamic Delivery: the backoff state of every throttle of this node. The engine
+        # is to feed it and read it (see vmta.delivery.throttle_backoffs); the Throttles
+        # API shows it and ends backoff.
+        self.backoffs = ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
         self.journal = InflightJournal(data_dir / "inflight.journal")

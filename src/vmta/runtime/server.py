@@ -131,7 +131,7 @@ async def serve(settings: Settings) -> None:
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
-            app = create_app(store)
+            app = create_app(store, throttle_states=data_plane.backoffs, now=data_plane.clock.now)
             app.state.engine_state = data_plane.state
             app.state.wake_engine = data_plane.engine.wake
             api = await stack.enter_async_context(ApiServer(app, api_socket))

@@ -24,6 +24,7 @@ from vmta.api.greenarrow import (
     relay_servers,
     routing_rules,
     throttle_programs,
+    throttles,
     throttling_templates,
     virtual_mtas,
 )
@@ -36,6 +37,7 @@ def router() -> APIRouter:
         routing_rules.router(),
         throttling_templates.router(),
         throttle_programs.router(),
+        throttles.router(),
         virtual_mtas.router(),
     ]
     api = APIRouter()
