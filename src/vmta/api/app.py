@@ -9,8 +9,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 import vmta
-from vmta.api import errors, openapi, queue
-from vmta.api.auth import OPEN_PATHS, Authenticator
+from vmta.api import errors, http_submission, openapi, queue
+from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator
 from vmta.api.greenarrow import engine
 from vmta.api.greenarrow.throttles import ThrottleStates
 from vmta.api.mailerq import external_mtas
@@ -47,11 +47,12 @@ def create_app(
     async def require_credentials(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path not in OPEN_PATHS:
+        path = request.url.path
+        if path not in OPEN_PATHS and path not in SELF_AUTHENTICATING_PATHS:
             header = request.headers.get("authorization")
             principal = await run_in_threadpool(authenticator.check, header)
             if principal is None:
-                return errors.unauthorized(request.url.path)
+                return errors.unauthorized(path)
             request.state.principal = principal
         return await call_next(request)
 
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(engine.router())
     app.include_router(external_mtas.router())
     app.include_router(queue.router())
+    app.include_router(http_submission.router())
 
     errors.install(app)
     openapi.install(app)

@@ -134,6 +134,8 @@ async def serve(settings: Settings) -> None:
             app = create_app(store, throttle_states=data_plane.backoffs, now=data_plane.clock.now)
             app.state.engine_state = data_plane.state
             app.state.wake_engine = data_plane.engine.wake
+            app.state.submit = data_plane.intake.accept  # the HTTP Submission API
+            app.state.hostname = settings.hostname
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
             log.info("API listening on http://%s", bound_address(api_socket))
