@@ -86,10 +86,14 @@ def test_every_greenarrow_path_answers_405_with_its_documented_methods(
 ) -> None:
     paths = greenarrow_paths(client)
     # relay, IP, rule and template paths, three of virtual_mtas, three of throttle
-    # programs and four of throttles
-    assert len(paths) == 18
+    # programs, four of throttles and the rule rows of templates and IP addresses
+    assert len(paths) == 20
     for template, documented in paths.items():
-        path = template.replace("{record_id}", "1").replace("{domain}", "a.test")
+        path = (
+            template.replace("{record_id}", "1")
+            .replace("{domain}", "a.test")
+            .replace("{row_id}", "1")
+        )
         for method in HTTP_METHODS:
             if method in documented:
                 continue

@@ -277,3 +277,48 @@ def test_ip_address_rules_keep_their_ids_across_put(client: TestClient) -> None:
         "rules[0].id 123456 is not the id of a row of this record;"
         " leave the id out to add a new row"
     ]
+
+
+@pytest.mark.parametrize(
+    ("plural", "singular", "extra"),
+    [
+        ("throttling_templates", "throttling_template", {"name": "tpl", "default": LIMITS}),
+        (
+            "ip_addresses",
+            "ip_address",
+            {"name": "ip-1", "ip": "127.0.0.2", "hostname": "mta.example.com"},
+        ),
+    ],
+)
+def test_one_rule_is_read_and_updated_on_its_own(
+    client: TestClient, store: Store, plural: str, singular: str, extra: dict[str, Any]
+) -> None:
+    rules = [
+        {"domains": ["a.test"], **LIMITS, "throttle_program": None},
+        {"domains": ["b.test"], **LIMITS, "throttle_program": None},
+    ]
+    record = ok(client.post(f"{GA}/{plural}", json={singular: {**extra, "rules": rules}}))[singular]
+    first, second = record["rules"]
+    url = f"{GA}/{plural}/{record['id']}/rules/{second['id']}"
+    assert ok(client.get(url)) == {"throttling_rule": second}
+
+    patch = {"max_messages_per_hour": 5, "throttle_program": {"name": "automatic backoff"}}
+    changed = ok(client.put(url, json={"throttling_rule": patch}))["throttling_rule"]
+    assert changed == {
+        **second,
+        "max_messages_per_hour": 5,
+        "throttle_program": {"id": BUILTIN_ID, "name": "Automatic Backoff"},
+    }
+    after = ok(client.get(f"{GA}/{plural}/{record['id']}"))[singular]
+    assert after["rules"] == [first, changed]
+
+    before = snapshot(store)
+    broken = {"domains": ["A.test"], "max_concurrent_connections": -1}
+    assert failed(client.put(url, json={"throttling_rule": broken}), 400, "validation_failed") == [
+        "rules[1].domains[0] repeats rules[0].domains[0] ('A.test'); each domain may appear once",
+        "rules[1].max_concurrent_connections must be an integer greater than or equal to 0",
+    ]
+    assert snapshot(store) == before
+    missing = f"{GA}/{plural}/{record['id']}/rules/999999"
+    failed(client.get(missing), 404, "not_found")
+    failed(client.put(missing, json={"throttling_rule": patch}), 404, "not_found")

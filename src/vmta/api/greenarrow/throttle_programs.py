@@ -13,9 +13,8 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import throttle_program_document as document
 from vmta.api.greenarrow import throttle_program_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import merge_patch, parse_record
+from vmta.api.greenarrow.fields import merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
 from vmta.api.openapi import envelope_responses, ref, request_body
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.throttle_program import ThrottleProgram

@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import success
+from vmta.api.greenarrow.fields import parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
 from vmta.api.openapi import envelope_responses
 from vmta.delivery.throttle_backoffs import ThrottleKey, ThrottleOrigin, ThrottleState
 from vmta.delivery.throttle_backoffs import throttle_origin as origin_of

@@ -17,10 +17,10 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import throttling_template_document as document
 from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
+from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
-from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
+from vmta.api.greenarrow.row_routes import add_row_routes
 from vmta.api.openapi import envelope_responses, request_body
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, ThrottlingTemplate
@@ -41,6 +41,30 @@ def _get(repo: ThrottlingTemplateRepository, template_id: int) -> ThrottlingTemp
     if record is None:
         raise NotFound(f"No throttling template with id {template_id}.")
     return record
+
+
+def _read(conn: Any, rid: int) -> JsonObject:
+    return document.render(_get(ThrottlingTemplateRepository(conn), rid))
+
+
+def _apply_update(conn: Any, rid: int, patch: JsonObject) -> JsonObject:
+    """A PUT of ``patch`` (without read-only fields); the template after it."""
+    repo = ThrottlingTemplateRepository(conn)
+    current = document.render(_get(repo, rid))
+    # Rules given with their ids are updated in place and keep them; rules without one
+    # are new (API.md §2.3, row_ids).
+    id_problems = row_id_problems(patch, current, ROW_ARRAYS)
+    merged = merge_patch(_strip_read_only(current), patch)
+    template = parsed_with(
+        lambda: parse_record(
+            document.parse,
+            merged,
+            store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+        ),
+        id_problems,
+    )
+    repo.update(rid, template)
+    return document.render(_get(repo, rid))
 
 
 def _list_item(ref: Ref) -> dict[str, Any]:
@@ -131,24 +155,19 @@ def router() -> APIRouter:
 
         def work() -> dict[str, Any]:
             with store.write() as conn:
-                repo = ThrottlingTemplateRepository(conn)
-                current = document.render(_get(repo, rid))
-                # Rules given with their ids are updated in place and keep them; rules
-                # without one are new (API.md §2.3, row_ids).
-                id_problems = row_id_problems(patch, current, ROW_ARRAYS)
-                merged = merge_patch(_strip_read_only(current), patch)
-                template = parsed_with(
-                    lambda: parse_record(
-                        document.parse,
-                        merged,
-                        store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
-                    ),
-                    id_problems,
-                )
-                repo.update(rid, template)
-                return {SINGULAR: document.render(_get(repo, rid))}
+                return {SINGULAR: _apply_update(conn, rid, patch)}
 
         return success(await run_in_threadpool(work))
+
+    add_row_routes(
+        api,
+        path=PATH,
+        array="rules",
+        label="a throttling template",
+        read=_read,
+        apply=_apply_update,
+        schema=schemas.ThrottleRule,
+    )
 
     @api.delete(
         PATH + "/{record_id}",

@@ -13,9 +13,8 @@ from fastapi.responses import JSONResponse
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import Fields
+from vmta.api.greenarrow.fields import Fields, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
 from vmta.api.openapi import envelope_responses, ref, request_body
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.domain.virtual_mta import Ref, UsedBy
