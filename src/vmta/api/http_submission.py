@@ -1,5 +1,5 @@
-"""GreenArrow's HTTP Submission API, ``POST`` (or ``PUT``) ``/api/v1/send.json``
-(API.md §2.12): one message (``message``) or a batch (``messages``) as JSON, injected
+"""GreenArrow's HTTP Submission API, ``POST`` (or ``PUT``) ``/api/v1/send.json``, as on
+its vendor page: one message (``message``) or a batch (``messages``) as JSON, injected
 through the same intake as SMTP, answered in that API's own format.
 
 - Success: ``{"success": 1, "message_id": "..."}`` for one message; for a batch,

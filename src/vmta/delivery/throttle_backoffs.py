@@ -1,4 +1,4 @@
-"""The backoff state of every throttle of this node (Dynamic Delivery, API.md §2.10-2.11).
+"""The backoff state of every throttle of this node (Dynamic Delivery).
 
 One ``BackoffTracker`` per throttle key (``EgressPath.throttle_key``), created when the
 first outcome through it is observed. The delivery engine feeds it and reads it:

@@ -1,4 +1,4 @@
-"""Dynamic Delivery for one throttle: measure, decide, reduce (API.md §2.10).
+"""Dynamic Delivery for one throttle: measure, decide, reduce.
 
 A ``BackoffTracker`` is fed the outcome of every delivery attempt made through one
 throttle (``observe``) and answers which limits apply now (``limits``). It is pure: time

@@ -1,4 +1,4 @@
-"""Throttle programs: GreenArrow's Dynamic Delivery settings (API.md §2.10).
+"""Throttle programs: GreenArrow's Dynamic Delivery settings.
 
 A program says when a throttle goes into *backoff* (``triggers``: the share of recent
 attempts that failed or were deferred) and what its limits are then (``backoff``: a

@@ -1,4 +1,4 @@
-"""Throttle programs (API.md §2.10) and which templates and IP addresses use them."""
+"""Throttle programs and which templates and IP addresses use them."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ class ThrottleProgramRepository:
         self.conn.execute(update(throttle_programs).where(C.id == program_id).values(**values))
 
     def delete(self, program_id: int) -> None:
-        """Delete, unless it is built in or a rule names it (API.md §2.10)."""
+        """Delete, unless it is built in or a rule names it."""
         current = self.get(program_id)
         if current is None:
             raise NotFound(f"No throttle program with id {program_id}.")

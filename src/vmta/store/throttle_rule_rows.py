@@ -1,5 +1,5 @@
 """Throttling rules as stored: the JSON rows of a template's ``rules`` column and of an
-IP address's ``throttle_rules`` column, one shape for both (API.md §2.6, §2.8)."""
+IP address's ``throttle_rules`` column, one shape for both."""
 
 from __future__ import annotations
 

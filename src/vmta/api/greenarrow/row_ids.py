@@ -1,5 +1,5 @@
 """Ids of rows inside a record's arrays (template and IP address throttling rules,
-routing rule domain overrides) across writes (API.md §2.3).
+routing rule domain overrides) across writes.
 
 On create a row's ``id`` is read-only and ignored: every row gets a fresh one. On PUT a
 row that carries the ``id`` of one of the record's rows is that row, updated in place, and
@@ -63,7 +63,7 @@ def row_id_problems(patch: JsonObject, current: JsonObject, arrays: Iterable[str
 
 def parsed_with(parse: Callable[[], Record], id_problems: list[str]) -> Record:
     """``parse()``, with ``id_problems`` reported along with its own (all at once,
-    field problems first, API.md §2.1)."""
+    field problems first)."""
     try:
         record = parse()
     except ValidationFailed as refused:

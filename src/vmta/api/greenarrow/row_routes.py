@@ -2,7 +2,7 @@
 ``GET``/``PUT .../{record_id}/rules/{row_id}``, the "Update Throttling Rule" operation
 GreenArrow's pages name for the rules of templates (and, the same way, of IP addresses).
 
-The body is ``{"throttling_rule": {...}}`` with only the fields to change (API.md §2.3:
+The body is ``{"throttling_rule": {...}}`` with only the fields to change (as on PUT:
 a nested hash merges, an array replaces); the response is the whole row. The change is
 made as a PUT of the record whose array carries the changed row under its own id, so
 every rule of the record applies and messages name the row as ``rules[2].domains``.

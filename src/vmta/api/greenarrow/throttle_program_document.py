@@ -1,5 +1,5 @@
 """Throttle program documents: request bodies to records and records to responses
-(API.md §2.10, GreenArrow's Throttle Programs page)."""
+(GreenArrow's Throttle Programs page)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ READ_ONLY = ("id", "builtin")
 BACKOFF_FIELDS = ("max_concurrent_connections", "max_messages_per_hour")
 VALUE_FIELDS = ("mode", "value")
 TRIGGER_FIELDS = ("failure_rate", "deferral_rate")
-MAX_INTEGER = 2_147_483_647  # what every database stores (API.md §2.3)
+MAX_INTEGER = 2_147_483_647  # what every database stores
 _MODES = ", ".join(m.value for m in BackoffMode)
 # An address in the form RFC 5321 §4.1.2 calls a Mailbox, kept simple: a dot-atom or
 # quoted-free local part and a domain of letter-digit-hyphen labels.

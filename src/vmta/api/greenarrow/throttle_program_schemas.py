@@ -1,4 +1,4 @@
-"""Documentation models of throttle programs for the OpenAPI document (API.md §2.10);
+"""Documentation models of throttle programs for the OpenAPI document;
 requests are read by ``throttle_program_document``, not by these models."""
 
 from __future__ import annotations

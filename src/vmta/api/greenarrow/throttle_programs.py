@@ -1,4 +1,4 @@
-"""``/ga/api/v3/eng/throttle_programs`` (API.md §2.10): list, get, create, update,
+"""``/ga/api/v3/eng/throttle_programs``: list, get, create, update,
 delete and ``used_by``, with the conventions of the other resources (§2.2, §2.3)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Throttling rules in request and response documents, one shape for a template's
-``rules`` and an IP address's own ``rules`` (API.md §2.6, §2.8)."""
+``rules`` and an IP address's own ``rules``."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def parse_rules(f: Fields, doc: JsonObject) -> list[ThrottleRule]:
         f.known(item, path, RULE_FIELDS)
         domains = _domains(f, item, path, seen)
         limits = parse_limits(f, item, path, whole=False)
-        # null (the default) or a reference {id} / {name}; id wins (API.md §2.8).
+        # null (the default) or a reference {id} / {name}; id wins.
         program = f.ref(item, "throttle_program", path)
         rule_id = item.get("id")
         if isinstance(rule_id, bool) or not isinstance(rule_id, int):

@@ -1,4 +1,4 @@
-"""The Throttles API (API.md §2.11): which throttles are in backoff, the throttles of an
+"""The Throttles API: which throttles are in backoff, the throttles of an
 IP address, and ending backoff by hand.
 
 A throttle here is what vmta counts together for one IP address (``throttle_rules``): it
