@@ -141,6 +141,29 @@ def router() -> APIRouter:
         send,
         methods=["POST", "PUT"],
         summary="GreenArrow HTTP Submission API: send one message or a batch",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "username": {"type": "string"},
+                                "password": {"type": "string"},
+                                "message": {"type": "object"},
+                                "messages": {
+                                    "type": "array",
+                                    "items": {"type": "object"},
+                                    "minItems": 1,
+                                    "maxItems": MAX_BATCH,
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
         responses={
             200: {"description": "{success: 1, message_id} or, for a batch, per message"},
             400: {"description": "{success: 0, error}"},
