@@ -122,3 +122,9 @@ async def test_refusals_in_the_api_format(plane: RunningPlane) -> None:
         assert refused.json() == {"success": 0, "error": "message.subject is required"}
     with plane.store.read() as conn:
         assert conn.execute(select(messages.c.id)).first() is None  # nothing was queued
+
+
+async def test_other_methods_still_need_credentials(plane: RunningPlane) -> None:
+    async with client_for(plane) as client:
+        response = await client.get(URL)
+    assert response.status_code == 401
