@@ -17,6 +17,7 @@ destination still refuses mail.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 
 from vmta.domain.throttle_backoff import (
@@ -31,6 +32,7 @@ from vmta.domain.throttle_rules import TEMPLATE_RULE, ThrottleMatch
 from vmta.domain.virtual_mta import IpAddress, Limits, ThrottlingTemplate
 
 ThrottleKey = tuple[str, ...]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,16 @@ class ThrottleBackoffs:
             return None  # nothing to measure, and nothing to remember
         entry = self._entry(key, origin)
         entry.program = program
-        return entry.tracker.observe(program, kind, now)
+        started = entry.tracker.observe(program, kind, now)
+        if started is not None and program is not None:
+            # The operator's notice (a program's ``notify`` address is not mailed).
+            log.warning(
+                "throttle %s is in backoff for %d s (throttle program '%s')",
+                "/".join(key),
+                program.return_after,
+                program.name,
+            )
+        return started
 
     def limits(self, key: ThrottleKey, base: Limits, now: float) -> Limits:
         """The limits of ``key`` at ``now``: ``base``, or the reduced ones in backoff."""
@@ -116,7 +127,10 @@ class ThrottleBackoffs:
     def end_backoff(self, key: ThrottleKey) -> bool:
         """Take ``key`` out of backoff now; False when it was not in backoff."""
         entry = self._entries.get(key)
-        return entry is not None and entry.tracker.end()
+        ended = entry is not None and entry.tracker.end()
+        if ended:
+            log.info("throttle %s taken out of backoff by hand", "/".join(key))
+        return ended
 
     def state(
         self, key: ThrottleKey, now: float, origin: ThrottleOrigin | None = None
