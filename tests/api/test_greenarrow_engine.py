@@ -86,9 +86,15 @@ def test_every_greenarrow_path_answers_405_with_its_documented_methods(
     client: TestClient,
 ) -> None:
     paths = greenarrow_paths(client)
-    assert len(paths) == 11  # relay, IP, rule and template paths, and three of virtual_mtas
+    # relay, IP, rule and template paths, three of virtual_mtas, three of throttle
+    # programs, four of throttles and the rule rows of templates and IP addresses
+    assert len(paths) == 20
     for template, documented in paths.items():
-        path = template.replace("{record_id}", "1")
+        path = (
+            template.replace("{record_id}", "1")
+            .replace("{domain}", "a.test")
+            .replace("{row_id}", "1")
+        )
         for method in HTTP_METHODS:
             if method in documented:
                 continue

@@ -66,6 +66,7 @@ def test_create_minimal_gives_defaults(client: TestClient) -> None:
         "redirect": None,
         "throttling_template": None,
         "default": None,
+        "rules": [],
     }
     assert list(record) == [
         "id",
@@ -76,6 +77,7 @@ def test_create_minimal_gives_defaults(client: TestClient) -> None:
         "redirect",
         "throttling_template",
         "default",
+        "rules",
     ]
 
 
@@ -97,6 +99,7 @@ def test_create_full_record_and_get_it(client: TestClient) -> None:
         id=record["id"],
         redirect={"type": "relay_server", "id": relay["id"], "name": "relay-1"},
         throttling_template={"id": template["id"], "name": "Warmup"},
+        rules=[],
     )
     assert record == expected
     assert ok(client.get(f"{URL}/{record['id']}")) == {"ip_address": expected}
@@ -571,6 +574,7 @@ def test_openapi_documents_the_record(client: TestClient) -> None:
         "redirect",
         "throttling_template",
         "default",
+        "rules",
     }
     assert "IpAddressIn" in schemas
     assert {"get", "post"} <= set(document["paths"][URL])

@@ -500,15 +500,37 @@ def test_put_domain_overrides_replaces_the_array(
         rule_body(domain_overrides=[override(["a.com"], IP1), override(["b.com"], IP1)]),
     )
     old_ids = [o["id"] for o in created["domain_overrides"]]
-    # A client that sends back what it read, ids included, still gets new ids: ids
-    # inside arrays are read-only.
-    sent = [{**created["domain_overrides"][1], "domains": ["c.com"]}]
+    # An override sent back with its id is that override, updated in place: it keeps
+    # its id. One without an id is new; the one left out is removed.
+    sent = [
+        {**created["domain_overrides"][1], "domains": ["c.com"]},
+        override(["d.com"], IP1),
+    ]
     updated = put(client, created["id"], {"domain_overrides": sent})
-    assert [o["domains"] for o in updated["domain_overrides"]] == [["c.com"]]
-    assert updated["domain_overrides"][0]["id"] not in old_ids
+    assert [o["domains"] for o in updated["domain_overrides"]] == [["c.com"], ["d.com"]]
+    assert updated["domain_overrides"][0]["id"] == old_ids[1]
+    assert updated["domain_overrides"][1]["id"] not in old_ids
     assert updated["default"] == created["default"] and updated["name"] == created["name"]
     cleared = put(client, created["id"], {"domain_overrides": []})
     assert cleared["domain_overrides"] == []
+
+
+def test_put_with_an_override_id_of_nothing_is_refused(
+    client: TestClient, targets: dict[str, int], store: Store
+) -> None:
+    created = create(client, rule_body(domain_overrides=[override(["a.com"], IP1)]))
+    before = snapshot(store)
+    sent = [{**override(["c.com"], IP1), "id": 999_999}]
+    messages = failed(
+        client.put(f"{URL}/{created['id']}", json={"routing_rule": {"domain_overrides": sent}}),
+        400,
+        "validation_failed",
+    )
+    assert messages == [
+        "domain_overrides[0].id 999999 is not the id of a row of this record;"
+        " leave the id out to add a new row"
+    ]
+    assert snapshot(store) == before
 
 
 def test_override_ids_are_kept_while_the_array_is_left_alone(

@@ -70,6 +70,7 @@ def test_create_full_record_and_get_it(client: TestClient) -> None:
     expected["id"] = record["id"]
     for item, rule_id in zip(expected["rules"], ids, strict=True):
         item["id"] = rule_id
+        item["throttle_program"] = None
     assert record == expected
     assert list(record) == ["id", "name", "rules", "default"]
     assert list(record["rules"][0]) == [
@@ -77,6 +78,7 @@ def test_create_full_record_and_get_it(client: TestClient) -> None:
         "domains",
         "max_concurrent_connections",
         "max_messages_per_hour",
+        "throttle_program",
     ]
     assert ok(client.get(f"{URL}/{record['id']}")) == {"throttling_template": record}
 
@@ -348,22 +350,58 @@ def test_put_changes_only_given_fields_and_keeps_rule_ids(client: TestClient) ->
     assert ok(client.get(url)) == data
 
 
-def test_put_rules_replaces_the_array_with_new_ids(client: TestClient) -> None:
+def test_put_rules_keeps_the_ids_it_carries(client: TestClient) -> None:
     created = create(client, full())
     url = f"{URL}/{created['id']}"
     old_ids = rule_ids(created)
-    # Even the old ids given back are ignored: rules are replaced, not edited in place.
-    given = [{**rule("gmail.com", conn=9), "id": old_ids[0]}, rule("mx:*.mx.example")]
+    # A rule given with its id is that rule, updated in place; one without is new; the
+    # rule left out is removed.
+    given = [{**rule("gmail.com", conn=9), "id": old_ids[1]}, rule("mx:*.mx.example")]
     data = ok(client.put(url, json={"throttling_template": {"rules": given}}))[
         "throttling_template"
     ]
     new_ids = rule_ids(data)
-    assert not set(new_ids) & set(old_ids) and len(set(new_ids)) == 2
+    assert new_ids[0] == old_ids[1]
+    assert new_ids[1] not in old_ids and len(set(new_ids)) == 2
     assert [r["domains"] for r in data["rules"]] == [["gmail.com"], ["mx:*.mx.example"]]
     assert data["rules"][0]["max_concurrent_connections"] == 9
     assert data["default"] == LIMITS
     data = ok(client.put(url, json={"throttling_template": {"rules": []}}))
     assert data["throttling_template"]["rules"] == []
+
+
+def test_put_sending_back_what_it_read_keeps_every_id(client: TestClient) -> None:
+    created = create(client, full())
+    url = f"{URL}/{created['id']}"
+    sent = {"rules": created["rules"][::-1]}
+    data = ok(client.put(url, json={"throttling_template": sent}))["throttling_template"]
+    assert rule_ids(data) == rule_ids(created)[::-1]
+    assert ok(client.get(url))["throttling_template"] == data
+
+
+def test_put_with_a_rule_id_of_nothing_is_refused(client: TestClient, store: Store) -> None:
+    created = create(client, full())
+    other = create(client, full("other"))
+    url = f"{URL}/{created['id']}"
+    before = snapshot(store)
+    foreign = rule_ids(other)[0]
+    mine = rule_ids(created)[0]
+    given = [
+        {**rule("gmail.com"), "id": foreign},
+        {**rule("a.example"), "id": mine},
+        {**rule("b.example"), "id": mine},
+        {**rule("c.example"), "id": "7"},
+    ]
+    messages = failed(
+        client.put(url, json={"throttling_template": {"rules": given}}), 400, "validation_failed"
+    )
+    assert messages == [
+        f"rules[0].id {foreign} is not the id of a row of this record;"
+        " leave the id out to add a new row",
+        f"rules[2].id {mine} is already given to rules[1]",
+        "rules[3].id must be an integer or null",
+    ]
+    assert snapshot(store) == before
 
 
 def test_delete(client: TestClient) -> None:
@@ -434,6 +472,7 @@ def test_openapi_documents_the_record(client: TestClient) -> None:
         "domains",
         "max_concurrent_connections",
         "max_messages_per_hour",
+        "throttle_program",
     }
     assert "ThrottlingTemplateIn" in schemas
     assert {"get", "put", "delete"} <= set(document["paths"][URL + "/{record_id}"])

@@ -95,6 +95,9 @@ def test_bad_paging_parameters(client: TestClient, store: Store) -> None:
         failed(client.get(URL, params=params), 400, "invalid_request")
 
 
+LIMITS = {"max_concurrent_connections": 1, "max_messages_per_hour": 10}
+
+
 # ---- used_by -------------------------------------------------------------------------------
 
 
@@ -105,20 +108,22 @@ def test_used_by_names_every_user(client: TestClient, store: Store) -> None:
     rule = add_routing_rule(store, "rule-listing", target)
     ok(client.put(DEFAULT, json={"virtual_mta": {"id": target}}))
     data = ok(client.get(f"{URL}/{target}/used_by"))
+    assert data["pagination"]["num_records"] == 4
     assert data == {
+        "pagination": data["pagination"],
         "used_by": [
             item("ip_address", ip, "ip-redirecting"),
             item("relay_server", relay, "relay-redirecting"),
             item("routing_rule", rule, "rule-listing"),
             {"type": "default_virtual_mta", "id": None, "name": None},
-        ]
+        ],
     }
 
 
 def test_used_by_follows_updates(client: TestClient, store: Store) -> None:
     ip = add_ip_address(store, "ip-1")
     relay = add_relay_server(store, "relay-1")
-    assert ok(client.get(f"{URL}/{relay}/used_by")) == {"used_by": []}
+    assert ok(client.get(f"{URL}/{relay}/used_by"))["used_by"] == []
     rule = ok(
         client.post(
             f"{GA}/routing_rules",
@@ -134,10 +139,89 @@ def test_used_by_follows_updates(client: TestClient, store: Store) -> None:
             json={"routing_rule": {"default": {"deliver_through": [entry({"id": ip})]}}},
         )
     )
-    assert ok(client.get(f"{URL}/{relay}/used_by")) == {"used_by": []}
+    assert ok(client.get(f"{URL}/{relay}/used_by"))["used_by"] == []
     assert ok(client.get(f"{URL}/{ip}/used_by"))["used_by"] == [
         item("routing_rule", rule["id"], "rule-1")
     ]
+
+
+def test_used_by_pages_through_250_users_by_token(client: TestClient, store: Store) -> None:
+    target = add_relay_server(store, "target")
+    users = [add_relay_server(store, f"user-{i:03d}", redirect=target) for i in range(250)]
+    ok(client.put(DEFAULT, json={"virtual_mta": {"id": target}}))
+    seen: list[Any] = []
+    data = ok(client.get(f"{URL}/{target}/used_by"))
+    pages = [data["pagination"]]
+    seen += data["used_by"]
+    while data["pagination"]["next_page_token"]:
+        token = data["pagination"]["next_page_token"]
+        data = ok(client.get(f"{URL}/{target}/used_by", params={"page_token": token}))
+        pages.append(data["pagination"])
+        seen += data["used_by"]
+    assert [u["id"] for u in seen] == [*users, None]
+    assert seen[-1]["type"] == "default_virtual_mta"
+    assert [p["page"] for p in pages] == [0, 1, 2]
+    assert all(p["num_records"] == 251 and p["num_pages"] == 3 for p in pages)
+    by_number = ok(client.get(f"{URL}/{target}/used_by", params={"page": 2}))
+    assert by_number["used_by"] == seen[200:]
+    past = ok(client.get(f"{URL}/{target}/used_by", params={"page": 3}))
+    assert past["used_by"] == []
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "eyJ4IjoxfQ"])
+def test_used_by_refuses_a_malformed_page_token(
+    client: TestClient, store: Store, token: str
+) -> None:
+    target = add_relay_server(store, "target")
+    failed(
+        client.get(f"{URL}/{target}/used_by", params={"page_token": token}), 400, "invalid_request"
+    )
+    add_relay_server(store, "second")
+    # A token of another list is refused as well.
+    list_token = ok(client.get(f"{GA}/relay_servers", params={"per_page": 1}))["pagination"]
+    failed(
+        client.get(f"{URL}/{target}/used_by", params={"page_token": list_token["next_page_token"]}),
+        400,
+        "invalid_request",
+    )
+
+
+def test_every_list_filters_by_name_ignoring_case(client: TestClient, store: Store) -> None:
+    ip = add_ip_address(store, "Ip-One")
+    add_ip_address(store, "ip-two")
+    relay = add_relay_server(store, "Relay-One")
+    add_relay_server(store, "relay-two")
+    rule = add_routing_rule(store, "Rule-One", ip)
+    add_routing_rule(store, "rule-two", ip)
+    template = ok(
+        client.post(
+            f"{GA}/throttling_templates",
+            json={"throttling_template": {"name": "Tpl-One", "default": LIMITS}},
+        )
+    )["throttling_template"]["id"]
+    ok(
+        client.post(
+            f"{GA}/throttling_templates",
+            json={"throttling_template": {"name": "tpl-two", "default": LIMITS}},
+        )
+    )
+    cases = [
+        ("ip_addresses", "IP-ONE", ip),
+        ("relay_servers", "relay-one", relay),
+        ("routing_rules", "RULE-one", rule),
+        ("throttling_templates", "TPL-ONE", template),
+        ("virtual_mtas", "rule-ONE", rule),
+    ]
+    for plural, name, wanted in cases:
+        data = ok(client.get(f"{GA}/{plural}", params={"name": name}))
+        assert [r["id"] for r in data[plural]] == [wanted], plural
+        assert data["pagination"]["num_records"] == 1
+
+
+def test_hostname_filter_ignores_case(client: TestClient, store: Store) -> None:
+    ip = add_ip_address(store, "ip-1")  # hostname mta.example.com
+    data = ok(client.get(f"{GA}/ip_addresses", params={"hostname": "MTA.Example.COM"}))
+    assert [r["id"] for r in data["ip_addresses"]] == [ip]
 
 
 @pytest.mark.parametrize("raw_id", ["999999", "abc", "-1", "default"])

@@ -41,3 +41,34 @@ def test_bare_lf_and_headers_only_messages() -> None:
 
 def test_trace_header_goes_on_top() -> None:
     assert with_trace_header(b"A: 1\r\n\r\n", "Received: x") == b"Received: x\r\nA: 1\r\n\r\n"
+
+
+EVERY_GREENARROW_HEADER = (
+    b"From: a@x.test\r\n"
+    b"X-GreenArrow-MtaID: relay-1\r\n"
+    b"X-GreenArrow-MailClass: newsletter\r\n"
+    b"X-GreenArrow-SendID: send-42\r\n"
+    b"x-greenarrow-listid: list-7\r\n"
+    b"X-GREENARROW-INSTANCEID: inst-3\r\n"
+    b"X-GreenArrow-Click-Tracking-ID:\r\n track-99\r\n"
+    b"X-GreenArrow-DKIM: sign-it\r\n"
+    b"X-GreenArrow-SendID: a second one\r\n"
+    b"X-Other: stays\r\n"
+    b"\r\n"
+    b"X-GreenArrow-SendID: in the body, untouched\r\n"
+)
+
+
+def test_every_greenarrow_header_is_removed_and_campaign_values_kept() -> None:
+    selection = take_selector(EVERY_GREENARROW_HEADER, honour_powermta=False)
+    assert selection.selector == "relay-1"
+    assert selection.data == (
+        b"From: a@x.test\r\nX-Other: stays\r\n\r\nX-GreenArrow-SendID: in the body, untouched\r\n"
+    )
+    assert selection.kept == {
+        "X-GreenArrow-MailClass": "newsletter",
+        "X-GreenArrow-SendID": "send-42",
+        "X-GreenArrow-ListID": "list-7",
+        "X-GreenArrow-InstanceID": "inst-3",
+        "X-GreenArrow-Click-Tracking-ID": "track-99",
+    }

@@ -110,3 +110,35 @@ def test_ties_go_to_the_more_preferred_mx_then_the_earlier_rule() -> None:
     assert table.match("d.example", ["mx.two.test", "mx.one.test"]).limits == EXACT
     found = table.match("d.example", ["mx.one.test", "mx.two.test"])
     assert (found.limits, found.source) == (WIDE, "rule #0: mx:[*.]one.test")
+
+
+IP_OWN = Limits(11, 1100)
+IP_MX = Limits(12, 1200)
+IP_RULES = [
+    ThrottleRule(domains=["b.a.test"], limits=IP_OWN, id=21),
+    ThrottleRule(domains=["mx:alt1.google.test"], limits=IP_MX, id=22),
+]
+
+
+def test_ip_address_rules_win_over_the_template_for_the_domains_they_match() -> None:
+    table = ThrottleTable(TEMPLATE, IP_RULES)
+    own = table.match("b.a.test")
+    assert own.limits == IP_OWN and own.rule is IP_RULES[0] and own.owner == "ip_address"
+    assert own.source == "IP rule 21: b.a.test"
+    # Even a less specific MX match of the IP address beats the template's exact one.
+    by_mx = table.match("c.test", ["aspmx.l.google.test", "alt1.google.test"])
+    assert by_mx.limits == IP_MX and by_mx.key == ("mx", "alt1.google.test")
+    # Other domains still get the template's rules, and the template's rule says so.
+    other = table.match("x.a.test")
+    assert other.limits == WIDE and other.owner == "throttling_template"
+    assert other.rule is not None and other.rule.id == 1
+    default = table.match("elsewhere.test")
+    assert default.rule is None and default.owner == "throttling_template"
+
+
+def test_ip_rules_without_a_template() -> None:
+    table = ThrottleTable(None, IP_RULES)
+    assert table.match("b.a.test").limits == IP_OWN
+    assert table.match("a.test").limits == UNLIMITED
+    assert table.has_mx_patterns
+    assert throttle_for(None, IP_DEFAULT, "a.test", ip_rules=IP_RULES).limits == IP_DEFAULT

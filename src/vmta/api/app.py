@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -10,18 +11,28 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
 import vmta
-from vmta.api import errors, events, metrics_endpoint, openapi, queue
-from vmta.api.auth import OPEN_PATHS, Authenticator, forbidden, may_use
+from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, queue
+from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.greenarrow import engine
+from vmta.api.greenarrow.throttles import ThrottleStates
 from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.store.store import Store
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
 
 
-def create_app(store: Store, metrics: CollectorRegistry | None = None) -> FastAPI:
-    """``metrics``: the registry of a data plane in this process, served at /metrics
-    with the store's readings added."""
+def create_app(
+    store: Store,
+    metrics: CollectorRegistry | None = None,
+    *,
+    throttle_states: ThrottleStates | None = None,
+    now: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The application. ``metrics``: the registry of a data plane in this process,
+    served at /metrics with the store's readings added. ``throttle_states`` is the data
+    plane's throttle backoff registry (the Throttles API reads and ends backoff there);
+    without a data plane, an empty one. ``now`` is the clock those answers are given at."""
     # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
     # host without internet access (common in sending networks); fastapi-offline ships
     # the same Swagger UI and ReDoc files in its package and serves them from here.
@@ -38,6 +49,8 @@ def create_app(store: Store, metrics: CollectorRegistry | None = None) -> FastAP
     )
     app.state.store = store
     app.state.metrics_registry = metrics_endpoint.metrics_registry(store, metrics)
+    app.state.throttle_states = throttle_states or ThrottleBackoffs()
+    app.state.now = now
     authenticator = Authenticator(store)
     app.state.authenticator = authenticator
 
@@ -45,13 +58,17 @@ def create_app(store: Store, metrics: CollectorRegistry | None = None) -> FastAP
     async def require_credentials(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path not in OPEN_PATHS:
+        path = request.url.path
+        # The HTTP Submission API may carry its credentials in the body; it checks them
+        # itself, and only for the methods it serves.
+        checks_itself = path in SELF_AUTHENTICATING_PATHS and request.method in ("POST", "PUT")
+        if path not in OPEN_PATHS and not checks_itself:
             header = request.headers.get("authorization")
             principal = await run_in_threadpool(authenticator.check, header)
             if principal is None:
-                return errors.unauthorized(request.url.path)
-            if not may_use(principal, request.url.path):
-                return forbidden(request.url.path)  # a submit credential (API.md §4)
+                return errors.unauthorized(path)
+            if not may_use(principal, path):
+                return forbidden(path)  # a submit credential (docs/contract.md §4)
             request.state.principal = principal
         return await call_next(request)
 
@@ -68,6 +85,7 @@ def create_app(store: Store, metrics: CollectorRegistry | None = None) -> FastAP
     app.include_router(queue.router())
     app.include_router(events.router())
     app.include_router(metrics_endpoint.router())
+    app.include_router(http_submission.router())
 
     errors.install(app)
     openapi.install(app)

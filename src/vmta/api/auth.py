@@ -28,6 +28,9 @@ CACHE_SECONDS = 5.0
 OPEN_PATHS = frozenset({"/api/health"})
 # What a `submit` credential may call: message injection (API.md §2.12, §3.6).
 INJECTION_PATHS = frozenset({"/api/v1/send.json", "/v1/inject"})
+# Paths that check credentials themselves, because the client may send them in the body
+# (GreenArrow's HTTP Submission API); they still answer 401 without valid ones.
+SELF_AUTHENTICATING_PATHS = frozenset({"/api/v1/send.json"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class Authenticator:
             key = hash_secret(secret) + "|" + name
             return self._cached(key, lambda: self._by_name(name, secret))
         return None
+
+    def check_password(self, name: str, secret: str) -> Principal | None:
+        """The principal a credential name and secret prove, or None."""
+        return self._cached(hash_secret(secret) + "|" + name, lambda: self._by_name(name, secret))
 
     def _cached(self, key: str, load: Callable[[], Principal | None]) -> Principal | None:
         now = time.monotonic()

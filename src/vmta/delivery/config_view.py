@@ -17,12 +17,14 @@ from vmta.domain.delivery_controls import ForcedError, Pause
 from vmta.domain.external_mta import ExternalMta
 from vmta.domain.mta_selector import selector_target
 from vmta.domain.suppression import Suppression
+from vmta.domain.throttle_program import ThrottleProgram
 from vmta.domain.virtual_mta import IpAddress, Ref, ThrottlingTemplate, VirtualMta
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 from vmta.store.external_mtas import ExternalMtaRepository
 from vmta.store.ip_pools import IpPoolRepository
 from vmta.store.store import Store
 from vmta.store.suppressions import SuppressionRepository
+from vmta.store.throttle_programs import ThrottleProgramRepository
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
@@ -116,6 +118,15 @@ class ConfigView:
         if ref.name is not None:
             return await self.by_selector(ref.name)
         return None
+
+    async def throttle_program(self, program_id: int) -> ThrottleProgram | None:
+        """A throttle program (Dynamic Delivery); a change applies within the cache's second."""
+
+        def load() -> ThrottleProgram | None:
+            with self._store.read() as conn:
+                return ThrottleProgramRepository(conn).get(program_id)
+
+        return await self._cached(("throttle_program", program_id), load)
 
     async def template(self, template_id: int) -> ThrottlingTemplate | None:
         def load() -> ThrottlingTemplate | None:

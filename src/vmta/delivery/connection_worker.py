@@ -129,7 +129,7 @@ class ConnectionWorker:
         if dispatcher.stopping:
             queue.waiting.appendleft(delivery)
             return None
-        per_hour = queue.path.limits.max_messages_per_hour
+        per_hour = dispatcher.limits_of(queue).max_messages_per_hour
         while True:
             wait = await self._throttles.reserve_message(queue.throttle, per_hour)
             if wait <= 0:

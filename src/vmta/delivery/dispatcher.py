@@ -28,9 +28,11 @@ from vmta.delivery.path import EgressPath
 from vmta.delivery.ready_queue import ConnectionRate, Delivery, PathQueue
 from vmta.delivery.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.throttle_backend import HOUR, LocalThrottles, ThrottleBackend
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
+from vmta.domain.virtual_mta import Limits
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,10 @@ class Dispatcher:
         spawn: Spawn,
         open_connection: OpenConnection,
         metrics: EngineMetrics | None = None,
+        backoffs: ThrottleBackoffs | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
+        self._backoffs = backoffs
         self._router = router
         self._throttles = throttles
         self._recorder = recorder
@@ -170,10 +174,19 @@ class Dispatcher:
             len(q.waiting) for q in self.paths.values() if route_label(q.path.route) == label
         )
 
+    def limits_of(self, queue: PathQueue) -> Limits:
+        """The path's limits now: as configured, or reduced while its throttle is in
+        Dynamic Delivery backoff (read for every connection and message, so the end of a
+        backoff applies at once)."""
+        path = queue.path
+        if self._backoffs is None:
+            return path.limits
+        return self._backoffs.limits(path.throttle_key, path.limits, self._clock.now())
+
     def _expected_wait(self, queue: PathQueue) -> float:
         """How long a delivery joining the queue now would wait for its pacing slot, as
         far as this node can tell."""
-        per_hour = queue.path.limits.max_messages_per_hour
+        per_hour = self.limits_of(queue).max_messages_per_hour
         if not per_hour:
             return 0.0
         return len(queue.waiting) * HOUR / per_hour
@@ -219,7 +232,7 @@ class Dispatcher:
         if gap > 0:
             self.wake_at(queue, now + gap)
             return False
-        limits = queue.path.limits
+        limits = self.limits_of(queue)
         limit = limits.max_concurrent_connections or self.settings.unlimited_connections
         token = await self._throttles.acquire_connection(queue.throttle, limit)
         if token is None:
@@ -302,7 +315,7 @@ class Dispatcher:
         """The next message slot is ``wait`` seconds away, longer than deliveries are
         held for: give every waiting delivery back to the spool, each due about when its
         turn comes (at most ``throttle_recheck`` from now). Any node may take them then."""
-        per_hour = queue.path.limits.max_messages_per_hour
+        per_hour = self.limits_of(queue).max_messages_per_hour
         interval = HOUR / per_hour if per_hour else 0.0
         now = self._clock.now()
         waiting = list(queue.waiting)

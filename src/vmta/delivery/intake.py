@@ -84,6 +84,7 @@ class Intake:
             client_ip=arrival.client_ip,
             auth_name=arrival.auth_name,
             mq_options=options or None,
+            kept_headers=selection.kept or None,
         )
         # Claimed at once (the fast path) when this node has room in memory for its
         # recipients; otherwise stored for a poll, by this node or another.

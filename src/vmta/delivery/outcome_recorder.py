@@ -20,6 +20,7 @@ from vmta.delivery.delivery_log import DeliveryLog
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics
 from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.router import Deliver, Hold, Refuse
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Conversation
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.message_retry_policy import next_attempt
@@ -53,8 +54,10 @@ class OutcomeRecorder:
         occupancy: Occupancy,
         bounces: BounceMailer | None,
         metrics: EngineMetrics | None = None,
+        backoffs: ThrottleBackoffs | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
+        self._backoffs = backoffs
         self._spool = spool
         self._clock = clock
         self._settings = settings
@@ -90,6 +93,17 @@ class OutcomeRecorder:
             self._log_attempt(job, outcome)
             if outcome.state == DELIVERED and outcome.recipient_id not in unstored:
                 self._metrics.delivered(outcome.at - job.received_at)
+        if self._backoffs is not None and isinstance(decision, Deliver):
+            # Dynamic Delivery measures each throttle's failure and deferral rates.
+            path = decision.path
+            for outcome in outcomes:
+                self._backoffs.observe(
+                    path.throttle_key,
+                    path.throttle_program,
+                    outcome.outcome_label,
+                    outcome.at,
+                    origin=path.throttle_origin,
+                )
         failed = [(j, o) for j, o in zip(jobs, outcomes, strict=True) if o.state == FAILED]
         if failed and self._bounces is not None:
             await self._bounces.notify(failed, remote=conversation is not None)

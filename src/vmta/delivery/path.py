@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vmta.delivery.throttle_backoffs import ThrottleOrigin
 from vmta.domain.egress_route import EgressRoute
+from vmta.domain.throttle_program import ThrottleProgram
 from vmta.domain.virtual_mta import Limits
 
 UNLIMITED = Limits(0, 0)
@@ -28,6 +30,12 @@ class EgressPath:
     candidates: tuple[tuple[str, str], ...] = ()
     # The relay server's name, for its TLS policy (VMTA_RELAY_TLS); None for MX delivery.
     relay_name: str | None = None
+    # Dynamic Delivery (IP addresses only): the program of the rule that set ``limits``
+    # (None: no backoff), and which IP address and rule the throttle belongs to, for the
+    # Throttles API. Neither is part of ``key``: they describe the throttle, not the
+    # connection. ``limits`` are the normal ones; see throttle_backoffs for backoff.
+    throttle_program: ThrottleProgram | None = None
+    throttle_origin: ThrottleOrigin | None = None
 
     @property
     def key(self) -> tuple[object, ...]:

@@ -15,6 +15,7 @@ from vmta.delivery.config_view import ConfigView, DeliveryControls
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
 from vmta.delivery.path import UNLIMITED, EgressPath
+from vmta.delivery.throttle_backoffs import throttle_origin
 from vmta.domain.delivery_controls import AttemptFacts, first_applicable, soonest_expiry
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
@@ -23,7 +24,7 @@ from vmta.domain.message_retry_policy import first_attempt_wait
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
 from vmta.domain.suppression import suppression_for
-from vmta.domain.throttle_rules import ThrottleTable
+from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 
 WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
@@ -271,7 +272,11 @@ class Router:
         template = None
         if ip.throttling_template is not None and ip.throttling_template.id is not None:
             template = await self.config.template(ip.throttling_template.id)
-        match = ThrottleTable(template).match(domain, destination.mx_names, ip.default)
+        # The address's own rules win over its template's (API.md §2.6).
+        match = ThrottleTable(template, ip.rules).match(domain, destination.mx_names, ip.default)
+        program = None
+        if match.program is not None and match.program.id is not None:
+            program = await self.config.throttle_program(match.program.id)
         candidates = _candidates(destination, route)
         if not candidates:
             return Refuse(
@@ -280,13 +285,15 @@ class Router:
                 ip.name,
             )
         path = EgressPath(
-            throttle_key=("ip", route.public_ip or ip.ip, *match.key),
+            throttle_key=ip_throttle_key(route.public_ip or ip.ip, match),
             destination_host=domain,
             destination_port=self.settings.delivery_port,
             route=route,
             ehlo_name=ip.hostname,
             limits=match.limits,
             candidates=candidates,
+            throttle_program=program,
+            throttle_origin=throttle_origin(ip, template, match, domain),
         )
         return Deliver(path, chosen, ip.name, memory)
 

@@ -6,12 +6,24 @@ and prepend a ``Received`` trace header (RFC 5321 §4.4). The body is never pars
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vmta.domain.mta_selector import selector_target
 
 GREENARROW_SELECTOR = "x-greenarrow-mtaid"
 POWERMTA_SELECTOR = "x-virtual-mta"
+# Every header of this prefix is an instruction to the MTA, never meant for the recipient:
+# GreenArrow removes them all before delivery, and so does vmta.
+GREENARROW_PREFIX = "x-greenarrow-"
+# The ones whose values belong to the message's record and its events (campaign, list
+# and tracking ids), kept under these names when the headers are removed.
+KEPT_GREENARROW_HEADERS = {
+    "x-greenarrow-mailclass": "X-GreenArrow-MailClass",
+    "x-greenarrow-sendid": "X-GreenArrow-SendID",
+    "x-greenarrow-listid": "X-GreenArrow-ListID",
+    "x-greenarrow-instanceid": "X-GreenArrow-InstanceID",
+    "x-greenarrow-click-tracking-id": "X-GreenArrow-Click-Tracking-ID",
+}
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,12 @@ def field_value(field: bytes) -> str:
 
 @dataclass(frozen=True)
 class Selection:
-    """What the sender asked for, and the message with the selector headers removed."""
+    """What the sender asked for, the message with the selector headers (and every other
+    ``X-GreenArrow-*`` header) removed, and the values of the kept ones by header name."""
 
     selector: str | None
     data: bytes
+    kept: dict[str, str] = field(default_factory=dict)
 
 
 def take_selector(data: bytes, *, honour_powermta: bool) -> Selection:
@@ -65,28 +79,35 @@ def take_selector(data: bytes, *, honour_powermta: bool) -> Selection:
 
     ``X-GreenArrow-MtaID`` selects; ``X-Virtual-MTA`` does too when enabled, and wins when
     both are present (it is the more specific, per-message PowerMTA convention operators
-    migrating from PowerMTA rely on). Both are always removed before delivery. A value
+    migrating from PowerMTA rely on). Both are always removed before delivery, as is
+    every other ``X-GreenArrow-*`` header; the values of the campaign and tracking ones
+    (``KEPT_GREENARROW_HEADERS``, the first of each name) are returned in ``kept``. A value
     that cannot name any VirtualMTA (``selector_target``) counts as absent, so it is never
     stored (a NUL in it would break a PostgreSQL text column) and the default applies.
     """
     split = split_headers(data)
     greenarrow: str | None = None
     powermta: str | None = None
-    kept: list[bytes] = []
-    for field in split.headers:
-        name = field_name(field)
+    remaining: list[bytes] = []
+    kept: dict[str, str] = {}
+    for header in split.headers:
+        name = field_name(header)
         if name == GREENARROW_SELECTOR:
-            greenarrow = greenarrow or field_value(field) or None
+            greenarrow = greenarrow or field_value(header) or None
         elif name == POWERMTA_SELECTOR:
-            powermta = powermta or field_value(field) or None
+            powermta = powermta or field_value(header) or None
+        elif name.startswith(GREENARROW_PREFIX):
+            known = KEPT_GREENARROW_HEADERS.get(name)
+            if known is not None and known not in kept:
+                kept[known] = field_value(header)
         else:
-            kept.append(field)
+            remaining.append(header)
     selector = (powermta if honour_powermta else None) or greenarrow
     if selector is not None and selector_target(selector).names_nothing:
         selector = None
-    if len(kept) == len(split.headers):
+    if len(remaining) == len(split.headers):
         return Selection(selector, data)
-    return Selection(selector, b"".join(kept) + split.rest)
+    return Selection(selector, b"".join(remaining) + split.rest, kept)
 
 
 def with_trace_header(data: bytes, received: str) -> bytes:

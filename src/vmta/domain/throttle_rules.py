@@ -1,16 +1,18 @@
-"""Which limits of a throttling template apply to a recipient domain (API.md §2.6, §2.8).
+"""Which throttling rule applies to a recipient domain (API.md §2.6, §2.8).
 
 An IP address VirtualMTA is throttled per destination: ``max_concurrent_connections`` and
 ``max_messages_per_hour`` count the connections and messages of one IP address to one
 destination. Which limits apply, in this order:
 
-1. the template rule with a domain pattern (``example.com``, ``[*.]example.com``,
+1. the IP address's own rule with a domain pattern (``example.com``, ``[*.]example.com``,
    ``*.example.com``) matching the recipient domain, the most specific pattern winning;
-2. the template rule with an ``mx:`` pattern matching one of the domain's MX host names,
-   the most specific pattern winning (on a tie, the more preferred MX, then the earlier
-   rule);
-3. the IP address's own ``default``, when set;
-4. the template's ``default``; with no template and no IP default, no limit (0 = unlimited).
+2. the IP address's own rule with an ``mx:`` pattern matching one of the domain's MX
+   host names, the most specific pattern winning (on a tie, the more preferred MX, then
+   the earlier rule). The address's rules win over the template's for every domain they
+   match, by name or by MX;
+3. and 4. the same two steps with the template's rules;
+5. the IP address's own ``default``, when set;
+6. the template's ``default``; with no template and no IP default, no limit (0 = unlimited).
 
 The throttle key
 ----------------
@@ -39,27 +41,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vmta.domain.domain_pattern import DomainPattern, PatternKind, parse_domain_pattern
-from vmta.domain.virtual_mta import Limits, ThrottlingTemplate
+from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
 
 UNLIMITED = Limits(max_concurrent_connections=0, max_messages_per_hour=0)
+
+
+IP_ADDRESS_RULE = "ip_address"
+TEMPLATE_RULE = "throttling_template"
 
 
 @dataclass(frozen=True)
 class ThrottleMatch:
     """The limits for one destination, what they count (``key``, see the module text) and
     where they came from (``source``, for logs: ``rule 3: [*.]a.test``, ``IP default``,
-    ``template default``, ``no throttling``)."""
+    ``template default``, ``no throttling``). ``rule`` is the rule that matched (None: a
+    default) and ``owner`` where it lives (``ip_address`` or ``throttling_template``;
+    for a default, where the default came from, ``ip_address`` when none applies)."""
 
     limits: Limits
     key: tuple[str, str]
     source: str
+    rule: ThrottleRule | None = None
+    owner: str = IP_ADDRESS_RULE
+
+    @property
+    def program(self) -> Ref | None:
+        """The throttle program (Dynamic Delivery) of the matched rule, if any."""
+        return None if self.rule is None else self.rule.throttle_program
 
 
 @dataclass(frozen=True)
 class _Entry:
     pattern: DomainPattern
     limits: Limits
-    rule: str  # "rule <id>" or "rule #<position>", for ``source``
+    label: str  # "rule <id>" or "rule #<position>", for ``source``
+    rule: ThrottleRule
+    owner: str
 
 
 class ThrottleTable:
@@ -69,24 +86,20 @@ class ThrottleTable:
     a database edited by hand).
     """
 
-    def __init__(self, template: ThrottlingTemplate | None) -> None:
+    def __init__(
+        self, template: ThrottlingTemplate | None, ip_rules: Sequence[ThrottleRule] = ()
+    ) -> None:
         self.template = template
-        self._domain: list[_Entry] = []
-        self._mx: list[_Entry] = []
-        if template is None:
-            return
-        for position, rule in enumerate(template.rules):
-            label = f"rule {rule.id}" if rule.id is not None else f"rule #{position}"
-            for text in rule.domains:
-                pattern = parse_domain_pattern(text, allow_mx=True)
-                if isinstance(pattern, DomainPattern):
-                    entry = _Entry(pattern, rule.limits, label)
-                    (self._mx if pattern.mx else self._domain).append(entry)
+        # (domain entries, mx entries) of the IP address's rules, then of the template's.
+        self._tiers: list[tuple[list[_Entry], list[_Entry]]] = [
+            _entries(ip_rules, IP_ADDRESS_RULE),
+            _entries(template.rules if template is not None else (), TEMPLATE_RULE),
+        ]
 
     @property
     def has_mx_patterns(self) -> bool:
         """Whether ``match`` can use MX host names (if not, the caller need not find them)."""
-        return bool(self._mx)
+        return any(mx for _, mx in self._tiers)
 
     def match(
         self, domain: str, mx_hosts: Sequence[str] = (), ip_default: Limits | None = None
@@ -94,18 +107,28 @@ class ThrottleTable:
         """The limits for ``domain`` (whose MX host names, most preferred first, are
         ``mx_hosts``) on an IP address whose own default is ``ip_default``."""
         domain = domain.strip().lower().rstrip(".")
-        by_domain = _best(self._domain, [domain])
-        if by_domain is not None:
-            return _matched(by_domain, "", domain)
-        by_mx = _best(self._mx, [host.strip().lower().rstrip(".") for host in mx_hosts])
-        if by_mx is not None:
-            return _matched(by_mx, "mx", domain)
+        hosts = [host.strip().lower().rstrip(".") for host in mx_hosts]
+        for by_domain, by_mx in self._tiers:
+            found = _best(by_domain, [domain])
+            if found is not None:
+                return _matched(found, "", domain)
+            found = _best(by_mx, hosts)
+            if found is not None:
+                return _matched(found, "mx", domain)
         per_domain = ("domain", domain)
         if ip_default is not None:
             return ThrottleMatch(ip_default, per_domain, "IP default")
         if self.template is not None:
-            return ThrottleMatch(self.template.default, per_domain, "template default")
+            return ThrottleMatch(
+                self.template.default, per_domain, "template default", owner=TEMPLATE_RULE
+            )
         return ThrottleMatch(UNLIMITED, per_domain, "no throttling")
+
+
+def ip_throttle_key(source_ip: str, match: ThrottleMatch) -> tuple[str, ...]:
+    """What one IP address counts together for one destination (see the module text):
+    every IP address counts separately."""
+    return ("ip", source_ip, *match.key)
 
 
 def throttle_for(
@@ -113,9 +136,26 @@ def throttle_for(
     ip_default: Limits | None,
     domain: str,
     mx_hosts: Sequence[str] = (),
+    ip_rules: Sequence[ThrottleRule] = (),
 ) -> ThrottleMatch:
-    """One-off form of ``ThrottleTable(template).match(domain, mx_hosts, ip_default)``."""
-    return ThrottleTable(template).match(domain, mx_hosts, ip_default)
+    """One-off form of ``ThrottleTable(template, ip_rules).match(domain, mx_hosts,
+    ip_default)``."""
+    return ThrottleTable(template, ip_rules).match(domain, mx_hosts, ip_default)
+
+
+def _entries(rules: Sequence[ThrottleRule], owner: str) -> tuple[list[_Entry], list[_Entry]]:
+    by_domain: list[_Entry] = []
+    by_mx: list[_Entry] = []
+    for position, rule in enumerate(rules):
+        label = f"rule {rule.id}" if rule.id is not None else f"rule #{position}"
+        if owner == IP_ADDRESS_RULE:
+            label = "IP " + label
+        for text in rule.domains:
+            pattern = parse_domain_pattern(text, allow_mx=True)
+            if isinstance(pattern, DomainPattern):
+                entry = _Entry(pattern, rule.limits, label, rule, owner)
+                (by_mx if pattern.mx else by_domain).append(entry)
+    return by_domain, by_mx
 
 
 def canonical(pattern: DomainPattern) -> str:
@@ -144,9 +184,11 @@ def _best(entries: list[_Entry], names: list[str]) -> _Entry | None:
 
 def _matched(entry: _Entry, mx: str, domain: str) -> ThrottleMatch:
     text = canonical(entry.pattern)
-    source = f"{entry.rule}: {'mx:' if mx else ''}{text}"
+    source = f"{entry.label}: {'mx:' if mx else ''}{text}"
     if mx:
-        return ThrottleMatch(entry.limits, ("mx", text), source)
-    if entry.pattern.kind is PatternKind.EXACT:
-        return ThrottleMatch(entry.limits, ("domain", domain), source)
-    return ThrottleMatch(entry.limits, ("pattern", text), source)
+        key = ("mx", text)
+    elif entry.pattern.kind is PatternKind.EXACT:
+        key = ("domain", domain)
+    else:
+        key = ("pattern", text)
+    return ThrottleMatch(entry.limits, key, source, entry.rule, entry.owner)

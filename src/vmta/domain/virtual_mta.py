@@ -69,6 +69,8 @@ class IpAddress:
     throttling_template: Ref | None = None
     default: Limits | None = None
     id: int | None = None
+    # The address's own throttling rules; they win over the template's (API.md §2.6).
+    rules: list[ThrottleRule] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class ThrottleRule:
     domains: list[str]
     limits: Limits
     id: int | None = None
+    throttle_program: Ref | None = None  # Dynamic Delivery (API.md §2.10)
 
 
 @dataclass

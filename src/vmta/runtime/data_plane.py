@@ -25,6 +25,7 @@ from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.relay_policy import Network, parse_networks
@@ -195,6 +196,10 @@ class DataPlane:
             self.spool, lease_seconds=engine_settings.lease_seconds, observer=self.metrics
         )
         self.config = ConfigView(store, self.clock)
+        # Dynamic Delivery: the backoff state of every throttle of this node. The outcome
+        # recorder feeds it, the dispatcher reads its limits (delivery/throttle_backoffs);
+        # the Throttles API shows it and ends backoff.
+        self.backoffs = ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
         self.journal = InflightJournal(data_dir / "inflight.journal")
@@ -224,6 +229,7 @@ class DataPlane:
             health=self.health,
             hostname=settings.hostname,
             metrics=self.metrics,
+            backoffs=self.backoffs,
         )
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,

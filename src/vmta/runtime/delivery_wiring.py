@@ -20,6 +20,7 @@ from vmta.delivery.router import Router
 from vmta.delivery.scheduler import Scheduler
 from vmta.delivery.task_set import TaskSet
 from vmta.delivery.throttle_backend import ThrottleBackend
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
 from vmta.domain.spool_port import Spool
 
@@ -37,6 +38,7 @@ def build_engine(
     health: EgressHealth,
     hostname: str,
     metrics: EngineMetrics | None = None,
+    backoffs: ThrottleBackoffs | None = None,
 ) -> DeliveryEngine:
     due_now = asyncio.Event()
     tasks = TaskSet()
@@ -57,6 +59,7 @@ def build_engine(
         occupancy=occupancy,
         bounces=bounces,
         metrics=metrics,
+        backoffs=backoffs,
     )
     worker = ConnectionWorker(
         transport=transport,
@@ -79,6 +82,7 @@ def build_engine(
         spawn=tasks.spawn,
         open_connection=worker.run,
         metrics=metrics,
+        backoffs=backoffs,
     )
     scheduler = Scheduler(
         spool=spool,

@@ -141,7 +141,12 @@ async def serve(settings: Settings) -> None:
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
-            app = create_app(store, metrics.registry)
+            app = create_app(
+                store,
+                metrics.registry,
+                throttle_states=data_plane.backoffs,
+                now=data_plane.clock.now,
+            )
             app.state.engine_state = data_plane.state
             app.state.event_destinations = lambda: (
                 data_plane.events.describe(),
@@ -149,6 +154,8 @@ async def serve(settings: Settings) -> None:
             )
             app.state.wake_engine = data_plane.engine.wake
             app.state.intake = data_plane.intake  # POST /v1/inject
+            app.state.submit = data_plane.intake.accept  # the HTTP Submission API
+            app.state.hostname = settings.hostname
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
             shutdown.on_force(data_plane.force_stop)

@@ -12,6 +12,13 @@ from vmta.domain.virtual_mta import Distribution, IpAddress, Ref, RelayServer, V
 
 # The one reference field that names a throttling template rather than a VirtualMTA.
 TEMPLATE_FIELD = "throttling_template"
+# The reference of a throttling rule to a throttle program: rules[0].throttle_program.
+PROGRAM_FIELD = "throttle_program"
+
+
+def names_virtual_mta(path: str) -> bool:
+    """Whether the reference at ``path`` names a VirtualMTA (and so may close a loop)."""
+    return path != TEMPLATE_FIELD and not path.endswith("." + PROGRAM_FIELD)
 
 
 def with_references(vmta: VirtualMta, change: Callable[[str, Ref], Ref]) -> VirtualMta:
@@ -25,6 +32,15 @@ def with_references(vmta: VirtualMta, change: Callable[[str, Ref], Ref]) -> Virt
             vmta,
             redirect=_changed(change, "redirect", vmta.redirect),
             throttling_template=_changed(change, TEMPLATE_FIELD, vmta.throttling_template),
+            rules=[
+                replace(
+                    rule,
+                    throttle_program=_changed(
+                        change, f"rules[{i}].{PROGRAM_FIELD}", rule.throttle_program
+                    ),
+                )
+                for i, rule in enumerate(vmta.rules)
+            ],
         )
     return replace(
         vmta,

@@ -359,3 +359,41 @@ event_destinations = Table(
     Column("last_error_at", Double, nullable=True),
     Column("last_success_at", Double, nullable=True),
 )
+# ---- Dynamic Delivery: throttle programs, and throttling rules of IP addresses -------
+# (migration 0007)
+
+throttle_programs = Table(
+    "throttle_programs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("name_key", String(200), nullable=False, unique=True),
+    Column("builtin", Boolean, nullable=False, server_default=false()),
+    # {"max_concurrent_connections": {"mode", "value"}, "max_messages_per_hour": {...}}
+    Column("backoff", JSON, nullable=False),
+    Column("return_after", Integer, nullable=False),
+    Column("notify", String(254), nullable=True),
+    Column("failure_rate", Integer, nullable=True),
+    Column("deferral_rate", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    sqlite_autoincrement=True,
+)
+
+# Which templates and IP addresses have a rule naming a program: kept alongside the rules'
+# JSON so that used_by and "delete refused while in use" are indexed look-ups.
+throttle_program_users = Table(
+    "throttle_program_users",
+    metadata,
+    Column("program_id", Integer, ForeignKey("throttle_programs.id"), primary_key=True),
+    Column("user_type", String(30), primary_key=True),  # ip_address, throttling_template
+    Column("user_id", Integer, primary_key=True),
+)
+Index(
+    "ix_throttle_program_users_user_type_user_id",
+    throttle_program_users.c.user_type,
+    throttle_program_users.c.user_id,
+)
+
+# ip_address: its own throttling rules, in the shape of a template's rules (null = none).
+virtual_mtas.append_column(Column("throttle_rules", JSON, nullable=True))

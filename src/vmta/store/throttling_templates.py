@@ -3,14 +3,17 @@ sequence and name space, and IP addresses refer to them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
-from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate, VirtualMtaType
+from vmta.domain.virtual_mta import Limits, Ref, ThrottlingTemplate, VirtualMtaType
 from vmta.store.tables import throttling_templates, virtual_mtas
+from vmta.store.throttle_programs import TEMPLATE, ThrottleProgramRepository
+from vmta.store.throttle_rule_rows import program_ids, program_path, rules_from_json, rules_json
 from vmta.store.virtual_mtas import allocate_item_id
 
 C = throttling_templates.c
@@ -24,19 +27,26 @@ class ThrottlingTemplateRepository:
 
     def get(self, template_id: int) -> ThrottlingTemplate | None:
         row = self.conn.execute(select(throttling_templates).where(C.id == template_id)).first()
-        return None if row is None else _from_row(row._mapping)
+        return None if row is None else _from_row(self.conn, row._mapping)
 
-    def page(self, *, after_id: int | None, offset: int, limit: int) -> list[Ref]:
-        """One page of ``{id, name}`` in ascending id; ``after_id`` is the keyset cursor."""
+    def page(
+        self, *, after_id: int | None, offset: int, limit: int, name: str | None = None
+    ) -> list[Ref]:
+        """One page of ``{id, name}`` in ascending id; ``after_id`` is the keyset cursor;
+        ``name`` filters exactly, ignoring case."""
         query: Select[Any] = select(C.id, C.name).order_by(C.id).limit(limit)
+        if name is not None:
+            query = query.where(C.name_key == name_key(name))
         if after_id is not None:
             query = query.where(C.id > after_id)
         elif offset:
             query = query.offset(offset)
         return [Ref(id=row.id, name=row.name) for row in self.conn.execute(query)]
 
-    def count(self) -> int:
+    def count(self, name: str | None = None) -> int:
         query = select(func.count()).select_from(throttling_templates)
+        if name is not None:
+            query = query.where(C.name_key == name_key(name))
         return int(self.conn.execute(query).scalar_one())
 
     def users(self, template_id: int) -> list[Ref]:
@@ -52,10 +62,24 @@ class ThrottlingTemplateRepository:
 
     # ---- writing -----------------------------------------------------------------------
 
-    def check_name(self, template: ThrottlingTemplate, *, own_id: int | None) -> None:
+    def prepared(self, template: ThrottlingTemplate, *, own_id: int | None) -> ThrottlingTemplate:
+        """``template`` with its rules' program references resolved, or ValidationFailed
+        naming a taken name and every reference to nothing at once."""
         problems = self.name_problems(template.name, own_id=own_id)
+        references = {
+            f"rules[{i}].throttle_program": rule.throttle_program
+            for i, rule in enumerate(template.rules)
+            if rule.throttle_program is not None
+        }
+        resolved, missing = ThrottleProgramRepository(self.conn).reference_problems(references)
+        problems.extend(missing)
         if problems:
             raise ValidationFailed(problems)
+        rules = [
+            replace(rule, throttle_program=resolved.get(f"rules[{i}].throttle_program"))
+            for i, rule in enumerate(template.rules)
+        ]
+        return replace(template, rules=rules)
 
     def name_problems(self, name: str, *, own_id: int | None) -> list[str]:
         """Names are unique ignoring case among templates (not across VirtualMTAs)."""
@@ -68,23 +92,32 @@ class ThrottlingTemplateRepository:
         ]
 
     def partial_problems(self, partial: PartialRecord, *, own_id: int | None) -> list[str]:
-        """What the store would say of a template whose document was refused: templates
-        refer to nothing, so only whether its name is taken."""
-        return [] if partial.name is None else self.name_problems(partial.name, own_id=own_id)
+        """What the store would say of a template whose document was refused: whether its
+        name is taken and which of the program references read well name nothing."""
+        problems = [] if partial.name is None else self.name_problems(partial.name, own_id=own_id)
+        programs = {p: r for p, r in partial.references.items() if program_path(p)}
+        problems.extend(ThrottleProgramRepository(self.conn).reference_problems(programs)[1])
+        return problems
 
     def insert(self, template: ThrottlingTemplate) -> int:
-        self.check_name(template, own_id=None)
+        template = self.prepared(template, own_id=None)
         result = self.conn.execute(insert(throttling_templates).values(**self._values(template)))
         key = result.inserted_primary_key
         assert key is not None
-        return int(key[0])
+        new_id = int(key[0])
+        ThrottleProgramRepository(self.conn).set_users(
+            TEMPLATE, new_id, program_ids(template.rules)
+        )
+        return new_id
 
     def update(self, template_id: int, template: ThrottlingTemplate) -> None:
         """Replace the stored template. Rules without an id get a fresh one."""
-        self.check_name(template, own_id=template_id)
+        template = self.prepared(template, own_id=template_id)
         values = self._values(template)
         values["updated_at"] = func.now()
         self.conn.execute(update(throttling_templates).where(C.id == template_id).values(**values))
+        programs = ThrottleProgramRepository(self.conn)
+        programs.set_users(TEMPLATE, template_id, program_ids(template.rules))
 
     def delete(self, template_id: int) -> None:
         """Delete, unless an IP address uses it (API.md §2.8)."""
@@ -95,18 +128,11 @@ class ThrottlingTemplateRepository:
             raise ValidationFailed(
                 [f"it is used by ip_address '{user.name}' (id {user.id})" for user in users]
             )
+        ThrottleProgramRepository(self.conn).set_users(TEMPLATE, template_id, ())
         self.conn.execute(delete(throttling_templates).where(C.id == template_id))
 
     def _values(self, template: ThrottlingTemplate) -> dict[str, Any]:
-        rules = [
-            {
-                "id": rule.id if rule.id is not None else allocate_item_id(self.conn),
-                "domains": list(rule.domains),
-                "max_concurrent_connections": rule.limits.max_concurrent_connections,
-                "max_messages_per_hour": rule.limits.max_messages_per_hour,
-            }
-            for rule in template.rules
-        ]
+        rules = rules_json(template.rules, lambda: allocate_item_id(self.conn))
         return {
             "name": template.name,
             "name_key": name_key(template.name),
@@ -116,19 +142,12 @@ class ThrottlingTemplateRepository:
         }
 
 
-def _from_row(row: Any) -> ThrottlingTemplate:
+def _from_row(conn: Connection, row: Any) -> ThrottlingTemplate:
     return ThrottlingTemplate(
         id=row["id"],
         name=row["name"],
         default=Limits(
             row["default_max_concurrent_connections"], row["default_max_messages_per_hour"]
         ),
-        rules=[
-            ThrottleRule(
-                id=r["id"],
-                domains=list(r["domains"]),
-                limits=Limits(r["max_concurrent_connections"], r["max_messages_per_hour"]),
-            )
-            for r in row["rules"]
-        ],
+        rules=rules_from_json(conn, row["rules"]),
     )

@@ -26,7 +26,12 @@ from vmta.domain.virtual_mta import (
     VirtualMtaType,
     type_of,
 )
-from vmta.store.reference_paths import TEMPLATE_FIELD, references_of, with_references
+from vmta.store.reference_paths import (
+    TEMPLATE_FIELD,
+    names_virtual_mta,
+    references_of,
+    with_references,
+)
 from vmta.store.tables import (
     control_settings,
     item_ids,
@@ -34,6 +39,9 @@ from vmta.store.tables import (
     throttling_templates,
     virtual_mtas,
 )
+from vmta.store.throttle_programs import IP_ADDRESS as IP_ADDRESS_USER
+from vmta.store.throttle_programs import ThrottleProgramRepository
+from vmta.store.throttle_rule_rows import program_ids, program_path, rules_from_json, rules_json
 
 T = virtual_mtas.c
 
@@ -109,27 +117,52 @@ class VirtualMtaRepository:
         if filters.ip is not None:
             query = query.where(T.ip == filters.ip)
         if filters.hostname is not None:
-            query = query.where(T.hostname == filters.hostname)
+            # Host names compare ignoring case (RFC 4343), as GreenArrow's filter does.
+            query = query.where(func.lower(T.hostname) == filters.hostname.lower())
         return query
 
     def used_by(self, vmta_id: int) -> list[UsedBy]:
         """Every record that sends through ``vmta_id``, in the form of API.md §2.9."""
-        users: list[UsedBy] = []
-        redirecting = self.conn.execute(
-            select(T.id, T.type, T.name).where(T.redirect_id == vmta_id).order_by(T.id)
+        return self.used_by_page(vmta_id, after_id=None, offset=0, limit=None)
+
+    def _user_ids(self, vmta_id: int) -> Select[Any]:
+        """Ids of the VirtualMTAs that redirect to ``vmta_id`` or route through it. A
+        routing rule has no redirect, so the two sets never share an id."""
+        redirecting = select(T.id.label("id")).where(T.redirect_id == vmta_id)
+        routing = select(routing_rule_targets.c.rule_id.label("id")).where(
+            routing_rule_targets.c.target_id == vmta_id
         )
-        users.extend(UsedBy(type=r.type, id=r.id, name=r.name) for r in redirecting)
-        rules = self.conn.execute(
-            select(T.id, T.type, T.name)
-            .join(routing_rule_targets, routing_rule_targets.c.rule_id == T.id)
-            .where(routing_rule_targets.c.target_id == vmta_id)
-            .order_by(T.id)
-        )
-        users.extend(UsedBy(type=r.type, id=r.id, name=r.name) for r in rules)
-        default = self.default()
-        if default is not None and default.id == vmta_id:
-            users.append(UsedBy(type=DEFAULT_VIRTUAL_MTA))
+        both = redirecting.union_all(routing).subquery()
+        return select(T.id, T.type, T.name).join(both, both.c.id == T.id).order_by(T.id)
+
+    def used_by_page(
+        self, vmta_id: int, *, after_id: int | None, offset: int, limit: int | None
+    ) -> list[UsedBy]:
+        """One page of ``used_by`` in ascending id, the default VirtualMTA setting (which
+        has no id) last. ``after_id`` is the keyset cursor; ``limit`` None: all."""
+        query = self._user_ids(vmta_id)
+        if after_id is not None:
+            query = query.where(T.id > after_id)
+        elif offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        users = [UsedBy(type=r.type, id=r.id, name=r.name) for r in self.conn.execute(query)]
+        reached_end = limit is None or len(users) < limit
+        if reached_end and (after_id is not None or offset <= self._user_count(vmta_id)):
+            default = self.default()
+            if default is not None and default.id == vmta_id:
+                users.append(UsedBy(type=DEFAULT_VIRTUAL_MTA))
         return users
+
+    def _user_count(self, vmta_id: int) -> int:
+        counted = select(func.count()).select_from(self._user_ids(vmta_id).subquery())
+        return int(self.conn.execute(counted).scalar_one())
+
+    def used_by_count(self, vmta_id: int) -> int:
+        default = self.default()
+        is_default = default is not None and default.id == vmta_id
+        return self._user_count(vmta_id) + (1 if is_default else 0)
 
     def default(self) -> Ref | None:
         row = self.conn.execute(
@@ -203,6 +236,8 @@ class VirtualMtaRepository:
         every other reference names a VirtualMTA."""
         if path == TEMPLATE_FIELD:
             found, what = self.resolve_template(ref), "throttling template"
+        elif program_path(path):
+            found, what = ThrottleProgramRepository(self.conn).resolve(ref), "throttle program"
         else:
             found, what = self.resolve(ref), "VirtualMTA"
         if found is None:
@@ -243,7 +278,7 @@ class VirtualMtaRepository:
         field = next(
             path
             for path, ref in references_of(vmta).items()
-            if path != TEMPLATE_FIELD and ref.id == cycle[1]
+            if names_virtual_mta(path) and ref.id == cycle[1]
         )
         return [f"{field} would make mail loop ({shown})"]
 
@@ -257,6 +292,7 @@ class VirtualMtaRepository:
         assert key is not None
         new_id = int(key[0])
         self._write_targets(new_id, vmta)
+        self._write_program_users(new_id, vmta)
         return new_id
 
     def update(self, vmta_id: int, vmta: VirtualMta) -> None:
@@ -264,6 +300,7 @@ class VirtualMtaRepository:
         values["updated_at"] = func.now()
         self.conn.execute(update(virtual_mtas).where(T.id == vmta_id).values(**values))
         self._write_targets(vmta_id, vmta)
+        self._write_program_users(vmta_id, vmta)
 
     def delete(self, vmta_id: int, expected: VirtualMtaType) -> None:
         """Delete, unless something sends through it (API.md §2.4)."""
@@ -275,6 +312,7 @@ class VirtualMtaRepository:
         self.conn.execute(
             delete(routing_rule_targets).where(routing_rule_targets.c.rule_id == vmta_id)
         )
+        ThrottleProgramRepository(self.conn).set_users(IP_ADDRESS_USER, vmta_id, ())
         self.conn.execute(delete(virtual_mtas).where(T.id == vmta_id))
 
     def set_default(self, ref: Ref | None) -> Ref | None:
@@ -312,6 +350,10 @@ class VirtualMtaRepository:
                 [{"rule_id": vmta_id, "target_id": t} for t in targets],
             )
 
+    def _write_program_users(self, vmta_id: int, vmta: VirtualMta) -> None:
+        rules = vmta.rules if isinstance(vmta, IpAddress) else []
+        ThrottleProgramRepository(self.conn).set_users(IP_ADDRESS_USER, vmta_id, program_ids(rules))
+
     def _values(self, vmta: VirtualMta) -> dict[str, Any]:
         values: dict[str, Any] = {
             "type": type_of(vmta).value,
@@ -329,6 +371,7 @@ class VirtualMtaRepository:
             "delivery_paused": False,
             "throttling_template_id": None,
             "routing": None,
+            "throttle_rules": None,
         }
         if isinstance(vmta, RelayServer):
             values.update(
@@ -349,6 +392,7 @@ class VirtualMtaRepository:
                 hostname=vmta.hostname,
                 delivery_paused=vmta.delivery_paused,
                 throttling_template_id=_id_of(vmta.throttling_template),
+                throttle_rules=rules_json(vmta.rules, lambda: allocate_item_id(self.conn)),
             )
             if vmta.default is not None:
                 values.update(
@@ -414,6 +458,7 @@ class VirtualMtaRepository:
                 redirect=redirect,
                 throttling_template=template,
                 default=default,
+                rules=rules_from_json(self.conn, row["throttle_rules"]),
             )
         routing = row["routing"]
         entries = [routing["default"], *routing["domain_overrides"]]

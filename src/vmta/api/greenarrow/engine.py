@@ -23,6 +23,8 @@ from vmta.api.greenarrow import (
     ip_addresses,
     relay_servers,
     routing_rules,
+    throttle_programs,
+    throttles,
     throttling_templates,
     virtual_mtas,
 )
@@ -34,6 +36,8 @@ def router() -> APIRouter:
         ip_addresses.router(),
         routing_rules.router(),
         throttling_templates.router(),
+        throttle_programs.router(),
+        throttles.router(),
         virtual_mtas.router(),
     ]
     api = APIRouter()

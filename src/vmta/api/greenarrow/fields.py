@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from vmta.domain.errors import PartialRecord, ValidationFailed
+from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.virtual_mta import Ref
 
 JsonObject = dict[str, Any]
@@ -234,6 +234,13 @@ class Fields:
             return None
         self.references[full] = ref
         return ref
+
+
+def parse_record_id(raw: str) -> int:
+    """The id in a path (``/ip_addresses/{record_id}``); anything else names no record."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"No record with id {raw!r}.")
+    return int(raw)
 
 
 def _integer_rule(minimum: int | None, maximum: int | None) -> str:

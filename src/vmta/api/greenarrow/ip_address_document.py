@@ -6,6 +6,7 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.references import redirect_out, ref_out
+from vmta.api.greenarrow.throttle_rule_document import parse_rules, render_rules
 from vmta.domain.names import ehlo_hostname_problems, is_ipv4, virtual_mta_name_problems
 from vmta.domain.virtual_mta import IpAddress, Limits
 
@@ -18,6 +19,7 @@ FIELDS = (
     "redirect",
     "throttling_template",
     "default",
+    "rules",
 )
 # References are replaced whole on PUT (see fields.merge_patch).
 ATOMIC = ("redirect", "throttling_template")
@@ -53,9 +55,12 @@ def parse(doc: JsonObject) -> IpAddress:
         max_msgs = f.integer(limits, "max_messages_per_hour", "default", minimum=0)
         if max_conn is not None and max_msgs is not None:
             default = Limits(max_conn, max_msgs)
+    # The address's own throttling rules: they win over the template's (API.md §2.6).
+    rules = parse_rules(f, doc)
     f.check()
     assert name is not None and ip is not None and hostname is not None
     return IpAddress(
+        rules=rules,
         name=name,
         ip=ip,
         hostname=hostname,
@@ -83,6 +88,7 @@ def render(record: IpAddress) -> dict[str, Any]:
         "redirect": redirect_out(record.redirect),
         "throttling_template": ref_out(record.throttling_template),
         "default": default,
+        "rules": render_rules(record.rules),
     }
 
 

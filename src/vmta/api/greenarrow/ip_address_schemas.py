@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from vmta.api.greenarrow.schemas import Limits, RedirectOut, RefIn, RefOut
+from vmta.api.greenarrow.throttling_template_schemas import ThrottleRule, ThrottleRuleIn
 
 
 class IpAddressIn(BaseModel):
@@ -27,6 +28,11 @@ class IpAddressIn(BaseModel):
     default: Limits | None = Field(
         default=None, description="Overrides the throttling template's default limits"
     )
+    rules: list[ThrottleRuleIn] = Field(
+        default_factory=list,
+        max_length=250,
+        description="The address's own throttling rules; they win over the template's",
+    )
 
 
 class IpAddress(BaseModel):
@@ -38,3 +44,4 @@ class IpAddress(BaseModel):
     redirect: RedirectOut | None
     throttling_template: RefOut | None
     default: Limits | None
+    rules: list[ThrottleRule]

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from vmta.api.greenarrow import ip_address_document as document
 from vmta.api.greenarrow import ip_address_schemas as schemas
+from vmta.api.greenarrow.throttling_template_schemas import ThrottleRule
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
 from vmta.domain.virtual_mta import VirtualMtaType
 
@@ -21,6 +22,8 @@ SPEC = ResourceSpec(
     atomic=document.ATOMIC,
     strip_read_only=document.strip_read_only,
     filters=("name", "ip", "hostname"),
+    row_arrays=("rules",),
+    rule_schema=ThrottleRule,
     record_schema=schemas.IpAddress,
     input_schema=schemas.IpAddressIn,
 )

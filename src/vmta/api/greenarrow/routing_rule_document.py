@@ -33,21 +33,8 @@ _RANDOMIZATION_TYPES = ", ".join(t.value for t in RandomizationType)
 
 
 def strip_read_only(doc: JsonObject) -> JsonObject:
-    """Drop what a request may not set: the rule's ``id`` and the ids of its domain
-    overrides (new overrides get fresh ids from the store)."""
-    stripped = {k: v for k, v in doc.items() if k != "id"}
-    overrides = stripped.get("domain_overrides")
-    if isinstance(overrides, list):
-        stripped["domain_overrides"] = [
-            {k: v for k, v in o.items() if k != "id"} if isinstance(o, dict) else o
-            for o in overrides
-        ]
-    return stripped
-
-
-def strip_current(doc: JsonObject) -> JsonObject:
-    """What a PUT merges into: the current record without its own ``id``. Override ids
-    stay, so overrides keep their ids unless the request replaces the array."""
+    """Drop what a request may not set: the rule's ``id``. The ids of domain overrides
+    are handled by ``row_ids``: ignored on create, kept on PUT when they name a row."""
     return {k: v for k, v in doc.items() if k != "id"}
 
 
@@ -81,7 +68,7 @@ def _override(f: Fields, item: Any, path: str, seen: dict[str, str]) -> DomainOv
     f.known(item, path, OVERRIDE_FIELDS)
     domains = _domains(f, item, path, seen)
     distribution = _distribution(f, item, path)
-    # An id is present only when it came from the stored record (see strip_read_only).
+    # An id is present only when it names a stored override (checked by row_ids).
     override_id = item.get("id")
     if isinstance(override_id, bool) or not isinstance(override_id, int):
         override_id = None

@@ -20,7 +20,7 @@ SPEC = ResourceSpec(
     render=document.render,
     atomic=document.ATOMIC,
     strip_read_only=document.strip_read_only,
-    strip_current=document.strip_current,
+    row_arrays=("domain_overrides",),
     record_schema=schemas.RoutingRule,
     input_schema=schemas.RoutingRuleIn,
 )

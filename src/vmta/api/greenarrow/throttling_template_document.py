@@ -6,105 +6,32 @@ from __future__ import annotations
 from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
-from vmta.domain.domain_pattern import DomainPattern, parse_domain_pattern
+from vmta.api.greenarrow.throttle_rule_document import parse_limits, parse_rules, render_rules
 from vmta.domain.names import template_name_problems
-from vmta.domain.virtual_mta import Limits, ThrottleRule, ThrottlingTemplate
+from vmta.domain.virtual_mta import ThrottlingTemplate
 
 FIELDS = ("id", "name", "rules", "default", "throttle_program")
-RULE_FIELDS = ("id", "domains", "max_concurrent_connections", "max_messages_per_hour")
-LIMIT_FIELDS = ("max_concurrent_connections", "max_messages_per_hour")
-MAX_RULES = 250
 
 
 def parse(doc: JsonObject) -> ThrottlingTemplate:
     """A complete template from a (merged) document, or ValidationFailed listing every
-    broken rule. Read-only fields (``id``, the ids of rules) are ignored."""
+    broken rule. The template's ``id`` is ignored; a rule's ``id`` is kept (the handler
+    has checked that it names one of the template's rules, see row_ids)."""
     f = Fields()
     f.known(doc, "", FIELDS)
     name = f.name(doc, rules=template_name_problems)
     if doc.get("throttle_program") is not None:
-        # Throttle programs (scripted throttles) are a GreenArrow feature vmta does not
-        # have; accepting one silently would throttle differently than the client asked.
-        f.problem("throttle_program", "must be null (throttle programs are not supported)")
-    rules = _rules(f, doc)
-    default = _limits(f, f.hash(doc, "default", ""), "default")
+        # Programs belong to rules (rules[].throttle_program); a template-wide one is not
+        # a field GreenArrow documents, so only the null some clients send is accepted.
+        f.problem(
+            "throttle_program",
+            "must be null; give each rule its own throttle_program (rules[].throttle_program)",
+        )
+    rules = parse_rules(f, doc)
+    default = parse_limits(f, f.hash(doc, "default", ""), "default")
     f.check()
     assert name is not None and default is not None
     return ThrottlingTemplate(name=name, default=default, rules=rules)
-
-
-def _limits(f: Fields, obj: JsonObject | None, path: str, *, whole: bool = True) -> Limits | None:
-    """The two limits of ``obj``; ``whole`` when ``obj`` holds nothing else."""
-    if obj is None:
-        return None
-    if whole:
-        f.known(obj, path, LIMIT_FIELDS)
-    max_conn = f.integer(obj, "max_concurrent_connections", path, minimum=0)
-    max_msgs = f.integer(obj, "max_messages_per_hour", path, minimum=0)
-    if max_conn is None or max_msgs is None:
-        return None
-    return Limits(max_conn, max_msgs)
-
-
-def _rules(f: Fields, doc: JsonObject) -> list[ThrottleRule]:
-    items = f.array(doc, "rules", "", required=False)
-    if items is None:
-        return []
-    if len(items) > MAX_RULES:
-        f.problem("rules", f"may hold at most {MAX_RULES} rules, not {len(items)}")
-        return []
-    rules: list[ThrottleRule] = []
-    # Where each domain pattern was first seen, to refuse duplicates within the template.
-    seen: dict[tuple[bool, str, str], str] = {}
-    for i, item in enumerate(items):
-        path = f"rules[{i}]"
-        if not isinstance(item, dict):
-            f.problem(path, "must be a hash")
-            continue
-        f.known(item, path, RULE_FIELDS)
-        domains = _domains(f, item, path, seen)
-        limits = _limits(f, item, path, whole=False)
-        if domains is not None and limits is not None:
-            rules.append(ThrottleRule(domains=domains, limits=limits))
-    return rules
-
-
-def _domains(
-    f: Fields, rule: JsonObject, path: str, seen: dict[tuple[bool, str, str], str]
-) -> list[str] | None:
-    values = f.array(rule, "domains", path)
-    if values is None:
-        return None
-    if not values:
-        f.problem(f"{path}.domains", "must list at least one domain")
-        return None
-    domains: list[str] = []
-    for j, value in enumerate(values):
-        where = f"{path}.domains[{j}]"
-        if not isinstance(value, str):
-            f.problem(where, "must be a string")
-            continue
-        if any(ch.isspace() for ch in value):
-            # parse_domain_pattern would strip it, and the stored text would then differ
-            # from the pattern that is matched.
-            f.problem(where, "must not contain whitespace")
-            continue
-        pattern = parse_domain_pattern(value, allow_mx=True)
-        if isinstance(pattern, str):
-            f.problem(where, pattern)
-            continue
-        key = _identity(pattern)
-        if key in seen:
-            f.problem(where, f"repeats {seen[key]} ('{value}'); each domain may appear once")
-            continue
-        seen[key] = where
-        domains.append(pattern.text)
-    return domains if len(domains) == len(values) else None
-
-
-def _identity(pattern: DomainPattern) -> tuple[bool, str, str]:
-    """Two patterns name the same domain when they differ only in case."""
-    return (pattern.mx, pattern.kind.value, pattern.suffix)
 
 
 def render(template: ThrottlingTemplate) -> dict[str, Any]:
@@ -112,15 +39,7 @@ def render(template: ThrottlingTemplate) -> dict[str, Any]:
     return {
         "id": template.id,
         "name": template.name,
-        "rules": [
-            {
-                "id": rule.id,
-                "domains": list(rule.domains),
-                "max_concurrent_connections": rule.limits.max_concurrent_connections,
-                "max_messages_per_hour": rule.limits.max_messages_per_hour,
-            }
-            for rule in template.rules
-        ],
+        "rules": render_rules(template.rules),
         "default": {
             "max_concurrent_connections": template.default.max_concurrent_connections,
             "max_messages_per_hour": template.default.max_messages_per_hour,

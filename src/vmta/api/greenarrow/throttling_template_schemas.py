@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from vmta.api.greenarrow.schemas import Limits
+from vmta.api.greenarrow.schemas import Limits, RefIn, RefOut
 
 _DOMAINS = (
     "Domain patterns, each unique ignoring case within the template: example.com,"
@@ -15,13 +15,25 @@ _DOMAINS = (
 
 
 class ThrottleRuleIn(BaseModel):
+    id: int | None = Field(
+        default=None,
+        description="On update: the id of one of the record's rules, updated in place and"
+        " keeping its id; absent or null: a new rule. Ignored on create.",
+    )
     domains: list[str] = Field(min_length=1, description=_DOMAINS)
     max_concurrent_connections: int = Field(ge=0, description="0 = unlimited")
     max_messages_per_hour: int = Field(ge=0, description="0 = unlimited")
+    throttle_program: RefIn | None = Field(
+        default=None, description="Dynamic Delivery program of this rule; id wins over name"
+    )
 
 
-class ThrottleRule(ThrottleRuleIn):
-    id: int = Field(description="Read-only; a new id is given whenever rules are replaced")
+class ThrottleRule(BaseModel):
+    id: int
+    domains: list[str]
+    max_concurrent_connections: int
+    max_messages_per_hour: int
+    throttle_program: RefOut | None
 
 
 class ThrottlingTemplateIn(BaseModel):
@@ -33,7 +45,9 @@ class ThrottlingTemplateIn(BaseModel):
     )
     rules: list[ThrottleRuleIn] = Field(default_factory=list, max_length=250)
     default: Limits
-    throttle_program: None = Field(default=None, description="Accepted only as null")
+    throttle_program: None = Field(
+        default=None, description="Accepted only as null; programs belong to rules"
+    )
 
 
 class ThrottlingTemplate(BaseModel):

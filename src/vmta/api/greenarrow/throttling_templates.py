@@ -7,7 +7,6 @@ own small router; list, get, create, update and delete behave as for VirtualMTAs
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,9 +17,10 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import throttling_template_document as document
 from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
+from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
+from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
+from vmta.api.greenarrow.row_routes import add_row_routes
 from vmta.api.openapi import envelope_responses, request_body
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, ThrottlingTemplate
@@ -29,6 +29,7 @@ from vmta.store.throttling_templates import ThrottlingTemplateRepository
 SINGULAR = "throttling_template"
 PLURAL = "throttling_templates"
 PATH = f"/{PLURAL}"
+ROW_ARRAYS = ("rules",)
 
 
 def _strip_read_only(doc: JsonObject) -> JsonObject:
@@ -40,6 +41,30 @@ def _get(repo: ThrottlingTemplateRepository, template_id: int) -> ThrottlingTemp
     if record is None:
         raise NotFound(f"No throttling template with id {template_id}.")
     return record
+
+
+def _read(conn: Any, rid: int) -> JsonObject:
+    return document.render(_get(ThrottlingTemplateRepository(conn), rid))
+
+
+def _apply_update(conn: Any, rid: int, patch: JsonObject) -> JsonObject:
+    """A PUT of ``patch`` (without read-only fields); the template after it."""
+    repo = ThrottlingTemplateRepository(conn)
+    current = document.render(_get(repo, rid))
+    # Rules given with their ids are updated in place and keep them; rules without one
+    # are new (API.md §2.3, row_ids).
+    id_problems = row_id_problems(patch, current, ROW_ARRAYS)
+    merged = merge_patch(_strip_read_only(current), patch)
+    template = parsed_with(
+        lambda: parse_record(
+            document.parse,
+            merged,
+            store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+        ),
+        id_problems,
+    )
+    repo.update(rid, template)
+    return document.render(_get(repo, rid))
 
 
 def _list_item(ref: Ref) -> dict[str, Any]:
@@ -55,7 +80,9 @@ def router() -> APIRouter:
         responses=envelope_responses(PLURAL, list_of=True),
     )
     async def list_templates(request: Request) -> JSONResponse:
-        page = page_request(request.query_params, PLURAL)
+        name = request.query_params.get("name")
+        scope = PLURAL if name is None else f"{PLURAL}|name={name}"
+        page = page_request(request.query_params, scope)
         store = store_of(request)
 
         def work() -> dict[str, Any]:
@@ -64,11 +91,11 @@ def router() -> APIRouter:
                 return paginated(
                     PLURAL,
                     page,
-                    PLURAL,
+                    scope,
                     fetch=lambda after, offset, limit: repo.page(
-                        after_id=after, offset=offset, limit=limit
+                        after_id=after, offset=offset, limit=limit, name=name
                     ),
-                    count=repo.count,
+                    count=lambda: repo.count(name),
                     render=_list_item,
                     id_of=lambda ref: int(ref.id),
                 )
@@ -98,6 +125,7 @@ def router() -> APIRouter:
     )
     async def create_template(request: Request) -> JSONResponse:
         doc = _strip_read_only(read_wrapped(await request.body(), SINGULAR))
+        doc = without_row_ids(doc, ROW_ARRAYS)
         store = store_of(request)
 
         def store_problems(partial: PartialRecord) -> list[str]:
@@ -127,22 +155,19 @@ def router() -> APIRouter:
 
         def work() -> dict[str, Any]:
             with store.write() as conn:
-                repo = ThrottlingTemplateRepository(conn)
-                current = _get(repo, rid)
-                merged = merge_patch(_strip_read_only(document.render(current)), patch)
-                template = parse_record(
-                    document.parse,
-                    merged,
-                    store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
-                )
-                if "rules" not in patch:
-                    # The rules are unchanged, so they keep their ids; a given ``rules``
-                    # array replaces them all and its ids are ignored (API.md §2.3).
-                    template = replace(template, rules=current.rules)
-                repo.update(rid, template)
-                return {SINGULAR: document.render(_get(repo, rid))}
+                return {SINGULAR: _apply_update(conn, rid, patch)}
 
         return success(await run_in_threadpool(work))
+
+    add_row_routes(
+        api,
+        path=PATH,
+        array="rules",
+        label="a throttling template",
+        read=_read,
+        apply=_apply_update,
+        schema=schemas.ThrottleRule,
+    )
 
     @api.delete(
         PATH + "/{record_id}",

@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse
 
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
+from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
+from vmta.api.greenarrow.row_routes import add_row_routes
 from vmta.api.openapi import envelope_responses, request_body
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
@@ -34,19 +36,18 @@ class ResourceSpec:
     render: Callable[[Any], dict[str, Any]]
     atomic: Sequence[str]  # keys replaced whole on PUT (references)
     strip_read_only: Callable[[JsonObject], JsonObject]  # applied to request bodies
-    filters: Sequence[str] = ()  # exact-match list filters: name, ip, hostname
+    # Exact-match list filters: every list takes ``name`` (ignoring case); IP addresses
+    # also take ``ip`` and ``hostname``.
+    filters: Sequence[str] = ("name",)
     record_schema: Any = None  # pydantic models for the OpenAPI document
     input_schema: Any = None
     # What to drop from the current record before a PUT merges into it; defaults to
     # strip_read_only. Differs when ids inside arrays must be ignored in a request but
     # kept while the array itself is left alone (routing rule domain overrides).
     strip_current: Callable[[JsonObject], JsonObject] | None = None
-
-
-def parse_record_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"No record with id {raw!r}.")
-    return int(raw)
+    # Arrays whose rows have ids that a PUT keeps (see row_ids): "domain_overrides".
+    row_arrays: Sequence[str] = ()
+    rule_schema: Any = None  # OpenAPI model of one throttling rule (IP addresses)
 
 
 def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
@@ -64,6 +65,27 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         if record is None:
             raise NotFound(f"No {spec.label} with id {record_id}.")
         return record
+
+    def read_current(conn: Any, rid: int) -> JsonObject:
+        return spec.render(_get(VirtualMtaRepository(conn), rid))
+
+    def apply_update(conn: Any, rid: int, patch: JsonObject) -> JsonObject:
+        """A PUT of ``patch`` (already stripped of read-only fields); the record after."""
+        repo = VirtualMtaRepository(conn)
+        current = spec.render(_get(repo, rid))
+        id_problems = row_id_problems(patch, current, spec.row_arrays)
+        strip_current = spec.strip_current or spec.strip_read_only
+        merged = merge_patch(strip_current(current), patch, spec.atomic)
+        parsed = parsed_with(
+            lambda: parse_record(
+                spec.parse,
+                merged,
+                store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
+            ),
+            id_problems,
+        )
+        repo.update(rid, repo.prepare(parsed, own_id=rid))
+        return spec.render(_get(repo, rid))
 
     @router.get(
         path,
@@ -118,6 +140,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     )
     async def create_record(request: Request) -> JSONResponse:
         doc = spec.strip_read_only(read_wrapped(await request.body(), spec.singular))
+        doc = without_row_ids(doc, spec.row_arrays)
         store = store_of(request)
 
         def store_problems(partial: PartialRecord) -> list[str]:
@@ -147,20 +170,20 @@ def build_router(spec: ResourceSpec) -> APIRouter:
 
         def work() -> dict[str, Any]:
             with store.write() as conn:
-                repo = VirtualMtaRepository(conn)
-                current = spec.render(_get(repo, rid))
-                strip_current = spec.strip_current or spec.strip_read_only
-                merged = merge_patch(strip_current(current), patch, spec.atomic)
-                parsed = parse_record(
-                    spec.parse,
-                    merged,
-                    store_problems=lambda partial: repo.partial_problems(partial, own_id=rid),
-                )
-                record = repo.prepare(parsed, own_id=rid)
-                repo.update(rid, record)
-                return {spec.singular: spec.render(_get(repo, rid))}
+                return {spec.singular: apply_update(conn, rid, patch)}
 
         return success(await run_in_threadpool(work))
+
+    if "rules" in spec.row_arrays:
+        add_row_routes(
+            router,
+            path=path,
+            array="rules",
+            label=f"{spec.article} {spec.label}",
+            read=read_current,
+            apply=apply_update,
+            schema=spec.rule_schema,
+        )
 
     @router.delete(
         path + "/{record_id}",

@@ -13,13 +13,12 @@ from fastapi.responses import JSONResponse
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
-from vmta.api.greenarrow.fields import Fields
+from vmta.api.greenarrow.fields import Fields, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
 from vmta.api.openapi import envelope_responses, ref, request_body
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.domain.virtual_mta import Ref, UsedBy
-from vmta.store.virtual_mtas import VirtualMtaRepository
+from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
 
 PLURAL = "virtual_mtas"
 DEFAULT_KEY = "virtual_mta"
@@ -69,7 +68,9 @@ def router() -> APIRouter:
         responses=envelope_responses(PLURAL, list_of=True, item=ref(schemas.VirtualMtaSummary)),
     )
     async def list_virtual_mtas(request: Request) -> JSONResponse:
-        page = page_request(request.query_params, PLURAL)
+        filters = ListFilter(name=request.query_params.get("name"))
+        scope = PLURAL if filters.name is None else f"{PLURAL}|name={filters.name}"
+        page = page_request(request.query_params, scope)
         store = store_of(request)
 
         def work() -> dict[str, Any]:
@@ -78,11 +79,11 @@ def router() -> APIRouter:
                 return paginated(
                     PLURAL,
                     page,
-                    PLURAL,
+                    scope,
                     fetch=lambda after, offset, limit: repo.page(
-                        None, after_id=after, offset=offset, limit=limit
+                        None, after_id=after, offset=offset, limit=limit, filters=filters
                     ),
-                    count=lambda: repo.count(None),
+                    count=lambda: repo.count(None, filters),
                     render=_summary,
                     id_of=lambda item: int(item.id),
                 )
@@ -125,10 +126,12 @@ def router() -> APIRouter:
     @router.get(
         f"/{PLURAL}/{{record_id}}/used_by",
         summary="What sends through a VirtualMTA",
-        responses=envelope_responses("used_by", schemas.UsedByList),
+        responses=envelope_responses("used_by", list_of=True, item=ref(schemas.UsedBy)),
     )
     async def used_by(record_id: str, request: Request) -> JSONResponse:
         rid = parse_record_id(record_id)
+        scope = f"used_by|{rid}"
+        page = page_request(request.query_params, scope)
         store = store_of(request)
 
         def work() -> dict[str, Any]:
@@ -136,7 +139,19 @@ def router() -> APIRouter:
                 repo = VirtualMtaRepository(conn)
                 if repo.get(rid) is None:
                     raise NotFound(f"No VirtualMTA with id {rid}.")
-                return {"used_by": [_used_by_out(user) for user in repo.used_by(rid)]}
+                return paginated(
+                    "used_by",
+                    page,
+                    scope,
+                    fetch=lambda after, offset, limit: repo.used_by_page(
+                        rid, after_id=after, offset=offset, limit=limit
+                    ),
+                    count=lambda: repo.used_by_count(rid),
+                    render=_used_by_out,
+                    # The default VirtualMTA setting is always last, so a page never
+                    # ends on it when another page follows.
+                    id_of=lambda user: int(user.id or 0),
+                )
 
         return success(await run_in_threadpool(work))
 
