@@ -10,7 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 import vmta
 from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
+from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
+from vmta.api.json_bounds import MAX_BODY_BYTES
 from vmta.api.mailerq import external_mtas
 from vmta.store.store import Store
 
@@ -52,4 +54,10 @@ def create_app(store: Store) -> FastAPI:
 
     errors.install(app)
     openapi.install(app)
+    # Outermost, so that an oversized body is refused before credentials are even checked.
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_BODY_BYTES,
+        reject=lambda path: errors.too_large(path, MAX_BODY_BYTES),
+    )
     return app

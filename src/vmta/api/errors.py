@@ -15,8 +15,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vmta.api.body_limit import BodyTooLarge, too_large_message
 from vmta.api.greenarrow.envelope import failure
-from vmta.domain.errors import InvalidRequest, NotFound, Unauthorized, ValidationFailed
+from vmta.domain.errors import (
+    InvalidRequest,
+    NotFound,
+    TemporaryError,
+    Unauthorized,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,26 @@ def error_response(path: str, status: int, code: str, messages: list[str]) -> JS
     return response
 
 
+# How long a client should wait before trying again after a 503 (RFC 9110 §10.2.3).
+RETRY_AFTER_SECONDS = 30
+UNAVAILABLE_MESSAGE = (
+    "The database cannot serve the request now (it is full or unreachable); try again later."
+)
+
+
+def too_large(path: str, limit: int) -> JSONResponse:
+    """413 for a body over ``limit`` bytes, in the family's format."""
+    return error_response(path, 413, "invalid_request", [too_large_message(limit)])
+
+
+def unavailable(path: str) -> JSONResponse:
+    """503 for a temporary store failure (a full disk, a lost database connection):
+    nothing was changed, and the same request may succeed later."""
+    response = error_response(path, 503, "service_unavailable", [UNAVAILABLE_MESSAGE])
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def unauthorized(path: str) -> JSONResponse:
     return error_response(
         path, 401, "unauthorized", ["Missing or invalid credentials (use Bearer or Basic)."]
@@ -106,6 +133,14 @@ def install(app: FastAPI) -> None:
             request.url.path, exc.status_code, "invalid_request", [str(exc.detail)]
         )
 
+    async def body_too_large(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, BodyTooLarge)
+        return too_large(request.url.path, exc.limit)
+
+    async def temporary(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("temporary failure on %s %s: %s", request.method, request.url.path, exc)
+        return unavailable(request.url.path)
+
     async def request_validation(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request.url.path, 400, "invalid_request", ["Malformed request."])
 
@@ -118,6 +153,8 @@ def install(app: FastAPI) -> None:
     for kind in _TABLE:
         app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(UnsupportedMediaType, unsupported)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
+    app.add_exception_handler(TemporaryError, temporary)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(Exception, unexpected)

@@ -17,7 +17,8 @@ from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import envelope_responses, request_body
-from vmta.domain.errors import NotFound, PartialRecord
+from vmta.domain.bounds import MAX_INTEGER, has_control_character
+from vmta.domain.errors import InvalidRequest, NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
 
@@ -43,14 +44,27 @@ class ResourceSpec:
     strip_current: Callable[[JsonObject], JsonObject] | None = None
 
 
+# Longest value a list filter can match: names and hostnames are at most 200 characters.
+FILTER_MAX = 200
+
+
 def parse_record_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise NotFound(f"No record with id {raw!r}.")
+    """The id in a record's path; an id no record can have (not ASCII digits, or past the
+    largest stored id) names nothing: 404, like any unknown id."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_INTEGER:
+        raise NotFound(f"No record with id {raw[:20]!r}.")
     return int(raw)
 
 
 def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
     values = {key: request.query_params.get(key) for key in allowed}
+    problems = [
+        f"{key} must be at most {FILTER_MAX} characters without control characters."
+        for key, value in values.items()
+        if value is not None and (len(value) > FILTER_MAX or has_control_character(value))
+    ]
+    if problems:
+        raise InvalidRequest(problems)
     return ListFilter(**values)
 
 

@@ -3,13 +3,13 @@ and the default VirtualMTA (API.md §2.9)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from vmta.api import json_bounds
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
@@ -46,7 +46,7 @@ def read_default_body(body: bytes) -> Ref | None:
     recognised before the common reader (which insists on a hash) sees the body.
     """
     try:
-        document = json.loads(body)
+        document = json_bounds.loads(body)
     except (ValueError, UnicodeDecodeError):
         document = None
     if document == {DEFAULT_KEY: None}:

@@ -1,0 +1,66 @@
+"""A bound on the size of request bodies, enforced while they are read.
+
+A request whose ``Content-Length`` is over the bound is answered 413 (RFC 9110 §15.5.14)
+before a byte of its body is read; a body without a length (chunked) is counted as it
+arrives and refused the moment it passes the bound, so vmta never holds more than
+``limit`` bytes of one body in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(Exception):
+    """A streamed request body passed the bound; rendered 413 by the error table."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"The request body is larger than {limit} bytes.")
+
+
+def too_large_message(limit: int) -> str:
+    return f"The request body is larger than {limit} bytes ({limit // 1024} KiB)."
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``limit`` bytes with ``reject(path)``."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, reject: Callable[[str], Response]) -> None:
+        self.app = app
+        self.limit = limit
+        self.reject = reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limit:
+            await self.reject(scope["path"])(scope, receive, send)
+            return
+        seen = 0
+        limit = self.limit
+
+        async def bounded_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            text = value.strip()
+            # A malformed length is the server's (uvicorn's) to refuse; not ours to guess.
+            return int(text) if text.isdigit() and len(text) < 20 else None
+    return None
