@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmta.domain.bounds import has_control_character
 from vmta.domain.credential import hash_secret, secret_matches
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -46,7 +47,9 @@ class Authenticator:
             except (binascii.Error, UnicodeDecodeError):
                 return None
             name, sep, secret = decoded.partition(":")
-            if not sep or not secret:
+            # No credential name holds a control character, and PostgreSQL cannot even
+            # compare text with NUL in it: such a name proves nothing, without a query.
+            if not sep or not secret or has_control_character(name):
                 return None
             key = hash_secret(secret) + "|" + name
             return self._cached(key, lambda: self._by_name(name, secret))
