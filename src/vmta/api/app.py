@@ -14,6 +14,7 @@ from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
 from vmta.api.json_bounds import MAX_BODY_BYTES
 from vmta.api.mailerq import external_mtas
+from vmta.domain.errors import TemporaryError
 from vmta.store.store import Store
 
 
@@ -38,7 +39,12 @@ def create_app(store: Store) -> FastAPI:
     ) -> Response:
         if request.url.path not in OPEN_PATHS:
             header = request.headers.get("authorization")
-            principal = await run_in_threadpool(authenticator.check, header)
+            try:
+                principal = await run_in_threadpool(authenticator.check, header)
+            except TemporaryError:
+                # The credential store cannot be read (the database is down): 503, so
+                # that the client retries, rather than a 401 that says its secret is bad.
+                return errors.unavailable(request.url.path)
             if principal is None:
                 return errors.unauthorized(request.url.path)
             request.state.principal = principal

@@ -3,7 +3,9 @@
 A request whose ``Content-Length`` is over the bound is answered 413 (RFC 9110 §15.5.14)
 before a byte of its body is read; a body without a length (chunked) is counted as it
 arrives and refused the moment it passes the bound, so vmta never holds more than
-``limit`` bytes of one body in memory.
+``limit`` bytes of one body in memory. In that second case the 413 is sent from here and
+the application is told that the client went away (``http.disconnect``): whatever it
+would still answer is dropped, so the client gets exactly one response.
 """
 
 from __future__ import annotations
@@ -12,14 +14,6 @@ from collections.abc import Callable
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class BodyTooLarge(Exception):
-    """A streamed request body passed the bound; rendered 413 by the error table."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"The request body is larger than {limit} bytes.")
 
 
 def too_large_message(limit: int) -> str:
@@ -43,18 +37,26 @@ class BodyLimit:
             await self.reject(scope["path"])(scope, receive, send)
             return
         seen = 0
-        limit = self.limit
+        refused = False
 
         async def bounded_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(limit)
+                if seen > self.limit:
+                    refused = True
+                    await self.reject(scope["path"])(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, bounded_receive, send)
+        async def send_unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, bounded_receive, send_unless_refused)
 
 
 def _content_length(scope: Scope) -> int | None:

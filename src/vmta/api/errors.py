@@ -12,10 +12,11 @@ from enum import Enum
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from vmta.api.body_limit import BodyTooLarge, too_large_message
+from vmta.api.body_limit import too_large_message
 from vmta.api.greenarrow.envelope import failure
 from vmta.domain.errors import (
     InvalidRequest,
@@ -133,9 +134,10 @@ def install(app: FastAPI) -> None:
             request.url.path, exc.status_code, "invalid_request", [str(exc.detail)]
         )
 
-    async def body_too_large(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, BodyTooLarge)
-        return too_large(request.url.path, exc.limit)
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client went away, or body_limit answered 413 and said so: nobody is left
+        # to read an answer, and it is not a fault of vmta's.
+        return Response(status_code=400)
 
     async def temporary(request: Request, exc: Exception) -> JSONResponse:
         log.warning("temporary failure on %s %s: %s", request.method, request.url.path, exc)
@@ -153,7 +155,7 @@ def install(app: FastAPI) -> None:
     for kind in _TABLE:
         app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(UnsupportedMediaType, unsupported)
-    app.add_exception_handler(BodyTooLarge, body_too_large)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(TemporaryError, temporary)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation)
