@@ -6,12 +6,14 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 import vmta
 from vmta.api import errors, openapi, queue
 from vmta.api.auth import OPEN_PATHS, Authenticator
 from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
+from vmta.api.greenarrow.engine import MethodNotAllowed, methods_by_path
 from vmta.api.json_bounds import MAX_BODY_BYTES
 from vmta.api.mailerq import external_mtas
 from vmta.domain.errors import TemporaryError
@@ -56,10 +58,16 @@ def create_app(store: Store) -> FastAPI:
 
     app.include_router(engine.router())
     app.include_router(external_mtas.router())
-    app.include_router(queue.router())
+    own = queue.router()
+    app.include_router(own)
+    # vmta's own paths answer a method they do not support 405 with an Allow header that
+    # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.
+    allowed = {"/api/health": ["GET"], **methods_by_path([own])}
+    for path, methods in allowed.items():
+        app.router.routes.append(Route(path, MethodNotAllowed(methods), include_in_schema=False))
 
     errors.install(app)
-    openapi.install(app)
+    openapi.install(app, OPEN_PATHS)
     # Outermost, so that an oversized body is refused before credentials are even checked.
     app.add_middleware(
         BodyLimit,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api.dependencies import store_of
+from vmta.api.openapi import query, with_query
 from vmta.domain.errors import InvalidRequest, NotFound
 from vmta.store.spool import SqlSpool
 
@@ -73,7 +74,23 @@ def router() -> APIRouter:
         counts = await run_in_threadpool(_spool(request).counts)
         return {**queue_summary(counts), "engine": _engine_state(request)}
 
-    @api.get("/messages", summary="Messages in the spool, oldest first")
+    @api.get(
+        "/messages",
+        summary="Messages in the spool, oldest first",
+        openapi_extra=with_query(
+            {},
+            query(
+                "state",
+                {"type": "string", "enum": list(STATES)},
+                "only messages with a recipient in this state",
+            ),
+            query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                "at most this many messages (default 100)",
+            ),
+        ),
+    )
     async def messages(request: Request) -> dict[str, Any]:
         state = request.query_params.get("state")
         if state is not None and state not in STATES:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from vmta.api.greenarrow import ip_address_document as document
 from vmta.api.greenarrow import ip_address_schemas as schemas
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
 from vmta.domain.virtual_mta import VirtualMtaType
 
@@ -22,7 +23,7 @@ SPEC = ResourceSpec(
     strip_read_only=document.strip_read_only,
     filters=("name", "ip", "hostname"),
     record_schema=schemas.IpAddress,
-    input_schema=schemas.IpAddressIn,
+    input_schema=request_schemas.IP_ADDRESS,
 )
 
 

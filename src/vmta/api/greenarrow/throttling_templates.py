@@ -15,13 +15,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from vmta.api.dependencies import store_of
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow import throttling_template_document as document
 from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.request_schemas import for_update
 from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
-from vmta.api.openapi import envelope_responses, request_body
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, request_body, with_query
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
@@ -53,6 +55,7 @@ def router() -> APIRouter:
         PATH,
         summary="List throttling templates",
         responses=envelope_responses(PLURAL, list_of=True),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS),
     )
     async def list_templates(request: Request) -> JSONResponse:
         page = page_request(request.query_params, PLURAL)
@@ -93,7 +96,7 @@ def router() -> APIRouter:
     @api.post(
         PATH,
         summary="Create a throttling template",
-        openapi_extra=request_body(SINGULAR, schemas.ThrottlingTemplateIn),
+        openapi_extra=request_body(SINGULAR, request_schemas.THROTTLING_TEMPLATE),
         responses=envelope_responses(SINGULAR, schema=schemas.ThrottlingTemplate),
     )
     async def create_template(request: Request) -> JSONResponse:
@@ -117,7 +120,7 @@ def router() -> APIRouter:
     @api.put(
         PATH + "/{record_id}",
         summary="Update a throttling template (only the fields given)",
-        openapi_extra=request_body(SINGULAR, schemas.ThrottlingTemplateIn),
+        openapi_extra=request_body(SINGULAR, for_update(request_schemas.THROTTLING_TEMPLATE)),
         responses=envelope_responses(SINGULAR, schema=schemas.ThrottlingTemplate),
     )
     async def update_template(record_id: str, request: Request) -> JSONResponse:

@@ -16,7 +16,9 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.openapi import envelope_responses, request_body
+from vmta.api.greenarrow.request_schemas import for_update
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, query, request_body, with_query
+from vmta.api.schema_patterns import text
 from vmta.domain.bounds import MAX_INTEGER, has_control_character
 from vmta.domain.errors import InvalidRequest, NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
@@ -37,7 +39,7 @@ class ResourceSpec:
     strip_read_only: Callable[[JsonObject], JsonObject]  # applied to request bodies
     filters: Sequence[str] = ()  # exact-match list filters: name, ip, hostname
     record_schema: Any = None  # pydantic models for the OpenAPI document
-    input_schema: Any = None
+    input_schema: dict[str, Any] | None = None  # request_schemas: the POST body
     # What to drop from the current record before a PUT merges into it; defaults to
     # strip_read_only. Differs when ids inside arrays must be ignored in a request but
     # kept while the array itself is left alone (routing rule domain overrides).
@@ -54,6 +56,18 @@ def parse_record_id(raw: str) -> int:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_INTEGER:
         raise NotFound(f"No record with id {raw[:20]!r}.")
     return int(raw)
+
+
+_FILTERS = {
+    "name": "exact name, ignoring case",
+    "ip": "exact IPv4 address",
+    "hostname": "exact hostname, ignoring case",
+}
+
+
+def _filter_parameters(allowed: Sequence[str]) -> list[dict[str, Any]]:
+    schema = text(max_length=FILTER_MAX)
+    return [query(key, schema, _FILTERS[key]) for key in allowed]
 
 
 def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
@@ -83,6 +97,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         path,
         summary=f"List {spec.label_plural}",
         responses=envelope_responses(spec.plural, list_of=True),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS, *_filter_parameters(spec.filters)),
     )
     async def list_records(request: Request) -> JSONResponse:
         filters = _list_filter(request, spec.filters)
@@ -151,7 +166,9 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     @router.put(
         path + "/{record_id}",
         summary=f"Update {one} (only the fields given)",
-        openapi_extra=request_body(spec.singular, spec.input_schema),
+        openapi_extra=request_body(
+            spec.singular, None if spec.input_schema is None else for_update(spec.input_schema)
+        ),
         responses=envelope_responses(spec.singular, schema=spec.record_schema),
     )
     async def update_record(record_id: str, request: Request) -> JSONResponse:

@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 
 from vmta.api import json_bounds
 from vmta.api.dependencies import store_of
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import Fields
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.greenarrow.virtual_mta_resource import parse_record_id
-from vmta.api.openapi import envelope_responses, ref, request_body
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, ref, request_body, with_query
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.domain.virtual_mta import Ref, UsedBy
 from vmta.store.virtual_mtas import VirtualMtaRepository
@@ -67,6 +68,7 @@ def router() -> APIRouter:
         f"/{PLURAL}",
         summary="List VirtualMTAs of every type",
         responses=envelope_responses(PLURAL, list_of=True, item=ref(schemas.VirtualMtaSummary)),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS),
     )
     async def list_virtual_mtas(request: Request) -> JSONResponse:
         page = page_request(request.query_params, PLURAL)
@@ -107,7 +109,7 @@ def router() -> APIRouter:
     @router.put(
         f"/{PLURAL}/default",
         summary="Set or clear the default VirtualMTA",
-        openapi_extra=request_body(DEFAULT_KEY, schemas.DefaultVirtualMtaIn),
+        openapi_extra=request_body(DEFAULT_KEY, request_schemas.DEFAULT_VIRTUAL_MTA),
         responses=envelope_responses(DEFAULT_KEY, schemas.DefaultVirtualMta),
     )
     async def put_default(request: Request) -> JSONResponse:
