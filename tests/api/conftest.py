@@ -4,6 +4,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import uvicorn
@@ -30,10 +31,10 @@ def anonymous(store: Store) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture
-def live_api(store: Store) -> Iterator[str]:
-    """The base URL of vmta's API served by uvicorn on an ephemeral port of 127.0.0.1,
-    for requests that must cross a real socket (streamed bodies, parallel writers)."""
+@contextmanager
+def serving(store: Store) -> Iterator[str]:
+    """vmta's API on ``store``, served by uvicorn on an ephemeral port of 127.0.0.1; yields
+    its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -52,3 +53,11 @@ def live_api(store: Store) -> Iterator[str]:
         api.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture
+def live_api(store: Store) -> Iterator[str]:
+    """The base URL of vmta's API on the test's store, across a real socket (streamed
+    bodies, parallel writers)."""
+    with serving(store) as url:
+        yield url

@@ -215,6 +215,39 @@ def _complete(document: dict[str, Any], open_paths: frozenset[str]) -> None:
                     parameter["schema"] = PATH_SCHEMAS[parameter["name"]]
 
 
+def _link_creates(document: dict[str, Any]) -> None:
+    """OpenAPI links (3.1 §4.8.20) from each GreenArrow create to the operations on the
+    record it made, so that a client (or a stateful fuzzer) knows where the new id goes:
+    ``data.<record>.id`` of the POST answer is the ``record_id`` of GET, PUT and DELETE,
+    and of ``/virtual_mtas/{record_id}/used_by`` for the three VirtualMTA types."""
+    paths = document.get("paths", {})
+    for path, item in paths.items():
+        create = item.get("post")
+        if create is None or "{" in path or not path.startswith(GREENARROW_PATH):
+            continue
+        try:
+            data = create["responses"]["200"]["content"]["application/json"]["schema"]
+            (key,) = data["properties"]["data"]["properties"]
+        except (KeyError, ValueError):
+            continue
+        targets = [path + "/{record_id}"]
+        if key in _VIRTUAL_MTA_KEYS:
+            targets.append(GREENARROW_PATH + "/virtual_mtas/{record_id}/used_by")
+        links: dict[str, Any] = {}
+        for target in targets:
+            for method, operation in paths.get(target, {}).items():
+                if "operationId" in operation:
+                    links[f"{method}_{operation['operationId']}"] = {
+                        "operationId": operation["operationId"],
+                        "parameters": {"record_id": f"$response.body#/data/{key}/id"},
+                    }
+        if links:
+            create["responses"]["200"]["links"] = links
+
+
+GREENARROW_PATH = "/ga/api/v3/eng"
+_VIRTUAL_MTA_KEYS = frozenset({"relay_server", "ip_address", "routing_rule"})
+
 # Path parameters the handlers read as text, described as what they can be.
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "record_id": {"type": "integer", "minimum": 1, "maximum": 2_147_483_647},
@@ -246,6 +279,7 @@ def install(app: FastAPI, open_paths: frozenset[str] = frozenset()) -> None:
         }
         document["security"] = [{"bearer": []}, {"basic": []}]
         _complete(document, open_paths)
+        _link_creates(document)
         app.openapi_schema = document
         return document
 
