@@ -24,18 +24,6 @@ class ThrottleRule(ThrottleRuleIn):
     id: int = Field(description="Read-only; a new id is given whenever rules are replaced")
 
 
-class ThrottlingTemplateIn(BaseModel):
-    """Required on create: name, default. On update, only the fields given change; a
-    ``rules`` array replaces every rule."""
-
-    name: str = Field(
-        min_length=1, max_length=200, description="Unique ignoring case among templates"
-    )
-    rules: list[ThrottleRuleIn] = Field(default_factory=list, max_length=250)
-    default: Limits
-    throttle_program: None = Field(default=None, description="Accepted only as null")
-
-
 class ThrottlingTemplate(BaseModel):
     id: int
     name: str
