@@ -160,7 +160,7 @@ def test_ip_address_field_problem_and_taken_name(
     body = ip_address("mail-out", ip="127.0.0", default={"max_concurrent_connections": -1})
     assert refused(client, store, *ip_url, body) == [
         BAD_IP,
-        "default.max_concurrent_connections must be an integer greater than or equal to 0",
+        "default.max_concurrent_connections must be an integer from 0 to 2147483647",
         "default.max_messages_per_hour is required",
         taken("mail-out", "relay_server", relay_id),
     ]

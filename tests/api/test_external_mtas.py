@@ -607,8 +607,10 @@ def test_openapi_describes_the_endpoints(client: TestClient) -> None:
     for method in ("post", "delete"):
         content = operations[method]["requestBody"]["content"]
         assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
-    assert set(operations["post"]["responses"]) == {"200", "400", "401", "415"}
-    assert set(operations["delete"]["responses"]) == {"200", "400", "401", "404", "415"}
+    common = {"400", "401", "404", "405", "413", "503"}
+    assert set(operations["post"]["responses"]) == {"200", "415", *common}
+    assert set(operations["delete"]["responses"]) == {"200", "415", *common}
+    assert operations["delete"]["parameters"][0]["name"] == "public_ip"
     listed = operations["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert listed["type"] == "array"
     assert listed["items"]["properties"]["connect_port"]["type"] == "string"

@@ -576,6 +576,9 @@ def test_openapi_documents_the_record(client: TestClient) -> None:
         "default",
         "rules",
     }
-    assert "IpAddressIn" in schemas
+    body = document["paths"][URL]["post"]["requestBody"]["content"]["application/json"]
+    created = body["schema"]["properties"]["ip_address"]
+    assert created["required"] == ["name", "ip", "hostname"]
+    assert created["additionalProperties"] is False
     assert {"get", "post"} <= set(document["paths"][URL])
     assert {"get", "put", "delete"} <= set(document["paths"][URL + "/{record_id}"])

@@ -316,7 +316,7 @@ def test_one_rule_is_read_and_updated_on_its_own(
     broken = {"domains": ["A.test"], "max_concurrent_connections": -1}
     assert failed(client.put(url, json={"throttling_rule": broken}), 400, "validation_failed") == [
         "rules[1].domains[0] repeats rules[0].domains[0] ('A.test'); each domain may appear once",
-        "rules[1].max_concurrent_connections must be an integer greater than or equal to 0",
+        "rules[1].max_concurrent_connections must be an integer from 0 to 2147483647",
     ]
     assert snapshot(store) == before
     missing = f"{GA}/{plural}/{record['id']}/rules/999999"

@@ -474,5 +474,8 @@ def test_openapi_documents_the_record(client: TestClient) -> None:
         "max_messages_per_hour",
         "throttle_program",
     }
-    assert "ThrottlingTemplateIn" in schemas
+    body = document["paths"][URL]["post"]["requestBody"]["content"]["application/json"]
+    template = body["schema"]["properties"]["throttling_template"]
+    assert template["additionalProperties"] is False
+    assert set(template["properties"]) == {"id", "name", "rules", "default", "throttle_program"}
     assert {"get", "put", "delete"} <= set(document["paths"][URL + "/{record_id}"])

@@ -319,9 +319,13 @@ def test_methods_not_supported(client: TestClient) -> None:
 def test_openapi_documents_the_new_shapes(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
     components = document["components"]["schemas"]
-    for model in ("RoutingRule", "RoutingRuleIn", "VirtualMtaSummary", "UsedBy"):
+    for model in ("RoutingRule", "VirtualMtaSummary", "UsedBy"):
         assert model in components, model
     paths = document["paths"]
+    body = paths[f"{GA}/routing_rules"]["post"]["requestBody"]["content"]["application/json"]
+    rule = body["schema"]["properties"]["routing_rule"]
+    assert rule["required"] == ["name", "default"]
+    assert set(rule["properties"]) == {"id", "name", "default", "domain_overrides"}
     assert {"get", "put"} <= set(paths[f"{URL}/default"])
     assert "get" in paths[f"{URL}/{{record_id}}/used_by"]
     assert {"get", "post"} <= set(paths[f"{GA}/routing_rules"])

@@ -9,14 +9,19 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from starlette.routing import Route
 
 import vmta
 from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, queue
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
+from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
+from vmta.api.greenarrow.engine import MethodNotAllowed, methods_by_path
 from vmta.api.greenarrow.throttles import ThrottleStates
+from vmta.api.json_bounds import MAX_BODY_BYTES
 from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.errors import TemporaryError
 from vmta.store.store import Store
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
@@ -64,7 +69,12 @@ def create_app(
         checks_itself = path in SELF_AUTHENTICATING_PATHS and request.method in ("POST", "PUT")
         if path not in OPEN_PATHS and not checks_itself:
             header = request.headers.get("authorization")
-            principal = await run_in_threadpool(authenticator.check, header)
+            try:
+                principal = await run_in_threadpool(authenticator.check, header)
+            except TemporaryError:
+                # The credential store cannot be read (the database is down): 503, so
+                # that the client retries, rather than a 401 that says its secret is bad.
+                return errors.unavailable(request.url.path)
             if principal is None:
                 return errors.unauthorized(path)
             if not may_use(principal, path):
@@ -82,11 +92,24 @@ def create_app(
     app.include_router(delivery_controls.router())
     app.include_router(suppressions.router())
     app.include_router(inject.router())
-    app.include_router(queue.router())
+    own = queue.router()
+    app.include_router(own)
     app.include_router(events.router())
     app.include_router(metrics_endpoint.router())
     app.include_router(http_submission.router())
+    # vmta's own paths answer a method they do not support 405 with an Allow header that
+    # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.
+    allowed = {"/api/health": ["GET"], **methods_by_path([own])}
+    for path, methods in allowed.items():
+        app.router.routes.append(Route(path, MethodNotAllowed(methods), include_in_schema=False))
 
     errors.install(app)
-    openapi.install(app)
+    openapi.install(app, OPEN_PATHS)
+    # Outermost, so that an oversized body is refused before credentials are even checked.
+    app.add_middleware(
+        BodyLimit,
+        limit=MAX_BODY_BYTES,
+        reject=errors.too_large,
+        larger={"/api/v1/send.json": http_submission.MAX_BODY, "/v1/inject": inject.MAX_BODY},
+    )
     return app

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fastapi.responses import JSONResponse
 
 from vmta.api.errors import error_response
+from vmta.domain.bounds import has_control_character
 from vmta.domain.credential import DEFAULT_SCOPE, Scope, hash_secret, secret_matches
 from vmta.store.credentials import CredentialRecord, CredentialRepository
 from vmta.store.store import Store
@@ -73,7 +74,9 @@ class Authenticator:
             except (binascii.Error, UnicodeDecodeError):
                 return None
             name, sep, secret = decoded.partition(":")
-            if not sep or not secret:
+            # No credential name holds a control character, and PostgreSQL cannot even
+            # compare text with NUL in it: such a name proves nothing, without a query.
+            if not sep or not secret or has_control_character(name):
                 return None
             key = hash_secret(secret) + "|" + name
             return self._cached(key, lambda: self._by_name(name, secret))

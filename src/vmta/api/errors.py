@@ -12,11 +12,19 @@ from enum import Enum
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from vmta.api.body_limit import too_large_message
 from vmta.api.greenarrow.envelope import failure
-from vmta.domain.errors import InvalidRequest, NotFound, Unauthorized, ValidationFailed
+from vmta.domain.errors import (
+    InvalidRequest,
+    NotFound,
+    TemporaryError,
+    Unauthorized,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,26 @@ def error_response(path: str, status: int, code: str, messages: list[str]) -> JS
     return response
 
 
+# How long a client should wait before trying again after a 503 (RFC 9110 §10.2.3).
+RETRY_AFTER_SECONDS = 30
+UNAVAILABLE_MESSAGE = (
+    "The database cannot serve the request now (it is full or unreachable); try again later."
+)
+
+
+def too_large(path: str, limit: int) -> JSONResponse:
+    """413 for a body over ``limit`` bytes, in the family's format."""
+    return error_response(path, 413, "invalid_request", [too_large_message(limit)])
+
+
+def unavailable(path: str) -> JSONResponse:
+    """503 for a temporary store failure (a full disk, a lost database connection):
+    nothing was changed, and the same request may succeed later."""
+    response = error_response(path, 503, "service_unavailable", [UNAVAILABLE_MESSAGE])
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def unauthorized(path: str) -> JSONResponse:
     return error_response(
         path, 401, "unauthorized", ["Missing or invalid credentials (use Bearer or Basic)."]
@@ -106,6 +134,15 @@ def install(app: FastAPI) -> None:
             request.url.path, exc.status_code, "invalid_request", [str(exc.detail)]
         )
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client went away, or body_limit answered 413 and said so: nobody is left
+        # to read an answer, and it is not a fault of vmta's.
+        return Response(status_code=400)
+
+    async def temporary(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("temporary failure on %s %s: %s", request.method, request.url.path, exc)
+        return unavailable(request.url.path)
+
     async def request_validation(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request.url.path, 400, "invalid_request", ["Malformed request."])
 
@@ -118,6 +155,8 @@ def install(app: FastAPI) -> None:
     for kind in _TABLE:
         app.add_exception_handler(kind, domain_error)
     app.add_exception_handler(UnsupportedMediaType, unsupported)
+    app.add_exception_handler(ClientDisconnect, client_gone)
+    app.add_exception_handler(TemporaryError, temporary)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, request_validation)
     app.add_exception_handler(Exception, unexpected)

@@ -10,11 +10,29 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api.dependencies import store_of
+from vmta.api.openapi import query, with_query
 from vmta.domain.errors import InvalidRequest, NotFound
 from vmta.store.queue_report import deferred_recipients
 from vmta.store.spool import SqlSpool
 
 STATES = ("queued", "delivered", "failed")
+MAX_LIMIT = 10_000
+QUEUE_ID_MAX = 32  # the width of the spool's message id column
+
+
+def known_queue_id(queue_id: str) -> str:
+    """``queue_id`` when it could name a message; a text no queue id can be (not ASCII
+    letters and digits, too long, NUL inside) names nothing: 404 without a query."""
+    if not (0 < len(queue_id) <= QUEUE_ID_MAX and queue_id.isascii() and queue_id.isalnum()):
+        raise NotFound(f"No message with queue id {queue_id[:QUEUE_ID_MAX]!r}.")
+    return queue_id
+
+
+def parse_limit(raw: str) -> int:
+    """``?limit=``: ASCII digits only (``str.isdigit`` also takes superscripts such as "²")."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5 and 1 <= int(raw) <= MAX_LIMIT):
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIMIT}.")
+    return int(raw)
 
 
 def _spool(request: Request) -> SqlSpool:
@@ -62,19 +80,34 @@ def router() -> APIRouter:
         deferred = await run_in_threadpool(deferred_recipients, store_of(request))
         return {**queue_summary(counts), "deferred": deferred, "engine": _engine_state(request)}
 
-    @api.get("/messages", summary="Messages in the spool, oldest first")
+    @api.get(
+        "/messages",
+        summary="Messages in the spool, oldest first",
+        openapi_extra=with_query(
+            {},
+            query(
+                "state",
+                {"type": "string", "enum": list(STATES)},
+                "only messages with a recipient in this state",
+            ),
+            query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                "at most this many messages (default 100)",
+            ),
+        ),
+    )
     async def messages(request: Request) -> dict[str, Any]:
         state = request.query_params.get("state")
         if state is not None and state not in STATES:
             raise InvalidRequest(f"state must be one of {', '.join(STATES)}.")
-        raw_limit = request.query_params.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10_000:
-            raise InvalidRequest("limit must be an integer from 1 to 10000.")
-        rows = await run_in_threadpool(_spool(request).list_messages, state, int(raw_limit))
+        limit = parse_limit(request.query_params.get("limit", "100"))
+        rows = await run_in_threadpool(_spool(request).list_messages, state, limit)
         return {"messages": rows}
 
     @api.get("/messages/{queue_id}", summary="Envelope, recipients and attempts of a message")
     async def message(queue_id: str, request: Request) -> dict[str, Any]:
+        known_queue_id(queue_id)
         view = await run_in_threadpool(_spool(request).message, queue_id)
         if view is None:
             raise NotFound(f"No message with queue id {queue_id}.")
@@ -82,6 +115,7 @@ def router() -> APIRouter:
 
     @api.post("/messages/{queue_id}/retry", summary="Make every queued recipient due now")
     async def retry(queue_id: str, request: Request) -> dict[str, Any]:
+        known_queue_id(queue_id)
         spool = _spool(request)
         if await run_in_threadpool(spool.message, queue_id) is None:
             raise NotFound(f"No message with queue id {queue_id}.")
@@ -93,6 +127,7 @@ def router() -> APIRouter:
 
     @api.delete("/messages/{queue_id}", summary="Remove a message from the spool")
     async def delete(queue_id: str, request: Request) -> dict[str, Any]:
+        known_queue_id(queue_id)
         if not await run_in_threadpool(_spool(request).delete_message, queue_id):
             raise NotFound(f"No message with queue id {queue_id}.")
         return {"queue_id": queue_id, "deleted": True}

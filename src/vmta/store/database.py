@@ -114,12 +114,12 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseUnavailable(
-            f"cannot open database {safe_url(parsed)}: {_reason(exc, parsed)}"
+            f"cannot open database {safe_url(parsed)}: {reason_of(exc, parsed)}"
         ) from None
     return engine
 
 
-def _reason(exc: SQLAlchemyError, url: URL) -> str:
+def reason_of(exc: SQLAlchemyError, url: URL) -> str:
     """The driver's own words, on one line, without the password even if it quoted it."""
     text = str(getattr(exc, "orig", None) or exc)
     text = text.split("\n(Background on this error")[0]
@@ -175,7 +175,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         ) from None
     except SQLAlchemyError as exc:
         raise DatabaseUnavailable(
-            f"migrating database {safe_url(engine.url)} failed: {_reason(exc, engine.url)}"
+            f"migrating database {safe_url(engine.url)} failed: {reason_of(exc, engine.url)}"
         ) from None
     after = current_revision(engine)
     if after != before:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
 
+from vmta.domain.bounds import is_stored_integer
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
 from vmta.domain.throttle_program import (
@@ -43,6 +44,8 @@ class ThrottleProgramRepository:
     # ---- reading ---------------------------------------------------------------------
 
     def get(self, program_id: int) -> ThrottleProgram | None:
+        if not is_stored_integer(program_id):
+            return None
         row = self.conn.execute(select(throttle_programs).where(C.id == program_id)).first()
         return None if row is None else _from_row(row._mapping)
 
@@ -50,6 +53,8 @@ class ThrottleProgramRepository:
         """The program a reference names (id wins over name), or None."""
         query = select(C.id, C.name)
         if ref.id is not None:
+            if not is_stored_integer(ref.id):
+                return None  # no stored id is that large (nor may the database be asked)
             query = query.where(C.id == ref.id)
         elif ref.name is not None:
             query = query.where(C.name_key == name_key(ref.name))

@@ -8,9 +8,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
+from vmta.domain.bounds import is_stored_integer
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
 from vmta.domain.virtual_mta import Limits, Ref, ThrottlingTemplate, VirtualMtaType
+from vmta.store.control_writes import is_write, refused_on_conflict, serialise_control_writes
 from vmta.store.tables import throttling_templates, virtual_mtas
 from vmta.store.throttle_programs import TEMPLATE, ThrottleProgramRepository
 from vmta.store.throttle_rule_rows import program_ids, program_path, rules_from_json, rules_json
@@ -20,12 +22,20 @@ C = throttling_templates.c
 
 
 class ThrottlingTemplateRepository:
+    """On a write connection (``Store.write``) the repository takes the control plane's
+    write lock before anything else (see control_writes), so that what it checks (free names,
+    existing references, no loop, unused before delete) still holds when it writes."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        if is_write(conn):
+            serialise_control_writes(conn)
 
     # ---- reading ---------------------------------------------------------------------
 
     def get(self, template_id: int) -> ThrottlingTemplate | None:
+        if not is_stored_integer(template_id):
+            return None
         row = self.conn.execute(select(throttling_templates).where(C.id == template_id)).first()
         return None if row is None else _from_row(self.conn, row._mapping)
 
@@ -101,7 +111,9 @@ class ThrottlingTemplateRepository:
 
     def insert(self, template: ThrottlingTemplate) -> int:
         template = self.prepared(template, own_id=None)
-        result = self.conn.execute(insert(throttling_templates).values(**self._values(template)))
+        values = self._values(template)
+        with refused_on_conflict(self.conn, lambda: self.name_problems(template.name, own_id=None)):
+            result = self.conn.execute(insert(throttling_templates).values(**values))
         key = result.inserted_primary_key
         assert key is not None
         new_id = int(key[0])
@@ -115,7 +127,14 @@ class ThrottlingTemplateRepository:
         template = self.prepared(template, own_id=template_id)
         values = self._values(template)
         values["updated_at"] = func.now()
-        self.conn.execute(update(throttling_templates).where(C.id == template_id).values(**values))
+
+        def taken() -> list[str]:
+            return self.name_problems(template.name, own_id=template_id)
+
+        with refused_on_conflict(self.conn, taken):
+            self.conn.execute(
+                update(throttling_templates).where(C.id == template_id).values(**values)
+            )
         programs = ThrottleProgramRepository(self.conn)
         programs.set_users(TEMPLATE, template_id, program_ids(template.rules))
 
@@ -129,7 +148,14 @@ class ThrottlingTemplateRepository:
                 [f"it is used by ip_address '{user.name}' (id {user.id})" for user in users]
             )
         ThrottleProgramRepository(self.conn).set_users(TEMPLATE, template_id, ())
-        self.conn.execute(delete(throttling_templates).where(C.id == template_id))
+
+        def in_use() -> list[str]:
+            return [
+                f"it is used by ip_address '{u.name}' (id {u.id})" for u in self.users(template_id)
+            ]
+
+        with refused_on_conflict(self.conn, in_use):
+            self.conn.execute(delete(throttling_templates).where(C.id == template_id))
 
     def _values(self, template: ThrottlingTemplate) -> dict[str, Any]:
         rules = rules_json(template.rules, lambda: allocate_item_id(self.conn))

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
+from vmta.domain.bounds import is_stored_integer
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.reference_graph import path_back
 from vmta.domain.virtual_mta import (
@@ -26,6 +27,7 @@ from vmta.domain.virtual_mta import (
     VirtualMtaType,
     type_of,
 )
+from vmta.store.control_writes import is_write, refused_on_conflict, serialise_control_writes
 from vmta.store.reference_paths import (
     TEMPLATE_FIELD,
     names_virtual_mta,
@@ -64,12 +66,20 @@ def allocate_item_id(conn: Connection) -> int:
 
 
 class VirtualMtaRepository:
+    """On a write connection (``Store.write``) the repository takes the control plane's
+    write lock before anything else (see control_writes), so that what it checks (free names,
+    existing references, no loop, unused before delete) still holds when it writes."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        if is_write(conn):
+            serialise_control_writes(conn)
 
     # ---- reading ---------------------------------------------------------------------
 
     def get(self, vmta_id: int, expected: VirtualMtaType | None = None) -> VirtualMta | None:
+        if not is_stored_integer(vmta_id):
+            return None  # no row has it, and SQLite cannot even bind one past 2**63
         query = select(virtual_mtas).where(T.id == vmta_id)
         if expected is not None:
             query = query.where(T.type == expected.value)
@@ -181,6 +191,8 @@ class VirtualMtaRepository:
         """The VirtualMTA a reference names (id wins over name), fully resolved, or None."""
         query = select(T.id, T.type, T.name)
         if ref.id is not None:
+            if not is_stored_integer(ref.id):
+                return None  # an id past every stored one names nothing
             query = query.where(T.id == ref.id)
         elif ref.name is not None:
             query = query.where(T.name_key == ref.name.lower())
@@ -193,6 +205,8 @@ class VirtualMtaRepository:
         c = throttling_templates.c
         query = select(c.id, c.name)
         if ref.id is not None:
+            if not is_stored_integer(ref.id):
+                return None
             query = query.where(c.id == ref.id)
         elif ref.name is not None:
             query = query.where(c.name_key == ref.name.lower())
@@ -287,20 +301,29 @@ class VirtualMtaRepository:
     def insert(self, vmta: VirtualMta) -> int:
         """Insert a prepared VirtualMTA; returns its id from the shared sequence."""
         values = self._values(vmta)
-        result = self.conn.execute(insert(virtual_mtas).values(**values))
-        key = result.inserted_primary_key
-        assert key is not None
-        new_id = int(key[0])
-        self._write_targets(new_id, vmta)
-        self._write_program_users(new_id, vmta)
+        with refused_on_conflict(self.conn, lambda: self._write_problems(vmta, None)):
+            result = self.conn.execute(insert(virtual_mtas).values(**values))
+            key = result.inserted_primary_key
+            assert key is not None
+            new_id = int(key[0])
+            self._write_targets(new_id, vmta)
+            self._write_program_users(new_id, vmta)
         return new_id
 
     def update(self, vmta_id: int, vmta: VirtualMta) -> None:
         values = self._values(vmta)
         values["updated_at"] = func.now()
-        self.conn.execute(update(virtual_mtas).where(T.id == vmta_id).values(**values))
-        self._write_targets(vmta_id, vmta)
-        self._write_program_users(vmta_id, vmta)
+        with refused_on_conflict(self.conn, lambda: self._write_problems(vmta, vmta_id)):
+            self.conn.execute(update(virtual_mtas).where(T.id == vmta_id).values(**values))
+            self._write_targets(vmta_id, vmta)
+            self._write_program_users(vmta_id, vmta)
+
+    def _write_problems(self, vmta: VirtualMta, own_id: int | None) -> list[str]:
+        """Why the database refused to write ``vmta``: its name is taken, or a reference
+        names a record that is gone."""
+        problems = self._name_problems(vmta.name, own_id)
+        with_references(vmta, lambda path, ref: self._resolve_field(path, ref, problems))
+        return problems
 
     def delete(self, vmta_id: int, expected: VirtualMtaType) -> None:
         """Delete, unless something sends through it (API.md §2.4)."""
@@ -309,11 +332,16 @@ class VirtualMtaRepository:
         users = self.used_by(vmta_id)
         if users:
             raise ValidationFailed([_in_use_message(user) for user in users])
-        self.conn.execute(
-            delete(routing_rule_targets).where(routing_rule_targets.c.rule_id == vmta_id)
-        )
-        ThrottleProgramRepository(self.conn).set_users(IP_ADDRESS_USER, vmta_id, ())
-        self.conn.execute(delete(virtual_mtas).where(T.id == vmta_id))
+
+        def in_use() -> list[str]:
+            return [_in_use_message(user) for user in self.used_by(vmta_id)]
+
+        with refused_on_conflict(self.conn, in_use):
+            self.conn.execute(
+                delete(routing_rule_targets).where(routing_rule_targets.c.rule_id == vmta_id)
+            )
+            ThrottleProgramRepository(self.conn).set_users(IP_ADDRESS_USER, vmta_id, ())
+            self.conn.execute(delete(virtual_mtas).where(T.id == vmta_id))
 
     def set_default(self, ref: Ref | None) -> Ref | None:
         resolved: Ref | None = None

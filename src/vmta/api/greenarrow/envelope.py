@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
+from vmta.api import json_bounds
 
 
 def success(data: dict[str, Any]) -> JSONResponse:
@@ -28,7 +29,7 @@ def read_wrapped(body: bytes, key: str) -> dict[str, Any]:
     from vmta.domain.errors import InvalidRequest
 
     try:
-        document = json.loads(body)
+        document = json_bounds.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(document, dict):

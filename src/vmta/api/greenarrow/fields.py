@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from vmta.domain.bounds import MAX_INTEGER, control_character_problem
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.virtual_mta import Ref
 
@@ -141,6 +142,10 @@ class Fields:
         )
         if value is None:
             return None
+        unprintable = control_character_problem(value)
+        if unprintable is not None:
+            self.problem(full, unprintable)
+            return None
         if max_length is not None and len(value) > max_length:
             self.problem(full, f"may be a maximum of {max_length} characters in length")
             return None
@@ -168,14 +173,16 @@ class Fields:
             if required:
                 self.problem(full, "is required")
             return None
+        # Every stored integer fits every database (domain.bounds), whatever the field.
+        highest = MAX_INTEGER if maximum is None else min(maximum, MAX_INTEGER)
         in_range = (
             isinstance(value, int)
             and not isinstance(value, bool)
             and (minimum is None or value >= minimum)
-            and (maximum is None or value <= maximum)
+            and value <= highest
         )
         if not in_range:
-            self.problem(full, _integer_rule(minimum, maximum))
+            self.problem(full, _integer_rule(minimum, highest))
             return None
         return int(value)
 
@@ -228,6 +235,10 @@ class Fields:
             if not isinstance(ref_name, str):
                 self.problem(_join(full, "name"), "must be a string")
                 return None
+            unprintable = control_character_problem(ref_name)
+            if unprintable is not None:
+                self.problem(_join(full, "name"), unprintable)
+                return None
             ref = Ref(name=ref_name)
         else:
             self.problem(full, "must give an id or a name")
@@ -238,17 +249,15 @@ class Fields:
 
 def parse_record_id(raw: str) -> int:
     """The id in a path (``/ip_addresses/{record_id}``); anything else names no record."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > MAX_INTEGER:
         raise NotFound(f"No record with id {raw!r}.")
     return int(raw)
 
 
-def _integer_rule(minimum: int | None, maximum: int | None) -> str:
-    if minimum is not None and maximum is not None:
-        return f"must be an integer from {minimum} to {maximum}"
+def _integer_rule(minimum: int | None, maximum: int) -> str:
     if minimum is not None:
-        return f"must be an integer greater than or equal to {minimum}"
-    return "must be an integer"
+        return f"must be an integer from {minimum} to {maximum}"
+    return f"must be an integer at most {maximum}"
 
 
 def parse_record(

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from vmta.api.greenarrow import ip_address_document as document
 from vmta.api.greenarrow import ip_address_schemas as schemas
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow.throttling_template_schemas import ThrottleRule
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
 from vmta.domain.virtual_mta import VirtualMtaType
@@ -25,7 +26,7 @@ SPEC = ResourceSpec(
     row_arrays=("rules",),
     rule_schema=ThrottleRule,
     record_schema=schemas.IpAddress,
-    input_schema=schemas.IpAddressIn,
+    input_schema=request_schemas.IP_ADDRESS,
 )
 
 

@@ -14,11 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vmta.api import json_bounds
+from vmta.domain.bounds import MAX_INTEGER
 from vmta.domain.errors import InvalidRequest
 
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
-_MAX_PAGE = 10**9
+MAX_PAGE = 10**9
+# Tokens this module writes stay far below this (filters are at most 200 characters each);
+# a longer one was not written by vmta and is refused before it is decoded.
+MAX_TOKEN_LENGTH = 2048
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def page_request(query: Mapping[str, str], scope: str) -> PageRequest:
         return PageRequest(page=page, per_page=token_per_page, after_id=after_id)
     page = 0
     if "page" in query:
-        page = _non_negative_int(query["page"], "page", 0, _MAX_PAGE)
+        page = _non_negative_int(query["page"], "page", 0, MAX_PAGE)
     return PageRequest(page=page, per_page=per_page, after_id=None)
 
 
@@ -64,10 +69,12 @@ def encode_token(page: int, per_page: int, after_id: int, scope: str) -> str:
 
 def decode_token(token: str, scope: str) -> tuple[int, int, int]:
     bad = InvalidRequest("page_token is not a valid page token for this list.")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise bad
     try:
         padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+        data = json_bounds.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError, InvalidRequest):
         raise bad from None
     if not isinstance(data, dict) or data.get("s") != scope:
         raise bad
@@ -75,7 +82,8 @@ def decode_token(token: str, scope: str) -> tuple[int, int, int]:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
         raise bad
     page, per_page, after_id = (int(v) for v in values)  # type: ignore[arg-type]
-    if not 1 <= per_page <= MAX_PER_PAGE:
+    # Bounded like every stored id (domain.bounds), so the cursor binds on any database.
+    if not 1 <= per_page <= MAX_PER_PAGE or page > MAX_PAGE or after_id > MAX_INTEGER:
         raise bad
     return page, per_page, after_id
 

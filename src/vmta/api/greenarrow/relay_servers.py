@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vmta.api.greenarrow import relay_server_document as document
-from vmta.api.greenarrow import schemas
+from vmta.api.greenarrow import request_schemas, schemas
 from vmta.api.greenarrow.fields import JsonObject
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
 from vmta.domain.virtual_mta import VirtualMtaType
@@ -27,7 +27,7 @@ SPEC = ResourceSpec(
     atomic=document.ATOMIC,
     strip_read_only=_strip_read_only,
     record_schema=schemas.RelayServer,
-    input_schema=schemas.RelayServerIn,
+    input_schema=request_schemas.RELAY_SERVER,
 )
 
 

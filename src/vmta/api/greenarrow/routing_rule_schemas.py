@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, RootModel
 
-from vmta.api.greenarrow.schemas import RefIn, RefOut
+from vmta.api.greenarrow.schemas import RefOut
 
 RandomizationType = Literal["random", "message_constant", "email_address_constant"]
 _RANDOMIZATION = (
@@ -23,38 +23,13 @@ _DOMAINS = (
 )
 
 
-class DeliverThroughIn(BaseModel):
-    virtual_mta: RefIn = Field(description="Any VirtualMTA type, including routing rules")
-    portion_of_mail: float = Field(gt=0, description=_PORTION)
-
-
-class DistributionIn(BaseModel):
-    randomization_type: RandomizationType = Field(description=_RANDOMIZATION)
-    deliver_through: list[DeliverThroughIn] = Field(min_length=1)
-
-
-class DomainOverrideIn(DistributionIn):
-    """``id`` is read-only: ignored in requests."""
-
-    domains: list[str] = Field(min_length=1, description=_DOMAINS)
-
-
-class RoutingRuleIn(BaseModel):
-    """Required on create: name, default. On update only the fields given change:
-    ``default`` merges key by key, ``domain_overrides`` replaces the whole array."""
-
-    name: str = Field(min_length=1, max_length=200)
-    default: DistributionIn
-    domain_overrides: list[DomainOverrideIn] = Field(default_factory=list)
-
-
 class DeliverThroughOut(BaseModel):
     virtual_mta: RefOut
     portion_of_mail: float = Field(description=_PORTION)
 
 
 class DistributionOut(BaseModel):
-    randomization_type: RandomizationType
+    randomization_type: RandomizationType = Field(description=_RANDOMIZATION)
     deliver_through: list[DeliverThroughOut]
 
 
@@ -93,7 +68,3 @@ class UsedByList(RootModel[list[UsedBy]]):
 
 class DefaultVirtualMta(RootModel[VirtualMtaSummary | None]):
     """The default VirtualMTA, or null when none is set."""
-
-
-class DefaultVirtualMtaIn(RootModel[RefIn | None]):
-    """``{"id": N}``, ``{"name": "..."}``, or null to clear the default."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow import routing_rule_document as document
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
@@ -22,7 +23,7 @@ SPEC = ResourceSpec(
     strip_read_only=document.strip_read_only,
     row_arrays=("domain_overrides",),
     record_schema=schemas.RoutingRule,
-    input_schema=schemas.RoutingRuleIn,
+    input_schema=request_schemas.ROUTING_RULE,
 )
 
 

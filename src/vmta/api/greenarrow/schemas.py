@@ -6,13 +6,6 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class RefIn(BaseModel):
-    """A reference: ``id`` wins over ``name`` when both are given."""
-
-    id: int | None = None
-    name: str | None = None
-
-
 class RedirectOut(BaseModel):
     type: str = Field(description="ip_address, relay_server or routing_rule")
     id: int
@@ -39,17 +32,6 @@ class Destination(BaseModel):
     port: int = Field(ge=1, le=65535)
     username: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, max_length=200)
-
-
-class RelayServerIn(BaseModel):
-    """Required on create: name, source_ip, destination, throttle_limits. On update,
-    only the fields given change."""
-
-    name: str = Field(min_length=1, max_length=200)
-    source_ip: SourceIp
-    destination: Destination
-    throttle_limits: Limits
-    redirect: RefIn | None = None
 
 
 class RelayServer(BaseModel):

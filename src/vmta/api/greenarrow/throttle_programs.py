@@ -15,7 +15,8 @@ from vmta.api.greenarrow import throttle_program_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.openapi import envelope_responses, ref, request_body
+from vmta.api.greenarrow.virtual_mta_resource import name_filter, name_parameter
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, ref, request_body, with_query
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.throttle_program import ThrottleProgram
 from vmta.domain.virtual_mta import Ref, UsedBy
@@ -45,10 +46,13 @@ def router() -> APIRouter:
     api = APIRouter(tags=[PLURAL])
 
     @api.get(
-        PATH, summary="List throttle programs", responses=envelope_responses(PLURAL, list_of=True)
+        PATH,
+        summary="List throttle programs",
+        responses=envelope_responses(PLURAL, list_of=True),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS, name_parameter()),
     )
     async def list_programs(request: Request) -> JSONResponse:
-        name = request.query_params.get("name")
+        name = name_filter(request)
         scope = PLURAL if name is None else f"{PLURAL}|name={name}"
         page = page_request(request.query_params, scope)
         store = store_of(request)
@@ -89,6 +93,7 @@ def router() -> APIRouter:
         PATH + "/{record_id}/used_by",
         summary="The throttling templates and IP addresses whose rules name the program",
         responses=envelope_responses("used_by", list_of=True, item=ref(schemas.ProgramUser)),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS),
     )
     async def used_by(record_id: str, request: Request) -> JSONResponse:
         rid = parse_record_id(record_id)

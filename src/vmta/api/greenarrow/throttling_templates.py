@@ -14,14 +14,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from vmta.api.dependencies import store_of
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow import throttling_template_document as document
 from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.request_schemas import for_update
 from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
 from vmta.api.greenarrow.row_routes import add_row_routes
-from vmta.api.openapi import envelope_responses, request_body
+from vmta.api.greenarrow.virtual_mta_resource import name_filter, name_parameter
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, request_body, with_query
 from vmta.domain.errors import NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
@@ -78,9 +81,10 @@ def router() -> APIRouter:
         PATH,
         summary="List throttling templates",
         responses=envelope_responses(PLURAL, list_of=True),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS, name_parameter()),
     )
     async def list_templates(request: Request) -> JSONResponse:
-        name = request.query_params.get("name")
+        name = name_filter(request)
         scope = PLURAL if name is None else f"{PLURAL}|name={name}"
         page = page_request(request.query_params, scope)
         store = store_of(request)
@@ -120,7 +124,7 @@ def router() -> APIRouter:
     @api.post(
         PATH,
         summary="Create a throttling template",
-        openapi_extra=request_body(SINGULAR, schemas.ThrottlingTemplateIn),
+        openapi_extra=request_body(SINGULAR, request_schemas.THROTTLING_TEMPLATE),
         responses=envelope_responses(SINGULAR, schema=schemas.ThrottlingTemplate),
     )
     async def create_template(request: Request) -> JSONResponse:
@@ -145,7 +149,7 @@ def router() -> APIRouter:
     @api.put(
         PATH + "/{record_id}",
         summary="Update a throttling template (only the fields given)",
-        openapi_extra=request_body(SINGULAR, schemas.ThrottlingTemplateIn),
+        openapi_extra=request_body(SINGULAR, for_update(request_schemas.THROTTLING_TEMPLATE)),
         responses=envelope_responses(SINGULAR, schema=schemas.ThrottlingTemplate),
     )
     async def update_template(record_id: str, request: Request) -> JSONResponse:

@@ -16,10 +16,13 @@ from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import JsonObject, merge_patch, parse_record, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.request_schemas import for_update
 from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_row_ids
 from vmta.api.greenarrow.row_routes import add_row_routes
-from vmta.api.openapi import envelope_responses, request_body
-from vmta.domain.errors import NotFound, PartialRecord
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, query, request_body, with_query
+from vmta.api.schema_patterns import text
+from vmta.domain.bounds import has_control_character
+from vmta.domain.errors import InvalidRequest, NotFound, PartialRecord
 from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
 
@@ -40,7 +43,7 @@ class ResourceSpec:
     # also take ``ip`` and ``hostname``.
     filters: Sequence[str] = ("name",)
     record_schema: Any = None  # pydantic models for the OpenAPI document
-    input_schema: Any = None
+    input_schema: dict[str, Any] | None = None  # request_schemas: the POST body
     # What to drop from the current record before a PUT merges into it; defaults to
     # strip_read_only. Differs when ids inside arrays must be ignored in a request but
     # kept while the array itself is left alone (routing rule domain overrides).
@@ -50,9 +53,44 @@ class ResourceSpec:
     rule_schema: Any = None  # OpenAPI model of one throttling rule (IP addresses)
 
 
+# Longest value a list filter can match: names and hostnames are at most 200 characters.
+FILTER_MAX = 200
+
+__all__ = ["FILTER_MAX", "name_filter", "name_parameter", "parse_record_id"]
+
+
+_FILTERS = {
+    "name": "exact name, ignoring case",
+    "ip": "exact IPv4 address",
+    "hostname": "exact hostname, ignoring case",
+}
+
+
+def _filter_parameters(allowed: Sequence[str]) -> list[dict[str, Any]]:
+    schema = text(max_length=FILTER_MAX)
+    return [query(key, schema, _FILTERS[key]) for key in allowed]
+
+
 def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
     values = {key: request.query_params.get(key) for key in allowed}
+    problems = [
+        f"{key} must be at most {FILTER_MAX} characters without control characters."
+        for key, value in values.items()
+        if value is not None and (len(value) > FILTER_MAX or has_control_character(value))
+    ]
+    if problems:
+        raise InvalidRequest(problems)
     return ListFilter(**values)
+
+
+def name_filter(request: Request) -> str | None:
+    """``?name=`` of a list (every GreenArrow list has it), checked like the others."""
+    return _list_filter(request, ("name",)).name
+
+
+def name_parameter() -> dict[str, Any]:
+    """The OpenAPI declaration of ``?name=``."""
+    return _filter_parameters(("name",))[0]
 
 
 def build_router(spec: ResourceSpec) -> APIRouter:
@@ -91,6 +129,7 @@ def build_router(spec: ResourceSpec) -> APIRouter:
         path,
         summary=f"List {spec.label_plural}",
         responses=envelope_responses(spec.plural, list_of=True),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS, *_filter_parameters(spec.filters)),
     )
     async def list_records(request: Request) -> JSONResponse:
         filters = _list_filter(request, spec.filters)
@@ -160,7 +199,9 @@ def build_router(spec: ResourceSpec) -> APIRouter:
     @router.put(
         path + "/{record_id}",
         summary=f"Update {one} (only the fields given)",
-        openapi_extra=request_body(spec.singular, spec.input_schema),
+        openapi_extra=request_body(
+            spec.singular, None if spec.input_schema is None else for_update(spec.input_schema)
+        ),
         responses=envelope_responses(spec.singular, schema=spec.record_schema),
     )
     async def update_record(record_id: str, request: Request) -> JSONResponse:

@@ -3,19 +3,21 @@ and the default VirtualMTA (API.md §2.9)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from vmta.api import json_bounds
 from vmta.api.dependencies import store_of
+from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import Fields, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.openapi import envelope_responses, ref, request_body
+from vmta.api.greenarrow.virtual_mta_resource import name_filter, name_parameter
+from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, ref, request_body, with_query
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.domain.virtual_mta import Ref, UsedBy
 from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
@@ -45,7 +47,7 @@ def read_default_body(body: bytes) -> Ref | None:
     recognised before the common reader (which insists on a hash) sees the body.
     """
     try:
-        document = json.loads(body)
+        document = json_bounds.loads(body)
     except (ValueError, UnicodeDecodeError):
         document = None
     if document == {DEFAULT_KEY: None}:
@@ -66,9 +68,10 @@ def router() -> APIRouter:
         f"/{PLURAL}",
         summary="List VirtualMTAs of every type",
         responses=envelope_responses(PLURAL, list_of=True, item=ref(schemas.VirtualMtaSummary)),
+        openapi_extra=with_query({}, *PAGE_PARAMETERS, name_parameter()),
     )
     async def list_virtual_mtas(request: Request) -> JSONResponse:
-        filters = ListFilter(name=request.query_params.get("name"))
+        filters = ListFilter(name=name_filter(request))
         scope = PLURAL if filters.name is None else f"{PLURAL}|name={filters.name}"
         page = page_request(request.query_params, scope)
         store = store_of(request)
@@ -108,7 +111,7 @@ def router() -> APIRouter:
     @router.put(
         f"/{PLURAL}/default",
         summary="Set or clear the default VirtualMTA",
-        openapi_extra=request_body(DEFAULT_KEY, schemas.DefaultVirtualMtaIn),
+        openapi_extra=request_body(DEFAULT_KEY, request_schemas.DEFAULT_VIRTUAL_MTA),
         responses=envelope_responses(DEFAULT_KEY, schemas.DefaultVirtualMta),
     )
     async def put_default(request: Request) -> JSONResponse:

@@ -8,10 +8,10 @@ any field is looked at, so a handler only ever sees a well-formed mapping.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
+from vmta.api import json_bounds
 from vmta.api.errors import UnsupportedMediaType
 from vmta.domain.errors import InvalidRequest
 
@@ -56,7 +56,9 @@ def read_body(body: bytes, content_type: str | None) -> Fields:
 def read_json(body: bytes) -> Fields:
     """A JSON object (RFC 8259); duplicate keys and NaN/Infinity are refused as malformed."""
     try:
-        document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        document = json_bounds.loads(
+            body, object_pairs_hook=_unique_keys, parse_constant=_no_constant
+        )
     except _DuplicateKey as exc:
         raise InvalidRequest(f"{_shown(exc.key)} is given more than once.") from None
     except (ValueError, UnicodeDecodeError):

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from vmta.api.dependencies import store_of
 from vmta.api.mailerq.body import FORM_TYPE, JSON_TYPE, Fields, combine, read_body, read_form
+from vmta.api.schema_patterns import IP, PORT_TEXT
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.domain.external_mta import (
     PORT_MAX,
@@ -180,7 +181,8 @@ def render(mta: ExternalMta) -> dict[str, str]:
 
 # ---- OpenAPI -------------------------------------------------------------------------
 
-_IP = {"type": "string", "description": "IPv4 or IPv6 address"}
+_IP: dict[str, Any] = {**IP, "description": "IPv4 or IPv6 address"}
+_NOT_GIVEN = [{"const": ""}, {"type": "null"}]  # absent, null and "" mean the same
 _PROTOCOL = {
     "type": "string",
     "enum": [p.value for p in ExternalMtaProtocol],
@@ -201,9 +203,9 @@ RECORD_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 _PORT_IN = {
-    "oneOf": [
+    "anyOf": [
         {"type": "integer", "minimum": PORT_MIN, "maximum": PORT_MAX},
-        {"type": "string", "pattern": "^[0-9]+$"},
+        {"type": "string", "pattern": PORT_TEXT},
     ],
     "description": "1-65535, a number or a numeric string",
 }
@@ -213,22 +215,30 @@ POST_SCHEMA: dict[str, Any] = {
     "properties": {
         "public_ip": {**_IP, "description": "the address receivers see; the record's key"},
         "local_ip": {**_IP, "description": "the local address to bind"},
-        "connect_ip": {**_IP, "description": "proxy address; default public_ip"},
+        "connect_ip": {
+            "anyOf": [*IP["anyOf"], *_NOT_GIVEN],
+            "description": "proxy address; default public_ip",
+        },
         "connect_port": _PORT_IN,
-        "protocol": {**_PROTOCOL, "default": "nat"},
+        "protocol": {"anyOf": [_PROTOCOL, *_NOT_GIVEN], "default": "nat"},
     },
     "additionalProperties": False,
 }
 FORM_POST_SCHEMA: dict[str, Any] = {
     **POST_SCHEMA,
-    "properties": {**POST_SCHEMA["properties"], "connect_port": {"type": "string"}},
+    "properties": {
+        **POST_SCHEMA["properties"],
+        "connect_ip": {"anyOf": [*IP["anyOf"], {"const": ""}]},
+        "connect_port": {"type": "string", "pattern": PORT_TEXT},
+        "protocol": {"anyOf": [_PROTOCOL, {"const": ""}], "default": "nat"},
+    },
 }
 DELETE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["public_ip"],
-    "properties": {"public_ip": _IP},
-    "description": "Other fields of the record are ignored; public_ip may instead be given"
-    " in the query string.",
+    "properties": {"public_ip": _IP, **{name: {} for name in FIELDS if name != "public_ip"}},
+    "additionalProperties": False,
+    "description": "public_ip, here or in the query string; the record's other fields are"
+    " ignored, so a record may be sent back as GET listed it.",
 }
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -303,7 +313,18 @@ def router() -> APIRouter:
     @api.delete(
         PATH,
         summary="Remove the external MTA of a public_ip",
-        openapi_extra=_body(DELETE_SCHEMA, DELETE_SCHEMA, required=False),
+        openapi_extra={
+            **_body(DELETE_SCHEMA, DELETE_SCHEMA, required=False),
+            "parameters": [
+                {
+                    "name": "public_ip",
+                    "in": "query",
+                    "required": False,
+                    "schema": _IP,
+                    "description": "instead of the body's public_ip",
+                }
+            ],
+        },
         responses=_responses("The deleted external MTA", RECORD_SCHEMA, 400, 404, 415),
     )
     async def delete_external_mta(request: Request) -> JSONResponse:

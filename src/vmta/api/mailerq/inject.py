@@ -22,6 +22,9 @@ from vmta.domain.errors import InvalidRequest, ValidationFailed
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
 
 PATH = "/v1/inject"
+# A whole message travels in the JSON ("mime"): more than the 1 MiB of configuration
+# requests, as for GreenArrow's HTTP Submission API (docs/api-mailerq.md).
+MAX_BODY = 10 * 1024 * 1024
 
 
 class MqIntake(Protocol):
