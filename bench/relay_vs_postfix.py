@@ -3,7 +3,7 @@
     .venv/bin/python bench/relay_vs_postfix.py [--full] [--messages N] [--sizes 1024,10240]
         [--sessions S] [--repetitions R] [--warmup N] [--systems vmta,postfix]
 
-Method (PEERS.md "Benchmark method"), printed with the figures:
+Method (docs/PERFORMANCE.md, "Relay throughput vs Postfix"), printed with the figures:
 
 1. Chain: smtp-source -> relay under test on 127.0.0.1 -> smtp-sink on 127.0.0.1. The relay
    is `vmta serve` (fresh data directory; a relay server VirtualMTA pointing at the sink,
@@ -389,7 +389,7 @@ def vmta_version() -> str:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--full", action="store_true", help="PEERS.md: 20,000 messages x 5")
+    parser.add_argument("--full", action="store_true", help="the full method: 20,000 messages x 5")
     parser.add_argument("--messages", type=int, help="per run (default 5,000; --full 20,000)")
     parser.add_argument("--sizes", default="1024,10240", help="message body bytes, comma-separated")
     parser.add_argument("--sessions", type=int, default=50, help="smtp-source sessions (-s)")

@@ -1,4 +1,4 @@
-"""Authentication (API.md §1): Bearer and Basic, hashed secrets, 401 for the rest."""
+"""Authentication (contract §1): Bearer and Basic, hashed secrets, 401 for the rest."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_revoked_credential_stops_working(anonymous: TestClient, store: Store) -
     assert anonymous.get(f"{GA}/relay_servers", headers=header).status_code == 401
 
 
-# ---- scopes (API.md §4) ------------------------------------------------------------------
+# ---- scopes (contract §4) ------------------------------------------------------------------
 
 SUBMIT_SECRET = "vmta_submit-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 

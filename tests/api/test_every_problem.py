@@ -1,4 +1,4 @@
-"""Every problem of a GreenArrow request is reported at once (API.md §2.1): a document that
+"""Every problem of a GreenArrow request is reported at once (contract §2.1): a document that
 breaks field rules is still checked against the store for a taken name and for references
 to nothing, on create and on update of each record type, and nothing changes."""
 

@@ -1,4 +1,4 @@
-"""External MTAs, MailerQ REST API v1: every example of seed 000 and every rule of API.md §3."""
+"""External MTAs, MailerQ REST API v1: every example of seed 000 and every rule of contract §3."""
 
 from __future__ import annotations
 

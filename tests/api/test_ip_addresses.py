@@ -1,4 +1,4 @@
-"""IP addresses: every rule of API.md §2.6 and the VirtualMTA rules of §2.4 they share."""
+"""IP addresses: every rule of contract §2.6 and the VirtualMTA rules of §2.4 they share."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_create_full_record_and_get_it(client: TestClient) -> None:
     relay = create_relay(client)
     body = minimal(
         "ipaddr-full",
-        ip="203.0.113.7",  # need not be local (API.md §2.6)
+        ip="203.0.113.7",  # need not be local (contract §2.6)
         hostname="Mail-7.Example.COM",
         delivery_paused=True,
         redirect={"name": "RELAY-1"},

@@ -1,4 +1,4 @@
-"""Lists and pagination (API.md §2.2), through relay servers."""
+"""Lists and pagination (contract §2.2), through relay servers."""
 
 from __future__ import annotations
 

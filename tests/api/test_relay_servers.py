@@ -1,4 +1,4 @@
-"""Relay servers: every example of seed 001 and every rule of API.md §2.5."""
+"""Relay servers: every example of seed 001 and every rule of contract §2.5."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Routing rules: every rule of API.md §2.7, through the HTTP API."""
+"""Routing rules: every rule of contract §2.7, through the HTTP API."""
 
 from __future__ import annotations
 

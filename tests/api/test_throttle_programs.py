@@ -1,4 +1,4 @@
-"""Throttle programs (Dynamic Delivery, API.md §2.10) and the rules that name them
+"""Throttle programs (Dynamic Delivery, contract §2.10) and the rules that name them
 (§2.6, §2.8): the vendor's examples as written, validation, used_by, delete protection."""
 
 from __future__ import annotations

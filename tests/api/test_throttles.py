@@ -1,4 +1,4 @@
-"""The Throttles API (API.md §2.11) over the node's backoff registry, on a manual clock:
+"""The Throttles API (contract §2.11) over the node's backoff registry, on a manual clock:
 throttles in backoff, the throttles of an IP address, one by domain, ending backoff."""
 
 from __future__ import annotations

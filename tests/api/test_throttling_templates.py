@@ -1,4 +1,4 @@
-"""Throttling templates: every rule of API.md §2.8."""
+"""Throttling templates: every rule of contract §2.8."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""VirtualMTAs across types (API.md §2.9): the mixed list, used_by, the default VirtualMTA."""
+"""VirtualMTAs across types (contract §2.9): the mixed list, used_by, the default VirtualMTA."""
 
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ async def plane(plane_factory: Callable[..., Any]) -> RunningPlane:
 
 
 API_LOGIN = ("admin", TEST_SECRET)
-# SMTP AUTH takes submit credentials (API.md §4); plane_factory creates this one.
+# SMTP AUTH takes submit credentials (contract §4); plane_factory creates this one.
 SUBMIT_LOGIN = ("submitter", "vmta_submit-secret-0123456789abcdefghijklmnopqrstuv")
 
 

@@ -1,5 +1,5 @@
 """An IP address's own throttling rules win over its template's for the domains they
-match (API.md §2.6): in the path the router resolves, and at a real MX sink published by
+match (contract §2.6): in the path the router resolves, and at a real MX sink published by
 a real DNS server. SQLite and PostgreSQL."""
 
 from __future__ import annotations

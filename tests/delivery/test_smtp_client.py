@@ -187,7 +187,7 @@ async def test_credentials_but_no_auth_offered_is_refused(sink: RecordingSink) -
 
 
 async def test_username_without_password_does_not_authenticate(sink: RecordingSink) -> None:
-    # API.md §2.5: authentication only when both are set.
+    # contract §2.5: authentication only when both are set.
     session = await connect(sink, username=USER)
     await session.quit()
     assert session.auth_mechanism_used is None

@@ -195,7 +195,7 @@ class ServeFactory:
 
 def relay_to(server: ServeProcess, sink_port: int, name: str = "sink") -> None:
     """A relay server VirtualMTA from SOURCE_IP to the sink, made the default VirtualMTA,
-    through the GreenArrow API (API.md §2.5, §2.9)."""
+    through the GreenArrow API (contract §2.5, §2.9)."""
     api = server.api()
     created = api.post(
         f"{GA}/relay_servers",

@@ -1,4 +1,4 @@
-"""External MTA field rules and the source IP → egress route look-up (API.md §3.2)."""
+"""External MTA field rules and the source IP → egress route look-up (contract §3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Routing rules choose a VirtualMTA per recipient (API.md §2.7): overrides by the most
+"""Routing rules choose a VirtualMTA per recipient (contract §2.7): overrides by the most
 specific pattern, weights, and the three randomization types."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Throttling templates pick limits per destination (API.md §2.6, §2.8): domain patterns,
+"""Throttling templates pick limits per destination (contract §2.6, §2.8): domain patterns,
 then mx: patterns, then the IP's default, then the template's default."""
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ def create_app(
             if principal is None:
                 return errors.unauthorized(path)
             if not may_use(principal, path):
-                return forbidden(path)  # a submit credential (docs/contract.md §4)
+                return forbidden(path)  # a submit credential (contract §4)
             request.state.principal = principal
         return await call_next(request)
 

@@ -1,11 +1,11 @@
-"""API authentication (API.md §1): Bearer or Basic, checked against hashed secrets.
+"""API authentication (contract §1): Bearer or Basic, checked against hashed secrets.
 
 Every path answers 401 without valid credentials, except the health check. Positive
 answers are cached for a few seconds so that a busy client does not cost a database
 query (or, for an operator-chosen secret, a scrypt hash) per request; a revoked
 credential stops working within that time.
 
-Scopes (API.md §4): an ``admin`` credential may use every endpoint; a ``submit`` one only
+Scopes (contract §4): an ``admin`` credential may use every endpoint; a ``submit`` one only
 the injection endpoints, and gets 403 in the family's error format elsewhere.
 """
 
@@ -27,7 +27,7 @@ from vmta.store.store import Store
 
 CACHE_SECONDS = 5.0
 OPEN_PATHS = frozenset({"/api/health"})
-# What a `submit` credential may call: message injection (API.md §2.12, §3.6).
+# What a `submit` credential may call: message injection (contract §2.12, §3.6).
 INJECTION_PATHS = frozenset({"/api/v1/send.json", "/v1/inject"})
 # Paths that check credentials themselves, because the client may send them in the body
 # (GreenArrow's HTTP Submission API); they still answer 401 without valid ones.

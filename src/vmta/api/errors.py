@@ -1,6 +1,6 @@
 """The one table that maps errors to what an HTTP client sees, per API family.
 
-GreenArrow paths answer with the v3 envelope (API.md §2.1), MailerQ paths with
+GreenArrow paths answer with the v3 envelope (contract §2.1), MailerQ paths with
 ``{"error": "..."}`` (§3.1), vmta's own paths likewise. Internals never leak: an unexpected
 exception is logged here and answered with a generic sentence.
 """

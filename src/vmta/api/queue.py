@@ -1,4 +1,4 @@
-"""vmta's own queue endpoints (API.md §4): what is waiting, and what became of a message."""
+"""vmta's own queue endpoints (contract §4): what is waiting, and what became of a message."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ _MISSING = object()
 @dataclass(frozen=True)
 class DeliveryControls:
     """MailerQ's delivery controls as one snapshot: read together, so that one attempt
-    sees one consistent state (API.md §3.3-3.5)."""
+    sees one consistent state (contract §3.3-3.5)."""
 
     pauses: tuple[Pause, ...] = ()
     errors: tuple[ForcedError, ...] = ()
@@ -103,7 +103,7 @@ class ConfigView:
         return await self._cached(("default", None), load)
 
     async def external_mtas(self) -> list[ExternalMta]:
-        """Every external MTA (API.md §3.2); a change applies within the cache's second."""
+        """Every external MTA (contract §3.2); a change applies within the cache's second."""
 
         def load() -> list[ExternalMta]:
             with self._store.read() as conn:
@@ -152,7 +152,7 @@ class ConfigView:
 
     async def ip_address_with(self, ip: str) -> IpAddress | None:
         """The IP address VirtualMTA whose ``ip`` is ``ip`` (the lowest id when several),
-        for the EHLO name and throttles of mail that chose its sending IP (API.md §3.6)."""
+        for the EHLO name and throttles of mail that chose its sending IP (contract §3.6)."""
 
         def load() -> IpAddress | None:
             with self._store.read() as conn:

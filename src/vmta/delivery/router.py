@@ -1,6 +1,6 @@
 """Choosing how a recipient's mail goes out: VirtualMTA → redirect → routing rule →
 IP address or relay server → egress path (ARCHITECTURE.md, "routing"). The meaning of each
-record is the control plane's (API.md §2.4-2.8)."""
+record is the control plane's (contract §2.4-2.8)."""
 
 from __future__ import annotations
 
@@ -105,13 +105,13 @@ class Router:
 
     async def egress_route(self, source_ip: str | None) -> EgressRoute:
         """How a connection from ``source_ip`` leaves: through the external MTA whose
-        public_ip it is, or bound directly (API.md §3.2)."""
+        public_ip it is, or bound directly (contract §3.2)."""
         return route_for_source(source_ip, await self.config.external_mtas())
 
     async def decide(self, job: Job) -> Decision:
         """Suppressions first (the recipient is never tried), then the message's own
         first-attempt time, then the route, then pauses and forced errors on that route
-        (API.md §3.4-3.6), then the health of an external MTA."""
+        (contract §3.4-3.6), then the health of an external MTA."""
         controls = await self.config.delivery_controls()
         suppressed = suppression_for(job.address, controls.suppressions)
         if suppressed is not None:
@@ -174,7 +174,7 @@ class Router:
         return None
 
     def _sending_ips(self, job: Job, controls: DeliveryControls) -> Sequence[str] | str | None:
-        """The sending IPs a MailerQ message chose (API.md §3.6): its ``ips``, else the
+        """The sending IPs a MailerQ message chose (contract §3.6): its ``ips``, else the
         current members of its ``pool``; a pool with no member is a reason to wait (a
         string). None: the message chose none, VirtualMTA selection applies. A GreenArrow
         selector header wins over MailerQ's choice."""
@@ -239,7 +239,7 @@ class Router:
         target = resolution.target
         kept = memory if memory != (job.routing_memory or {}) else None
         if isinstance(target, IpAddress) and target.delivery_paused:
-            # A pause beats a redirect (API.md §2.6): every attempt is deferred.
+            # A pause beats a redirect (contract §2.6): every attempt is deferred.
             return Hold(
                 reason="Delivery paused.",
                 retry_in=self.settings.recheck,
@@ -272,7 +272,7 @@ class Router:
         template = None
         if ip.throttling_template is not None and ip.throttling_template.id is not None:
             template = await self.config.template(ip.throttling_template.id)
-        # The address's own rules win over its template's (API.md §2.6).
+        # The address's own rules win over its template's (contract §2.6).
         match = ThrottleTable(template, ip.rules).match(domain, destination.mx_names, ip.default)
         program = None
         if match.program is not None and match.program.id is not None:

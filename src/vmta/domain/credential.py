@@ -1,4 +1,4 @@
-"""API credentials (API.md §1): a name, a secret, a scope; only a hash of the secret is kept.
+"""API credentials (contract §1): a name, a secret, a scope; only a hash of the secret is kept.
 
 Two kinds of secret, two hashes. A secret vmta generates carries 256 random bits: nothing a
 slow hash could protect, so it is kept as SHA-256 and every request stays cheap. A secret

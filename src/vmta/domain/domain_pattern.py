@@ -1,4 +1,4 @@
-"""Domain patterns of routing rules and throttling templates (API.md §2.7, §2.8).
+"""Domain patterns of routing rules and throttling templates (contract §2.7, §2.8).
 
 ``example.com`` matches exactly; ``[*.]example.com`` matches it and every subdomain;
 ``*.example.com`` matches subdomains only. Throttling templates add ``mx:<pattern>``, matched

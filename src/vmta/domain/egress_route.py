@@ -1,4 +1,4 @@
-"""How one outbound connection leaves this host (API.md §3.2, "Meaning at delivery time").
+"""How one outbound connection leaves this host (contract §3.2, "Meaning at delivery time").
 
 A delivery has a *source IP*: an IP address VirtualMTA's ``ip`` or a relay server's
 ``source_ip.ip``. When that address is the ``public_ip`` of an external MTA, the connection

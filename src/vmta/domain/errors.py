@@ -39,7 +39,7 @@ class PartialRecord:
     """What could still be read of a record whose document broke field rules: its name
     and its references by field path (``redirect``, ``default.deliver_through[0].virtual_mta``),
     each only if it was read well. The store checks them too, so that a request learns of
-    a taken name or an unknown reference along with its field problems (API.md §2.1)."""
+    a taken name or an unknown reference along with its field problems (contract §2.1)."""
 
     name: str | None = None
     references: Mapping[str, Ref] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""External MTAs (MailerQ REST API v1, API.md §3.2): sending from addresses not on this host.
+"""External MTAs (MailerQ REST API v1, contract §3.2): sending from addresses not on this host.
 
 An external MTA names a ``public_ip`` that receivers will see and says how to reach it from
 here: bind ``local_ip`` and either connect straight to the destination (``nat``: the network
@@ -55,7 +55,7 @@ class ExternalMta:
 
     @property
     def proxy_host(self) -> str:
-        """Where a socks or http tunnel connects to (API.md §3.2: default ``public_ip``)."""
+        """Where a socks or http tunnel connects to (contract §3.2: default ``public_ip``)."""
         return self.connect_ip or self.public_ip
 
     def route(self) -> EgressRoute:

@@ -1,5 +1,5 @@
 """Who sends through whom: redirects and routing rule entries form a directed graph
-between VirtualMTAs (API.md §2.4, §2.7). Delivery follows its edges, so it must stay
+between VirtualMTAs (contract §2.4, §2.7). Delivery follows its edges, so it must stay
 free of cycles, or a message would circle forever."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which VirtualMTA a routing rule sends a recipient through (API.md §2.7).
+"""Which VirtualMTA a routing rule sends a recipient through (contract §2.7).
 
 A rule first picks a *distribution*: the domain override whose pattern matches the
 recipient domain most specifically, else its ``default``. The distribution then picks one
@@ -44,7 +44,7 @@ from vmta.domain.virtual_mta import (
     VirtualMta,
 )
 
-# Rules may nest (API.md §2.7 forbids only cycles); a chain longer than this is treated
+# Rules may nest (contract §2.7 forbids only cycles); a chain longer than this is treated
 # as broken configuration rather than followed forever.
 MAX_NESTING = 32
 
@@ -221,7 +221,7 @@ Lookup = Callable[[Ref], Awaitable[VirtualMta | None]]
 @dataclass(frozen=True)
 class Resolution:
     """Where a recipient's routing ends: an IP address or relay server (possibly a paused
-    IP address: the caller defers, since a pause beats a redirect, API.md §2.6), and the
+    IP address: the caller defers, since a pause beats a redirect, contract §2.6), and the
     names of the VirtualMTAs passed on the way, first to last."""
 
     target: IpAddress | RelayServer

@@ -1,4 +1,4 @@
-"""Which throttling rule applies to a recipient domain (API.md §2.6, §2.8).
+"""Which throttling rule applies to a recipient domain (contract §2.6, §2.8).
 
 An IP address VirtualMTA is throttled per destination: ``max_concurrent_connections`` and
 ``max_messages_per_hour`` count the connections and messages of one IP address to one

@@ -1,4 +1,4 @@
-"""The VirtualMTA records of the control plane (GreenArrow v3 model, API.md §2).
+"""The VirtualMTA records of the control plane (GreenArrow v3 model, contract §2).
 
 These are plain values. Parsing them from request bodies lives at the HTTP edge; storing
 them lives in ``vmta.store``; choosing a path for a message lives in ``vmta.domain.routing``.
@@ -55,7 +55,7 @@ class RelayServer:
 
     @property
     def uses_auth(self) -> bool:
-        """Authentication is used only when both username and password are set (API.md §2.5)."""
+        """Authentication is used only when both username and password are set (contract §2.5)."""
         return self.username is not None and self.password is not None
 
 
@@ -69,7 +69,7 @@ class IpAddress:
     throttling_template: Ref | None = None
     default: Limits | None = None
     id: int | None = None
-    # The address's own throttling rules; they win over the template's (API.md §2.6).
+    # The address's own throttling rules; they win over the template's (contract §2.6).
     rules: list[ThrottleRule] = field(default_factory=list)
 
 
@@ -112,7 +112,7 @@ class ThrottleRule:
     domains: list[str]
     limits: Limits
     id: int | None = None
-    throttle_program: Ref | None = None  # Dynamic Delivery (API.md §2.10)
+    throttle_program: Ref | None = None  # Dynamic Delivery (contract §2.10)
 
 
 @dataclass
@@ -125,7 +125,7 @@ class ThrottlingTemplate:
 
 @dataclass(frozen=True)
 class UsedBy:
-    """One record that sends through a VirtualMTA (API.md §2.9). ``type`` is a
+    """One record that sends through a VirtualMTA (contract §2.9). ``type`` is a
     VirtualMtaType value or ``default_virtual_mta``; the latter is the server's setting,
     not a record, so it has no id or name."""
 

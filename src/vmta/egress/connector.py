@@ -2,7 +2,7 @@
 
 ``direct`` and ``nat`` bind the route's local address and connect to the destination;
 ``socks`` and ``http`` bind it, connect to the proxy and negotiate a tunnel to the
-destination (API.md §3.2). One deadline covers the whole: connecting and the handshake.
+destination (contract §3.2). One deadline covers the whole: connecting and the handshake.
 Whatever fails comes out as an ``EgressError`` (temporary) whose stage says where it broke
 and whose route names the public IP, as throttles and logs do.
 """

@@ -1,7 +1,7 @@
 """The one error of the egress layer: the connection could not be opened.
 
 Everything that goes wrong before the SMTP greeting is a temporary failure of the attempt
-(API.md §3.2: "reported as a proxy handshake failure"). ``stage`` tells where it broke:
+(contract §3.2: "reported as a proxy handshake failure"). ``stage`` tells where it broke:
 ``connect`` (binding the source address, or the TCP connection to the destination or to
 the proxy) or ``handshake`` (the proxy's SOCKS5 or HTTP CONNECT negotiation).
 """

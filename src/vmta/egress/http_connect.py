@@ -1,6 +1,6 @@
 """HTTP CONNECT tunnel client (RFC 7231 §4.3.6).
 
-API.md §3.2: an external MTA with protocol ``http`` reaches the destination through
+contract §3.2: an external MTA with protocol ``http`` reaches the destination through
 ``CONNECT <dest-ip>:<port>``. The proxy must answer 2xx; its response header block is read
 up to ``MAX_HEADER_BYTES`` and checked for shape. Whatever follows the blank line that
 ends the header block is the first data of the tunnel (a fast SMTP server's greeting can

@@ -1,6 +1,6 @@
 """SOCKS5 CONNECT client (RFC 1928), "no authentication required" method only.
 
-API.md §3.2: an external MTA with protocol ``socks`` reaches the destination through a
+contract §3.2: an external MTA with protocol ``socks`` reaches the destination through a
 SOCKS5 proxy without authentication. Every field of the proxy's answers is checked; any
 deviation is a ``ProxyHandshakeError`` whose text says what the proxy did.
 """

@@ -36,7 +36,7 @@ def ensure_data_dir(settings: Settings) -> None:
 def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
     """Make sure someone can call the API.
 
-    With ``VMTA_API_TOKEN`` the `admin` credential gets that secret (API.md §1). Without it,
+    With ``VMTA_API_TOKEN`` the `admin` credential gets that secret (contract §1). Without it,
     and with no credential at all, a fresh `admin` secret is written to
     ``<data_dir>/admin-token`` (mode 0600) and only the file's path is logged. Returns the
     path of the file when one was written.

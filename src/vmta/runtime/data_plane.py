@@ -69,7 +69,7 @@ class DataPlaneSettings:
     rabbitmq_outbox: str = "outbox"
     session_caps: SessionCaps = field(default_factory=SessionCaps)
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
-    smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (API.md §4)
+    smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
 
 
@@ -256,7 +256,7 @@ class DataPlane:
 
     def check_credentials(self, name: str, secret: str) -> bool:
         """May ``name`` and ``secret`` authenticate over SMTP? A ``submit`` credential may;
-        an ``admin`` one only with ``VMTA_SMTP_AUTH_ADMIN`` (API.md §4), so that the secret
+        an ``admin`` one only with ``VMTA_SMTP_AUTH_ADMIN`` (contract §4), so that the secret
         every sending application holds cannot read relay passwords over the API. Blocking:
         the listener calls it in a worker thread (smtp/auth_gate.py)."""
         with self.store.read() as conn:

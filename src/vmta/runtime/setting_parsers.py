@@ -127,7 +127,7 @@ def _hostname(value: object, origin: str) -> str:
     return text
 
 
-MIN_TOKEN_LENGTH = 24  # 24 random base64 characters carry 144 bits (API.md §1: >= 128)
+MIN_TOKEN_LENGTH = 24  # 24 random base64 characters carry 144 bits (contract §1: >= 128)
 
 
 def _secret(value: object, origin: str) -> str:

@@ -43,7 +43,7 @@ class SessionOptions:
 
     @property
     def has_credentials(self) -> bool:
-        # API.md §2.5: authentication is used only when both username and password are set.
+        # contract §2.5: authentication is used only when both username and password are set.
         return bool(self.username) and bool(self.password)
 
 

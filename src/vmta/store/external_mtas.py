@@ -1,4 +1,4 @@
-"""External MTAs (API.md §3.2): one row per ``public_ip``, listed in creation order.
+"""External MTAs (contract §3.2): one row per ``public_ip``, listed in creation order.
 
 Replacing an external MTA (a POST of a ``public_ip`` that exists) updates its row in place,
 so it keeps its id and therefore its place in the list: "creation order" is the order in

@@ -34,7 +34,7 @@ NAMING = {
 metadata = MetaData(naming_convention=NAMING)
 
 # One table for the three VirtualMTA types, so that they share one id sequence and one
-# case-insensitive name space (API.md §2.4). Columns that a type does not use stay null.
+# case-insensitive name space (contract §2.4). Columns that a type does not use stay null.
 virtual_mtas = Table(
     "virtual_mtas",
     metadata,

@@ -1,4 +1,4 @@
-"""Throttling templates (API.md §2.8). They are not VirtualMTAs: they have their own id
+"""Throttling templates (contract §2.8). They are not VirtualMTAs: they have their own id
 sequence and name space, and IP addresses refer to them."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class ThrottlingTemplateRepository:
         programs.set_users(TEMPLATE, template_id, program_ids(template.rules))
 
     def delete(self, template_id: int) -> None:
-        """Delete, unless an IP address uses it (API.md §2.8)."""
+        """Delete, unless an IP address uses it (contract §2.8)."""
         if self.get(template_id) is None:
             raise NotFound(f"No throttling template with id {template_id}.")
         users = self.users(template_id)

@@ -132,7 +132,7 @@ class VirtualMtaRepository:
         return query
 
     def used_by(self, vmta_id: int) -> list[UsedBy]:
-        """Every record that sends through ``vmta_id``, in the form of API.md §2.9."""
+        """Every record that sends through ``vmta_id``, in the form of contract §2.9."""
         return self.used_by_page(vmta_id, after_id=None, offset=0, limit=None)
 
     def _user_ids(self, vmta_id: int) -> Select[Any]:
@@ -326,7 +326,7 @@ class VirtualMtaRepository:
         return problems
 
     def delete(self, vmta_id: int, expected: VirtualMtaType) -> None:
-        """Delete, unless something sends through it (API.md §2.4)."""
+        """Delete, unless something sends through it (contract §2.4)."""
         if self.get(vmta_id, expected) is None:
             raise NotFound(f"No {expected.value} with id {vmta_id}.")
         users = self.used_by(vmta_id)

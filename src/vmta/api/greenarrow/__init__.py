@@ -1,1 +1,1 @@
-"""GreenArrow Engine API v3 compatible endpoints under /ga/api/v3/eng (API.md §2)."""
+"""GreenArrow Engine API v3 compatible endpoints under /ga/api/v3/eng (contract §2)."""

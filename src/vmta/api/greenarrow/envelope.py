@@ -1,4 +1,4 @@
-"""The GreenArrow response envelope (API.md §2.1): every response, success or error, is
+"""The GreenArrow response envelope (contract §2.1): every response, success or error, is
 ``{"success", "data", "error_code", "error_messages"}`` and nothing else."""
 
 from __future__ import annotations

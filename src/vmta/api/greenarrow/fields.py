@@ -1,9 +1,9 @@
-"""Strict reading of GreenArrow request documents (API.md §2.3).
+"""Strict reading of GreenArrow request documents (contract §2.3).
 
 A ``Fields`` collects one sentence per problem, naming the field path, so that every
 problem in a request is reported at once. It also remembers the record's name and the
 references it read well, so that when the document is refused the store can still say
-whether that name is taken and those references exist (API.md §2.1). Types are strict
+whether that name is taken and those references exist (contract §2.1). Types are strict
 JSON: ``"25"`` is not an integer and ``true`` is not a number. Pure Python, no framework.
 """
 
@@ -75,7 +75,7 @@ class Fields:
         return value
 
     def known(self, obj: JsonObject, path: str, allowed: Iterable[str]) -> None:
-        """Report every key of ``obj`` not in ``allowed`` (API.md §2.3: unknown fields)."""
+        """Report every key of ``obj`` not in ``allowed`` (contract §2.3: unknown fields)."""
         allowed_set = set(allowed)
         for key in obj:
             if key not in allowed_set:
@@ -268,7 +268,7 @@ def parse_record(
 ) -> Record:
     """``parse(doc)``. When the document breaks field rules, what only the store can tell
     of the part that was read (a taken name, a reference to nothing) is reported with
-    them: every problem of a request at once (API.md §2.1), field problems first."""
+    them: every problem of a request at once (contract §2.1), field problems first."""
     try:
         return parse(doc)
     except ValidationFailed as refused:
@@ -279,7 +279,7 @@ def parse_record(
 
 
 def merge_patch(current: JsonObject, patch: JsonObject, atomic: Iterable[str] = ()) -> JsonObject:
-    """Apply a PUT body to the current record (API.md §2.3).
+    """Apply a PUT body to the current record (contract §2.3).
 
     Absent keys keep their values; a nested hash merges key by key; an array, a scalar or
     an explicit null replaces. Keys named in ``atomic`` (references such as ``redirect``)

@@ -1,4 +1,4 @@
-"""IP address documents: request bodies to records and records to responses (API.md §2.6)."""
+"""IP address documents: request bodies to records and records to responses (contract §2.6)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def parse(doc: JsonObject) -> IpAddress:
     f = Fields()
     f.known(doc, "", FIELDS)
     name = f.name(doc, rules=virtual_mta_name_problems)
-    # The address need not be local: it may be reached through NAT or a proxy (API.md §2.6).
+    # The address need not be local: it may be reached through NAT or a proxy (contract §2.6).
     ip = f.string(doc, "ip", "", rules=_ipv4_rule)
     hostname = f.string(doc, "hostname", "", rules=ehlo_hostname_problems)
     paused = f.boolean(doc, "delivery_paused", "", default=False)
@@ -55,7 +55,7 @@ def parse(doc: JsonObject) -> IpAddress:
         max_msgs = f.integer(limits, "max_messages_per_hour", "default", minimum=0)
         if max_conn is not None and max_msgs is not None:
             default = Limits(max_conn, max_msgs)
-    # The address's own throttling rules: they win over the template's (API.md §2.6).
+    # The address's own throttling rules: they win over the template's (contract §2.6).
     rules = parse_rules(f, doc)
     f.check()
     assert name is not None and ip is not None and hostname is not None

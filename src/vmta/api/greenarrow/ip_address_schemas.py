@@ -1,4 +1,4 @@
-"""Documentation models of IP address records for the OpenAPI document (API.md §2.6);
+"""Documentation models of IP address records for the OpenAPI document (contract §2.6);
 requests are read by ``ip_address_document``, not by these models."""
 
 from __future__ import annotations

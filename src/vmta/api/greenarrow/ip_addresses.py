@@ -1,4 +1,4 @@
-"""``/ga/api/v3/eng/ip_addresses`` (API.md §2.6)."""
+"""``/ga/api/v3/eng/ip_addresses`` (contract §2.6)."""
 
 from __future__ import annotations
 

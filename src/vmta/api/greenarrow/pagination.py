@@ -1,4 +1,4 @@
-"""Lists and pagination (API.md §2.2).
+"""Lists and pagination (contract §2.2).
 
 ``?page=N`` (0-based) uses an offset; ``?page_token=T`` carries a keyset cursor (the last
 id of the previous page), so the next page costs one index range scan at record 1,000,000

@@ -1,4 +1,4 @@
-"""How references are written in responses (API.md §2.4)."""
+"""How references are written in responses (contract §2.4)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Relay server documents: request bodies to records and records to responses
-(seed 001 and API.md §2.5)."""
+(seed 001 and contract §2.5)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _ipv4_rule(text: str) -> list[str]:
 
 
 def _destination_rule(text: str) -> list[str]:
-    # An IP literal (IPv4 or IPv6) is also allowed as destination (API.md §2.5).
+    # An IP literal (IPv4 or IPv6) is also allowed as destination (contract §2.5).
     return [] if is_ip(text) else relay_hostname_problems(text)
 
 

@@ -1,4 +1,4 @@
-"""``/ga/api/v3/eng/relay_servers`` (seed 001, API.md §2.5)."""
+"""``/ga/api/v3/eng/relay_servers`` (seed 001, contract §2.5)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Routing rule documents: request bodies to records and records to responses
-(API.md §2.7).
+(contract §2.7).
 
 A rule is a ``default`` distribution plus ``domain_overrides``, each an override of the
 distribution for some recipient domains. A distribution is a randomization type and the

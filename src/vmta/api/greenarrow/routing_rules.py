@@ -1,4 +1,4 @@
-"""``/ga/api/v3/eng/routing_rules`` (API.md §2.7)."""
+"""``/ga/api/v3/eng/routing_rules`` (contract §2.7)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Throttling template documents: request bodies to records and records to responses
-(API.md §2.8)."""
+(contract §2.8)."""
 
 from __future__ import annotations
 

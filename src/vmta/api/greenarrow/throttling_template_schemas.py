@@ -1,4 +1,4 @@
-"""Documentation models of throttling templates for the OpenAPI document (API.md §2.8);
+"""Documentation models of throttling templates for the OpenAPI document (contract §2.8);
 requests are read by ``throttling_template_document``, not by these models."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""``/ga/api/v3/eng/throttling_templates`` (API.md §2.8).
+"""``/ga/api/v3/eng/throttling_templates`` (contract §2.8).
 
 Templates are not VirtualMTAs (their own id sequence and name space), so they have their
 own small router; list, get, create, update and delete behave as for VirtualMTAs
-(API.md §2.2, §2.3).
+(contract §2.2, §2.3).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _apply_update(conn: Any, rid: int, patch: JsonObject) -> JsonObject:
     repo = ThrottlingTemplateRepository(conn)
     current = document.render(_get(repo, rid))
     # Rules given with their ids are updated in place and keep them; rules without one
-    # are new (API.md §2.3, row_ids).
+    # are new (contract §2.3, row_ids).
     id_problems = row_id_problems(patch, current, ROW_ARRAYS)
     merged = merge_patch(_strip_read_only(current), patch)
     template = parsed_with(

@@ -1,5 +1,5 @@
 """One router builder for the three VirtualMTA resources (relay servers, IP addresses,
-routing rules): they share list, get, create, update and delete semantics (API.md §2.2-2.4)
+routing rules): they share list, get, create, update and delete semantics (contract §2.2-2.4)
 and differ only in their document and their list filters."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``/ga/api/v3/eng/virtual_mtas``: VirtualMTAs across the three types, who uses one,
-and the default VirtualMTA (API.md §2.9)."""
+and the default VirtualMTA (contract §2.9)."""
 
 from __future__ import annotations
 

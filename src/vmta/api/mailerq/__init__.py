@@ -1,1 +1,1 @@
-"""MailerQ REST API v1 compatible endpoints under /v1 (API.md §3)."""
+"""MailerQ REST API v1 compatible endpoints under /v1 (contract §3)."""

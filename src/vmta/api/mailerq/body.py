@@ -1,4 +1,4 @@
-"""Request bodies of the MailerQ family (API.md §3.1): JSON or form-urlencoded, flat.
+"""Request bodies of the MailerQ family (contract §3.1): JSON or form-urlencoded, flat.
 
 A body becomes a flat mapping of field name to value: JSON values as decoded (a client may
 send a number or a string), form values always strings. Problems with the body as a whole

@@ -1,4 +1,4 @@
-"""``/v1/externalmtas`` (MailerQ REST API v1, seed 000, API.md §3.2).
+"""``/v1/externalmtas`` (MailerQ REST API v1, seed 000, contract §3.2).
 
 Field typing follows MailerQ's examples: addresses are strings; ``connect_port`` may be a
 JSON number, a numeric JSON string or a form value, and is always written back as a string.
@@ -100,7 +100,7 @@ def _ip(fields: Fields, name: str, problems: list[str]) -> str | None:
 
 
 def _port(fields: Fields, problems: list[str]) -> int | None:
-    """``connect_port``: a JSON integer or a string of digits (API.md §3.2)."""
+    """``connect_port``: a JSON integer or a string of digits (contract §3.2)."""
     name = "connect_port"
     if not _given(fields, name):
         problems.append(f"{name} is required")
@@ -133,7 +133,7 @@ def _protocol(fields: Fields, problems: list[str]) -> str | None:
 
 def parse(fields: Fields) -> ExternalMta:
     """The external MTA a POST describes; ValidationFailed with every problem, in field
-    order, in one sentence (the MailerQ error body holds one sentence, API.md §3.1)."""
+    order, in one sentence (the MailerQ error body holds one sentence, contract §3.1)."""
     problems = _unknown_problems(fields)
     public_ip = _ip(fields, "public_ip", problems)
     local_ip = _ip(fields, "local_ip", problems)
