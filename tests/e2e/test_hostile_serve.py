@@ -80,7 +80,7 @@ def test_data_directory_is_private(serve: ServeFactory) -> None:
     assert mode(serve.data_dir) == 0o700
     files = [p for p in serve.data_dir.iterdir() if p.is_file()]
     names = {p.name for p in files}
-    assert {"delivery.log", "node-id", "inflight.journal"} <= names, names
+    assert {"delivery.log", "data-dir-id", "inflight.journal", "pacing.memory"} <= names, names
     loose = {p.name: oct(mode(p)) for p in files if mode(p) & 0o077}
     assert loose == {}, loose
     assert server.stop() == 0

@@ -162,14 +162,16 @@ class ThrottleBackoffs:
 
 def throttle_origin(
     ip: IpAddress, template: ThrottlingTemplate | None, match: ThrottleMatch, domain: str
-) -> ThrottleOrigin:
+) -> ThrottleOrigin | None:
     """Which IP address and which rule a throttle belongs to (the Throttles API's
     ``ip_address`` and ``throttling_rule``). A default's ``domains`` is the one
-    destination domain it counts."""
+    destination domain it counts. None for an address that is no stored IP address
+    VirtualMTA (a MailerQ sending IP without one): the Throttles API cannot name it."""
+    if ip.id is None:
+        return None
     in_template = match.owner == TEMPLATE_RULE and template is not None
     owner_id = template.id if in_template and template is not None else ip.id
     owner_name = template.name if in_template and template is not None else ip.name
-    assert ip.id is not None
     return ThrottleOrigin(
         ip_address_id=ip.id,
         ip_address_name=ip.name,

@@ -188,7 +188,10 @@ class DataPlane:
             event_subscriptions=subscriptions(destinations),
         )
         self.events = EventSender(
-            EventOutbox(store, self.owner), destinations, self.clock, settings.events.sender
+            EventOutbox(store, self.owner, identity.predecessors),
+            destinations,
+            self.clock,
+            settings.events.sender,
         )
         # Metrics of this data plane; /metrics serves the same object (runtime/server.py).
         self.metrics = metrics or DeliveryMetrics()

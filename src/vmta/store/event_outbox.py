@@ -189,9 +189,11 @@ class DestinationStatus:
 
 
 class EventOutbox:
-    def __init__(self, store: Store, owner: str) -> None:
+    def __init__(self, store: Store, owner: str, predecessors: Sequence[str] = ()) -> None:
         self.store = store
         self.owner = owner
+        # Earlier processes known to be gone (vmta.store.nodes): their claims are void too.
+        self.predecessors = tuple(predecessors)
 
     def _due(self, destination: str, now: float) -> Any:
         return and_(
@@ -269,7 +271,7 @@ class EventOutbox:
         with self.store.write() as conn:
             result = conn.execute(
                 update(event_deliveries)
-                .where(D.lease_owner == self.owner)
+                .where(D.lease_owner.in_((self.owner, *self.predecessors)))
                 .values(lease_owner=None, lease_until=None)
             )
             return int(result.rowcount)

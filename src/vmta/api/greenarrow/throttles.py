@@ -132,7 +132,9 @@ def _throttle_for(store: Store, ip_id: int, domain: str) -> tuple[ThrottleKey, T
         raise InvalidRequest(f"{domain!r} is not a domain name.")
     ip, template = _ip_address(store, ip_id)
     match = ThrottleTable(template, ip.rules).match(domain, (), ip.default)
-    return ip_throttle_key(ip.ip, match), origin_of(ip, template, match, domain.lower())
+    origin = origin_of(ip, template, match, domain.lower())
+    assert origin is not None  # a stored IP address has an id
+    return ip_throttle_key(ip.ip, match), origin
 
 
 def router() -> APIRouter:
