@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,116 @@ def _relay_tls(value: object, origin: str) -> tuple[str, ...]:
     except ValueError as exc:
         raise SettingsError(f"{origin}: {exc}") from None
     return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+# ---- a listen address ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A TCP address to listen on. Port 0 asks the system for a free port; the log then
+    names the one it got."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Listen:
+        problem = SettingsError(
+            f"{origin} must be HOST:PORT with a port from 0 to 65535 (for example"
+            f" 127.0.0.1:8080, or [::1]:8080 for IPv6), not {text!r}"
+        )
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise problem
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise problem from None
+        elif not _HOSTNAME.fullmatch(host):
+            raise problem
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _listen(value: object, origin: str) -> Listen:
+    return Listen.parse(_text(value, origin), origin)
+
+
+# ---- the engine, the cluster, MailerQ and events ---------------------------------------
+
+
+def _rate(value: object, origin: str) -> float:
+    """A rate per second: a non-negative number (0 means no cap)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SettingsError(f"{origin} must be a number of connections a second")
+    try:
+        rate = float(value)
+    except ValueError:
+        raise SettingsError(f"{origin} must be a number of connections a second") from None
+    if not 0 <= rate <= 1_000_000:
+        raise SettingsError(f"{origin} must be from 0 to 1000000, not {value!r}")
+    return rate
+
+
+def _redis_url(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        # The value is not repeated: it may carry a password.
+        raise SettingsError(
+            f"{origin} must be a redis://, rediss:// or unix:// URL, e.g."
+            " redis://redis.example.com:6379/0"
+        )
+    return text
+
+
+def _namespace(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", text):
+        raise SettingsError(
+            f"{origin} must be 1 to 64 letters, digits or _ . : - (a Redis key prefix),"
+            f" not {text!r}"
+        )
+    return text
+
+
+def _queue_name(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    # AMQP 0-9-1 queue names: at most 255 bytes; names starting with amq. are reserved.
+    if not text or len(text.encode()) > 255 or text.startswith("amq."):
+        raise SettingsError(f"{origin} must be a queue name (1-255 bytes, not amq.*)")
+    return text
+
+
+def _http_url(value: object, origin: str) -> str:
+    # Messages here never repeat the value: it may carry credentials.
+    text = _text(value, origin).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or " " in text:
+        raise SettingsError(f"{origin} must be an http:// or https:// URL")
+    return text
+
+
+def _amqp_url(value: object, origin: str) -> str:
+    text = _text(value, origin).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("amqp", "amqps") or not rest or " " in text:
+        raise SettingsError(
+            f"{origin} must be an amqp:// or amqps:// URL, e.g. amqp://user:password@host:5672/"
+        )
+    return text
+
+
+def _result_queue(value: object, origin: str) -> str:
+    """A RabbitMQ queue name; empty turns that result queue off."""
+    if not isinstance(value, str):
+        raise SettingsError(f"{origin} must be a string, not {type(value).__name__}")
+    name = value.strip()
+    # AMQP 0-9-1 short strings: at most 255 bytes.
+    if len(name.encode("utf-8")) > 255 or any(ord(ch) < 32 for ch in name):
+        raise SettingsError(f"{origin} must be a queue name of at most 255 bytes, or empty")
+    return name

@@ -1,0 +1,282 @@
+"""Where each setting comes from: one ``Option`` per field of ``Settings`` (its
+environment variable, its flag, how its text is checked). The command line builds its
+flags from ``OPTIONS`` too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmta.runtime.setting_parsers import (
+    Parser,
+    _amqp_url,
+    _boolean,
+    _dns_servers,
+    _hostname,
+    _http_url,
+    _integer,
+    _listen,
+    _log_level,
+    _namespace,
+    _networks,
+    _path,
+    _queue_name,
+    _rate,
+    _redis_url,
+    _relay_tls,
+    _result_queue,
+    _seconds,
+    _seconds_list,
+    _secret,
+    _text,
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    """Where one setting comes from. The TOML key is the field name."""
+
+    name: str  # field of Settings
+    env: str  # environment variable
+    flag: str | None  # command-line flag; None for secrets (a command line is public)
+    parse: Parser
+    help: str
+    metavar: str = "VALUE"
+    serve_only: bool = False  # the flag exists on `vmta serve` only
+    allow_empty: bool = False  # an empty environment variable is a value, not unset
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "data_dir", "VMTA_DATA_DIR", "--data-dir", _path,
+        "data directory: SQLite store and admin-token (default ./vmta-data)", "DIR",
+    ),
+    Option(
+        "database_url", "VMTA_DATABASE_URL", "--database-url", _text,
+        "database URL, e.g. postgresql://user:password@host:5432/db"
+        " (default: SQLite in the data directory)", "URL",
+    ),
+    Option(
+        "log_level", "VMTA_LOG_LEVEL", "--log-level", _log_level,
+        "DEBUG, INFO, WARNING or ERROR (default INFO)", "LEVEL",
+    ),
+    Option(
+        "api_listen", "VMTA_API_LISTEN", "--listen", _listen,
+        "API address HOST:PORT (default 127.0.0.1:8080; port 0 picks a free port)",
+        "HOST:PORT", serve_only=True,
+    ),
+    Option(
+        "api_token", "VMTA_API_TOKEN", None, _secret,
+        "secret of the `admin` API credential, set at start-up",
+    ),
+    Option(
+        "smtp_listen", "VMTA_SMTP_LISTEN", "--smtp-listen", _listen,
+        "SMTP injection address HOST:PORT (default 127.0.0.1:2525)", "HOST:PORT",
+        serve_only=True,
+    ),
+    Option(
+        "hostname", "VMTA_HOSTNAME", "--hostname", _hostname,
+        "this MTA's host name: SMTP greeting, Received headers, bounces"
+        " (default: the host's FQDN)", "NAME", serve_only=True,
+    ),
+    Option(
+        "smtp_max_message_size", "VMTA_SMTP_MAX_MESSAGE_SIZE", None, _integer(1024, 2**31),
+        "largest message accepted, in bytes (SIZE; default 52428800)",
+    ),
+    Option(
+        "smtp_tls_cert", "VMTA_SMTP_TLS_CERT", None, _path,
+        "PEM certificate (chain) for STARTTLS on the injection listener",
+    ),
+    Option(
+        "smtp_tls_key", "VMTA_SMTP_TLS_KEY", None, _path,
+        "PEM private key for that certificate",
+    ),
+    Option(
+        "smtp_relay_networks", "VMTA_SMTP_RELAY_NETWORKS", None, _networks,
+        "networks allowed to relay without AUTH besides loopback, e.g. 10.0.0.0/8,192.0.2.0/24",
+    ),
+    Option(
+        "honour_x_virtual_mta", "VMTA_HONOUR_X_VIRTUAL_MTA", None, _boolean,
+        "also select the VirtualMTA by a PowerMTA-style X-Virtual-MTA header (it wins over"
+        " X-GreenArrow-MtaID; default false)",
+    ),
+    Option(
+        "retry_backoff", "VMTA_RETRY_BACKOFF", None, _seconds_list,
+        "seconds to wait after the 1st, 2nd, ... failed attempt; the last repeats"
+        " (default 60,300,900,1800,3600,7200,14400)",
+    ),
+    Option(
+        "max_queue_lifetime", "VMTA_MAX_QUEUE_LIFETIME", None, _seconds,
+        "seconds a message may stay queued before it fails (default 172800: 2 days)",
+    ),
+    Option(
+        "max_messages_per_connection", "VMTA_MAX_MESSAGES_PER_CONNECTION", None,
+        _integer(1, 100_000), "messages sent over one connection before it is closed (default 100)",
+    ),
+    Option(
+        "connection_idle_timeout", "VMTA_CONNECTION_IDLE_TIMEOUT", None, _seconds,
+        "seconds an outbound connection may stay idle before QUIT (default 5)",
+    ),
+    Option(
+        "connect_timeout", "VMTA_CONNECT_TIMEOUT", None, _seconds,
+        "seconds allowed to connect (and open a proxy tunnel) (default 30)",
+    ),
+    Option(
+        "dns_servers", "VMTA_DNS_SERVERS", None, _dns_servers,
+        "DNS servers for MX look-ups, comma-separated, each IP[:port] ([IPv6]:port)"
+        " (default: the system's /etc/resolv.conf)",
+    ),
+    Option(
+        "delivery_port", "VMTA_DELIVERY_PORT", None, _integer(1, 65535),
+        "port of the MX hosts vmta delivers to (default 25; another value is for tests)",
+    ),
+    Option(
+        "external_mta_failures", "VMTA_EXTERNAL_MTA_FAILURES", None, _integer(1, 1000),
+        "consecutive proxy/connect failures after which an external MTA is suspended (default 3)",
+    ),
+    Option(
+        "external_mta_suspension", "VMTA_EXTERNAL_MTA_SUSPENSION", None, _seconds,
+        "seconds an external MTA stays suspended; its mail waits meanwhile (default 60)",
+    ),
+    Option(
+        "finished_retention", "VMTA_FINISHED_RETENTION", None, _seconds,
+        "seconds a finished message (every recipient delivered or failed) is kept for"
+        " inspection before it is deleted (default 86400: 1 day)",
+    ),
+    Option(
+        "max_in_memory", "VMTA_MAX_IN_MEMORY", None, _integer(100, 10_000_000),
+        "recipients the engine holds in memory at once; the rest wait in the spool"
+        " (default 20000; message bodies are never held)",
+    ),
+    Option(
+        "max_queued", "VMTA_MAX_QUEUED", None, _integer(0, 2**62),
+        "recipients waiting in the spool above which SMTP injection answers 451 4.3.2"
+        " (default 2000000; 0: no bound)",
+    ),
+    Option(
+        "min_free_disk", "VMTA_MIN_FREE_DISK", None, _integer(0, 2**62),
+        "bytes that must stay free under the data directory, else injection answers"
+        " 452 4.3.1 (default 268435456: 256 MiB; 0: not checked)",
+    ),
+    Option(
+        "path_failures_before_delay", "VMTA_PATH_FAILURES_BEFORE_DELAY", None,
+        _integer(1, 10_000),
+        "consecutive connection failures of an egress path after which everything waiting"
+        " on it is deferred and the path is only probed again later (default 3)",
+    ),
+    Option(
+        "path_failure_delay", "VMTA_PATH_FAILURE_DELAY", None, _seconds,
+        "seconds before a failing egress path is probed again with one connection"
+        " (default 60)",
+    ),
+    Option(
+        "max_connection_rate", "VMTA_MAX_CONNECTION_RATE", None, _rate,
+        "new connections a second per egress path at most (default 10; 0: no cap)",
+    ),
+    Option(
+        "rabbitmq_url", "VMTA_RABBITMQ_URL", None, _amqp_url,
+        "RabbitMQ to consume MailerQ message JSON from, amqp://user:password@host:5672/vhost"
+        " (default: none, no outbox)",
+    ),
+    Option(
+        "rabbitmq_outbox", "VMTA_RABBITMQ_OUTBOX", None, _queue_name,
+        "the queue MailerQ messages are consumed from (default outbox)",
+    ),
+    Option(
+        "allow_plaintext_auth", "VMTA_ALLOW_PLAINTEXT_AUTH", None, _boolean,
+        "allow sending relay passwords without TLS to non-loopback servers (default false)",
+    ),
+    Option(
+        "redis_url", "VMTA_REDIS_URL", None, _redis_url,
+        "Redis for throttles shared by every node, e.g. redis://host:6379/0"
+        " (default: none, each node throttles on its own)",
+    ),
+    Option(
+        "redis_namespace", "VMTA_REDIS_NAMESPACE", None, _namespace,
+        "prefix of vmta's keys in Redis; one per cluster sharing a Redis (default vmta)",
+    ),
+    Option(
+        "redis_lease", "VMTA_REDIS_LEASE", None, _seconds,
+        "seconds after which the connection slots of a node that stopped renewing them"
+        " come back to the others (default 30)",
+    ),
+    Option(
+        "claim_lease", "VMTA_CLAIM_LEASE", None, _seconds,
+        "seconds a node's claim on queued work lasts unrenewed: the work of a node that"
+        " died goes to the others this long after its last renewal (default 300)",
+    ),
+    Option(
+        "smtp_max_sessions", "VMTA_SMTP_MAX_SESSIONS", None, _integer(1, 1_000_000),
+        "SMTP injection sessions open at once; more get 421 4.7.0 at connect (default 1000)",
+    ),
+    Option(
+        "smtp_max_sessions_per_client", "VMTA_SMTP_MAX_SESSIONS_PER_CLIENT", None,
+        _integer(1, 1_000_000),
+        "SMTP injection sessions open at once from one client address (default 100)",
+    ),
+    Option(
+        "smtp_stress_timeout", "VMTA_SMTP_STRESS_TIMEOUT", None, _seconds,
+        "idle timeout of SMTP injection sessions once they reach 80% of"
+        " VMTA_SMTP_MAX_SESSIONS, instead of 300 s (default 10)",
+    ),
+    Option(
+        "smtp_shutdown_grace", "VMTA_SMTP_SHUTDOWN_GRACE", None, _seconds,
+        "seconds a stopping vmta lets SMTP transactions in DATA finish before it says 421"
+        " (default 30)",
+    ),
+    Option(
+        "smtp_auth_admin", "VMTA_SMTP_AUTH_ADMIN", None, _boolean,
+        "SMTP AUTH also accepts admin credentials, not only submit ones (default false)",
+    ),
+    Option(
+        "relay_tls", "VMTA_RELAY_TLS", None, _relay_tls,
+        "TLS policy towards relay servers: opportunistic, required or verified, for all"
+        " (a bare value) or per relay server (NAME=POLICY), comma-separated"
+        " (default opportunistic; credentials always need a verified certificate)",
+    ),
+    Option(
+        "relay_ca_file", "VMTA_RELAY_CA_FILE", None, _path,
+        "PEM file of the CAs that relay certificates are verified against, instead of"
+        " the system's store",
+    ),
+    Option(
+        "loopback_counts_as_remote", "VMTA_LOOPBACK_COUNTS_AS_REMOTE", None, _boolean,
+        "FOR TESTS ONLY: treat loopback relay peers as remote ones for the TLS and"
+        " credential rules (default false)",
+    ),
+    Option(
+        "events_http_url", "VMTA_EVENTS_HTTP_URL", None, _http_url,
+        "POST every delivery event here, GreenArrow-style JSON (default: no HTTP events)",
+    ),
+    Option(
+        "events_http_batch", "VMTA_EVENTS_HTTP_BATCH", None, _integer(1, 1000),
+        "events per POST: 1 posts one JSON object, more a JSON array of up to that many"
+        " (default 1)",
+    ),
+    Option(
+        "events_http_timeout", "VMTA_EVENTS_HTTP_TIMEOUT", None, _seconds,
+        "seconds an event POST may take before it counts as failed (default 10)",
+    ),
+    Option(
+        "events_retry_max", "VMTA_EVENTS_RETRY_MAX", None, _seconds,
+        "longest wait, in seconds, between two tries of a failing event destination;"
+        " waits start at 1 s and double (default 300)",
+    ),
+    Option(
+        "rabbitmq_results", "VMTA_RABBITMQ_RESULTS", None, _result_queue,
+        "queue for every final result, success or failure; empty: none (default results)",
+        allow_empty=True,
+    ),
+    Option(
+        "rabbitmq_success", "VMTA_RABBITMQ_SUCCESS", None, _result_queue,
+        "queue for successful deliveries; empty: none (default success)", allow_empty=True,
+    ),
+    Option(
+        "rabbitmq_failure", "VMTA_RABBITMQ_FAILURE", None, _result_queue,
+        "queue for failed deliveries; empty: none (default failure)", allow_empty=True,
+    ),
+    Option(
+        "rabbitmq_retry", "VMTA_RABBITMQ_RETRY", None, _result_queue,
+        "queue for deferred attempts that will be retried; empty: none (default retry)",
+        allow_empty=True,
+    ),
+)  # fmt: skip
