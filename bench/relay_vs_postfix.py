@@ -272,7 +272,12 @@ def relays(
             relay: Relay
             if system == "vmta":
                 relay = stack.enter_context(
-                    Vmta(workdir / "vmta", sink.port, args.relay_connections)
+                    Vmta(
+                        workdir / "vmta",
+                        sink.port,
+                        args.relay_connections,
+                        env={"VMTA_WORKERS": str(args.workers)},
+                    )
                 )
             else:
                 relay = stack.enter_context(
@@ -396,6 +401,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--probe-sessions", type=int, default=1, help="latency probe sessions")
     parser.add_argument("--repetitions", type=int, help="rounds (default 3; --full 5)")
     parser.add_argument("--warmup", type=int, help="messages before measuring (default 1,000)")
+    parser.add_argument("--workers", type=int, default=1, help="vmta's VMTA_WORKERS")
     parser.add_argument("--relay-connections", type=int, default=20, help="to the sink, each")
     parser.add_argument("--systems", default="vmta,postfix", help="vmta, postfix or both")
     parser.add_argument("--max-seconds", type=float, default=900, help="bound on one run")

@@ -23,6 +23,7 @@ from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.delivery.host_throttles import HostThrottles
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
 from vmta.delivery.ready_queue import ConnectionRate, Delivery, PathQueue
@@ -308,7 +309,7 @@ class Dispatcher:
             siblings.discard(queue)
             if not siblings:
                 del self._by_throttle[queue.throttle]
-                if isinstance(self._throttles, LocalThrottles):
+                if isinstance(self._throttles, LocalThrottles | HostThrottles):
                     self._throttles.forget(queue.throttle)
 
     async def release_backlog(self, queue: PathQueue, wait: float) -> None:

@@ -143,6 +143,11 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
     )
 
 
+def journal_name(worker: int) -> str:
+    """The in-flight journal of worker ``worker`` (each process keeps its own)."""
+    return "inflight.journal" if worker == 0 else f"inflight-{worker}.journal"
+
+
 def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     if cert is None:
         return None
@@ -165,7 +170,10 @@ class DataPlane:
         transport: Transport | None = None,
         throttles: ThrottleBackend | None = None,
         metrics: DeliveryMetrics | None = None,
+        worker: int = 0,
     ) -> None:
+        """``worker``: which process of ``VMTA_WORKERS`` this is (0: `vmta serve` itself);
+        the files only one process may write carry its number."""
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -205,7 +213,7 @@ class DataPlane:
         self.backoffs = ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
-        self.journal = InflightJournal(data_dir / "inflight.journal")
+        self.journal = InflightJournal(data_dir / journal_name(worker))
         self.health = EgressHealth(
             threshold=settings.external_mta_failures, suspension=settings.external_mta_suspension
         )

@@ -6,9 +6,13 @@ import logging
 import sys
 
 
-def configure(level: str) -> None:
+def configure(level: str, *, tag: str | None = None) -> None:
+    """``tag`` marks every line of a worker process ("worker 2"), whose log is the same
+    stream as its parent's."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    where = f"[{tag}] " if tag else ""
+    line = f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(line))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

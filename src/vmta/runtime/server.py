@@ -26,6 +26,7 @@ from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
 from vmta.runtime.throttles import throttle_backend
+from vmta.runtime.worker_pool import WorkerPool
 from vmta.store.database import safe_url
 from vmta.store.store import Store
 
@@ -141,6 +142,13 @@ async def serve(settings: Settings) -> None:
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
+            if settings.workers > 1:
+                # After the data plane: the schema is migrated and this data directory's
+                # node registered before any worker starts (runtime/worker_pool.py).
+                pool = WorkerPool(settings, smtp_socket, settings.workers - 1)
+                await pool.start()
+                stack.push_async_callback(pool.stop)  # before the data plane stops
+                shutdown.on_force(pool.force)
             app = create_app(
                 store,
                 metrics.registry,

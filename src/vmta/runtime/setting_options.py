@@ -143,6 +143,11 @@ OPTIONS: tuple[Option, ...] = (
         " inspection before it is deleted (default 86400: 1 day)",
     ),
     Option(
+        "workers", "VMTA_WORKERS", "--workers", _integer(1, 64),
+        "processes that accept SMTP and deliver, sharing the SMTP port and the spool"
+        " (default 1; the number of CPU cores uses them all)", "N", serve_only=True,
+    ),
+    Option(
         "max_in_memory", "VMTA_MAX_IN_MEMORY", None, _integer(100, 10_000_000),
         "recipients the engine holds in memory at once; the rest wait in the spool"
         " (default 20000; message bodies are never held)",

@@ -64,6 +64,8 @@ class Settings:
     path_failures_before_delay: int = 3
     path_failure_delay: float = 60.0
     max_connection_rate: float = 10.0
+    # Processes that inject and deliver (runtime/workers.py); 1: this process alone.
+    workers: int = 1
     # ---- a cluster (docs/architecture.md, "Cluster") ----
     # Redis for throttles shared by every node; None: throttles are per node. Kept out of
     # repr: a URL may carry a password.

@@ -1,11 +1,13 @@
 """Which throttle backend a node uses: Redis when ``VMTA_REDIS_URL`` is set (limits hold
-summed over every node of the cluster), else this node's memory."""
+summed over every node of the cluster); files under the data directory shared by the
+processes of this host when ``VMTA_WORKERS`` is more than 1; else this process's memory."""
 
 from __future__ import annotations
 
 import logging
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.host_throttles import HostThrottles
 from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.runtime.settings import Settings
@@ -14,6 +16,7 @@ from vmta.store.database import parse_url
 log = logging.getLogger(__name__)
 
 PACING_FILE = "pacing.memory"
+HOST_THROTTLES_DIR = "throttles"  # HostThrottles: one small file per throttle key
 
 
 def throttle_backend(settings: Settings, clock: Clock, *, node: str = "") -> ThrottleBackend:
@@ -37,6 +40,9 @@ def throttle_backend(settings: Settings, clock: Clock, *, node: str = "") -> Thr
             " PostgreSQL database opens up to max_concurrent_connections and sends up to"
             " max_messages_per_hour on its own"
         )
-    # The pacing memory lets a restarted node continue its spacing (throttle_backend.py).
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.workers > 1:
+        # Every worker process of this host holds the same limits (host_throttles.py).
+        return HostThrottles(clock, settings.data_dir / HOST_THROTTLES_DIR)
+    # The pacing memory lets a restarted node continue its spacing (throttle_backend.py).
     return LocalThrottles(clock, settings.data_dir / PACING_FILE)

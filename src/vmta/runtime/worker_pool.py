@@ -1,0 +1,133 @@
+"""More processes for the data plane (``VMTA_WORKERS``): the parent's side.
+
+One Python process runs one interpreter at a time, so one `vmta serve` uses about one core
+however many the machine has. With ``VMTA_WORKERS=N`` the `vmta serve` process (which
+also serves the API) starts N-1 worker processes. Each worker runs a data plane of its
+own (SMTP listener, delivery engine, spool writer) as one more node of the cluster:
+
+- they accept on the parent's SMTP socket, inherited (the pre-fork model): the kernel
+  hands each new connection to one of the processes waiting in accept;
+- they share the spool (SQLite or PostgreSQL) with node names of their own, so the leases
+  that keep two nodes from sending one recipient keep two workers from it too;
+- they hold the throttles together: through Redis when the cluster uses it, else
+  through files in the data directory (delivery/host_throttles.py).
+
+A worker that exits by itself (a crash, kill -9) is started again after a pause that
+grows while it keeps failing; the new process releases the leases of the one it replaces
+(runtime/node_identity.py). On stop, each worker gets SIGTERM and stops like `vmta serve`
+does (DATA in progress may finish within ``VMTA_SMTP_SHUTDOWN_GRACE``); one that has not
+stopped well after that is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from vmta.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds, after consecutive failures
+STABLE_SECONDS = 60.0  # a worker that ran this long starts the delay sequence anew
+STOP_MARGIN = 30.0  # seconds past the SMTP shutdown grace before a worker is killed
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    failures: int = 0
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, smtp_socket: socket.socket, count: int) -> None:
+        self._settings = settings
+        self._socket = smtp_socket
+        self._workers = [_Worker(index) for index in range(1, count + 1)]
+        self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
+
+    def _spawn(self, worker: _Worker) -> None:
+        fd = self._socket.fileno()
+        command = [sys.executable, "-m", "vmta.runtime.worker_process", str(worker.index), str(fd)]
+        # The settings go over a pipe, not the command line or the environment: they may
+        # hold secrets (a Redis or RabbitMQ password), and both of those are readable by
+        # other users of the machine (/proc/PID/cmdline, /proc/PID/environ to root).
+        # S603: the command is this interpreter and fixed arguments, no outside input.
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(fd,))  # noqa: S603
+        assert process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(pickle.dumps(self._settings))
+        process.stdin.close()
+        worker.process = process
+        worker.started_at = asyncio.get_running_loop().time()
+        log.info("worker %d started (pid %d)", worker.index, process.pid)
+
+    async def start(self) -> None:
+        for worker in self._workers:
+            self._spawn(worker)
+        self._watch = asyncio.create_task(self._supervise(), name="worker-pool")
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process is not None]
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            for worker in self._workers:
+                process = worker.process
+                if process is None or process.poll() is None:
+                    continue
+                ran = loop.time() - worker.started_at
+                worker.failures = 1 if ran > STABLE_SECONDS else worker.failures + 1
+                delay = RESTART_DELAYS[min(worker.failures, len(RESTART_DELAYS)) - 1]
+                log.warning(
+                    "worker %d (pid %d) exited with status %s; starting it again in %g s",
+                    worker.index,
+                    process.pid,
+                    process.returncode,
+                    delay,
+                )
+                worker.process = None
+                loop.call_later(delay, self._restart, worker)
+            await asyncio.sleep(0.2)
+
+    def _restart(self, worker: _Worker) -> None:
+        if not self._stopping and worker.process is None:
+            self._spawn(worker)
+
+    def force(self) -> None:
+        """A second stop signal: passed on, so workers stop waiting for DATA too."""
+        for worker in self._workers:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        running = [w.process for w in self._workers if w.process and w.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = self._settings.smtp_shutdown_grace + STOP_MARGIN
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        for process in running:
+            try:
+                await asyncio.to_thread(process.wait, max(0.0, until - loop.time()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d did not stop in %g s; killing it", process.pid, deadline)
+                process.kill()
+                await asyncio.to_thread(process.wait)

@@ -1,0 +1,85 @@
+"""A worker process of ``VMTA_WORKERS`` (runtime/worker_pool.py says why and how).
+
+    python -m vmta.runtime.worker_process INDEX SMTP_FD   (settings pickled on stdin)
+
+It runs a data plane on the inherited SMTP socket and stops on SIGTERM or SIGINT as
+`vmta serve` does, or when its parent is gone: a worker never outlives the process that
+serves the API and would start its replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import socket
+import sys
+
+from vmta.delivery.clock import SystemClock
+from vmta.runtime import logs
+from vmta.runtime.data_plane import DataPlane, data_plane_settings
+from vmta.runtime.settings import Settings
+from vmta.runtime.shutdown import Shutdown
+from vmta.runtime.throttles import throttle_backend
+from vmta.store.store import Store
+
+log = logging.getLogger("vmta.runtime.worker_process")  # not __main__ under -m
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+async def _parent_gone(parent: int) -> None:
+    # Polled: an orphan is told nothing (its parent pid just changes), and prctl's
+    # PR_SET_PDEATHSIG would have to be set between fork and exec.
+    while os.getppid() == parent:  # noqa: ASYNC110
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+    log.warning("the vmta serve process (pid %d) is gone", parent)
+
+
+async def serve_worker(settings: Settings, smtp_socket: socket.socket, index: int) -> None:
+    loop = asyncio.get_running_loop()
+    shutdown = Shutdown()
+    shutdown.install(loop)
+    parent = asyncio.ensure_future(_parent_gone(os.getppid()))
+    # The parent migrated the schema before starting workers.
+    store = Store.open(settings.effective_database_url, migrate=False)
+    try:
+        data_plane = DataPlane(
+            store,
+            data_plane_settings(settings),
+            settings.data_dir,
+            throttles=throttle_backend(settings, SystemClock()),
+            worker=index,
+        )
+        await data_plane.start(smtp_socket)
+        shutdown.on_force(data_plane.force_stop)
+        log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())
+        log.info("worker %d stopping: %s", index, await shutdown.wait(parent))
+        data_plane.stop_accepting()
+        await data_plane.stop()
+    finally:
+        parent.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await parent
+        shutdown.remove(loop)
+        store.close()
+
+
+def main(argv: list[str]) -> int:
+    index, fd = int(argv[0]), int(argv[1])
+    # S301: the bytes come from the parent `vmta serve` through our own stdin pipe.
+    settings: Settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
+    logs.configure(settings.log_level, tag=f"worker {index}")
+    smtp_socket = socket.socket(fileno=fd)
+    smtp_socket.setblocking(False)
+    try:
+        asyncio.run(serve_worker(settings, smtp_socket, index))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

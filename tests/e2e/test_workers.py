@@ -1,0 +1,157 @@
+"""`vmta serve` with ``VMTA_WORKERS`` (runtime/worker_pool.py): several processes accept on
+one SMTP port and deliver from one spool, on SQLite and PostgreSQL, with the throttles held
+together through files of the data directory (no Redis).
+
+What is asserted is what the sink saw: every message once (at most the one on the wire
+when a worker was killed twice), never more connections open than the relay server's
+``max_concurrent_connections`` summed over every process, and pacing that holds over
+them all. A worker killed with SIGKILL is started again and its work delivered; stopping
+`vmta serve` stops every worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.e2e.serve_process import GA, SOURCE_IP, ServeFactory, ServeProcess, wait_until
+from tests.peers.sink import RecordingSink
+
+DELIVERY_DEADLINE = 180.0  # bounds a hang on a loaded machine; measures nothing
+
+
+def relay_with_limits(
+    server: ServeProcess, sink: RecordingSink, connections: int, per_hour: int
+) -> None:
+    api = server.api()
+    created = api.post(
+        f"{GA}/relay_servers",
+        json={
+            "relay_server": {
+                "name": "sink",
+                "source_ip": {"ip": SOURCE_IP, "hostname": "out.vmta.test"},
+                "destination": {"hostname": "127.0.0.1", "port": sink.port},
+                "throttle_limits": {
+                    "max_concurrent_connections": connections,
+                    "max_messages_per_hour": per_hour,
+                },
+            }
+        },
+    )
+    assert created.status_code == 200 and created.json()["success"], created.text
+    default = api.put(f"{GA}/virtual_mtas/default", json={"virtual_mta": {"name": "sink"}})
+    assert default.status_code == 200 and default.json()["success"], default.text
+
+
+def send(port: int, subjects: Sequence[str]) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        for subject in subjects:
+            client.sendmail(
+                "sender@src.test",
+                ["rcpt@dest.test"],
+                f"From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode(),
+            )
+
+
+def inject(port: int, subjects: list[str], sessions: int) -> None:
+    with ThreadPoolExecutor(max_workers=sessions) as pool:
+        for future in [pool.submit(send, port, subjects[i::sessions]) for i in range(sessions)]:
+            future.result()
+
+
+def subjects_seen(sink: RecordingSink) -> Counter[str]:
+    return Counter(t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages)
+
+
+def worker_pids(server: ServeProcess) -> set[int]:
+    """The worker processes of this `vmta serve` (its children running worker_process)."""
+    assert server.proc is not None
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                parent = int(stat.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if parent == server.proc.pid and b"vmta.runtime.worker_process" in command:
+            found.add(int(entry))
+    return found
+
+
+def accepting_processes(server: ServeProcess) -> set[str]:
+    """Which processes logged an accepted message: the parent's lines carry no tag."""
+    tags = set()
+    for line in server.log().splitlines():
+        if "accepting and delivering" in line and "[worker " in line:
+            tags.add(line.split("[worker ")[1].split("]")[0])
+    return tags
+
+
+def test_workers_share_the_port_the_spool_and_the_connection_limit(
+    serve: ServeFactory, sink: RecordingSink
+) -> None:
+    serve.configure(VMTA_WORKERS="3", VMTA_CONNECTION_IDLE_TIMEOUT="1")
+    server = serve.start()
+    wait_until(lambda: len(worker_pids(server)) == 2, 60, "two worker processes")
+    wait_until(lambda: len(accepting_processes(server)) == 2, 60, "both workers accepting")
+    limit = 2
+    relay_with_limits(server, sink, connections=limit, per_hour=0)
+    subjects = [f"m{i}" for i in range(90)]
+
+    inject(server.smtp_port, subjects, sessions=9)
+
+    wait_until(
+        lambda: len(sink.messages) >= len(subjects),
+        DELIVERY_DEADLINE,
+        f"{len(subjects)} messages at the sink (have {len(sink.messages)})",
+    )
+    seen = subjects_seen(sink)
+    assert sorted(seen) == sorted(subjects) and set(seen.values()) == {1}, seen
+    assert sink.max_concurrent <= limit, f"{sink.max_concurrent} connections open at once"
+    workers = worker_pids(server)
+    assert server.stop() == 0
+    # Stopping `vmta serve` stopped its workers before it exited.
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+
+
+def test_a_killed_worker_is_replaced_and_its_work_delivered(
+    serve: ServeFactory, sink: RecordingSink
+) -> None:
+    serve.configure(VMTA_WORKERS="2", VMTA_CONNECTION_IDLE_TIMEOUT="1")
+    server = serve.start()
+    wait_until(lambda: len(worker_pids(server)) == 1, 60, "one worker process")
+    (worker,) = worker_pids(server)
+    per_hour = 7200  # one message every half second, over both processes
+    relay_with_limits(server, sink, connections=1, per_hour=per_hour)
+    subjects = [f"m{i}" for i in range(12)]
+    inject(server.smtp_port, subjects, sessions=4)
+
+    wait_until(lambda: len(sink.messages) >= 2, DELIVERY_DEADLINE, "delivery under way")
+    os.kill(worker, signal.SIGKILL)  # whatever it held: a slot, claims, a message on the wire
+    killed_at = time.time()
+    wait_until(lambda: bool(worker_pids(server) - {worker}), 60, "the killed worker started again")
+
+    wait_until(
+        lambda: set(subjects_seen(sink)) >= set(subjects),
+        DELIVERY_DEADLINE,
+        f"every message at the sink (have {len(sink.messages)} of {len(subjects)})",
+    )
+    seen = subjects_seen(sink)
+    assert sorted(seen) == sorted(subjects)
+    assert sum(seen.values()) - len(seen) <= 1, seen  # at most the one on the wire
+    assert any(t.at > killed_at for t in sink.messages), "nothing delivered after the kill"
+    assert sink.max_concurrent <= 1, f"{sink.max_concurrent} connections open at once"
+    starts = sorted(t.at for t in sink.messages)
+    # Pacing over both processes: 12 messages at one every half second take at least 5 s
+    # (the first goes at once; half a second of slack for the clocks of two processes).
+    assert starts[-1] - starts[0] >= 5.0, starts
+    assert server.stop() == 0
