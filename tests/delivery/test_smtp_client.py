@@ -487,3 +487,74 @@ async def test_dot_alone_after_354_when_no_recipient_was_accepted(raw_server: An
     received = bytes(server.received[0])
     assert b"DATA\r\n.\r\nRSET\r\n" in received
     assert b"Hello." not in received
+
+
+# -- RSET pipelined with the next transaction (RFC 2920) ----------------------------------
+
+
+def _withholding_rset(rset_reply: str, seen: list[bytes], done: asyncio.Event) -> Any:
+    """An SMTP server advertising PIPELINING that answers nothing after its first message
+    until it holds both an RSET and the MAIL that follows it: a client that waited for
+    the RSET's reply before sending MAIL would wait forever (its timeout fails the test)."""
+
+    async def handler(reader: Any, writer: asyncio.StreamWriter) -> None:
+        async def say(*lines: str) -> None:
+            writer.write("".join(f"{line}\r\n" for line in lines).encode())
+            await writer.drain()
+
+        await say("220 raw.test ESMTP")
+        assert (await reader.readline()).startswith(b"EHLO")
+        await say("250-raw.test", "250 PIPELINING")
+        for message in range(2):
+            lines = [await reader.readline() for _ in range(3 if message == 0 else 4)]
+            seen.extend(lines)
+            if message == 1:
+                assert lines[0] == b"RSET\r\n" and lines[1].startswith(b"MAIL FROM:")
+                await say(rset_reply)
+                if not rset_reply.startswith("2"):
+                    await say("250 2.1.0 OK", "250 2.1.5 OK", "354 go on")
+                    seen.append(await reader.read(100))  # b"" once the client hangs up
+                    done.set()
+                    return
+            await say("250 2.1.0 OK", "250 2.1.5 OK", "354 go on")
+            while (line := await reader.readline()) != b".\r\n":
+                seen.append(line)
+            await say(f"250 2.0.0 queued {message}")
+        seen.append(await reader.readline())  # QUIT
+        await say("221 bye")
+        done.set()
+
+    return handler
+
+
+async def test_rset_goes_in_one_group_with_the_next_mail(raw_server: Any) -> None:
+    seen: list[bytes] = []
+    server = await raw_server(_withholding_rset("250 2.0.0 reset", seen, asyncio.Event()))
+    session = await connect(server, command_timeout=5.0)
+    first = await session.send("a@x.test", ["b@y.test"], b"Subject: one\r\n\r\n1\r\n")
+    assert await session.reset_for_next() is None  # owed, not sent yet
+    second = await session.send("c@x.test", ["d@y.test"], b"Subject: two\r\n\r\n2\r\n")
+    await session.quit()
+
+    assert first.delivered and second.delivered
+    assert seen.count(b"RSET\r\n") == 1 and seen[-1] == b"QUIT\r\n"
+
+
+async def test_a_refused_pipelined_rset_drops_the_connection_before_any_data(
+    raw_server: Any,
+) -> None:
+    seen: list[bytes] = []
+    done = asyncio.Event()
+    server = await raw_server(_withholding_rset("500 5.5.1 no RSET today", seen, done))
+    session = await connect(server, command_timeout=5.0)
+    await session.send("a@x.test", ["b@y.test"], b"Subject: one\r\n\r\n1\r\n")
+    await session.reset_for_next()
+    with pytest.raises(SessionDeferred, match="RSET"):
+        await session.send("c@x.test", ["d@y.test"], b"Subject: two\r\n\r\nsecret 2\r\n")
+
+    assert not session.can_send
+    # The server saw the connection end without a byte of the second message.
+    async with asyncio.timeout(5):
+        await done.wait()
+    assert seen[-1] == b""
+    assert not any(b"secret 2" in line for line in seen)

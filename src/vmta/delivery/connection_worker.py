@@ -26,6 +26,7 @@ from vmta.delivery.transport import (
     ConnectFailed,
     Conversation,
     ConversationBroken,
+    ConversationLost,
     TransactionReplies,
     Transport,
 )
@@ -110,7 +111,7 @@ class ConnectionWorker:
                 except ConversationBroken:
                     queue.waiting.appendleft(current)  # not attempted: it goes again
                     return None
-            if not await self._transaction(conversation, current):
+            if not await self._transaction(queue, conversation, current):
                 return None
             sent += 1
             if sent >= settings.max_messages_per_connection or dispatcher.stopping:
@@ -188,7 +189,9 @@ class ConnectionWorker:
                 queue.delay_peer,
             )
 
-    async def _transaction(self, conversation: Conversation, delivery: Delivery) -> bool:
+    async def _transaction(
+        self, queue: PathQueue, conversation: Conversation, delivery: Delivery
+    ) -> bool:
         """Send one message; record every recipient's outcome. False: connection broken."""
         first = delivery.first
         body = await self._spool.body(first.message_id)
@@ -203,6 +206,12 @@ class ConnectionWorker:
                 first.mail_from, [job.address for job in delivery.jobs], body
             )
             verdicts = recipient_verdicts(replies.mail, replies.rcpts, replies.data)
+        except ConversationLost:
+            # Found dead before anything of this message reached the server (an idle
+            # connection the server had closed): not an attempt; it goes again at once.
+            self._journal.finished(ids)
+            queue.waiting.appendleft(delivery)  # the connection's end pumps the queue
+            return False
         except ConversationBroken as exc:
             healthy = False
             verdicts = [(Verdict.DEFERRED, ReplyLine(451, f"4.4.2 connection lost: {exc}"))] * len(

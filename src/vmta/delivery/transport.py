@@ -54,6 +54,12 @@ class ConversationBroken(TemporaryError):
     """The connection failed in the middle of a transaction (timeout, reset, garbage)."""
 
 
+class ConversationLost(ConversationBroken):
+    """The connection was found unusable before the transaction reached the server (the
+    RSET that opens it failed): the message was not attempted and may go on another
+    connection at once."""
+
+
 class Conversation(Protocol):
     remote_ip: str | None
     remote_host: str

@@ -76,6 +76,8 @@ class SmtpSession:
         self._options = options
         self._assembler = ReplyAssembler()
         self._usable = True
+        # An RSET to send at the head of the next pipelined group (``reset_for_next``).
+        self._reset_owed = False
         self._closed = False
         self.server_name = server_name
         self.peer_ip = peer_ip
@@ -302,7 +304,19 @@ class SmtpSession:
         # draining: waiting for the write buffer to empty while the server's replies pile
         # up unread can deadlock on very long recipient lists.
         timeout = self._options.command_timeout
-        self._writer.write(_lines([mail, *rcpts, "DATA"]))
+        owed, self._reset_owed = self._reset_owed, False
+        commands = ["RSET", mail, *rcpts, "DATA"] if owed else [mail, *rcpts, "DATA"]
+        self._writer.write(_lines(commands))
+        if owed:
+            # Replies come in order: until the RSET's, the server has answered nothing of
+            # this transaction, and without 354 and the final dot nothing is delivered. A
+            # connection found dead here (a server that closed it while idle) or an RSET
+            # refused is raised at stage "reset": the message was not attempted. A refused
+            # RSET leaves the server's state unknown, so the connection is dropped.
+            reset = await self._read_reply("reset", timeout)
+            if not reset.is_success:
+                self._broken()
+                raise SessionDeferred("reset", f"{self.server_name} answered RSET with {reset}")
         replies = await self._read_replies(len(rcpts) + 2, "transaction", timeout)
         await self._drain(timeout)
         return replies[0], replies[1:-1], replies[-1]
@@ -327,6 +341,17 @@ class SmtpSession:
     async def reset(self) -> SmtpReply:
         """RSET (RFC 5321 §4.1.1.5): abort any transaction; the reply is a value."""
         self._require_usable("reset")
+        return await self._command("RSET", "reset")
+
+    async def reset_for_next(self) -> SmtpReply | None:
+        """RSET between two transactions of one connection (RFC 5321 §4.1.1.5). With
+        PIPELINING it is not sent now but at the head of the next transaction's group
+        (RFC 2920 §3.1 lets RSET stand anywhere in a group): one round trip less per
+        message. Returns None then; its reply is checked when that group is read."""
+        self._require_usable("reset")
+        if "PIPELINING" in self.extensions:
+            self._reset_owed = True
+            return None
         return await self._command("RSET", "reset")
 
     async def quit(self) -> None:

@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vmta.delivery.path import EgressPath
-from vmta.delivery.transport import ConnectFailed, ConversationBroken, TransactionReplies
+from vmta.delivery.transport import (
+    ConnectFailed,
+    ConversationBroken,
+    ConversationLost,
+    TransactionReplies,
+)
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.errors import PermanentError, TemporaryError
 from vmta.domain.relay_tls import RelayTlsPolicies
@@ -58,6 +63,9 @@ class SmtpConversation:
         try:
             result = await self.session.send(mail_from, recipients, data)
         except (TemporaryError, OSError) as exc:
+            if isinstance(exc, SessionFailed) and exc.stage == "reset":
+                # The RSET pipelined ahead of this transaction failed: not attempted.
+                raise ConversationLost(str(exc)) from None
             raise ConversationBroken(str(exc)) from None
         except PermanentError as exc:  # an address the client will not even send
             reply = ReplyLine(553, f"5.1.3 {exc}")
@@ -72,10 +80,10 @@ class SmtpConversation:
         if not self.session.can_send:
             raise ConversationBroken("the server closed the connection")
         try:
-            reply = await self.session.reset()
+            reply = await self.session.reset_for_next()  # pipelined with the next MAIL
         except (TemporaryError, OSError) as exc:
             raise ConversationBroken(str(exc)) from None
-        if not reply.is_success:
+        if reply is not None and not reply.is_success:
             raise ConversationBroken(f"RSET answered {reply.one_line()}")
 
     async def quit(self) -> None:
