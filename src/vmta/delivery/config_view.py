@@ -53,6 +53,10 @@ class ConfigView:
         self._clock = clock
         self._ttl = ttl
         self._cache: dict[tuple[str, object], tuple[float, Any]] = {}
+        # Loads under way: when an entry expires, the messages that ask for it meanwhile
+        # wait for the one load instead of each starting its own (at hundreds of messages
+        # a second, an expiry would otherwise start dozens of identical queries).
+        self._loading: dict[tuple[str, object], asyncio.Future[Any]] = {}
 
     async def _cached(self, key: tuple[str, object], load: Callable[[], T]) -> T:
         now = self._clock.now()
@@ -60,10 +64,33 @@ class ConfigView:
         if hit is not None and hit[0] > now:
             value: T = hit[1]
             return value
-        value = await asyncio.to_thread(load)
+        pending = self._loading.get(key)
+        if pending is not None:
+            try:
+                shared: T = await asyncio.shield(pending)
+                return shared
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled
+                # The caller that was loading was cancelled: load here instead.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await asyncio.to_thread(load)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            if self._loading.get(key) is future:
+                del self._loading[key]
         if len(self._cache) > 50_000:
             self._cache.clear()
         self._cache[key] = (now + self._ttl, value)
+        future.set_result(value)
         return value
 
     def invalidate(self) -> None:
