@@ -90,6 +90,23 @@ async def test_a_low_hourly_limit_never_keeps_a_connection_waiting(harness_facto
     assert h.transport.most_open == 1  # the pacer feeds one connection, so only one
 
 
+async def test_the_ready_queue_metric_says_what_waits_in_memory_now(harness_factory: Any) -> None:
+    h: Harness = await harness_factory()
+    h.add_relay("slow", Limits(1, 1200))  # one message every 3 s, over one connection
+
+    def ready() -> float | None:
+        labels = {"path": "127.0.0.2"}
+        return h.plane.metrics.registry.get_sample_value("vmta_ready_queue_length", labels)
+
+    await h.inject(10)
+    await h.until(lambda: h.transport.sent, 10)
+    await h.settle()
+    waiting = ready()
+    assert waiting is not None and 0 < waiting == 10 - len(h.transport.sent)
+    await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 60)
+    assert ready() == 0  # read when asked: it falls as the queue drains
+
+
 async def test_a_message_deleted_before_it_is_sent_is_not_sent(harness_factory: Any) -> None:
     h: Harness = await harness_factory()
     h.add_relay("slow", Limits(1, 1200))

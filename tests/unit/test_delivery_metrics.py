@@ -42,13 +42,14 @@ def test_gauges_and_histograms() -> None:
     metrics.connection_opened("192.0.2.1")
     metrics.connection_opened("192.0.2.1")
     metrics.connection_closed("192.0.2.1")
-    metrics.ready_queue("192.0.2.1", 7)
+    metrics.watch_ready(lambda: {"192.0.2.1": 7, "192.0.2.9": 0})
     metrics.injected(0.002)
     metrics.delivered(3.0)
     metrics.throttle_wait(1.5)
     metrics.spool_commit(0.001)
     assert sample(metrics, "vmta_connections_open", path="192.0.2.1") == 1
     assert sample(metrics, "vmta_ready_queue_length", path="192.0.2.1") == 7
+    assert sample(metrics, "vmta_ready_queue_length", path="192.0.2.9") == 0
     assert sample(metrics, "vmta_messages_accepted_total", source="smtp") == 1
     for name in ("injection_latency", "delivery_latency", "throttle_wait", "spool_commit"):
         assert sample(metrics, f"vmta_{name}_seconds_count") == 1

@@ -93,6 +93,7 @@ class Dispatcher:
         self._by_throttle: dict[str, set[PathQueue]] = {}
         self._by_label: dict[str, set[PathQueue]] = {}  # by metric label (source IP)
         self.stopping = False
+        self._metrics.watch_ready(self.ready_lengths)
 
     # ---- routing -------------------------------------------------------------------------
 
@@ -164,16 +165,17 @@ class Dispatcher:
             await self._recorder.release(delivery.jobs, until, self._rate_reason(queue))
             return
         queue.push(delivery)
-        self._metrics.ready_queue(route_label(queue.path.route), self._waiting_on(queue))
         self.pump(queue)
 
-    def _waiting_on(self, queue: PathQueue) -> int:
-        """Deliveries waiting on every path that leaves from ``queue``'s source (its
-        metric label: one source IP has a path per destination)."""
-        label = route_label(queue.path.route)
-        return sum(
-            len(q.waiting) for q in self.paths.values() if route_label(q.path.route) == label
-        )
+    def ready_lengths(self) -> dict[str, int]:
+        """Deliveries waiting in memory by metric label (one source IP has a path per
+        destination). Read at a scrape, perhaps from another thread: each ``list`` copy
+        is made in one step under the interpreter lock, so the loop may go on changing
+        the originals meanwhile."""
+        return {
+            label: sum(len(q.waiting) for q in list(queues))
+            for label, queues in list(self._by_label.items())
+        }
 
     def limits_of(self, queue: PathQueue) -> Limits:
         """The path's limits now: as configured, or reduced while its throttle is in

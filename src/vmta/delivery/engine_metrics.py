@@ -3,6 +3,7 @@ implements it with Prometheus metrics; ``NoMetrics`` records nothing (tests, too
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from vmta.domain.egress_route import EgressRoute
@@ -15,7 +16,9 @@ class EngineMetrics(Protocol):
 
     def connection_closed(self, path: str) -> None: ...
 
-    def ready_queue(self, path: str, n: int) -> None: ...
+    def watch_ready(self, lengths: Callable[[], Mapping[str, int]]) -> None:
+        """``lengths`` tells, when asked (a scrape), what waits in memory by path label."""
+        ...
 
     def throttle_wait(self, seconds: float) -> None: ...
 
@@ -32,7 +35,7 @@ class NoMetrics:
     def connection_closed(self, path: str) -> None:
         return None
 
-    def ready_queue(self, path: str, n: int) -> None:
+    def watch_ready(self, lengths: Callable[[], Mapping[str, int]]) -> None:
         return None
 
     def throttle_wait(self, seconds: float) -> None:

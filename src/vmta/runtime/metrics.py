@@ -15,9 +15,12 @@ per destination domain, which would make the label set unbounded).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from vmta.domain.egress_route import EgressRoute
 from vmta.domain.spool_records import Outcome
@@ -64,6 +67,31 @@ class _Bounded:
         return OTHER
 
 
+class _ReadyQueues(Collector):
+    """``vmta_ready_queue_length``: what waits in memory now, per path label."""
+
+    def __init__(self, bound: _Bounded) -> None:
+        self.bound = bound
+        self.lengths: Callable[[], Mapping[str, int]] = dict
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        family = GaugeMetricFamily(
+            "vmta_ready_queue_length",
+            "Recipients waiting in memory for a connection of the path",
+            labels=["path"],
+        )
+        totals: dict[str, int] = {}
+        for path, n in self.lengths().items():
+            label = self.bound(path)
+            totals[label] = totals.get(label, 0) + n
+        for label, n in sorted(totals.items()):
+            family.add_metric([label], n)
+        yield family
+
+
 class DeliveryMetrics:
     """What the data plane moves. Every method is cheap and thread-safe."""
 
@@ -90,12 +118,9 @@ class DeliveryMetrics:
         self.connections = Gauge(
             "vmta_connections_open", "Outbound SMTP connections open", ["path"], registry=r
         )
-        self.ready = Gauge(
-            "vmta_ready_queue_length",
-            "Recipients waiting in memory for a connection of the path",
-            ["path"],
-            registry=r,
-        )
+        # Read from the engine at each scrape (``watch_ready``), not moved per message.
+        self._ready = _ReadyQueues(self._path)
+        r.register(self._ready)
         self.throttle_waits = Histogram(
             "vmta_throttle_wait_seconds",
             "Time a delivery waited for a throttle (messages per hour) before sending",
@@ -145,8 +170,9 @@ class DeliveryMetrics:
     def connection_closed(self, path: str) -> None:
         self.connections.labels(self._path(path)).dec()
 
-    def ready_queue(self, path: str, n: int) -> None:
-        self.ready.labels(self._path(path)).set(n)
+    def watch_ready(self, lengths: Callable[[], Mapping[str, int]]) -> None:
+        """The engine's ready queues, by path label, read at each scrape."""
+        self._ready.lengths = lengths
 
     def throttle_wait(self, seconds: float) -> None:
         self.throttle_waits.observe(max(0.0, seconds))
