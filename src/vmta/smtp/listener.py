@@ -25,6 +25,7 @@ from vmta.delivery.intake import Arrival, Intake
 from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
 from vmta.smtp.auth_gate import AuthGate
+from vmta.smtp.chunked_data import ChunkedDataSMTP
 from vmta.smtp.mail_path import has_control_character, plain_path
 from vmta.smtp.sasl_exchange import SaslExchange
 from vmta.smtp.session_registry import SessionCaps, SessionRegistry
@@ -146,10 +147,11 @@ def _auth_name(session: Session) -> str | None:
     return None
 
 
-class InjectionSMTP(SaslExchange):
-    """aiosmtpd's SMTP with vmta's rules: AUTH offered to loopback clients even without
-    TLS, control characters refused in paths, the session caps and stress timeouts of
-    the ``SessionRegistry``, and a 421 on shutdown."""
+class InjectionSMTP(ChunkedDataSMTP, SaslExchange):
+    """aiosmtpd's SMTP with vmta's rules: DATA read in chunks (smtp/chunked_data.py), AUTH
+    offered to loopback clients even without TLS, control characters refused in paths,
+    the session caps and stress timeouts of the ``SessionRegistry``, and a 421 on
+    shutdown."""
 
     def __init__(self, *args: Any, registry: SessionRegistry, auth_gate: AuthGate, **kw: Any):
         super().__init__(*args, **kw)
@@ -219,7 +221,6 @@ class InjectionSMTP(SaslExchange):
         transport.write(self.registry.goodbye.encode("ascii") + b"\r\n")
         transport.close()
 
-    @functools.wraps(SMTP.smtp_DATA)
     async def smtp_DATA(self, arg: str | None) -> None:
         self._in_data = True
         # The message body is work, not idling: the normal timeout, even under stress.
@@ -230,6 +231,8 @@ class InjectionSMTP(SaslExchange):
             self._in_data = False
         if self._leave_after_data or self.registry.stopping:
             self.close_now()
+
+    vars(smtp_DATA).update(vars(SMTP.smtp_DATA))  # aiosmtpd's HELP text for DATA
 
     # A control character anywhere in the argument of MAIL or RCPT is refused before
     # aiosmtpd parses it: its parser drops some (a TAB is folding white space to it) and

@@ -1,0 +1,98 @@
+"""The DATA section of an SMTP transaction, collected from chunks of any size with bytes
+operations (RFC 5321 §4.5.2, §4.5.3.1.6, §4.5.3.1.7).
+
+aiosmtpd reads DATA one line at a time: for a 100 KB message that is some 1,300 awaits,
+each with its copies and a debug log call, which was most of the interpreter's time at
+that size (docs/PERFORMANCE.md). Here the end of data is found with one search per chunk,
+the line-length check is one split, and dot-stuffing is undone with one replace. The
+rules are aiosmtpd's, kept exactly:
+
+- the data ends at a line holding only "." (CRLF . CRLF, or "." CRLF as the first line);
+- a line longer than ``line_limit`` bytes (CRLF included) makes the transaction fail with
+  500 once the data is complete; more than ``size_limit`` bytes (the lines as sent, CRLFs
+  included, the final dot line not) makes it fail with 552. Past either limit the data is
+  dropped as it comes, so a hostile client cannot make the server hold it;
+- a line that starts with "." loses that "." (RFC 5321 §4.5.2, transparency).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+END = b"\r\n.\r\n"
+
+
+class DataState(Enum):
+    NOMINAL = "nominal"
+    TOO_LONG = "too long"  # a line over the limit (500)
+    TOO_MUCH = "too much"  # over the size limit (552)
+
+
+class DataCollector:
+    def __init__(self, size_limit: int | None, line_limit: int) -> None:
+        self.size_limit = size_limit or None
+        self.line_limit = line_limit
+        self.state = DataState.NOMINAL
+        # What was sent so far, after a CRLF of our own (``_lead`` bytes of it): then the
+        # end is always CRLF . CRLF, even for an empty message whose first line is the dot.
+        self._data = bytearray(b"\r\n")
+        self._lead = 2
+        self._searched = 0  # END cannot start before this index of _data
+        self._line_start = 2  # where the line in progress starts in _data
+        self._dropped = 0  # bytes thrown away past a limit
+
+    @property
+    def size(self) -> int:
+        """Bytes of data received so far, as sent (the final dot line not counted)."""
+        return self._dropped + len(self._data) - self._lead
+
+    def feed(self, chunk: bytes) -> int | None:
+        """Take the next chunk; None while the end is not in it, else how many of its
+        bytes belong to the data (the rest is what the client sent after the dot)."""
+        before = len(self._data)
+        self._data += chunk
+        end = self._data.find(END, self._searched)
+        if end < 0:
+            self._searched = max(0, len(self._data) - len(END) + 1)
+            self._check(len(self._data), complete=False)
+            return None
+        self._check(end + 2, complete=True)
+        del self._data[end + 2 :]  # the CRLF that ends the last line stays
+        if self.state is not DataState.NOMINAL:  # refused: nothing is kept
+            self._dropped += len(self._data) - self._lead
+            self._data.clear()
+            self._lead = 0
+        return end + len(END) - before
+
+    def _check(self, stop: int, *, complete: bool) -> None:
+        """Apply the limits to what ``_data`` holds up to ``stop`` (``complete``: the
+        data ends there)."""
+        if self.state is DataState.NOMINAL:
+            if self.size_limit is not None and self._dropped + stop - self._lead > self.size_limit:
+                self.state = DataState.TOO_MUCH
+            elif self._longest_line(stop, complete) > self.line_limit:
+                self.state = DataState.TOO_LONG
+        if self.state is not DataState.NOMINAL and not complete and len(self._data) > 16:
+            # Past a limit nothing more is kept but the tail, in which END may begin.
+            keep = len(END) - 1
+            self._dropped += len(self._data) - keep - self._lead
+            del self._data[:-keep]
+            self._lead = 0
+            self._searched = 0
+            self._line_start = 0
+
+    def _longest_line(self, stop: int, complete: bool) -> int:
+        """The longest line (CRLF included) among those completed since the last check,
+        and the one still in progress (whose length is at least what has come)."""
+        pieces = bytes(self._data[self._line_start : stop]).split(b"\r\n")
+        tail = pieces.pop()  # after the last CRLF: the line in progress ("" if none)
+        longest = max((len(piece) + 2 for piece in pieces), default=0)
+        self._line_start = stop - len(tail)
+        if not complete:
+            longest = max(longest, len(tail))
+        return longest
+
+    def content(self) -> bytes:
+        """The message (once ``feed`` found the end and the state is NOMINAL), with
+        dot-stuffing undone: CRLF "." becomes CRLF, our leading CRLF included."""
+        return bytes(self._data.replace(b"\r\n.", b"\r\n")[self._lead :])
