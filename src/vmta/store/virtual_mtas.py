@@ -14,7 +14,7 @@ from vmta.domain.bounds import is_stored_integer
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
 from vmta.domain.virtual_mta import IpAddress, Ref, RoutingRule, UsedBy, VirtualMta, VirtualMtaType
-from vmta.store.control_writes import is_write, refused_on_conflict, serialise_control_writes
+from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.item_ids import allocate_item_id
 from vmta.store.tables import routing_rule_targets, virtual_mtas
 from vmta.store.throttle_programs import IP_ADDRESS as IP_ADDRESS_USER
@@ -43,14 +43,12 @@ class ListFilter:
 
 
 class VirtualMtaRepository:
-    """On a write connection (``Store.write``) the repository takes the control plane's
-    write lock before anything else (see control_writes), so that what it checks (free names,
-    existing references, no loop, unused before delete) still holds when it writes."""
+    """On a write connection (``Store.write``) it holds the control plane's write lock
+    before anything else (control_writes.serialise_if_write)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        if is_write(conn):
-            serialise_control_writes(conn)
+        serialise_if_write(conn)
         self._checks = VirtualMtaChecks(conn)
         self._users = VirtualMtaUsers(conn)
 
