@@ -41,6 +41,14 @@ def serialise_control_writes(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CONTROL_PLANE_KEY})
 
 
+def serialise_if_write(conn: Connection) -> None:
+    """What a repository of the reference graph does first: on a write connection, take
+    the lock, so that what it checks (free names, existing references, no loop, unused
+    before delete) still holds when it writes; a read connection takes nothing."""
+    if is_write(conn):
+        serialise_control_writes(conn)
+
+
 CONFLICT = "conflicts with a change made at the same time; try again"
 
 

@@ -17,6 +17,7 @@ from vmta.domain.throttle_program import (
     ThrottleProgram,
 )
 from vmta.domain.virtual_mta import Ref, UsedBy
+from vmta.store.named_rows import name_count, name_page, named_ref, taken_name_problems
 from vmta.store.tables import (
     throttle_program_users,
     throttle_programs,
@@ -51,17 +52,7 @@ class ThrottleProgramRepository:
 
     def resolve(self, ref: Ref) -> Ref | None:
         """The program a reference names (id wins over name), or None."""
-        query = select(C.id, C.name)
-        if ref.id is not None:
-            if not is_stored_integer(ref.id):
-                return None  # no stored id is that large (nor may the database be asked)
-            query = query.where(C.id == ref.id)
-        elif ref.name is not None:
-            query = query.where(C.name_key == name_key(ref.name))
-        else:
-            return None
-        row = self.conn.execute(query).first()
-        return None if row is None else Ref(id=row.id, name=row.name)
+        return named_ref(self.conn, throttle_programs, ref)
 
     def names(self, ids: Iterable[int]) -> dict[int, Ref]:
         wanted = set(ids)
@@ -73,20 +64,12 @@ class ThrottleProgramRepository:
     def page(
         self, *, after_id: int | None, offset: int, limit: int, name: str | None = None
     ) -> list[Ref]:
-        query: Select[Any] = select(C.id, C.name).order_by(C.id).limit(limit)
-        if name is not None:
-            query = query.where(C.name_key == name_key(name))
-        if after_id is not None:
-            query = query.where(C.id > after_id)
-        elif offset:
-            query = query.offset(offset)
-        return [Ref(id=row.id, name=row.name) for row in self.conn.execute(query)]
+        return name_page(
+            self.conn, throttle_programs, after_id=after_id, offset=offset, limit=limit, name=name
+        )
 
     def count(self, name: str | None = None) -> int:
-        query = select(func.count()).select_from(throttle_programs)
-        if name is not None:
-            query = query.where(C.name_key == name_key(name))
-        return int(self.conn.execute(query).scalar_one())
+        return name_count(self.conn, throttle_programs, name)
 
     def _users(self, program_id: int) -> Select[Any]:
         v, t = virtual_mtas.c, throttling_templates.c
@@ -126,13 +109,9 @@ class ThrottleProgramRepository:
     # ---- writing -----------------------------------------------------------------------
 
     def name_problems(self, name: str, *, own_id: int | None) -> list[str]:
-        clash = self.conn.execute(select(C.id).where(C.name_key == name_key(name))).scalar()
-        if clash is None or clash == own_id:
-            return []
-        return [
-            f"name '{name}' is already used by another throttle program"
-            f" (id {clash}); names are unique ignoring case"
-        ]
+        return taken_name_problems(
+            self.conn, throttle_programs, name, own_id=own_id, what="throttle program"
+        )
 
     def partial_problems(self, partial: PartialRecord, *, own_id: int | None) -> list[str]:
         return [] if partial.name is None else self.name_problems(partial.name, own_id=own_id)

@@ -6,30 +6,34 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from vmta.domain.bounds import is_stored_integer
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
 from vmta.domain.virtual_mta import Limits, Ref, ThrottlingTemplate, VirtualMtaType
-from vmta.store.control_writes import is_write, refused_on_conflict, serialise_control_writes
+from vmta.store.control_writes import refused_on_conflict, serialise_if_write
+from vmta.store.item_ids import allocate_item_id
+from vmta.store.named_rows import name_count, name_page, named_ref, taken_name_problems
 from vmta.store.tables import throttling_templates, virtual_mtas
 from vmta.store.throttle_programs import TEMPLATE, ThrottleProgramRepository
 from vmta.store.throttle_rule_rows import program_ids, program_path, rules_from_json, rules_json
-from vmta.store.virtual_mtas import allocate_item_id
 
 C = throttling_templates.c
 
 
+def template_ref(conn: Connection, ref: Ref) -> Ref | None:
+    """``{id, name}`` of the template a reference names (id wins over name), or None."""
+    return named_ref(conn, throttling_templates, ref)
+
+
 class ThrottlingTemplateRepository:
-    """On a write connection (``Store.write``) the repository takes the control plane's
-    write lock before anything else (see control_writes), so that what it checks (free names,
-    existing references, no loop, unused before delete) still holds when it writes."""
+    """On a write connection (``Store.write``) it holds the control plane's write lock
+    before anything else (control_writes.serialise_if_write)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        if is_write(conn):
-            serialise_control_writes(conn)
+        serialise_if_write(conn)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -44,20 +48,17 @@ class ThrottlingTemplateRepository:
     ) -> list[Ref]:
         """One page of ``{id, name}`` in ascending id; ``after_id`` is the keyset cursor;
         ``name`` filters exactly, ignoring case."""
-        query: Select[Any] = select(C.id, C.name).order_by(C.id).limit(limit)
-        if name is not None:
-            query = query.where(C.name_key == name_key(name))
-        if after_id is not None:
-            query = query.where(C.id > after_id)
-        elif offset:
-            query = query.offset(offset)
-        return [Ref(id=row.id, name=row.name) for row in self.conn.execute(query)]
+        return name_page(
+            self.conn,
+            throttling_templates,
+            after_id=after_id,
+            offset=offset,
+            limit=limit,
+            name=name,
+        )
 
     def count(self, name: str | None = None) -> int:
-        query = select(func.count()).select_from(throttling_templates)
-        if name is not None:
-            query = query.where(C.name_key == name_key(name))
-        return int(self.conn.execute(query).scalar_one())
+        return name_count(self.conn, throttling_templates, name)
 
     def users(self, template_id: int) -> list[Ref]:
         """The IP addresses whose throttles come from this template."""
@@ -93,13 +94,9 @@ class ThrottlingTemplateRepository:
 
     def name_problems(self, name: str, *, own_id: int | None) -> list[str]:
         """Names are unique ignoring case among templates (not across VirtualMTAs)."""
-        clash = self.conn.execute(select(C.id).where(C.name_key == name_key(name))).scalar()
-        if clash is None or clash == own_id:
-            return []
-        return [
-            f"name '{name}' is already used by another throttling template"
-            f" (id {clash}); names are unique ignoring case"
-        ]
+        return taken_name_problems(
+            self.conn, throttling_templates, name, own_id=own_id, what="throttling template"
+        )
 
     def partial_problems(self, partial: PartialRecord, *, own_id: int | None) -> list[str]:
         """What the store would say of a template whose document was refused: whether its

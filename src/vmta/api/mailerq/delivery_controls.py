@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import Connection
 
 from vmta.api.dependencies import store_of
 from vmta.api.mailerq import fields as f
@@ -35,13 +37,14 @@ from vmta.domain.delivery_controls import (
 )
 from vmta.domain.errors import NotFound
 from vmta.domain.ip_pool import pool_name_problem
-from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
+from vmta.store.delivery_controls import ForcedErrorRepository, MatcherRepository, PauseRepository
 
 PAUSES = "/v1/pauses"
 ERRORS = "/v1/errors"
 ALLOW = "GET, POST, DELETE"
 PAUSE_FIELDS = (*MATCHER_FIELDS, "cluster", "expire")
 ERROR_FIELDS = (*PAUSE_FIELDS, "code", "extended", "description")
+Control = TypeVar("Control", Pause, ForcedError)
 
 
 def _now(request: Request) -> float:
@@ -157,113 +160,112 @@ _ERROR = {
 }
 
 
+@dataclass(frozen=True)
+class _Resource(Generic[Control]):
+    """What the three routes of pauses or of forced errors differ in."""
+
+    path: str
+    noun: str  # the handlers' names (FastAPI's operationIds): list_{noun}s, post_{noun}...
+    label: str  # one record, in summaries and messages: "forced error"
+    label_plural: str
+    schema: dict[str, Any]
+    fields: tuple[str, ...]  # the fields a record has (what DELETE may send back)
+    body_required: bool  # whether POST needs a body (a forced error needs its code)
+    repository: Callable[[Connection], MatcherRepository[Control]]
+    parse: Callable[[Fields, float], Control]
+    render: Callable[[Control], dict[str, Any]]
+
+
+def _add_routes(api: APIRouter, spec: _Resource[Control]) -> None:
+    """GET (the active ones), POST (create or update by matcher) and DELETE (by matcher)."""
+
+    @api.get(
+        spec.path,
+        name=f"list_{spec.noun}s",
+        summary=f"List active {spec.label_plural}",
+        responses=responses(spec.label_plural.capitalize(), spec.schema, array=True),
+    )
+    async def list_records(request: Request) -> JSONResponse:
+        store, now = store_of(request), _now(request)
+
+        def work() -> list[dict[str, Any]]:
+            with store.read() as conn:
+                items = spec.repository(conn).all()
+            return [spec.render(c) for c in items if is_active(c.expire, now)]
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.post(
+        spec.path,
+        name=f"post_{spec.noun}",
+        summary=f"Create a {spec.label}, or update the one with the same matcher fields",
+        openapi_extra=body_spec(spec.schema, required=spec.body_required),
+        responses=responses(f"The stored {spec.label}", spec.schema, codes=(400, 415)),
+    )
+    async def post_record(request: Request) -> JSONResponse:
+        body = read_body(await request.body(), request.headers.get("content-type"))
+        control = spec.parse(body, _now(request))
+        store = store_of(request)
+
+        def work() -> dict[str, Any]:
+            with store.write() as conn:
+                return spec.render(spec.repository(conn).put(control))
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.delete(
+        spec.path,
+        name=f"delete_{spec.noun}",
+        summary=f"Remove the {spec.label} with these matcher fields",
+        openapi_extra=body_spec(spec.schema, required=False),
+        responses=responses(f"The removed {spec.label}", spec.schema, codes=(400, 404, 415)),
+    )
+    async def delete_record(request: Request) -> JSONResponse:
+        body = read_body(await request.body(), request.headers.get("content-type"))
+        m = matcher_of(combine(body, f.query_fields(request)), spec.fields)
+        store = store_of(request)
+
+        def work() -> dict[str, Any] | None:
+            with store.write() as conn:
+                removed = spec.repository(conn).remove(m)
+                return None if removed is None else spec.render(removed)
+
+        record = await run_in_threadpool(work)
+        if record is None:
+            raise NotFound(f"No {spec.label} has {_described(m)}.")
+        return JSONResponse(record)
+
+
+_PAUSES: _Resource[Pause] = _Resource(
+    path=PAUSES,
+    noun="pause",
+    label="pause",
+    label_plural="pauses",
+    schema=_PAUSE,
+    fields=PAUSE_FIELDS,
+    body_required=False,
+    repository=PauseRepository,
+    parse=parse_pause,
+    render=render_pause,
+)
+_ERRORS: _Resource[ForcedError] = _Resource(
+    path=ERRORS,
+    noun="error",
+    label="forced error",
+    label_plural="forced errors",
+    schema=_ERROR,
+    fields=ERROR_FIELDS,
+    body_required=True,
+    repository=ForcedErrorRepository,
+    parse=parse_error,
+    render=render_error,
+)
+
+
 def router() -> APIRouter:
     api = APIRouter(tags=["pauses and forced errors (MailerQ v1)"])
-
-    @api.get(
-        PAUSES, summary="List active pauses", responses=responses("Pauses", _PAUSE, array=True)
-    )
-    async def list_pauses(request: Request) -> JSONResponse:
-        store, now = store_of(request), _now(request)
-
-        def work() -> list[dict[str, Any]]:
-            with store.read() as conn:
-                items = PauseRepository(conn).all()
-            return [render_pause(p) for p in items if is_active(p.expire, now)]
-
-        return JSONResponse(await run_in_threadpool(work))
-
-    @api.post(
-        PAUSES,
-        summary="Create a pause, or update the one with the same matcher fields",
-        openapi_extra=body_spec(_PAUSE, required=False),
-        responses=responses("The stored pause", _PAUSE, codes=(400, 415)),
-    )
-    async def post_pause(request: Request) -> JSONResponse:
-        body = read_body(await request.body(), request.headers.get("content-type"))
-        pause = parse_pause(body, _now(request))
-        store = store_of(request)
-
-        def work() -> dict[str, Any]:
-            with store.write() as conn:
-                return render_pause(PauseRepository(conn).put(pause))
-
-        return JSONResponse(await run_in_threadpool(work))
-
-    @api.delete(
-        PAUSES,
-        summary="Remove the pause with these matcher fields",
-        openapi_extra=body_spec(_PAUSE, required=False),
-        responses=responses("The removed pause", _PAUSE, codes=(400, 404, 415)),
-    )
-    async def delete_pause(request: Request) -> JSONResponse:
-        body = read_body(await request.body(), request.headers.get("content-type"))
-        m = matcher_of(combine(body, f.query_fields(request)), PAUSE_FIELDS)
-        store = store_of(request)
-
-        def work() -> dict[str, Any] | None:
-            with store.write() as conn:
-                removed = PauseRepository(conn).remove(m)
-                return None if removed is None else render_pause(removed)
-
-        record = await run_in_threadpool(work)
-        if record is None:
-            raise NotFound(f"No pause has {_described(m)}.")
-        return JSONResponse(record)
-
-    @api.get(
-        ERRORS,
-        summary="List active forced errors",
-        responses=responses("Forced errors", _ERROR, array=True),
-    )
-    async def list_errors(request: Request) -> JSONResponse:
-        store, now = store_of(request), _now(request)
-
-        def work() -> list[dict[str, Any]]:
-            with store.read() as conn:
-                items = ForcedErrorRepository(conn).all()
-            return [render_error(e) for e in items if is_active(e.expire, now)]
-
-        return JSONResponse(await run_in_threadpool(work))
-
-    @api.post(
-        ERRORS,
-        summary="Create a forced error, or update the one with the same matcher fields",
-        openapi_extra=body_spec(_ERROR, required=True),
-        responses=responses("The stored forced error", _ERROR, codes=(400, 415)),
-    )
-    async def post_error(request: Request) -> JSONResponse:
-        body = read_body(await request.body(), request.headers.get("content-type"))
-        error = parse_error(body, _now(request))
-        store = store_of(request)
-
-        def work() -> dict[str, Any]:
-            with store.write() as conn:
-                return render_error(ForcedErrorRepository(conn).put(error))
-
-        return JSONResponse(await run_in_threadpool(work))
-
-    @api.delete(
-        ERRORS,
-        summary="Remove the forced error with these matcher fields",
-        openapi_extra=body_spec(_ERROR, required=False),
-        responses=responses("The removed forced error", _ERROR, codes=(400, 404, 415)),
-    )
-    async def delete_error(request: Request) -> JSONResponse:
-        body = read_body(await request.body(), request.headers.get("content-type"))
-        m = matcher_of(combine(body, f.query_fields(request)), ERROR_FIELDS)
-        store = store_of(request)
-
-        def work() -> dict[str, Any] | None:
-            with store.write() as conn:
-                removed = ForcedErrorRepository(conn).remove(m)
-                return None if removed is None else render_error(removed)
-
-        record = await run_in_threadpool(work)
-        if record is None:
-            raise NotFound(f"No forced error has {_described(m)}.")
-        return JSONResponse(record)
-
+    _add_routes(api, _PAUSES)
+    _add_routes(api, _ERRORS)
     api.routes.append(f.other_methods_route(PAUSES, ALLOW))
     api.routes.append(f.other_methods_route(ERRORS, ALLOW))
     return api

@@ -19,11 +19,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-from starlette.routing import Route
 
 from vmta.api.dependencies import store_of
-from vmta.api.mailerq.body import FORM_TYPE, JSON_TYPE, Fields, combine, read_body, read_form
+from vmta.api.mailerq import fields as f
+from vmta.api.mailerq.body import FORM_TYPE, JSON_TYPE, Fields, combine, read_body
+from vmta.api.mailerq.schemas import ERROR_SCHEMA
 from vmta.api.schema_patterns import IP, PORT_TEXT
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.domain.external_mta import (
@@ -41,7 +41,6 @@ from vmta.store.external_mtas import ExternalMtaRepository
 
 PATH = "/v1/externalmtas"
 ALLOW = "GET, POST, DELETE"
-OTHER_METHODS = ["PUT", "PATCH", "HEAD", "OPTIONS", "TRACE"]
 FIELDS = ("public_ip", "local_ip", "connect_ip", "connect_port", "protocol")
 REQUIRED = frozenset({"public_ip", "local_ip", "connect_port"})
 _DIGITS = re.compile(r"[0-9]{1,10}")
@@ -51,41 +50,15 @@ _PORT_RULE = f"an integer from {PORT_MIN} to {PORT_MAX}"
 # ---- reading a request ---------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a string"
-
-
-def _given(fields: Fields, name: str) -> bool:
-    return fields.get(name) not in (None, "")
-
-
-def _unknown_problems(fields: Fields) -> list[str]:
-    known = ", ".join(FIELDS)
-    return [
-        f"{name if len(name) <= 50 else name[:47] + '...'} is not a known field"
-        f" (known fields: {known})"
-        for name in fields
-        if name not in FIELDS
-    ]
-
-
 def _string(fields: Fields, name: str, problems: list[str]) -> str | None:
     """A string field, or None when it is not given or not a string (a problem noted)."""
-    if not _given(fields, name):
+    if not f.given(fields, name):
         if name in REQUIRED:
             problems.append(f"{name} is required")
         return None
     value = fields[name]
     if not isinstance(value, str):
-        problems.append(f"{name} must be a string, not {_kind(value)}")
+        problems.append(f"{name} must be a string, not {f.kind(value)}")
         return None
     return value
 
@@ -102,7 +75,7 @@ def _ip(fields: Fields, name: str, problems: list[str]) -> str | None:
 def _port(fields: Fields, problems: list[str]) -> int | None:
     """``connect_port``: a JSON integer or a string of digits (contract §3.2)."""
     name = "connect_port"
-    if not _given(fields, name):
+    if not f.given(fields, name):
         problems.append(f"{name} is required")
         return None
     value = fields[name]
@@ -112,7 +85,7 @@ def _port(fields: Fields, problems: list[str]) -> int | None:
     elif isinstance(value, str) and _DIGITS.fullmatch(value):
         port = int(value)
     if port is None:
-        shown = repr(value[:20]) if isinstance(value, str) else _kind(value)
+        shown = repr(value[:20]) if isinstance(value, str) else f.kind(value)
         problems.append(f"{name} must be {_PORT_RULE}, not {shown}")
         return None
     problem = port_problem(name, port)
@@ -134,14 +107,14 @@ def _protocol(fields: Fields, problems: list[str]) -> str | None:
 def parse(fields: Fields) -> ExternalMta:
     """The external MTA a POST describes; ValidationFailed with every problem, in field
     order, in one sentence (the MailerQ error body holds one sentence, contract §3.1)."""
-    problems = _unknown_problems(fields)
+    problems = f.unknown_problems(fields, FIELDS)
     public_ip = _ip(fields, "public_ip", problems)
     local_ip = _ip(fields, "local_ip", problems)
     connect_ip = _ip(fields, "connect_ip", problems)
     connect_port = _port(fields, problems)
     protocol = _protocol(fields, problems)
     if problems or public_ip is None or local_ip is None or connect_port is None:
-        raise ValidationFailed(sentence(problems))
+        raise ValidationFailed(f.sentence(problems))
     return external_mta(
         public_ip=public_ip,
         local_ip=local_ip,
@@ -153,16 +126,12 @@ def parse(fields: Fields) -> ExternalMta:
 
 def key_of(fields: Fields) -> str:
     """The canonical ``public_ip`` a DELETE names."""
-    problems = _unknown_problems(fields)
+    problems = f.unknown_problems(fields, FIELDS)
     public_ip = _ip(fields, "public_ip", problems)
     canonical = None if public_ip is None else canonical_ip(public_ip)
     if problems or canonical is None:
-        raise ValidationFailed(sentence(problems))
+        raise ValidationFailed(f.sentence(problems))
     return canonical
-
-
-def sentence(clauses: list[str]) -> str:
-    return "; ".join(clauses) + "."
 
 
 # ---- writing a response --------------------------------------------------------------
@@ -239,11 +208,6 @@ DELETE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "description": "public_ip, here or in the query string; the record's other fields are"
     " ignored, so a record may be sent back as GET listed it.",
-}
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string", "description": "one sentence"}},
 }
 
 
@@ -329,8 +293,7 @@ def router() -> APIRouter:
     )
     async def delete_external_mta(request: Request) -> JSONResponse:
         body = read_body(await request.body(), request.headers.get("content-type"))
-        query = read_form(request.scope.get("query_string", b""), "query string")
-        public_ip = key_of(combine(body, query))
+        public_ip = key_of(combine(body, f.query_fields(request)))
         store = store_of(request)
 
         def work() -> dict[str, str] | None:
@@ -343,10 +306,5 @@ def router() -> APIRouter:
             raise NotFound(f"No external MTA has public_ip {public_ip}.")
         return JSONResponse(record)
 
-    async def other_method(request: Request) -> JSONResponse:
-        raise HTTPException(405, headers={"Allow": ALLOW})
-
-    # The other standard methods. Starlette alone would answer them 405 naming only GET in
-    # ``Allow``, but a 405 must list every method the resource supports (RFC 7231 §6.5.5).
-    api.routes.append(Route(PATH, other_method, methods=OTHER_METHODS, include_in_schema=False))
+    api.routes.append(f.other_methods_route(PATH, ALLOW))
     return api
