@@ -1,13 +1,16 @@
 """Which throttle backend a node uses: Redis when ``VMTA_REDIS_URL`` is set (limits hold
-summed over every node of the cluster), else this node's memory."""
+summed over every node of the cluster), else this node's memory. The same for Dynamic
+Delivery's backoff state: shared through Redis, or this node's own."""
 
 from __future__ import annotations
 
 import logging
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.redis_backoffs import RedisBackoffs
 from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.runtime.settings import Settings
 from vmta.store.database import parse_url
 
@@ -40,3 +43,11 @@ def throttle_backend(settings: Settings, clock: Clock, *, node: str = "") -> Thr
     # The pacing memory lets a restarted node continue its spacing (throttle_backend.py).
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     return LocalThrottles(clock, settings.data_dir / PACING_FILE)
+
+
+def throttle_backoffs(settings: Settings, clock: Clock) -> ThrottleBackoffs:
+    """Where backoff decisions live: in Redis (under ``VMTA_REDIS_NAMESPACE``), so that a
+    throttle in backoff on one node is in backoff on every node, or this node's memory."""
+    if settings.redis_url:
+        return RedisBackoffs.from_url(settings.redis_url, clock, namespace=settings.redis_namespace)
+    return ThrottleBackoffs()
