@@ -9,7 +9,9 @@ RCPTs, message bytes, the reply given). It also records the most connections it 
 at once. Replies can be scripted (``sink.script("MAIL", "451 4.3.0 later")`` answers the
 next MAIL with 451, the one after normally; ``sink.refuse("x@y.test", "550 ...")`` refuses
 a recipient every time), and ``DROP`` as a scripted reply cuts the connection instead.
-``stop()`` and ``start()`` again reuse the same port.
+``stop()`` and ``start()`` again reuse the same port. ``clock`` stamps what it sees (the
+end of each transaction, each connection's opening and closing): ``time.time`` unless a
+test gives the engine's manual clock, so that "messages per window" is in the engine's time.
 
 Fixtures (registered as a plugin in tests/conftest.py): ``tls_files`` (a self-signed
 certificate made with ``openssl req`` at test time), ``sink_factory`` and ``sink``.
@@ -24,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,8 @@ class SeenTransaction:
 @dataclass
 class SeenConnection:
     peer_ip: str
+    opened_at: float = 0.0  # by the sink's clock
+    closed_at: float | None = None
     ehlo_names: list[str] = field(default_factory=list)  # every HELO/EHLO argument, in order
     tls: bool = False
     auth_identity: str | None = None
@@ -91,8 +95,10 @@ class RecordingSink:
         auth_require_tls: bool = False,
         pipelining: bool = True,
         idle_timeout: float = 300.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
+        self.clock = clock
         self.idle_timeout = idle_timeout  # seconds between commands before it hangs up
         self.port = port
         self.hostname = hostname
@@ -149,6 +155,16 @@ class RecordingSink:
     def refuse(self, recipient: str, reply: str = "550 5.1.1 No such user") -> None:
         with self._lock:
             self._refusals[recipient.lower()] = reply
+
+    def accept_all(self) -> None:
+        """Take back every ``refuse``: from now on every recipient is accepted."""
+        with self._lock:
+            self._refusals.clear()
+
+    def reset_max_concurrent(self) -> None:
+        """Start counting ``max_concurrent`` again from the connections open now."""
+        with self._lock:
+            self._max_open = self._open
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -238,16 +254,18 @@ class RecordingSink:
         return AuthResult(success=True, auth_data=login)
 
     def _opened(self, peer_ip: str) -> SeenConnection:
-        seen = SeenConnection(peer_ip=peer_ip)
+        seen = SeenConnection(peer_ip=peer_ip, opened_at=self.clock())
         with self._lock:
             self._connections.append(seen)
             self._open += 1
             self._max_open = max(self._max_open, self._open)
         return seen
 
-    def _closed(self) -> None:
+    def _closed(self, seen: SeenConnection | None) -> None:
         with self._lock:
             self._open -= 1
+            if seen is not None:
+                seen.closed_at = self.clock()
 
     def _next(self, command: str) -> str | None:
         with self._lock:
@@ -279,7 +297,7 @@ class _RecordingSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
-            self.sink._closed()
+            self.sink._closed(self.seen)
             self.sink._protocols.discard(self)
         super().connection_lost(error)
 
@@ -399,6 +417,7 @@ class _Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=bytes(envelope.original_content or b""),
                 reply=reply,
+                at=self.sink.clock(),
             )
         )
         return reply
