@@ -217,6 +217,7 @@ async def observe_normal_limits(world: World) -> None:
     """Normal limits: a fresh batch goes at once over several connections (up to 4)."""
     sink = world.sink
     sink.reset_max_concurrent()
+    sink.data_delay = 0.1  # a busy destination: going faster takes more connections
     start = world.clock.now()
     batch = [f"fast{world.sent + i}" for i in range(20)]
     world.sent += 20
@@ -227,7 +228,8 @@ async def observe_normal_limits(world: World) -> None:
         got = {r for t in sink.messages for r in t.rcpt_tos}
         return wanted <= got
 
-    await world.until(arrived, seconds=20, step=1.0)
+    await world.until(arrived, seconds=120, step=1.0)
+    sink.data_delay = 0.0
     assert 2 <= sink.max_concurrent <= NORMAL.max_concurrent_connections
     # Far more than backoff would let through in these few seconds.
     assert len(world.accepted_between(start, world.clock.now())) >= 20

@@ -162,6 +162,7 @@ async def test_backoff_on_one_node_holds_on_the_other_and_ends_everywhere(
         await eventually(lambda: arrived(sink, first), timeout=60, what="A's retries")
         await eventually(lambda: sink.open_now == 0, what="idle connections closed")
         sink.reset_max_concurrent()
+        sink.data_delay = 0.1  # a busy destination: going faster takes more connections
         slow = [f"slow{i}" for i in range(16)]
         await inject(b, slow)
         await eventually(lambda: arrived(sink, slow), timeout=60, what="B's batch")
@@ -180,7 +181,7 @@ async def test_backoff_on_one_node_holds_on_the_other_and_ends_everywhere(
         assert listed == []
     await eventually(lambda: sink.open_now == 0, what="idle connections closed")
     sink.reset_max_concurrent()
-    fast = [f"fast{i}" for i in range(24)]
+    fast = [f"fast{i}" for i in range(24)]  # still answered 0.1 s after each DATA
     await inject(a, fast)
     await eventually(lambda: arrived(sink, fast), timeout=60, what="A's batch")
     assert 2 <= sink.max_concurrent <= NORMAL.max_concurrent_connections

@@ -12,6 +12,8 @@ a recipient every time), and ``DROP`` as a scripted reply cuts the connection in
 ``stop()`` and ``start()`` again reuse the same port. ``clock`` stamps what it sees (the
 end of each transaction, each connection's opening and closing): ``time.time`` unless a
 test gives the engine's manual clock, so that "messages per window" is in the engine's time.
+``data_delay`` (seconds, may be changed while running) holds each answer to DATA back, so
+that a sender with more than one message has to open more connections to go faster.
 
 Fixtures (registered as a plugin in tests/conftest.py): ``tls_files`` (a self-signed
 certificate made with ``openssl req`` at test time), ``sink_factory`` and ``sink``.
@@ -99,6 +101,7 @@ class RecordingSink:
     ) -> None:
         self.host = host
         self.clock = clock
+        self.data_delay = 0.0
         self.idle_timeout = idle_timeout  # seconds between commands before it hangs up
         self.port = port
         self.hostname = hostname
@@ -406,6 +409,8 @@ class _Handler:
         return scripted or "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
         scripted = self.sink._next("DATA")
         if scripted == DROP:
             return _drop(server)
