@@ -9,7 +9,11 @@ RCPTs, message bytes, the reply given). It also records the most connections it 
 at once. Replies can be scripted (``sink.script("MAIL", "451 4.3.0 later")`` answers the
 next MAIL with 451, the one after normally; ``sink.refuse("x@y.test", "550 ...")`` refuses
 a recipient every time), and ``DROP`` as a scripted reply cuts the connection instead.
-``stop()`` and ``start()`` again reuse the same port.
+``stop()`` and ``start()`` again reuse the same port. ``clock`` stamps what it sees (the
+end of each transaction, each connection's opening and closing): ``time.time`` unless a
+test gives the engine's manual clock, so that "messages per window" is in the engine's time.
+``data_delay`` (seconds, may be changed while running) holds each answer to DATA back, so
+that a sender with more than one message has to open more connections to go faster.
 
 Fixtures (registered as a plugin in tests/conftest.py): ``tls_files`` (a self-signed
 certificate made with ``openssl req`` at test time), ``sink_factory`` and ``sink``.
@@ -24,7 +28,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,8 @@ class SeenTransaction:
 @dataclass
 class SeenConnection:
     peer_ip: str
+    opened_at: float = 0.0  # by the sink's clock
+    closed_at: float | None = None
     ehlo_names: list[str] = field(default_factory=list)  # every HELO/EHLO argument, in order
     tls: bool = False
     auth_identity: str | None = None
@@ -91,8 +97,11 @@ class RecordingSink:
         auth_require_tls: bool = False,
         pipelining: bool = True,
         idle_timeout: float = 300.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
+        self.clock = clock
+        self.data_delay = 0.0
         self.idle_timeout = idle_timeout  # seconds between commands before it hangs up
         self.port = port
         self.hostname = hostname
@@ -149,6 +158,16 @@ class RecordingSink:
     def refuse(self, recipient: str, reply: str = "550 5.1.1 No such user") -> None:
         with self._lock:
             self._refusals[recipient.lower()] = reply
+
+    def accept_all(self) -> None:
+        """Take back every ``refuse``: from now on every recipient is accepted."""
+        with self._lock:
+            self._refusals.clear()
+
+    def reset_max_concurrent(self) -> None:
+        """Start counting ``max_concurrent`` again from the connections open now."""
+        with self._lock:
+            self._max_open = self._open
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -238,16 +257,18 @@ class RecordingSink:
         return AuthResult(success=True, auth_data=login)
 
     def _opened(self, peer_ip: str) -> SeenConnection:
-        seen = SeenConnection(peer_ip=peer_ip)
+        seen = SeenConnection(peer_ip=peer_ip, opened_at=self.clock())
         with self._lock:
             self._connections.append(seen)
             self._open += 1
             self._max_open = max(self._max_open, self._open)
         return seen
 
-    def _closed(self) -> None:
+    def _closed(self, seen: SeenConnection | None) -> None:
         with self._lock:
             self._open -= 1
+            if seen is not None:
+                seen.closed_at = self.clock()
 
     def _next(self, command: str) -> str | None:
         with self._lock:
@@ -279,7 +300,7 @@ class _RecordingSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted:
             self._counted = False
-            self.sink._closed()
+            self.sink._closed(self.seen)
             self.sink._protocols.discard(self)
         super().connection_lost(error)
 
@@ -388,6 +409,8 @@ class _Handler:
         return scripted or "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)
         scripted = self.sink._next("DATA")
         if scripted == DROP:
             return _drop(server)
@@ -399,6 +422,7 @@ class _Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=bytes(envelope.original_content or b""),
                 reply=reply,
+                at=self.sink.clock(),
             )
         )
         return reply

@@ -9,6 +9,7 @@ from vmta.domain.throttle_backoff import (
     MIN_ATTEMPTS,
     WINDOW_SECONDS,
     AttemptOutcome,
+    Backoff,
     BackoffTracker,
     reduced_limits,
 )
@@ -154,3 +155,15 @@ def test_a_backoff_outlives_the_program_being_removed() -> None:
 def test_backoff_values(mode: BackoffMode, value: int, normal: int, expected: int) -> None:
     prog = program(conn=(mode, value), msgs=(mode, value))
     assert reduced_limits(prog, Limits(normal, normal)) == Limits(expected, expected)
+
+
+def test_a_backoff_decided_elsewhere_is_adopted_with_a_fresh_window() -> None:
+    tracker = BackoffTracker()
+    prog = program()
+    feed(tracker, prog, [D] * 5 + [OK] * 4)  # 9 attempts: one short of a trigger
+    decided = Backoff(began_at=T0 + 20, ends_at=T0 + 620)
+    tracker.adopt(decided, prog)
+    assert tracker.current(T0 + 21) == decided
+    assert tracker.limits(None, NORMAL, T0 + 21) == reduced_limits(prog, NORMAL)
+    assert tracker.rates(T0 + 21) == (0, 0.0, 0.0)  # the evidence went with it
+    assert tracker.current(T0 + 620) is None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from vmta.delivery.clock import ManualClock
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin, throttle_id
+from vmta.domain.bounds import MAX_INTEGER
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import Limits
 
@@ -61,3 +62,16 @@ def test_ids_are_stable_and_holds_are_ignored() -> None:
     first = registry.state(KEY, 0.0).id
     second = registry.state(OTHER, 0.0).id
     assert first != second and registry.state(KEY, 1.0).id == first
+
+
+def test_ids_are_the_same_on_every_node_and_bounded() -> None:
+    one, other = ThrottleBackoffs(), ThrottleBackoffs()
+    other.state(OTHER, 0.0)  # created in another order
+    assert one.state(KEY, 0.0).id == other.state(KEY, 0.0).id == throttle_id(KEY)
+    assert 1 <= throttle_id(KEY) <= MAX_INTEGER and throttle_id(KEY) != throttle_id(OTHER)
+
+
+def test_a_colliding_id_takes_the_next_free_one() -> None:
+    registry = ThrottleBackoffs()
+    registry._taken.add(throttle_id(KEY))  # as if another key had landed on it
+    assert registry.state(KEY, 0.0).id == throttle_id(KEY) % MAX_INTEGER + 1

@@ -8,18 +8,25 @@ first outcome through it is observed. The delivery engine feeds it and reads it:
 - wherever it reads a path's limits (its connection limiter and message pacer):
   ``limits(path.throttle_key, path.limits, clock.now())`` instead of ``path.limits``.
 
-The Throttles API reads it (``in_backoff``, ``of_ip_address``, ``state``) and ends
-backoff by hand (``end_backoff``). State is per node and lost on restart: a throttle
-that was in backoff starts again at its normal limits and goes back into backoff if the
-destination still refuses mail.
+The Throttles API brings it up to date (``refresh``), reads it (``in_backoff``,
+``of_ip_address``, ``state``) and ends backoff by hand (``end_everywhere``). This class
+keeps the state of one node, lost on restart: a throttle that was in backoff starts again
+at its normal limits and goes back into backoff if the destination still refuses mail.
+With Redis the state is the cluster's (``vmta.delivery.redis_backoffs``, a subclass that
+publishes what ``_on_start`` and ``_on_end`` report and applies what other nodes did).
+
+A throttle's ``id`` is derived from its key (``throttle_id``), so that every node, and
+every restart, gives one throttle the same id: a client paging through
+``/throttles_in_backoff`` behind a load balancer sees one list.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import logging
 from dataclasses import dataclass
 
+from vmta.domain.bounds import MAX_INTEGER
 from vmta.domain.throttle_backoff import (
     MIN_ATTEMPTS,
     WINDOW_SECONDS,
@@ -33,6 +40,15 @@ from vmta.domain.virtual_mta import IpAddress, Limits, ThrottlingTemplate
 
 ThrottleKey = tuple[str, ...]
 log = logging.getLogger(__name__)
+
+
+def throttle_id(key: ThrottleKey) -> int:
+    """The id of the throttle ``key``: from 1 to ``MAX_INTEGER`` (an id every list's
+    ``page_token`` can carry, contract §2.2), the same wherever and whenever it is
+    computed. Two keys of one node that land on one number are told apart by
+    ``ThrottleBackoffs`` (the later one takes the next free number)."""
+    digest = hashlib.sha256("\x00".join(key).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % MAX_INTEGER + 1
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,8 @@ class ThrottleOrigin:
 
 @dataclass(frozen=True)
 class ThrottleState:
-    """One throttle as the API shows it: ``id`` is this node's number for the throttle
-    (stable while vmta runs); ``limits`` are the ones in force."""
+    """One throttle as the API shows it: ``id`` is ``throttle_id`` of its key;
+    ``limits`` are the ones in force."""
 
     id: int
     key: ThrottleKey
@@ -75,13 +91,17 @@ class ThrottleBackoffs:
         self.window = window
         self.min_attempts = min_attempts
         self._entries: dict[ThrottleKey, _Entry] = {}
-        self._ids = itertools.count(1)
+        self._taken: set[int] = set()  # ids in use here
 
     def _entry(self, key: ThrottleKey, origin: ThrottleOrigin | None) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
             tracker = BackoffTracker(window=self.window, min_attempts=self.min_attempts)
-            entry = self._entries[key] = _Entry(next(self._ids), tracker)
+            number = throttle_id(key)
+            while number in self._taken:  # a collision: about 1 in 10**6 at 50 throttles
+                number = number % MAX_INTEGER + 1
+            self._taken.add(number)
+            entry = self._entries[key] = _Entry(number, tracker)
         if origin is not None:
             entry.origin = origin  # the newest configuration wins
         return entry
@@ -108,6 +128,7 @@ class ThrottleBackoffs:
         entry.program = program
         started = entry.tracker.observe(program, kind, now)
         if started is not None and program is not None:
+            self._on_start(key, entry)
             # The operator's notice (a program's ``notify`` address is not mailed).
             log.warning(
                 "throttle %s is in backoff for %d s (throttle program '%s')",
@@ -126,11 +147,40 @@ class ThrottleBackoffs:
 
     def end_backoff(self, key: ThrottleKey) -> bool:
         """Take ``key`` out of backoff now; False when it was not in backoff."""
+        ended = self._end_here(key)
+        if ended:
+            self._on_end(key)
+        return ended
+
+    async def end_everywhere(self, key: ThrottleKey) -> bool:
+        """``end_backoff`` on every node that shares this state (here: this node), done
+        when the call returns; False when it was in backoff nowhere."""
+        return self.end_backoff(key)
+
+    async def refresh(self) -> None:
+        """Bring this node's view up to date before the API answers from it (nothing to
+        do for one node's own state)."""
+
+    def start(self) -> None:
+        """Start what keeps the state up to date (nothing for one node's own state)."""
+
+    async def close(self) -> None:
+        """Stop that, and let go of what the state lives in."""
+
+    def _end_here(self, key: ThrottleKey) -> bool:
         entry = self._entries.get(key)
         ended = entry is not None and entry.tracker.end()
         if ended:
             log.info("throttle %s taken out of backoff by hand", "/".join(key))
         return ended
+
+    # ---- for a shared registry: what changed here ------------------------------------
+
+    def _on_start(self, key: ThrottleKey, entry: _Entry) -> None:
+        """``key`` went into backoff on this node's evidence."""
+
+    def _on_end(self, key: ThrottleKey) -> None:
+        """``key``'s backoff was ended by hand on this node."""
 
     def state(
         self, key: ThrottleKey, now: float, origin: ThrottleOrigin | None = None

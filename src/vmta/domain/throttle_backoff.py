@@ -20,6 +20,9 @@ How vmta measures (the choices GreenArrow leaves to the MTA):
   backoff is ended by hand. Outcomes seen during backoff do not extend it; the window
   starts empty when backoff begins and again when it ends, so returning to normal
   needs fresh evidence before the next backoff.
+- **Shared backoff.** In a cluster another node may put the throttle into backoff
+  (``adopt``) or end it (``end``); the tracker then behaves as if it had decided so
+  itself: its window starts empty either way.
 """
 
 from __future__ import annotations
@@ -118,6 +121,15 @@ class BackoffTracker:
         self.program = program
         self._clear()
         return self.backoff
+
+    def adopt(self, backoff: Backoff, program: ThrottleProgram | None) -> None:
+        """Be in ``backoff``, decided elsewhere (another node of the cluster), under
+        ``program`` (None: the caller's program decides the reduced limits)."""
+        if self.backoff != backoff:
+            self._clear()
+        self.backoff = backoff
+        if program is not None:
+            self.program = program
 
     def end(self) -> bool:
         """End backoff now (by hand); False when not in backoff."""

@@ -169,6 +169,7 @@ class DataPlane:
         clock: Clock | None = None,
         transport: Transport | None = None,
         throttles: ThrottleBackend | None = None,
+        backoffs: ThrottleBackoffs | None = None,
         metrics: DeliveryMetrics | None = None,
         worker: int = 0,
     ) -> None:
@@ -207,10 +208,11 @@ class DataPlane:
             self.spool, lease_seconds=engine_settings.lease_seconds, observer=self.metrics
         )
         self.config = ConfigView(store, self.clock)
-        # Dynamic Delivery: the backoff state of every throttle of this node. The outcome
-        # recorder feeds it, the dispatcher reads its limits (delivery/throttle_backoffs);
-        # the Throttles API shows it and ends backoff.
-        self.backoffs = ThrottleBackoffs()
+        # Dynamic Delivery: the backoff state of every throttle, this node's or shared
+        # through Redis (runtime/throttles.py). The outcome recorder feeds it, the
+        # dispatcher reads its limits (delivery/throttle_backoffs); the Throttles API
+        # shows it and ends backoff.
+        self.backoffs = backoffs or ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
         self.journal = InflightJournal(data_dir / journal_name(worker))
@@ -278,6 +280,7 @@ class DataPlane:
 
     async def start(self, smtp_socket: socket.socket | None) -> None:
         self.gateway.start()
+        self.backoffs.start()
         await self.inflow.start()
         await self.events.start()
         await self.engine.start()
@@ -317,6 +320,7 @@ class DataPlane:
         await self.inflow.stop()
         await self.gateway.stop()
         await self.events.stop()
+        await self.backoffs.close()
         await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()

@@ -25,7 +25,7 @@ from vmta.runtime.data_plane import DataPlane, data_plane_settings
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
-from vmta.runtime.throttles import throttle_backend
+from vmta.runtime.throttles import throttle_backend, throttle_backoffs
 from vmta.runtime.worker_pool import WorkerPool
 from vmta.store.database import safe_url
 from vmta.store.store import Store
@@ -136,6 +136,7 @@ async def serve(settings: Settings) -> None:
                 data_plane_settings(settings),
                 settings.data_dir,
                 throttles=throttle_backend(settings, SystemClock()),
+                backoffs=throttle_backoffs(settings, SystemClock()),
                 metrics=metrics,
             )
             await data_plane.start(smtp_socket)

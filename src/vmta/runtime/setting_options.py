@@ -192,8 +192,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "redis_url", "VMTA_REDIS_URL", None, _redis_url,
-        "Redis for throttles shared by every node, e.g. redis://host:6379/0"
-        " (default: none, each node throttles on its own)",
+        "Redis for throttles and Dynamic Delivery backoff shared by every node,"
+        " e.g. redis://host:6379/0 (default: none, each node throttles on its own)",
     ),
     Option(
         "redis_namespace", "VMTA_REDIS_NAMESPACE", None, _namespace,

@@ -1,6 +1,7 @@
 """Which throttle backend a node uses: Redis when ``VMTA_REDIS_URL`` is set (limits hold
 summed over every node of the cluster); files under the data directory shared by the
-processes of this host when ``VMTA_WORKERS`` is more than 1; else this process's memory."""
+processes of this host when ``VMTA_WORKERS`` is more than 1; else this process's memory.
+Dynamic Delivery's backoff state likewise: shared through Redis, or this process's own."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import logging
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.host_throttles import HostThrottles
+from vmta.delivery.redis_backoffs import RedisBackoffs
 from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
+from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.runtime.settings import Settings
 from vmta.store.database import parse_url
 
@@ -46,3 +49,11 @@ def throttle_backend(settings: Settings, clock: Clock, *, node: str = "") -> Thr
         return HostThrottles(clock, settings.data_dir / HOST_THROTTLES_DIR)
     # The pacing memory lets a restarted node continue its spacing (throttle_backend.py).
     return LocalThrottles(clock, settings.data_dir / PACING_FILE)
+
+
+def throttle_backoffs(settings: Settings, clock: Clock) -> ThrottleBackoffs:
+    """Where backoff decisions live: in Redis (under ``VMTA_REDIS_NAMESPACE``), so that a
+    throttle in backoff on one node is in backoff on every node, or this node's memory."""
+    if settings.redis_url:
+        return RedisBackoffs.from_url(settings.redis_url, clock, namespace=settings.redis_namespace)
+    return ThrottleBackoffs()

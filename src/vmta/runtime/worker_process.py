@@ -22,7 +22,7 @@ from vmta.runtime import logs
 from vmta.runtime.data_plane import DataPlane, data_plane_settings
 from vmta.runtime.settings import Settings
 from vmta.runtime.shutdown import Shutdown
-from vmta.runtime.throttles import throttle_backend
+from vmta.runtime.throttles import throttle_backend, throttle_backoffs
 from vmta.store.store import Store
 
 log = logging.getLogger("vmta.runtime.worker_process")  # not __main__ under -m
@@ -51,6 +51,7 @@ async def serve_worker(settings: Settings, smtp_socket: socket.socket, index: in
             data_plane_settings(settings),
             settings.data_dir,
             throttles=throttle_backend(settings, SystemClock()),
+            backoffs=throttle_backoffs(settings, SystemClock()),
             worker=index,
         )
         await data_plane.start(smtp_socket)

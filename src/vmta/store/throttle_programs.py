@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
 
-from vmta.domain.bounds import is_stored_integer
+from vmta.domain.bounds import MAX_INTEGER, is_stored_integer
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
 from vmta.domain.names import name_key
 from vmta.domain.throttle_program import (
@@ -32,6 +32,7 @@ TEMPLATE = "throttling_template"
 # used_by is ordered by (type, id); its keyset cursor packs both in one integer.
 _TYPE_RANK = {IP_ADDRESS: 0, TEMPLATE: 1}
 _SHIFT = 32
+USED_BY_CURSOR_MAX = (_TYPE_RANK[TEMPLATE] << _SHIFT) | MAX_INTEGER  # a page_token's bound
 
 
 def used_by_cursor(user: UsedBy) -> int:
@@ -90,7 +91,7 @@ class ThrottleProgramRepository:
         query = self._users(program_id)
         if after is not None:
             kind = IP_ADDRESS if after >> _SHIFT == 0 else TEMPLATE
-            last = after & ((1 << _SHIFT) - 1)
+            last = min(after & ((1 << _SHIFT) - 1), MAX_INTEGER)  # binds on any database
             query = query.where(
                 or_(U.user_type > kind, and_(U.user_type == kind, U.user_id > last))
             )

@@ -43,18 +43,21 @@ def _non_negative_int(text: str, name: str, low: int, high: int) -> int:
     return int(text)
 
 
-def page_request(query: Mapping[str, str], scope: str) -> PageRequest:
+def page_request(
+    query: Mapping[str, str], scope: str, *, max_after: int = MAX_INTEGER
+) -> PageRequest:
     """Read ``page``, ``per_page`` and ``page_token``; ``page_token`` wins over ``page``.
 
     ``scope`` names the list (and its filters), so that a token from one list is refused
-    by another instead of silently skipping records.
+    by another instead of silently skipping records. ``max_after`` bounds the cursor: an
+    id, unless the list packs more into it (``used_by``: the kind and the id).
     """
     per_page = DEFAULT_PER_PAGE
     if "per_page" in query:
         per_page = _non_negative_int(query["per_page"], "per_page", 1, MAX_PER_PAGE)
     token = query.get("page_token")
     if token is not None:
-        page, token_per_page, after_id = decode_token(token, scope)
+        page, token_per_page, after_id = decode_token(token, scope, max_after)
         return PageRequest(page=page, per_page=token_per_page, after_id=after_id)
     page = 0
     if "page" in query:
@@ -67,7 +70,7 @@ def encode_token(page: int, per_page: int, after_id: int, scope: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, scope: str) -> tuple[int, int, int]:
+def decode_token(token: str, scope: str, max_after: int = MAX_INTEGER) -> tuple[int, int, int]:
     bad = InvalidRequest("page_token is not a valid page token for this list.")
     if len(token) > MAX_TOKEN_LENGTH:
         raise bad
@@ -83,7 +86,7 @@ def decode_token(token: str, scope: str) -> tuple[int, int, int]:
         raise bad
     page, per_page, after_id = (int(v) for v in values)  # type: ignore[arg-type]
     # Bounded like every stored id (domain.bounds), so the cursor binds on any database.
-    if not 1 <= per_page <= MAX_PER_PAGE or page > MAX_PAGE or after_id > MAX_INTEGER:
+    if not 1 <= per_page <= MAX_PER_PAGE or page > MAX_PAGE or after_id > max_after:
         raise bad
     return page, per_page, after_id
 

@@ -23,7 +23,11 @@ from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, ref, with_query
 from vmta.domain.throttle_program import ThrottleProgram
 from vmta.domain.virtual_mta import UsedBy
-from vmta.store.throttle_programs import ThrottleProgramRepository, used_by_cursor
+from vmta.store.throttle_programs import (
+    USED_BY_CURSOR_MAX,
+    ThrottleProgramRepository,
+    used_by_cursor,
+)
 
 SINGULAR = "throttle_program"
 PLURAL = "throttle_programs"
@@ -62,7 +66,7 @@ def router() -> APIRouter:
     async def used_by(record_id: str, request: Request) -> JSONResponse:
         rid = parse_record_id(record_id)
         scope = f"{PLURAL}/used_by|{rid}"
-        page = page_request(request.query_params, scope)
+        page = page_request(request.query_params, scope, max_after=USED_BY_CURSOR_MAX)
         store = store_of(request)
 
         def work() -> dict[str, Any]:

@@ -2,9 +2,11 @@
 IP address, and ending backoff by hand.
 
 A throttle here is what vmta counts together for one IP address (``throttle_rules``): it
-exists on a node once mail has gone through it since that node started, or once it is
-asked for by domain. The state lives in the data plane (``ThrottleStates``, given to
-``create_app``); this module renders it.
+exists on a node once mail has gone through it since that node started, once it is asked
+for by domain, or (with Redis) once any node put it into backoff. The state lives in the
+data plane (``ThrottleStates``, given to ``create_app``); this module brings it up to
+date (``refresh``: with Redis, the cluster's backoffs), renders it, and ends backoff on
+every node (``end_everywhere``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class ThrottleStates(Protocol):
         self, key: ThrottleKey, now: float, origin: ThrottleOrigin | None = None
     ) -> ThrottleState: ...
 
-    def end_backoff(self, key: ThrottleKey) -> bool: ...
+    async def end_everywhere(self, key: ThrottleKey) -> bool: ...
+
+    async def refresh(self) -> None: ...
 
 
 def _states(request: Request) -> ThrottleStates:
@@ -162,7 +166,9 @@ def router() -> APIRouter:
         responses=envelope_responses("throttles", list_of=True),
     )
     async def in_backoff(request: Request) -> JSONResponse:
-        items = _states(request).in_backoff(_now(request))
+        states = _states(request)
+        await states.refresh()
+        items = states.in_backoff(_now(request))
         return listed("throttles", "throttles_in_backoff", items, request)
 
     @api.get(
@@ -173,7 +179,9 @@ def router() -> APIRouter:
     async def of_ip(record_id: str, request: Request) -> JSONResponse:
         rid = parse_record_id(record_id)
         await run_in_threadpool(_ip_address, store_of(request), rid)
-        items = _states(request).of_ip_address(rid, _now(request))
+        states = _states(request)
+        await states.refresh()
+        items = states.of_ip_address(rid, _now(request))
         return listed("throttles", f"throttles|{rid}", items, request)
 
     @api.get(
@@ -184,7 +192,9 @@ def router() -> APIRouter:
     async def by_domain(record_id: str, domain: str, request: Request) -> JSONResponse:
         rid = parse_record_id(record_id)
         key, origin = await run_in_threadpool(_throttle_for, store_of(request), rid, domain)
-        return success({"throttle": render(_states(request).state(key, _now(request), origin))})
+        states = _states(request)
+        await states.refresh()
+        return success({"throttle": render(states.state(key, _now(request), origin))})
 
     @api.post(
         "/ip_addresses/{record_id}/throttles/{domain}/end_backoff",
@@ -195,7 +205,7 @@ def router() -> APIRouter:
         rid = parse_record_id(record_id)
         key, origin = await run_in_threadpool(_throttle_for, store_of(request), rid, domain)
         states = _states(request)
-        states.end_backoff(key)
+        await states.end_everywhere(key)
         return success({"throttle": render(states.state(key, _now(request), origin))})
 
     return api
