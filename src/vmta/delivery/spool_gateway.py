@@ -2,7 +2,8 @@
 
 All writes go through one thread, in batches (group commit): an accepted message is
 acknowledged only after the transaction that holds it has committed, and many sessions'
-messages share that commit. Reads of message bodies use a separate small pool, so they
+messages share that commit, with the outcomes that arrived meanwhile: one writer cycle,
+one transaction, one fsync. Reads of message bodies use a separate small pool, so they
 never wait behind a commit.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.committer import BatchRunner
@@ -21,6 +23,22 @@ from vmta.store.spool import SqlSpool
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A message to accept, and the lease of its recipients (None: unclaimed)."""
+
+    message: NewMessage
+    lease_until: float | None
+
+
+WriteItem = Pending | Outcome
+
+
+def _lease(pending: Iterable[Pending]) -> float | None:
+    leases = [p.lease_until for p in pending if p.lease_until is not None]
+    return max(leases) if leases else None
 
 
 class CommitObserver(Protocol):
@@ -44,71 +62,113 @@ class SpoolGateway:
         self.lease_seconds = lease_seconds
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
-        self._accepts: BatchRunner[tuple[NewMessage, float | None], list[Job]] = BatchRunner(
-            self._writer, self._accept_batch, max_batch=max_batch
+        # Accepts and outcomes share one runner: a writer cycle commits both at once.
+        self._writes: BatchRunner[WriteItem, object] = BatchRunner(
+            self._writer, self._write_cycle, max_batch=max_batch * 4
         )
-        self._outcomes: BatchRunner[Outcome, BaseException | None] = BatchRunner(
-            self._writer, self._record_batch, max_batch=max_batch * 4
-        )
+        self._max_accepts = max_batch
         self.observer = observer  # commit latency and committed outcomes (metrics)
 
     def start(self) -> None:
-        self._accepts.start()
-        self._outcomes.start()
+        self._writes.start()
 
     async def stop(self) -> None:
-        await self._accepts.stop()
-        await self._outcomes.stop()
+        await self._writes.stop()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
 
     # ---- group-committed writes ----------------------------------------------------------
 
-    def _accept_batch(self, items: Sequence[tuple[NewMessage, float | None]]) -> list[list[Job]]:
-        leases = [lease for _, lease in items if lease is not None]
-        unclaimed = [message.id for message, lease in items if lease is None]
+    def _write_cycle(self, items: Sequence[WriteItem]) -> list[object]:
+        """One transaction for the accepts and the outcomes of this cycle (one fsync). If it
+        fails: the accepts alone, then the outcomes alone, each as before (so that one
+        outcome the store refuses fails neither the accepts nor the other outcomes). Each
+        item's result is its value or the exception its caller raises."""
+        accepts = [(i, item) for i, item in enumerate(items) if isinstance(item, Pending)]
+        outcomes = [(i, item) for i, item in enumerate(items) if isinstance(item, Outcome)]
+        results: list[object] = [None] * len(items)
         started = time.perf_counter()
-        jobs = self.spool.accept(
-            [message for message, _ in items], max(leases) if leases else None, unclaimed
-        )
+        try:
+            jobs = self.spool.write_cycle(
+                [p.message for _, p in accepts],
+                _lease(p for _, p in accepts),
+                [p.message.id for _, p in accepts if p.lease_until is None],
+                [o for _, o in outcomes],
+            )
+        except Exception:
+            if not (accepts and outcomes):
+                if accepts:
+                    raise  # every accept of the batch fails: none may say 250
+                return self._record_alone(items)
+            try:
+                alone = self.spool.accept(
+                    [p.message for _, p in accepts],
+                    _lease(p for _, p in accepts),
+                    [p.message.id for _, p in accepts if p.lease_until is None],
+                )
+                self._fill_jobs(results, accepts, alone)
+            except Exception as exc:
+                for i, _ in accepts:
+                    results[i] = exc
+            for (i, _), result in zip(
+                outcomes, self._record_alone([o for _, o in outcomes]), strict=True
+            ):
+                results[i] = result
+            return results
+        self._fill_jobs(results, accepts, jobs)
         if self.observer is not None:
             self.observer.spool_commit(time.perf_counter() - started)
+            self.observer.recorded([o for _, o in outcomes])
+        return results
+
+    @staticmethod
+    def _fill_jobs(
+        results: list[object], accepts: list[tuple[int, Pending]], jobs: list[Job]
+    ) -> None:
         by_message: dict[str, list[Job]] = {}
         for job in jobs:
             by_message.setdefault(job.message_id, []).append(job)
-        return [by_message.get(message.id, []) for message, _ in items]
+        for i, pending in accepts:
+            results[i] = by_message.get(pending.message.id, [])
 
-    def _record_batch(self, outcomes: Sequence[Outcome]) -> list[BaseException | None]:
-        """One transaction for the batch; if it fails, each outcome alone, so that one
-        outcome the store refuses cannot hold back the others (each caller learns its
-        own result)."""
+    def _record_alone(self, outcomes: Sequence[WriteItem]) -> list[object]:
+        """The outcomes in one transaction; if it fails, each alone, so that one outcome
+        the store refuses cannot hold back the others (each caller learns its own)."""
+        assert all(isinstance(o, Outcome) for o in outcomes)
+        batch = [o for o in outcomes if isinstance(o, Outcome)]
         started = time.perf_counter()
+        results: list[object]
         try:
-            self.spool.record(outcomes)
-            results: list[BaseException | None] = [None] * len(outcomes)
-        except Exception:
-            if len(outcomes) == 1:
-                raise
+            self.spool.record(batch)
+            results = [None] * len(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
             results = []
-            for outcome in outcomes:
+            for outcome in batch:
                 try:
                     self.spool.record([outcome])
                     results.append(None)
-                except Exception as exc:
-                    results.append(exc)
+                except Exception as each:
+                    results.append(each)
         if self.observer is not None:
             self.observer.spool_commit(time.perf_counter() - started)
-            self.observer.recorded([o for o, r in zip(outcomes, results, strict=True) if r is None])
+            self.observer.recorded([o for o, r in zip(batch, results, strict=True) if r is None])
         return results
 
     async def accept(self, message: NewMessage, now: float, *, claim: bool = True) -> list[Job]:
         """Returns once the message is committed. With ``claim`` its recipients are
         leased to this node and returned; otherwise they wait for a poll."""
-        return await self._accepts.submit((message, now + self.lease_seconds if claim else None))
+        lease = now + self.lease_seconds if claim else None
+        result = await self._writes.submit(Pending(message, lease))
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, list)
+        return result
 
     async def record(self, outcome: Outcome) -> None:
-        problem = await self._outcomes.submit(outcome)
-        if problem is not None:
+        problem = await self._writes.submit(outcome)
+        if isinstance(problem, BaseException):
             raise problem
 
     # ---- other work on the writer thread -------------------------------------------------
@@ -139,9 +199,4 @@ class SpoolGateway:
 
     @property
     def commit_stats(self) -> dict[str, int]:
-        return {
-            "accept_batches": self._accepts.batches,
-            "accepted": self._accepts.items,
-            "outcome_batches": self._outcomes.batches,
-            "outcomes": self._outcomes.items,
-        }
+        return {"write_cycles": self._writes.batches, "writes": self._writes.items}
