@@ -10,6 +10,8 @@ Method (docs/PERFORMANCE.md, "Relay throughput vs Postfix"), printed with the fi
    made the default VirtualMTA) or a private Postfix instance (own config_directory and
    queue_directory in a temporary directory, relayhost = the sink). Each has its own sink.
    Both may open the same number of connections to the sink (--relay-connections).
+   vmta runs with VMTA_WORKERS = --workers (default: the CPU count), as Postfix's daemons
+   spread over every core by default.
 2. Durability: both accept after fsync. Postfix's cleanup fsync()s each queue file before
    smtpd answers 250 (its default; no setting turns it off); vmta commits the message
    with SQLite WAL synchronous=FULL before it answers 250. Spool and queue live in the
@@ -330,7 +332,8 @@ def ratios(cells: dict[str, Cell], name: str) -> list[float]:
 def report(results: dict[int, dict[str, Cell]], args: argparse.Namespace) -> None:
     print(
         f"\n{args.messages:,} messages + probe per run, {args.sessions} smtp-source sessions"
-        f" + {args.probe_sessions} probe, {args.relay_connections} relay connections,"
+        f" + {args.probe_sessions} probe, {args.relay_connections} relay connections"
+        f" (vmta: VMTA_WORKERS={args.workers}),"
         f" median of {args.repetitions} (spread min-max)\n"
     )
     print(
@@ -401,7 +404,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--probe-sessions", type=int, default=1, help="latency probe sessions")
     parser.add_argument("--repetitions", type=int, help="rounds (default 3; --full 5)")
     parser.add_argument("--warmup", type=int, help="messages before measuring (default 1,000)")
-    parser.add_argument("--workers", type=int, default=1, help="vmta's VMTA_WORKERS")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="vmta's VMTA_WORKERS (default: the CPU count, as Postfix too uses every core)",
+    )
     parser.add_argument("--relay-connections", type=int, default=20, help="to the sink, each")
     parser.add_argument("--systems", default="vmta,postfix", help="vmta, postfix or both")
     parser.add_argument("--max-seconds", type=float, default=900, help="bound on one run")

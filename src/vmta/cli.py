@@ -17,6 +17,7 @@ from vmta.domain.errors import VmtaError
 from vmta.runtime import logs
 from vmta.runtime.bootstrap import ensure_data_dir
 from vmta.runtime.settings import OPTIONS, Settings, load_settings
+from vmta.runtime.worker_pool import prepare_worker_metrics
 from vmta.store import database
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -102,6 +103,10 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.workers > 1:
+        # Before prometheus_client is first imported: it decides then where values live.
+        ensure_data_dir(settings)
+        prepare_worker_metrics(settings)
     from vmta.runtime.server import run  # uvicorn and the app: only when serving
 
     run(settings)

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.e2e.serve_process import GA, SOURCE_IP, ServeFactory, ServeProcess, wait_until
 from tests.peers.sink import RecordingSink
 
@@ -87,6 +89,18 @@ def worker_pids(server: ServeProcess) -> set[int]:
     return found
 
 
+def summed(server: ServeProcess, name: str, **labels: str) -> float:
+    """A metric of ``/metrics`` summed over the label values not given."""
+    response = server.api().get("/metrics")
+    assert response.status_code == 200, response.text
+    total = 0.0
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
 def accepting_processes(server: ServeProcess) -> set[str]:
     """Which processes logged an accepted message: the parent's lines carry no tag."""
     tags = set()
@@ -117,6 +131,14 @@ def test_workers_share_the_port_the_spool_and_the_connection_limit(
     seen = subjects_seen(sink)
     assert sorted(seen) == sorted(subjects) and set(seen.values()) == {1}, seen
     assert sink.max_concurrent <= limit, f"{sink.max_concurrent} connections open at once"
+    # /metrics counts what every process did (prometheus_client's multiprocess mode).
+    assert summed(server, "vmta_messages_accepted_total", source="smtp") == len(subjects)
+    wait_until(
+        lambda: summed(server, "vmta_messages_delivered_total") == len(subjects),
+        DELIVERY_DEADLINE,
+        "every delivery counted in /metrics",
+    )
+    assert summed(server, "vmta_messages_delivered_total") == len(subjects)
     workers = worker_pids(server)
     assert server.stop() == 0
     # Stopping `vmta serve` stopped its workers before it exited.

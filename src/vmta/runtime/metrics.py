@@ -14,17 +14,20 @@ per destination domain, which would make the label set unbounded).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from vmta.domain.egress_route import EgressRoute
 from vmta.domain.spool_records import Outcome
 
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 OUTCOMES = ("delivered", "deferred", "failed", "bounced")
 SOURCES = ("smtp", "http", "amqp", "bounce")
 OTHER = "other"
@@ -116,7 +119,11 @@ class DeliveryMetrics:
             for name in OUTCOMES
         }
         self.connections = Gauge(
-            "vmta_connections_open", "Outbound SMTP connections open", ["path"], registry=r
+            "vmta_connections_open",
+            "Outbound SMTP connections open",
+            ["path"],
+            registry=r,
+            multiprocess_mode="livesum",  # with VMTA_WORKERS: the live processes' sum
         )
         # Read from the engine at each scrape (``watch_ready``), not moved per message.
         self._ready = _ReadyQueues(self._path)
@@ -147,6 +154,18 @@ class DeliveryMetrics:
         )
         for source in SOURCES:
             self.accepted.labels(source)  # every series exists from the start, at 0
+
+    def exposed(self) -> CollectorRegistry:
+        """What ``/metrics`` serves. With worker processes (``VMTA_WORKERS``), every process
+        writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's
+        multiprocess mode) and the sum over all of them is served; otherwise this
+        process's registry."""
+        if not os.environ.get(MULTIPROCESS_DIR):
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(self._ready)  # this process's ready queues (read at scrape)
+        return registry
 
     # ---- what the data plane calls -----------------------------------------------------
 

@@ -152,7 +152,7 @@ async def serve(settings: Settings) -> None:
                 shutdown.on_force(pool.force)
             app = create_app(
                 store,
-                metrics.registry,
+                metrics.exposed(),
                 throttle_states=data_plane.backoffs,
                 now=data_plane.clock.now,
             )

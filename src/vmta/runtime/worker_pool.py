@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,9 +37,23 @@ from vmta.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
+METRICS_DIR = "metrics"  # under the data directory: prometheus_client's value files
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # seconds, after consecutive failures
 STABLE_SECONDS = 60.0  # a worker that ran this long starts the delay sequence anew
 STOP_MARGIN = 30.0  # seconds past the SMTP shutdown grace before a worker is killed
+
+
+def prepare_worker_metrics(settings: Settings) -> None:
+    """prometheus_client's multiprocess mode: each process writes its metric values to
+    files in one directory, and ``/metrics`` serves their sum (runtime/metrics.py). Set up
+    before prometheus_client is first imported, which reads the variable then; workers
+    inherit it. The files of an earlier run are removed: counters start at 0 with each
+    `vmta serve`, as they do with one process."""
+    directory = settings.data_dir / METRICS_DIR
+    if directory.is_dir() and not directory.is_symlink():
+        shutil.rmtree(directory)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 @dataclass
@@ -99,6 +115,7 @@ class WorkerPool:
                     delay,
                 )
                 worker.process = None
+                _forget_metrics_of(process.pid)
                 loop.call_later(delay, self._restart, worker)
             await asyncio.sleep(0.2)
 
@@ -131,3 +148,11 @@ class WorkerPool:
                 log.error("worker pid %d did not stop in %g s; killing it", process.pid, deadline)
                 process.kill()
                 await asyncio.to_thread(process.wait)
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """A dead worker's open-connection gauge no longer counts (its counters do)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
