@@ -25,21 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, insert, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from vmta.store import database
 
 # What a test could add to or take from the schema besides rows; compared before reuse.
 _SHAPE = """
-SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = CAST(:schema AS regnamespace)),
-       (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid
-         WHERE c.relnamespace = CAST(:schema AS regnamespace) AND NOT a.attisdropped),
-       (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON t.tgrelid = c.oid
-         WHERE c.relnamespace = CAST(:schema AS regnamespace)),
-       (SELECT count(*) FROM pg_proc WHERE pronamespace = CAST(:schema AS regnamespace)),
-       (SELECT count(*) FROM pg_constraint
-         WHERE connamespace = CAST(:schema AS regnamespace))
+WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname = :schema),
+     rel AS (SELECT oid FROM pg_class WHERE relnamespace = (SELECT oid FROM ns))
+SELECT (SELECT count(*) FROM rel),
+       (SELECT count(*) FROM pg_attribute
+         WHERE attrelid IN (SELECT oid FROM rel) AND NOT attisdropped),
+       (SELECT count(*) FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM rel)),
+       (SELECT count(*) FROM pg_proc WHERE pronamespace = (SELECT oid FROM ns)),
+       (SELECT count(*) FROM pg_constraint WHERE connamespace = (SELECT oid FROM ns))
 """
 _SEQUENCES = """
 SELECT sequencename, coalesce(last_value, start_value), last_value IS NOT NULL
@@ -59,8 +59,8 @@ class _Migrated:
     url: str
     engine: Engine  # on the schema; resets it
     tables: list[Table]  # in dependency order (referenced tables first)
-    rows: dict[str, list[dict[str, Any]]]
-    sequences: list[tuple[str, int, bool]]
+    rows: dict[str, list[dict[str, Any]]]  # what the migrations seeded
+    reset_sql: str  # empties every table, sets every sequence back
     shape: tuple[int, ...]
 
 
@@ -95,10 +95,7 @@ class MigratedTemplates:
             self._admin = admin_engine(self._pg_url)
         admin = self._admin
         if self._pg is not None:
-            with self._pg.engine.connect() as conn:
-                shape = tuple(conn.execute(text(_SHAPE), {"schema": self._pg.schema}).one())
-            if shape == self._pg.shape:
-                self._reset(self._pg)
+            if self._reset(self._pg):
                 return self._pg.url
             self._drop(admin)
         self._pg = self._migrate(admin)
@@ -127,15 +124,21 @@ class MigratedTemplates:
                 for name, value, called in conn.execute(text(_SEQUENCES), {"schema": schema})
             ]
             shape = tuple(conn.execute(text(_SHAPE), {"schema": schema}).one())
-        return _Migrated(schema, url, engine, tables, rows, sequences, shape)
+        reset_sql = _reset_sql(schema, tables, sequences)
+        return _Migrated(schema, url, engine, tables, rows, reset_sql, shape)
 
-    def _reset(self, migrated: _Migrated) -> None:
+    def _reset(self, migrated: _Migrated) -> bool:
+        """Back to the migrated state in two round trips; False (nothing done) if the
+        schema is not the shape the migrations left."""
         with migrated.engine.begin() as conn:
-            # A test that left a transaction open on a table fails here, not hangs.
-            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
-            for table in reversed(migrated.tables):
-                conn.execute(table.delete())
-            _restore(conn, migrated)
+            shape = tuple(conn.execute(text(_SHAPE), {"schema": migrated.schema}).one())
+            if shape != migrated.shape:
+                return False
+            conn.exec_driver_sql(migrated.reset_sql)
+            for table in migrated.tables:
+                if migrated.rows[table.name]:
+                    conn.execute(insert(table), migrated.rows[table.name])
+        return True
 
     def _drop(self, admin: Engine) -> None:
         assert self._pg is not None
@@ -145,15 +148,17 @@ class MigratedTemplates:
         self._pg = None
 
 
-def _restore(conn: Connection, migrated: _Migrated) -> None:
-    for table in migrated.tables:
-        if migrated.rows[table.name]:
-            conn.execute(insert(table), migrated.rows[table.name])
-    for name, value, called in migrated.sequences:
-        conn.execute(
-            text("SELECT setval(CAST(:name AS regclass), :value, :called)"),
-            {"name": f'"{migrated.schema}"."{name}"', "value": value, "called": called},
-        )
+def _reset_sql(schema: str, tables: list[Table], sequences: list[tuple[str, int, bool]]) -> str:
+    """Every table emptied (referencing tables first) and every sequence set back, as one
+    string of statements: one round trip."""
+    # A test that left a transaction open on a table fails here, not hangs.
+    statements = ["SET LOCAL lock_timeout = '20s'"]
+    statements += [f'DELETE FROM "{table.name}"' for table in reversed(tables)]
+    statements += [
+        f'SELECT setval(\'"{schema}"."{name}"\', {value}, {str(called).lower()})'
+        for name, value, called in sequences
+    ]
+    return ";\n".join(statements)
 
 
 def admin_engine(url: str) -> Engine:
