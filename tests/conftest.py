@@ -1,9 +1,11 @@
 """Shared fixtures: a migrated store on SQLite and on PostgreSQL, and an API client.
 
 PostgreSQL is the real server at 127.0.0.1:5432 (database ``test``, trust auth; override
-with ``VMTA_TEST_PG_URL``). Each test gets its own schema, dropped afterwards. Without a
-reachable server the PostgreSQL half is skipped with a printed reason, except under CI
-(``CI=true``), where it fails: CI must not skip.
+with ``VMTA_TEST_PG_URL``). ``pg_url`` and ``db_url`` give a test its own empty schema,
+dropped afterwards; ``store`` gives it a migrated database without running the migrations
+per test (tests/migrated_templates.py). Without a reachable server the PostgreSQL half is
+skipped with a printed reason, except under CI (``CI=true``), where it fails: CI must not
+skip.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from tests.migrated_templates import MigratedTemplates, admin_engine
 from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -62,36 +65,77 @@ def pg_problem() -> str | None:
     return _PG_PROBLEM[0]
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh, empty schema."""
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Engine]:
+    """An autocommit engine on the server's database for the whole session (or xdist
+    worker), to create and drop schemas."""
     problem = pg_problem()
     if problem:
         skip_or_fail(problem)
+    admin = admin_engine(PG_URL)
+    try:
+        yield admin
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_admin: Engine) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh, empty schema."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
+    with pg_admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
         yield f"{PG_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with admin.connect() as conn:
+        with pg_admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every test that uses this runs twice: on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'vmta.db'}"
-    else:
-        yield request.getfixturevalue("pg_url")
+def database(request: pytest.FixtureRequest) -> str:
+    """Every test that uses this (through ``db_url`` or ``store``) runs twice: on SQLite
+    and on PostgreSQL."""
+    return str(request.param)
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store.open(db_url)
+def db_url(request: pytest.FixtureRequest, database: str, tmp_path: Path) -> str:
+    """An empty database (SQLite file or PostgreSQL schema) that nothing has migrated."""
+    if database == "sqlite":
+        return f"sqlite:///{tmp_path / 'vmta.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"), PG_URL)
+    try:
+        yield templates
+    finally:
+        templates.close()
+
+
+@pytest.fixture
+def store(
+    request: pytest.FixtureRequest,
+    database: str,
+    tmp_path: Path,
+    migrated_templates: MigratedTemplates,
+) -> Iterator[Store]:
+    """A migrated store (the ``admin`` API credential in it), on SQLite and PostgreSQL:
+    a copy of a file migrated once per session, or this session's migrated schema emptied
+    back to its migrated state (tests/migrated_templates.py). ``store.engine.url`` is its
+    URL, for a second engine or process on the same database."""
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'vmta.db'}"
+        migrated_templates.sqlite_copy(url)
+    else:
+        request.getfixturevalue("pg_admin")  # skips, or fails under CI, without a server
+        url = migrated_templates.postgresql_url()
+    opened = Store.open(url, migrate=False)
     with opened.write() as conn:
         CredentialRepository(conn).put("admin", hash_secret(TEST_SECRET))
     try:
@@ -112,7 +156,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        twin = callspec is not None and callspec.params.get("db_url") == "postgresql"
+        twin = callspec is not None and callspec.params.get("database") == "postgresql"
         if twin and item.get_closest_marker(ONE_DATABASE) is not None:
             dropped.append(item)
         else:

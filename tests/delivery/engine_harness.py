@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.migrated_templates import MigratedTemplates
 from vmta.delivery.clock import ManualClock
 from vmta.delivery.engine import EngineSettings
 from vmta.delivery.intake import Arrival
@@ -207,11 +208,15 @@ class Harness:
 
 
 @pytest.fixture
-async def harness_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def harness_factory(
+    tmp_path: Path, migrated_templates: MigratedTemplates
+) -> AsyncIterator[Callable[..., Any]]:
     planes: list[DataPlane] = []
 
     async def make(**engine_changes: Any) -> Harness:
-        store = Store.open(f"sqlite:///{tmp_path / f'vmta{len(planes)}.db'}")
+        url = f"sqlite:///{tmp_path / f'vmta{len(planes)}.db'}"
+        migrated_templates.sqlite_copy(url)  # migrated once per session (tests/conftest.py)
+        store = Store.open(url, migrate=False)
         with store.write() as conn:
             CredentialRepository(conn).put("admin", hash_secret(TEST_SECRET))
         clock = ManualClock()

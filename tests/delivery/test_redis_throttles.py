@@ -195,8 +195,9 @@ async def test_pacing_survives_a_restart(nodes: Nodes) -> None:
     assert 1790 < await after.reserve_message("relay-1", 2) <= 1800
 
 
-async def test_namespaces_do_not_share(nodes: Nodes) -> None:
-    one, other = nodes(namespace="cluster-a"), nodes(namespace="cluster-b")
+async def test_namespaces_do_not_share(nodes: Nodes, redis_db: RedisDb) -> None:
+    one = nodes(namespace=f"{redis_db.namespace}-a")
+    other = nodes(namespace=f"{redis_db.namespace}-b")
     assert await one.acquire_connection("k", 1) is not None
     assert await other.acquire_connection("k", 1) is not None
     assert await one.reserve_message("k", 1) == 0.0

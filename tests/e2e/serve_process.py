@@ -42,7 +42,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def eventually(check: Callable[[], bool], deadline: float, step: float = 0.2) -> bool:
+def eventually(check: Callable[[], bool], deadline: float, step: float = 0.05) -> bool:
     """Poll ``check`` until it holds (True) or ``deadline`` seconds pass (False): a bound
     on a hang, not a timing assertion."""
     end = time.monotonic() + deadline
@@ -53,7 +53,7 @@ def eventually(check: Callable[[], bool], deadline: float, step: float = 0.2) ->
     return True
 
 
-def wait_until(check: Callable[[], bool], deadline: float, what: str, step: float = 0.2) -> None:
+def wait_until(check: Callable[[], bool], deadline: float, what: str, step: float = 0.05) -> None:
     if not eventually(check, deadline, step):
         pytest.fail(f"gave up waiting after {deadline:.0f} s: {what}")
 

@@ -83,7 +83,7 @@ def test_kill_9_mid_consumption_delivers_every_amqp_message(
             missing[:] = sorted(set(recipients) - arrived(sink))
             return not missing
 
-        assert eventually(all_arrived, DELIVERY_DEADLINE, step=1.0), (
+        assert eventually(all_arrived, DELIVERY_DEADLINE, step=0.25), (
             f"{len(missing)} AMQP message(s) never reached the sink, e.g. {missing[:5]}"
         )
         wait_until(lambda: asyncio.run(_amqp(queue, None)) == 0, 60, "the queue to drain")

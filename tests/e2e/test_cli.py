@@ -80,7 +80,7 @@ def wait_until(check: Callable[[], bool], deadline: float, what: str) -> None:
     while not check():
         if time.monotonic() > end:
             pytest.fail(f"gave up waiting: {what}")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 @dataclass

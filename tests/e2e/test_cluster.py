@@ -215,7 +215,12 @@ def test_a_postgresql_node_says_which_throttles_it_uses(
     alone = Cluster(tmp_path / "alone", environment(**base, VMTA_DATABASE_URL=pg_url))
     shared = Cluster(
         tmp_path / "shared",
-        environment(**base, VMTA_DATABASE_URL=pg_url, VMTA_REDIS_URL=redis_db.url),
+        environment(
+            **base,
+            VMTA_DATABASE_URL=pg_url,
+            VMTA_REDIS_URL=redis_db.url,
+            VMTA_REDIS_NAMESPACE=redis_db.namespace,  # its keys are deleted afterwards
+        ),
     )
     try:
         for made in (alone, shared):

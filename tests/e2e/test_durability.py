@@ -155,7 +155,7 @@ def test_kill_9_loses_no_accepted_message(
         missing[:] = missing_at_sink(sink, accepted)
         return not missing
 
-    assert eventually(all_arrived, DELIVERY_DEADLINE, step=1.0), (
+    assert eventually(all_arrived, DELIVERY_DEADLINE, step=0.25), (
         f"{len(missing)} accepted recipient(s) never reached the sink, e.g. {missing[:5]}"
     )
 
@@ -165,7 +165,7 @@ def test_kill_9_loses_no_accepted_message(
         lambda: second.get("/api/queue")["recipients"]["queued"] == 0,
         DELIVERY_DEADLINE,
         "the spool to have no queued recipient",
-        step=1.0,
+        step=0.25,
     )
     queue = second.get("/api/queue")
     assert queue["recipients"]["failed"] == 0
