@@ -93,10 +93,6 @@ class WorkerPool:
             self._spawn(worker)
         self._watch = asyncio.create_task(self._supervise(), name="worker-pool")
 
-    @property
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self._workers if w.process is not None]
-
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping:
