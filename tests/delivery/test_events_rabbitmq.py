@@ -13,12 +13,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
 
-from tests.conftest import skip_or_fail
+from tests.conftest import TEST_SECRET, skip_or_fail
 from tests.delivery.conftest import RunningPlane, eventually
+from vmta.api.app import create_app
 from vmta.delivery.event_sender import SenderSettings
 from vmta.delivery.event_setup import EventSettings
+from vmta.runtime.server import ApiServer, bind_listener
+from vmta.runtime.settings import Listen
 
 AMQP_URL = os.environ.get("VMTA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
@@ -71,8 +75,8 @@ async def collect(
     deadline = time.monotonic() + 20
     while not until(got):
         assert time.monotonic() < deadline, f"timed out; have {got}"
-        for kind, name in queues.items():
-            got[kind] += await drain(broker, name)
+        for kind in KINDS:
+            got[kind] += await drain(broker, queues[kind])
         await asyncio.sleep(0.05)
     return got
 
@@ -150,3 +154,93 @@ async def test_broker_down_keeps_results_waiting(
     assert status.name == "rabbitmq"
     assert "secret-pw" not in (status.last_error or "")
     assert "amqp://127.0.0.1:1/" in (status.last_error or "")
+
+
+async def test_a_message_injected_as_mailerq_json_gets_its_json_back(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """POST /v1/inject on a real API listener: the result carries every key of the
+    message's JSON but ``mime`` (its own ones too), and its ``queues`` object is obeyed."""
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    own_success = f"{queues['success']}-own"
+    queues["own-success"] = own_success  # deleted with the others at the end
+    document = {
+        "envelope": "bounces@src.test",
+        "recipient": "json@dest.test",
+        "mime": MESSAGE,
+        "tags": ["welcome", "2026-12"],
+        "maxattempts": 3,
+        "queues": {"success": own_success},
+        "data": {"customer": 4711, "name": "Jane"},
+        "custom-id": "order-99",
+    }
+    app = create_app(plane.store)
+    app.state.intake = plane.plane.intake
+    sock = bind_listener(Listen("127.0.0.1", 0), "API")
+    async with (
+        ApiServer(app, sock),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+            headers={"Authorization": f"Bearer {TEST_SECRET}"},
+            timeout=30,
+        ) as client,
+    ):
+        response = await client.post("/v1/inject", json=document)
+    assert response.status_code == 200, response.text
+    queue_id = response.json()["id"]
+
+    def delivered(g: dict[str, list[dict[str, Any]]]) -> bool:
+        return bool(g["results"])
+
+    got = await collect(broker, queues, delivered)
+    (result,) = got["results"]
+    assert got["success"] == []  # the message named its own success queue
+    (own,) = await drain(broker, own_success)
+    assert own == result
+    for key, value in document.items():
+        if key != "mime":
+            assert result[key] == value, key
+    assert "mime" not in result
+    assert result["vmta_queue_id"] == queue_id
+    assert [(r["code"], r["state"], r["result"]) for r in result["results"]] == [
+        (250, "data", "ok")
+    ]
+
+
+async def test_x_mq_headers_come_back_as_keys(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """SMTP injection with x-mq-* headers: their keys are in the result, as MailerQ turns
+    them into JSON properties; x-mq-retry-queue names the queue of the deferral."""
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    sink.script("RCPT", "451 4.7.1 Greylisted")
+    plane.add_relay("relay-1", sink.port)
+    own_retry = f"{queues['retry']}-own"
+    queues["own-retry"] = own_retry
+    message = (
+        "X-GreenArrow-MtaID: relay-1\r\n"
+        "x-mq-tag: spring\r\n"
+        "x-mq-maxattempts: 5\r\n"
+        "x-mq-custom-id: order-7\r\n"
+        f"x-mq-retry-queue: {own_retry}\r\n"
+        "From: sender@src.test\r\nSubject: hi\r\n\r\nbody\r\n"
+    )
+    queue_id = await plane.asend(message)
+
+    got = await collect(broker, queues, lambda g: g["success"] and g["results"])
+    assert got["retry"] == []  # the deferral went to the message's own retry queue
+    (retry,) = await drain(broker, own_retry)
+    (success,) = got["success"]
+    for result in (retry, success):
+        assert result["vmta_queue_id"] == queue_id
+        assert result["tags"] == ["spring"]
+        assert result["maxattempts"] == "5"
+        assert result["custom-id"] == "order-7"
+        assert result["retry-queue"] == own_retry
+        assert result["recipient"] == "rcpt@dest.test"
+        assert result["envelope"] == "sender@src.test"
+    assert [r["code"] for r in success["results"]] == [451, 250]
+    assert b"x-mq-" not in sink.messages[0].data.lower()

@@ -21,7 +21,7 @@ from tests.peers.http_receiver import HttpReceiver
 from tests.peers.sink import RecordingSink
 
 AMQP_URL = os.environ.get("VMTA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-MESSAGES = 600
+MESSAGES = 5000
 KILL_AT = 0.4
 DEADLINE = 240.0  # seconds; bounds a hang on a loaded machine, measures nothing
 
