@@ -15,9 +15,10 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from yarl import URL
 
 from tests.conftest import TEST_SECRET, skip_or_fail
-from tests.delivery.conftest import RunningPlane, eventually
+from tests.delivery.conftest import RunningPlane, eventually, free_port
 from vmta.api.app import create_app
 from vmta.delivery.event_sender import SenderSettings
 from vmta.delivery.event_setup import EventSettings
@@ -244,3 +245,67 @@ async def test_x_mq_headers_come_back_as_keys(
         assert result["envelope"] == "sender@src.test"
     assert [r["code"] for r in success["results"]] == [451, 250]
     assert b"x-mq-" not in sink.messages[0].data.lower()
+
+
+class BrokerDoor:
+    """A TCP relay in front of the real RabbitMQ: while shut, nothing listens on its port
+    (the broker is down for vmta); opened, it passes bytes both ways to 127.0.0.1:5672."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        upstream = URL(AMQP_URL)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(upstream.host, upstream.port)
+            for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+                self._pipes.add(asyncio.ensure_future(task))
+
+        self._server = await asyncio.start_server(relay, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+
+async def test_results_wait_while_the_broker_is_down_then_all_arrive_once(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    door = BrokerDoor()  # shut: vmta's broker is down
+    url = str(URL(AMQP_URL).with_host("127.0.0.1").with_port(door.port))
+    plane = await amqp_plane(plane_factory, queues, url=url)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    ids = [await plane.asend(MESSAGE) for _ in range(4)]
+    await eventually(lambda: len(sink.messages) == 4, what="mail is delivered all the same")
+
+    def waiting() -> Any:
+        status = plane.plane.events.outbox.status(time.time())
+        return status and status[0].backlog == 4 and status[0].last_error and status[0]
+
+    await eventually(waiting, what="four results waiting, with the error")
+    try:
+        await door.open()  # the broker is back
+        got = await collect(broker, queues, lambda g: len(g["success"]) >= 4)
+    finally:
+        await door.close()
+    assert sorted(m["vmta_queue_id"] for m in got["success"]) == sorted(ids)
+    assert sorted(m["vmta_queue_id"] for m in got["results"]) == sorted(ids)
+    assert got["retry"] == [] and got["failure"] == []
