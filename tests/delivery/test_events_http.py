@@ -121,7 +121,11 @@ async def test_events_wait_while_the_receiver_fails_then_all_arrive_once(
     assert all(n == 1 for n in Counter(e["id"] for e in accepted).values())
     assert sorted(e["message_id"] for e in accepted) == sorted(ids)
     assert all(isinstance(p.body, list) and len(p.body) <= 2 for p in http_receiver.posts)
-    status = await plane.plane.events.status()
+    # The receiver has them before vmta stores the acknowledgement: wait for that.
+    status = await eventually(
+        lambda: (s := plane.plane.events.outbox.status(time.time())) and s[0].backlog == 0 and s,
+        what="every acknowledgement stored",
+    )
     assert [(s.name, s.backlog) for s in status] == [("http", 0)]
     assert status[0].last_error == f"POST {http_receiver.url}: HTTP 500"
 

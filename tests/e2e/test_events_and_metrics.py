@@ -61,6 +61,12 @@ def test_metrics_and_events_of_a_run(
         lambda: server.get("/api/queue")["recipients"]["delivered"] == SENT, 60, "outcomes stored"
     )
     wait_until(lambda: len(http_receiver.accepted_events()) == SENT, 60, "every event")
+    # The receiver has them before vmta stores the acknowledgement: wait for that too.
+    wait_until(
+        lambda: server.get("/api/events")["destinations"][0]["backlog"] == 0,
+        60,
+        "every acknowledgement stored",
+    )
 
     after = samples(server)
     moved = {
