@@ -164,13 +164,15 @@ class EventSender:
         delay = self.settings.retry_initial
         last_error: str | None = None
         woken = self._wakes[destination.name]
+        busy = False  # the last look found events: more are likely
         while not self._stopping:
             woken.clear()  # before the look: a commit from now on sets it again
             try:
-                batch = await self._claim(destination.name)
+                batch = await self._claim(destination.name, look_first=not busy)
             except Exception:
                 log.exception("reading the event outbox for %s failed", destination.name)
                 batch = []
+            busy = bool(batch)
             if not batch:
                 await self._idle(woken)
                 continue
@@ -202,9 +204,12 @@ class EventSender:
             await self._backoff(delay)
             delay = min(delay * 2, self.settings.retry_max)
 
-    async def _claim(self, name: str) -> list[PendingEvent]:
+    async def _claim(self, name: str, *, look_first: bool = True) -> list[PendingEvent]:
+        """Claim the next batch. ``look_first``: read whether there is one before the
+        claim's write (an idle sender's poll must not take SQLite's write lock for
+        nothing); skipped while busy, where the read would only cost a transaction."""
         now = self.clock.now()
-        if not await self._db(self.outbox.has_due, name, now):
+        if look_first and not await self._db(self.outbox.has_due, name, now):
             return []
         return await self._db(
             self.outbox.claim,
