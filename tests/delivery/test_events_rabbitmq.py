@@ -55,10 +55,15 @@ async def queues(broker: aio_pika.abc.AbstractConnection) -> AsyncIterator[dict[
 
 
 async def drain(broker: aio_pika.abc.AbstractConnection, queue: str) -> list[dict[str, Any]]:
-    """Every message in ``queue`` now, acknowledged (a consumer taking its results)."""
+    """Every message in ``queue`` now, acknowledged (a consumer taking its results). A
+    queue a test declared with arguments of its own is used as it is."""
     channel = await broker.channel()
     try:
-        declared = await channel.declare_queue(queue, durable=True)
+        try:
+            declared = await channel.declare_queue(queue, durable=True)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            channel = await broker.channel()
+            declared = await channel.declare_queue(queue, passive=True)
         bodies: list[dict[str, Any]] = []
         while (message := await declared.get(fail=False)) is not None:
             assert message.content_type == "application/json"
@@ -309,3 +314,33 @@ async def test_results_wait_while_the_broker_is_down_then_all_arrive_once(
     assert sorted(m["vmta_queue_id"] for m in got["success"]) == sorted(ids)
     assert sorted(m["vmta_queue_id"] for m in got["results"]) == sorted(ids)
     assert got["retry"] == [] and got["failure"] == []
+
+
+async def test_a_queue_that_refuses_gets_each_result_once_and_the_other_queue_too(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """The broker's answer like an HTTP 500: ``success`` holds one message and refuses
+    more (reject-publish) until the consumer reads it. Results wait and then all arrive;
+    ``results``, which took every copy at once, gets none twice."""
+    channel = await broker.channel()
+    await channel.declare_queue(
+        queues["success"],
+        durable=True,
+        arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    await channel.close()
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    ids = [await plane.asend(MESSAGE) for _ in range(3)]
+
+    def refused() -> Any:
+        status = plane.plane.events.outbox.status(time.time())
+        return status and status[0].last_error and status[0]
+
+    status = await eventually(refused, what="a publish the full queue refused")
+    assert status.backlog >= 1
+    got = await collect(broker, queues, lambda g: len(g["success"]) >= 3)
+    assert sorted(m["vmta_queue_id"] for m in got["success"]) == sorted(ids)
+    got["results"] += await drain(broker, queues["results"])
+    assert sorted(m["vmta_queue_id"] for m in got["results"]) == sorted(ids)
