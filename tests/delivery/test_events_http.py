@@ -17,6 +17,15 @@ from vmta.delivery.event_setup import EventSettings
 QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
 
 MESSAGE = "X-GreenArrow-MtaID: relay-1\r\nFrom: sender@src.test\r\nSubject: hello\r\n\r\nbody\r\n"
+# The campaign and tracking headers whose values events carry (contract §2.12, §5).
+TRACKING = {
+    "mailclass": ("X-GreenArrow-MailClass", "newsletter"),
+    "sendid": ("X-GreenArrow-SendID", "2026-12-weekly"),
+    "listid": ("X-GreenArrow-ListID", "42"),
+    "instanceid": ("X-GreenArrow-InstanceID", "7"),
+    "click_tracking_id": ("X-GreenArrow-Click-Tracking-ID", "ct-9f3a"),
+}
+TRACKED_MESSAGE = "".join(f"{h}: {v}\r\n" for h, v in TRACKING.values()) + MESSAGE
 
 
 def events_for(receiver: HttpReceiver, queue_id: str) -> list[dict[str, Any]]:
@@ -36,7 +45,7 @@ async def test_deferral_then_success(
     sink = sink_factory()
     sink.script("RCPT", "451 4.7.1 Greylisted, try again later")
     plane.add_relay("relay-1", sink.port)
-    queue_id = await plane.asend(MESSAGE)
+    queue_id = await plane.asend(TRACKED_MESSAGE)
 
     seen = await eventually(
         lambda: (
@@ -54,9 +63,13 @@ async def test_deferral_then_success(
         assert event["email"] == "rcpt@dest.test"
         assert event["mtaid"] == "relay-1"
         assert event["outmtaid_ip"] == "127.0.0.2"  # the relay's source IP
+        assert event["message_id"] == queue_id
+        assert event["sender"] == "sender@src.test"
         assert isinstance(event["id"], int) and isinstance(event["event_time"], int)
-        for field in ("mailclass", "sendid", "listid", "instanceid", "click_tracking_id"):
-            assert field in event
+        for field, (_header, value) in TRACKING.items():
+            assert event[field] == value, field
+    # The headers themselves do not leave vmta.
+    assert all(h.encode() not in m.data for h, _ in TRACKING.values() for m in sink.messages)
     assert deferral["id"] != success["id"]
     assert {p.content_type for p in http_receiver.posts} == {"application/json"}
     assert all(isinstance(p.body, dict) for p in http_receiver.posts)  # one event per POST
@@ -108,7 +121,11 @@ async def test_events_wait_while_the_receiver_fails_then_all_arrive_once(
     assert all(n == 1 for n in Counter(e["id"] for e in accepted).values())
     assert sorted(e["message_id"] for e in accepted) == sorted(ids)
     assert all(isinstance(p.body, list) and len(p.body) <= 2 for p in http_receiver.posts)
-    status = await plane.plane.events.status()
+    # The receiver has them before vmta stores the acknowledgement: wait for that.
+    status = await eventually(
+        lambda: (s := plane.plane.events.outbox.status(time.time())) and s[0].backlog == 0 and s,
+        what="every acknowledgement stored",
+    )
     assert [(s.name, s.backlog) for s in status] == [("http", 0)]
     assert status[0].last_error == f"POST {http_receiver.url}: HTTP 500"
 

@@ -13,12 +13,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
+import httpx
 import pytest
+from yarl import URL
 
-from tests.conftest import skip_or_fail
-from tests.delivery.conftest import RunningPlane, eventually
+from tests.conftest import TEST_SECRET, skip_or_fail
+from tests.delivery.conftest import RunningPlane, eventually, free_port
+from vmta.api.app import create_app
 from vmta.delivery.event_sender import SenderSettings
 from vmta.delivery.event_setup import EventSettings
+from vmta.runtime.server import ApiServer, bind_listener
+from vmta.runtime.settings import Listen
 
 AMQP_URL = os.environ.get("VMTA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
@@ -50,10 +55,15 @@ async def queues(broker: aio_pika.abc.AbstractConnection) -> AsyncIterator[dict[
 
 
 async def drain(broker: aio_pika.abc.AbstractConnection, queue: str) -> list[dict[str, Any]]:
-    """Every message in ``queue`` now, acknowledged (a consumer taking its results)."""
+    """Every message in ``queue`` now, acknowledged (a consumer taking its results). A
+    queue a test declared with arguments of its own is used as it is."""
     channel = await broker.channel()
     try:
-        declared = await channel.declare_queue(queue, durable=True)
+        try:
+            declared = await channel.declare_queue(queue, durable=True)
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            channel = await broker.channel()
+            declared = await channel.declare_queue(queue, passive=True)
         bodies: list[dict[str, Any]] = []
         while (message := await declared.get(fail=False)) is not None:
             assert message.content_type == "application/json"
@@ -71,8 +81,8 @@ async def collect(
     deadline = time.monotonic() + 20
     while not until(got):
         assert time.monotonic() < deadline, f"timed out; have {got}"
-        for kind, name in queues.items():
-            got[kind] += await drain(broker, name)
+        for kind in KINDS:
+            got[kind] += await drain(broker, queues[kind])
         await asyncio.sleep(0.05)
     return got
 
@@ -150,3 +160,187 @@ async def test_broker_down_keeps_results_waiting(
     assert status.name == "rabbitmq"
     assert "secret-pw" not in (status.last_error or "")
     assert "amqp://127.0.0.1:1/" in (status.last_error or "")
+
+
+async def test_a_message_injected_as_mailerq_json_gets_its_json_back(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """POST /v1/inject on a real API listener: the result carries every key of the
+    message's JSON but ``mime`` (its own ones too), and its ``queues`` object is obeyed."""
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    own_success = f"{queues['success']}-own"
+    queues["own-success"] = own_success  # deleted with the others at the end
+    document = {
+        "envelope": "bounces@src.test",
+        "recipient": "json@dest.test",
+        "mime": MESSAGE,
+        "tags": ["welcome", "2026-12"],
+        "maxattempts": 3,
+        "queues": {"success": own_success},
+        "data": {"customer": 4711, "name": "Jane"},
+        "custom-id": "order-99",
+    }
+    app = create_app(plane.store)
+    app.state.intake = plane.plane.intake
+    sock = bind_listener(Listen("127.0.0.1", 0), "API")
+    async with (
+        ApiServer(app, sock),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+            headers={"Authorization": f"Bearer {TEST_SECRET}"},
+            timeout=30,
+        ) as client,
+    ):
+        response = await client.post("/v1/inject", json=document)
+    assert response.status_code == 200, response.text
+    queue_id = response.json()["id"]
+
+    def delivered(g: dict[str, list[dict[str, Any]]]) -> bool:
+        return bool(g["results"])
+
+    got = await collect(broker, queues, delivered)
+    (result,) = got["results"]
+    assert got["success"] == []  # the message named its own success queue
+    (own,) = await drain(broker, own_success)
+    assert own == result
+    for key, value in document.items():
+        if key != "mime":
+            assert result[key] == value, key
+    assert "mime" not in result
+    assert result["vmta_queue_id"] == queue_id
+    assert [(r["code"], r["state"], r["result"]) for r in result["results"]] == [
+        (250, "data", "ok")
+    ]
+
+
+async def test_x_mq_headers_come_back_as_keys(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """SMTP injection with x-mq-* headers: their keys are in the result, as MailerQ turns
+    them into JSON properties; x-mq-retry-queue names the queue of the deferral."""
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    sink.script("RCPT", "451 4.7.1 Greylisted")
+    plane.add_relay("relay-1", sink.port)
+    own_retry = f"{queues['retry']}-own"
+    queues["own-retry"] = own_retry
+    message = (
+        "X-GreenArrow-MtaID: relay-1\r\n"
+        "x-mq-tag: spring\r\n"
+        "x-mq-maxattempts: 5\r\n"
+        "x-mq-custom-id: order-7\r\n"
+        f"x-mq-retry-queue: {own_retry}\r\n"
+        "From: sender@src.test\r\nSubject: hi\r\n\r\nbody\r\n"
+    )
+    queue_id = await plane.asend(message)
+
+    got = await collect(broker, queues, lambda g: g["success"] and g["results"])
+    assert got["retry"] == []  # the deferral went to the message's own retry queue
+    (retry,) = await drain(broker, own_retry)
+    (success,) = got["success"]
+    for result in (retry, success):
+        assert result["vmta_queue_id"] == queue_id
+        assert result["tags"] == ["spring"]
+        assert result["maxattempts"] == "5"
+        assert result["custom-id"] == "order-7"
+        assert result["retry-queue"] == own_retry
+        assert result["recipient"] == "rcpt@dest.test"
+        assert result["envelope"] == "sender@src.test"
+    assert [r["code"] for r in success["results"]] == [451, 250]
+    assert b"x-mq-" not in sink.messages[0].data.lower()
+
+
+class BrokerDoor:
+    """A TCP relay in front of the real RabbitMQ: while shut, nothing listens on its port
+    (the broker is down for vmta); opened, it passes bytes both ways to 127.0.0.1:5672."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        upstream = URL(AMQP_URL)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(upstream.host, upstream.port)
+            for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+                self._pipes.add(asyncio.ensure_future(task))
+
+        self._server = await asyncio.start_server(relay, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+
+async def test_results_wait_while_the_broker_is_down_then_all_arrive_once(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    door = BrokerDoor()  # shut: vmta's broker is down
+    url = str(URL(AMQP_URL).with_host("127.0.0.1").with_port(door.port))
+    plane = await amqp_plane(plane_factory, queues, url=url)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    ids = [await plane.asend(MESSAGE) for _ in range(4)]
+    await eventually(lambda: len(sink.messages) == 4, what="mail is delivered all the same")
+
+    def waiting() -> Any:
+        status = plane.plane.events.outbox.status(time.time())
+        return status and status[0].backlog == 4 and status[0].last_error and status[0]
+
+    await eventually(waiting, what="four results waiting, with the error")
+    try:
+        await door.open()  # the broker is back
+        got = await collect(broker, queues, lambda g: len(g["success"]) >= 4)
+    finally:
+        await door.close()
+    assert sorted(m["vmta_queue_id"] for m in got["success"]) == sorted(ids)
+    assert sorted(m["vmta_queue_id"] for m in got["results"]) == sorted(ids)
+    assert got["retry"] == [] and got["failure"] == []
+
+
+async def test_a_queue_that_refuses_gets_each_result_once_and_the_other_queue_too(
+    plane_factory: Any, sink_factory: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """The broker's answer like an HTTP 500: ``success`` holds one message and refuses
+    more (reject-publish) until the consumer reads it. Results wait and then all arrive;
+    ``results``, which took every copy at once, gets none twice."""
+    channel = await broker.channel()
+    await channel.declare_queue(
+        queues["success"],
+        durable=True,
+        arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    await channel.close()
+    plane = await amqp_plane(plane_factory, queues)
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    ids = [await plane.asend(MESSAGE) for _ in range(3)]
+
+    def refused() -> Any:
+        status = plane.plane.events.outbox.status(time.time())
+        return status and status[0].last_error and status[0]
+
+    status = await eventually(refused, what="a publish the full queue refused")
+    assert status.backlog >= 1
+    got = await collect(broker, queues, lambda g: len(g["success"]) >= 3)
+    assert sorted(m["vmta_queue_id"] for m in got["success"]) == sorted(ids)
+    got["results"] += await drain(broker, queues["results"])
+    assert sorted(m["vmta_queue_id"] for m in got["results"]) == sorted(ids)

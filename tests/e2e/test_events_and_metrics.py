@@ -5,6 +5,7 @@ reports the destination; both need credentials. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import smtplib
+from collections import Counter
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,6 +61,12 @@ def test_metrics_and_events_of_a_run(
         lambda: server.get("/api/queue")["recipients"]["delivered"] == SENT, 60, "outcomes stored"
     )
     wait_until(lambda: len(http_receiver.accepted_events()) == SENT, 60, "every event")
+    # The receiver has them before vmta stores the acknowledgement: wait for that too.
+    wait_until(
+        lambda: server.get("/api/events")["destinations"][0]["backlog"] == 0,
+        60,
+        "every acknowledgement stored",
+    )
 
     after = samples(server)
     moved = {
@@ -86,3 +93,46 @@ def test_metrics_and_events_of_a_run(
     assert http["last_error"] is None and http["sent_by_this_node"] == SENT
     assert report["recovered_in_flight"] == 0
     assert {e["status"] for e in http_receiver.accepted_events()} == {"success"}
+
+
+def test_metrics_count_deferrals_failures_and_bounces(
+    serve: ServeFactory, sink: RecordingSink, http_receiver: HttpReceiver
+) -> None:
+    """Five messages: one deferred once (then delivered), one refused for good (failed,
+    and its sender gets a delivery status notification, which the sink receives too).
+    Each counter moves by exactly that, and the events say the same."""
+    serve.configure(
+        VMTA_EVENTS_HTTP_URL=http_receiver.url,
+        VMTA_EVENTS_HTTP_BATCH="10",
+        VMTA_RETRY_BACKOFF="1",  # the deferred one is tried again soon
+    )
+    server = serve.start()
+    relay_to(server, sink.port)
+    before = samples(server)
+    sink.script("RCPT", "451 4.7.1 Greylisted")  # the first recipient, once
+    sink.refuse(f"rcpt{SENT - 1}@sink.test", "550 5.1.1 No such user")
+
+    send(serve.smtp_port, SENT)
+    # SENT - 1 delivered, and the notification to the sender of the refused one.
+    wait_until(lambda: len(sink.messages) == SENT, 90, "deliveries and the notification")
+
+    def tally() -> Counter[str]:
+        return Counter(
+            e["status"] if e["event_type"] == "delivery_attempt" else e["event_type"]
+            for e in http_receiver.accepted_events()
+        )
+
+    wanted = Counter({"success": SENT, "deferral": 1, "failure": 1, "bounce_all": 1})
+    wait_until(lambda: tally() == wanted, 60, f"the events {dict(wanted)}")
+    after = samples(server)
+    route = {"virtual_mta": "sink", "path": SOURCE_IP}
+    moved = {
+        "vmta_messages_delivered_total": SENT,  # SENT - 1 messages and the notification
+        "vmta_messages_deferred_total": 1,
+        "vmta_messages_failed_total": 1,
+        "vmta_messages_bounced_total": 1,
+    }
+    for name, n in moved.items():
+        assert value(after, name, **route) - value(before, name, **route) == n, name
+    assert value(after, "vmta_messages_accepted_total", source="smtp") == SENT
+    assert value(after, "vmta_queue_recipients", state="failed") == 1

@@ -11,6 +11,7 @@ from vmta.domain.delivery_event import (
     attempt_status,
     bounce_classification,
     build_events,
+    mailerq_json,
     mailerq_queues,
     parse_reply,
     tracking_values,
@@ -128,3 +129,45 @@ def test_mailerq_document_keeps_the_message_json_without_mime() -> None:
     assert document["tags"] == ["a"] and document["x"] == 1
     assert "mime" not in document
     assert [r["code"] for r in document["results"]] == [250]
+
+
+def test_the_x_mq_queue_headers_override_too_and_the_queues_object_wins() -> None:
+    # x-mq-success-queue and x-mq-retry-queue, as take_mq_headers keeps them.
+    document = {"success-queue": "hdr-success", "retry-queue": "hdr-retry"}
+    assert mailerq_queues({"kind": "success", "mailerq": document}, CONFIGURED) == [
+        "results",
+        "hdr-success",
+    ]
+    both = {**document, "queues": {"success": "json-success"}}
+    assert mailerq_queues({"kind": "success", "mailerq": both}, CONFIGURED) == [
+        "results",
+        "json-success",
+    ]
+    assert mailerq_queues({"kind": "retry", "mailerq": both}, CONFIGURED) == ["hdr-retry"]
+
+
+def test_a_queue_name_the_broker_would_refuse_is_not_taken() -> None:
+    own = {"success": "amq.gen-mine", "results": "x" * 256}
+    assert mailerq_queues(payload("success", own), CONFIGURED) == ["results", "success"]
+
+
+def test_mailerq_json_is_the_kept_document() -> None:
+    document = {"recipient": "r@dest.test", "custom": {"id": 7}}
+    assert mailerq_json({"ips": ["192.0.2.1"], "document": document}) == document
+    assert mailerq_json({"ips": ["192.0.2.1"]}) is None
+    assert mailerq_json(None) is None
+
+
+def test_results_the_json_already_held_come_first() -> None:
+    earlier = {"time": "2026-01-01 00:00:00", "code": 451, "result": "error"}
+    facts = MessageFacts(
+        address="r@dest.test",
+        attempts_before=1,
+        mail_from="s@src.test",
+        received_at=1_700_000_000.0,
+        is_bounce=False,
+        mailerq_json={"recipient": "r@dest.test", "results": [earlier]},
+        earlier_results=[{"code": 452}],
+    )
+    (event,) = build_events(outcome(DELIVERED, "250 ok"), facts)
+    assert [r["code"] for r in event.payload["mailerq"]["results"]] == [451, 452, 250]

@@ -6,6 +6,12 @@ Each message is published persistent, mandatory, on a channel with publisher con
 an event counts as delivered only once the broker has confirmed every queue copy, and a
 message no queue takes (returned) is an error, not a silent loss. Queues are declared
 durable the first time they are used.
+
+An event that goes to two queues (``results`` and ``success``) may be confirmed by one
+and refused by the other (a full queue that rejects publishes). It is sent again, but
+only to the queues that have not confirmed it: this destination remembers, for the
+events not yet acknowledged, which copies the broker already has, so that within one
+run no queue gets a copy twice.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class RabbitMqEventDestination:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._declared: set[str] = set()
+        # Event id -> the queues that confirmed it, for events some queue did not take
+        # yet (at most one claimed batch of them).
+        self._confirmed: dict[int, set[str]] = {}
 
     async def _ready(self) -> AbstractChannel:
         if self._channel is not None and not self._channel.is_closed:
@@ -98,18 +107,26 @@ class RabbitMqEventDestination:
             asyncio.ensure_future(self._publish(channel, event, queues)) for event, queues in plans
         ]
         outcomes = await asyncio.gather(*publishes, return_exceptions=True)
-        for done, outcome in enumerate(outcomes):
-            if isinstance(outcome, BaseException):
-                await self._reset()
-                raise EventDeliveryFailed(
-                    f"RabbitMQ {self.target}: {_reason(outcome)}", done
-                ) from None
+        failures = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+        done = failures[0][0] if failures else len(batch)
+        # The acknowledged prefix is forgotten; a later event that every queue took is
+        # sent again with the rest, and then publishes nothing.
+        for event in batch[:done]:
+            self._confirmed.pop(event.id, None)
+        if failures:
+            await self._reset()
+            raise EventDeliveryFailed(
+                f"RabbitMQ {self.target}: {_reason(failures[0][1])}", done
+            ) from None
 
     async def _publish(
         self, channel: AbstractChannel, event: PendingEvent, queues: Sequence[str]
     ) -> None:
         body = json.dumps(event.payload["mailerq"], separators=(",", ":")).encode()
+        confirmed = self._confirmed.setdefault(event.id, set())
         for queue in queues:
+            if queue in confirmed:
+                continue  # a try before this one got it there
             message = aio_pika.Message(
                 body,
                 content_type="application/json",
@@ -119,6 +136,7 @@ class RabbitMqEventDestination:
             await channel.default_exchange.publish(
                 message, routing_key=queue, mandatory=True, timeout=self.timeout
             )
+            confirmed.add(queue)
 
     async def _reset(self) -> None:
         """Drop the connection after an error; the next batch connects again."""

@@ -12,6 +12,12 @@ A batch is claimed with a lease before it is sent and deleted once acknowledged.
 between the two leaves the lease: at the next start those events are counted
 (``recovered_in_flight``, logged and shown by GET /api/events) and sent again, so the
 duplicates a crash causes are at most that count.
+
+An idle sender is woken when outcomes commit (``outcomes_committed``, called by the spool
+writer's thread right after the commit that wrote their events), so that an event
+leaves within one claim and one send of its commit; it also polls every
+``poll_interval`` for events it was not told about: those written by other nodes
+sharing the database, and any commit whose wake-up it missed.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,9 +89,13 @@ class EventSender:
         self.sent: dict[str, int] = {d.name: 0 for d in self.destinations}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-outbox")
         self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
+        # One per destination: each task clears its own before it looks at the outbox, so
+        # that a commit during the look (or during a send) is never missed.
+        self._wakes: dict[str, asyncio.Event] = {d.name: asyncio.Event() for d in self.destinations}
         self._stop = asyncio.Event()
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_pending = threading.Event()  # a wake-up is on its way to the loop
 
     async def _db(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -93,6 +104,7 @@ class EventSender:
     async def start(self) -> None:
         if not self.destinations:
             return
+        self._loop = asyncio.get_running_loop()
         self.recovered_in_flight = await self._db(self.outbox.release_own)
         if self.recovered_in_flight:
             log.warning(
@@ -105,8 +117,23 @@ class EventSender:
         ]
 
     def wake(self) -> None:
-        """Look for new events now (new outcomes were recorded)."""
-        self._wake.set()
+        """Look for new events now (new outcomes were recorded). On the event loop."""
+        self._wake_pending.clear()
+        for event in self._wakes.values():
+            event.set()
+
+    def outcomes_committed(self) -> None:
+        """Outcomes, and so their events, were just committed: wake the senders. Safe
+        from any thread (the spool writer's calls it); many commits before the loop
+        runs the wake-up cost one."""
+        loop = self._loop
+        if loop is None or self._stopping or self._wake_pending.is_set():
+            return
+        self._wake_pending.set()
+        try:
+            loop.call_soon_threadsafe(self.wake)
+        except RuntimeError:  # the loop is closed: vmta is stopping
+            self._wake_pending.clear()
 
     async def stop(self, grace: float = 5.0) -> None:
         """Let each destination finish the batch it is sending (up to ``grace``)."""
@@ -136,14 +163,18 @@ class EventSender:
     async def _run(self, destination: EventDestination) -> None:
         delay = self.settings.retry_initial
         last_error: str | None = None
+        woken = self._wakes[destination.name]
+        busy = False  # the last look found events: more are likely
         while not self._stopping:
+            woken.clear()  # before the look: a commit from now on sets it again
             try:
-                batch = await self._claim(destination.name)
+                batch = await self._claim(destination.name, look_first=not busy)
             except Exception:
                 log.exception("reading the event outbox for %s failed", destination.name)
                 batch = []
+            busy = bool(batch)
             if not batch:
-                await self._idle()
+                await self._idle(woken)
                 continue
             error: str | None = None
             acknowledged = len(batch)
@@ -173,9 +204,12 @@ class EventSender:
             await self._backoff(delay)
             delay = min(delay * 2, self.settings.retry_max)
 
-    async def _claim(self, name: str) -> list[PendingEvent]:
+    async def _claim(self, name: str, *, look_first: bool = True) -> list[PendingEvent]:
+        """Claim the next batch. ``look_first``: read whether there is one before the
+        claim's write (an idle sender's poll must not take SQLite's write lock for
+        nothing); skipped while busy, where the read would only cost a transaction."""
         now = self.clock.now()
-        if not await self._db(self.outbox.has_due, name, now):
+        if look_first and not await self._db(self.outbox.has_due, name, now):
             return []
         return await self._db(
             self.outbox.claim,
@@ -205,10 +239,9 @@ class EventSender:
                 await self._backoff(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _idle(self) -> None:
+    async def _idle(self, woken: asyncio.Event) -> None:
         """Wait for the poll interval, a wake-up or the stop, whichever comes first."""
-        self._wake.clear()
-        await self._sleep(self.settings.poll_interval, self._wake, self._stop)
+        await self._sleep(self.settings.poll_interval, woken, self._stop)
 
     async def _backoff(self, seconds: float) -> None:
         """Wait after a failure: new events do not shorten it, only the stop does."""

@@ -252,17 +252,30 @@ def build_events(outcome: Outcome, facts: MessageFacts) -> list[Event]:
     return events
 
 
+def mailerq_json(mq_options: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The MailerQ message JSON a message came with, from what the spool keeps of it
+    (``messages.mq_options``: its ``document`` is the JSON, or the ``x-mq-*`` headers as
+    keys, without ``mime``; vmta.domain.mq_message)."""
+    document = (mq_options or {}).get("document")
+    return document if isinstance(document, Mapping) else None
+
+
 def mailerq_document(
     facts: MessageFacts, queue_id: str, result: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """MailerQ's result JSON: the message JSON without ``mime`` (``envelope`` and
-    ``recipient`` for mail that did not come as JSON), with every result so far."""
-    document: dict[str, Any] = {
-        key: value for key, value in (facts.mailerq_json or {}).items() if key != "mime"
-    }
+    """MailerQ's result JSON: the message JSON as it came, every key kept but ``mime``
+    (MailerQ drops the MIME data after delivery; vmta never keeps it in an event, so
+    ``keepmime`` is not honoured), plus ``results``: the results the JSON already held
+    (a message re-injected with its results), then every attempt of this recipient so
+    far, oldest first. Mail that did not come as MailerQ JSON gets ``envelope`` and
+    ``recipient``."""
+    own = facts.mailerq_json or {}
+    document: dict[str, Any] = {key: value for key, value in own.items() if key != "mime"}
     document.setdefault("envelope", facts.mail_from)
     document.setdefault("recipient", facts.address)
-    document["results"] = [*facts.earlier_results, dict(result)]
+    carried = own.get("results")
+    before = list(carried) if isinstance(carried, list) else []
+    document["results"] = [*before, *facts.earlier_results, dict(result)]
     # Not a MailerQ key: lets a consumer match a result to the queue id vmta gave.
     document["vmta_queue_id"] = queue_id
     return document
@@ -285,20 +298,35 @@ def greenarrow_event(event_id: int, payload: Mapping[str, Any]) -> dict[str, Any
 RESULT_QUEUE_KEYS = ("results", SUCCESS, FAILURE, RETRY)
 
 
+def usable_queue_name(name: str) -> bool:
+    """A queue name a message may choose: empty (none), or one the broker lets vmta
+    declare (AMQP 0-9-1: at most 255 bytes; ``amq.`` names are the broker's). A message
+    naming another is published to the configured queue instead, so that one message
+    cannot stop its destination with a publish the broker refuses forever."""
+    return not name.startswith("amq.") and len(name.encode()) <= 255
+
+
 def mailerq_queues(payload: Mapping[str, Any], configured: Mapping[str, str]) -> list[str]:
     """The queues a delivery attempt's result goes to: its kind's queue, and ``results``
-    for final ones (success, failure), as MailerQ's result queues work. The message
-    JSON's own ``queues`` object overrides the configured name of any of them; an empty
-    name means none."""
+    for final ones (success, failure), as MailerQ's result queues work. The message's
+    own names override the configured name of any of them: the keys that MailerQ's
+    ``x-mq-results-queue``, ``-success-queue``, ``-failure-queue`` and ``-retry-queue``
+    headers become (``results-queue`` and so on), and over those the message JSON's
+    ``queues`` object. An empty name means none."""
     kind = str(payload.get("kind", RETRY))
     names = dict(configured)
     document = payload.get("mailerq") or {}
-    own = document.get("queues") if isinstance(document, Mapping) else None
-    if isinstance(own, Mapping):
-        for key in RESULT_QUEUE_KEYS:
-            value = own.get(key)
-            if isinstance(value, str):
-                names[key] = value
+    if isinstance(document, Mapping):
+        own = document.get("queues")
+        overrides = [
+            {key: document.get(f"{key}-queue") for key in RESULT_QUEUE_KEYS},
+            own if isinstance(own, Mapping) else {},
+        ]
+        for override in overrides:
+            for key in RESULT_QUEUE_KEYS:
+                value = override.get(key)
+                if isinstance(value, str) and usable_queue_name(value.strip()):
+                    names[key] = value.strip()
     wanted = [kind] if kind == RETRY else ["results", kind]
     queues: list[str] = []
     for key in wanted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
+from vmta.domain.delivery_event import wants_event
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.spool_records import Outcome
 from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
@@ -71,6 +74,24 @@ class DataPlaneSettings:
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
+
+
+class CommitNotifier:
+    """What the spool gateway tells of each commit, passed on: its latency and outcomes
+    to the metrics, and to the event sender that outcomes with events are committed (it
+    sends them at once instead of at its next poll; docs/events.md, "Latency")."""
+
+    def __init__(self, metrics: DeliveryMetrics, events: EventSender) -> None:
+        self.metrics = metrics
+        self.events = events
+
+    def spool_commit(self, seconds: float) -> None:
+        self.metrics.spool_commit(seconds)
+
+    def recorded(self, outcomes: Sequence[Outcome]) -> None:
+        self.metrics.recorded(outcomes)
+        if self.events.destinations and any(wants_event(o) for o in outcomes):
+            self.events.outcomes_committed()
 
 
 def check_ca_file(path: Path | None) -> str | None:
@@ -205,7 +226,9 @@ class DataPlane:
         # Metrics of this data plane; /metrics serves the same object (runtime/server.py).
         self.metrics = metrics or DeliveryMetrics()
         self.gateway = SpoolGateway(
-            self.spool, lease_seconds=engine_settings.lease_seconds, observer=self.metrics
+            self.spool,
+            lease_seconds=engine_settings.lease_seconds,
+            observer=CommitNotifier(self.metrics, self.events),
         )
         self.config = ConfigView(store, self.clock)
         # Dynamic Delivery: the backoff state of every throttle, this node's or shared

@@ -21,6 +21,7 @@ from vmta.domain.delivery_event import (
     EventSubscription,
     MessageFacts,
     build_events,
+    mailerq_json,
     mailerq_result,
     result_state,
     subscribers,
@@ -72,6 +73,7 @@ def write_outcome_events(
             M.received_at,
             M.is_bounce,
             M.kept_headers,
+            M.mq_options,
         )
         .join(messages, M.id == R.message_id)
         .where(R.id.in_(ids), R.lease_owner == owner)
@@ -98,6 +100,7 @@ def write_outcome_events(
             received_at=row.received_at,
             is_bounce=bool(row.is_bounce),
             kept_headers=row.kept_headers,
+            mailerq_json=mailerq_json(row.mq_options),
             earlier_results=list(history.get(row.id, ())),
         )
         for event in build_events(outcome, facts):
