@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from vmta.domain.relay_tls import TlsDemand
-from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
+from vmta.domain.smtp_reply import SmtpReply
 from vmta.smtp.client_auth import AUTHENTICATED, choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
     CleartextAuthRefused,
@@ -33,6 +33,7 @@ from vmta.smtp.client_options import (
     cleartext_auth_allowed,
 )
 from vmta.smtp.client_tls import handshake_failure, session_demand, session_policy, tls_context
+from vmta.smtp.client_wire import CLOSING, SmtpWire, command_lines, has_buffered_input
 from vmta.smtp.transaction import (
     InvalidEnvelope,
     TransactionResult,
@@ -55,12 +56,10 @@ __all__ = [
     "cleartext_auth_allowed",
 ]
 
-QUIT_TIMEOUT = 5.0  # QUIT is a courtesy: never wait long for its answer
-CLOSING = 421  # RFC 5321 §3.8: the server is closing the transmission channel
 _EXTENSION = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:[ =](.*))?")
 
 
-class SmtpSession:
+class SmtpSession(SmtpWire):
     """One SMTP client session; create it with ``await SmtpSession.start(...)``."""
 
     def __init__(
@@ -71,15 +70,9 @@ class SmtpSession:
         options: SessionOptions,
         peer_ip: str,
     ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._options = options
-        self._assembler = ReplyAssembler()
-        self._usable = True
+        super().__init__(reader, writer, server_name, options)
         # An RSET to send at the head of the next pipelined group (``reset_for_next``).
         self._reset_owed = False
-        self._closed = False
-        self.server_name = server_name
         self.peer_ip = peer_ip
         self.tls = False
         self.extensions: Mapping[str, str] = {}
@@ -118,11 +111,6 @@ class SmtpSession:
             session.close()
             raise
         return session
-
-    @property
-    def can_send(self) -> bool:
-        """False once the connection broke or the server announced it is closing."""
-        return self._usable and not self._closed
 
     async def _open(self) -> None:
         greeting = await self._read_reply("greeting", self._options.command_timeout)
@@ -171,7 +159,7 @@ class SmtpSession:
             # RFC 3207 §4: after a refusal the client decides whether to go on. This is
             # opportunistic TLS, so we go on in cleartext; AUTH is still guarded.
             return
-        if _buffered(self._reader):
+        if has_buffered_input(self._reader):
             # Bytes received before the handshake must not be read as if they came over
             # TLS (the STARTTLS command injection attack, RFC 3207 §6 / CVE-2011-0411).
             self._broken()
@@ -306,7 +294,7 @@ class SmtpSession:
         timeout = self._options.command_timeout
         owed, self._reset_owed = self._reset_owed, False
         commands = ["RSET", mail, *rcpts, "DATA"] if owed else [mail, *rcpts, "DATA"]
-        self._writer.write(_lines(commands))
+        self._writer.write(command_lines(commands))
         if owed:
             # Replies come in order: until the RSET's, the server has answered nothing of
             # this transaction, and without 354 and the final dot nothing is delivered. A
@@ -354,29 +342,6 @@ class SmtpSession:
             return None
         return await self._command("RSET", "reset")
 
-    async def quit(self) -> None:
-        """QUIT and close; bounded in time and silent about a peer that already left."""
-        if self._closed:
-            return
-        try:
-            if self._usable:
-                self._writer.write(b"QUIT\r\n")
-                await self._read_reply("reset", min(self._options.command_timeout, QUIT_TIMEOUT))
-        except SessionFailed:
-            pass
-        self._closed = True
-        self._writer.close()
-        try:
-            async with asyncio.timeout(QUIT_TIMEOUT):
-                await self._writer.wait_closed()
-        except (OSError, TimeoutError):
-            self._writer.transport.abort()
-
-    def close(self) -> None:
-        """Drop the connection at once, without QUIT."""
-        self._closed = True
-        self._writer.transport.abort()
-
     async def _quiet_reset(self) -> None:
         """RSET after a transaction that stopped half-way (RFC 5321 §4.1.1.5), so that the
         connection can carry the next message; a failure only marks the session unusable."""
@@ -388,77 +353,3 @@ class SmtpSession:
             return  # already marked unusable
         if not reply.is_success:
             self._usable = False
-
-    def _require_usable(self, stage: Stage) -> None:
-        if not self.can_send:
-            raise SessionDeferred(stage, f"the session with {self.server_name} is closed")
-
-    async def _command(self, line: str, stage: Stage) -> SmtpReply:
-        self._writer.write(line.encode("utf-8") + b"\r\n")
-        await self._drain(self._options.command_timeout)
-        return await self._read_reply(stage, self._options.command_timeout)
-
-    async def _drain(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self._writer.drain()
-        except (OSError, TimeoutError) as exc:
-            self._broken()
-            what = "timed out" if isinstance(exc, TimeoutError) else _os_reason(exc)
-            raise SessionDeferred(
-                "transaction", f"sending to {self.server_name} failed: {what}"
-            ) from None
-
-    async def _read_replies(self, count: int, stage: Stage, seconds: float) -> list[SmtpReply]:
-        """``count`` pipelined replies; a 421 stands in for all that would follow it."""
-        replies: list[SmtpReply] = []
-        while len(replies) < count:
-            reply = await self._read_reply(stage, seconds)
-            replies.append(reply)
-            if reply.code == CLOSING:
-                replies += [reply] * (count - len(replies))
-        return replies
-
-    async def _read_reply(self, stage: Stage, seconds: float) -> SmtpReply:
-        try:
-            async with asyncio.timeout(seconds):
-                while True:
-                    line = await self._reader.readuntil(b"\n")
-                    text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
-                    reply = self._assembler.feed(text)
-                    if reply is not None:
-                        break
-        except TimeoutError:
-            reason = f"{self.server_name} did not answer within {seconds:g} s"
-        except asyncio.IncompleteReadError:
-            reason = f"{self.server_name} closed the connection"
-        except asyncio.LimitOverrunError:
-            reason = f"{self.server_name} sent a reply line longer than the stream limit"
-        except MalformedReply as exc:
-            reason = f"{self.server_name} sent a malformed reply: {exc}"
-        except OSError as exc:
-            reason = f"connection to {self.server_name} failed: {_os_reason(exc)}"
-        else:
-            if reply.code == CLOSING:
-                self._usable = False
-            return reply
-        self._broken()
-        raise SessionDeferred(stage, reason)
-
-    def _broken(self) -> None:
-        self._usable = False
-        self._closed = True
-        self._writer.transport.abort()
-
-
-def _buffered(reader: asyncio.StreamReader) -> bool:
-    # StreamReader has no public way to ask whether bytes are waiting; its buffer is.
-    return bool(getattr(reader, "_buffer", b""))
-
-
-def _lines(commands: Sequence[str]) -> bytes:
-    return "".join(f"{command}\r\n" for command in commands).encode("utf-8")
-
-
-def _os_reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc) or type(exc).__name__).lower()
