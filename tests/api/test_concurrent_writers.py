@@ -96,6 +96,26 @@ def test_parallel_template_creates_of_one_name_make_one_template(http: httpx.Cli
     assert sorted(statuses(responses)) == [200] + [400] * (PARALLEL_CREATES - 1)
 
 
+def test_parallel_throttle_program_creates_of_one_name_make_one_program(
+    http: httpx.Client,
+) -> None:
+    body = {
+        "throttle_program": {
+            "name": "Shared program",
+            "backoff": {
+                "max_concurrent_connections": {"mode": "fixed", "value": 1},
+                "max_messages_per_hour": {"mode": "percent", "value": 50},
+            },
+            "return_after": 900,
+            "notify": "postmaster@example.com",
+            "triggers": {"failure_rate": None, "deferral_rate": 20},
+        }
+    }
+    post = partial(http.post, f"{GA}/throttle_programs", json=body)
+    responses = at_once([post] * PARALLEL_CREATES)
+    assert sorted(statuses(responses)) == [200] + [400] * (PARALLEL_CREATES - 1)
+
+
 def redirect_of(store: Store, vmta_id: int) -> int | None:
     with store.read() as conn:
         record = VirtualMtaRepository(conn).get(vmta_id)

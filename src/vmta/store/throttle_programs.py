@@ -17,6 +17,7 @@ from vmta.domain.throttle_program import (
     ThrottleProgram,
 )
 from vmta.domain.virtual_mta import Ref, UsedBy
+from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.named_rows import name_count, name_page, named_ref, taken_name_problems
 from vmta.store.tables import (
     throttle_program_users,
@@ -40,8 +41,13 @@ def used_by_cursor(user: UsedBy) -> int:
 
 
 class ThrottleProgramRepository:
+    """On a write connection (``Store.write``) it holds the control plane's write lock
+    before anything else (control_writes.serialise_if_write): a free name, or a program
+    no rule uses, is still so when the write happens."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        serialise_if_write(conn)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -121,7 +127,8 @@ class ThrottleProgramRepository:
         problems = self.name_problems(program.name, own_id=None)
         if problems:
             raise ValidationFailed(problems)
-        result = self.conn.execute(insert(throttle_programs).values(**_values(program)))
+        with refused_on_conflict(self.conn, lambda: self.name_problems(program.name, own_id=None)):
+            result = self.conn.execute(insert(throttle_programs).values(**_values(program)))
         key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
@@ -136,7 +143,10 @@ class ThrottleProgramRepository:
         if problems:
             raise ValidationFailed(problems)
         values = _values(program) | {"updated_at": func.now()}
-        self.conn.execute(update(throttle_programs).where(C.id == program_id).values(**values))
+        with refused_on_conflict(
+            self.conn, lambda: self.name_problems(program.name, own_id=program_id)
+        ):
+            self.conn.execute(update(throttle_programs).where(C.id == program_id).values(**values))
 
     def delete(self, program_id: int) -> None:
         """Delete, unless it is built in or a rule names it."""
