@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -117,17 +118,35 @@ class World:
         return self.plane.backoffs.in_backoff(self.clock.now())
 
 
+# A program that reduces only the connections (the message rate stays unlimited): what
+# closes the connections open when it begins is their limit, not their pacing.
+CONNECTIONS_ONLY = ThrottleProgram(
+    name="fewer connections",
+    backoff=BackoffLimits(
+        max_concurrent_connections=BackoffValue(BackoffMode.FIXED, 1),
+        max_messages_per_hour=BackoffValue(BackoffMode.PERCENT, 100),
+    ),
+    return_after=RETURN_AFTER,
+    deferral_rate=50,
+)
+
+
 @pytest.fixture
 async def world(
-    tmp_path: Path, dnsmasq: DnsmasqServer, sink_factory: Any, mx_port: int
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    dnsmasq: DnsmasqServer,
+    sink_factory: Any,
+    mx_port: int,
 ) -> AsyncIterator[World]:
+    program = getattr(request, "param", PROGRAM)
     dnsmasq.start(DnsZone().mx("a.test", "mx.a.test", 10).host("mx.a.test", "127.0.0.20"))
     clock = ManualClock(float(int(time.time())))
     sink: RecordingSink = sink_factory(host="127.0.0.20", port=mx_port, clock=clock.now)
     store = Store.open(f"sqlite:///{tmp_path / 'vmta.db'}")
     with store.write() as conn:
         CredentialRepository(conn).put("admin", hash_secret(TEST_SECRET))
-        program_id = ThrottleProgramRepository(conn).insert(PROGRAM)
+        program_id = ThrottleProgramRepository(conn).insert(program)
         template_id = ThrottlingTemplateRepository(conn).insert(
             ThrottlingTemplate(
                 name="tmpl",
@@ -267,3 +286,41 @@ async def test_the_sink_sees_the_backoff_limits_until_end_backoff_and_return_aft
     await world.run_for(began + RETURN_AFTER - world.clock.now(), step=5.0)
     assert (await world.api.get(f"{GA}/throttles_in_backoff")).json()["data"]["throttles"] == []
     await observe_normal_limits(world)
+
+
+@pytest.mark.parametrize("world", [CONNECTIONS_ONLY], indirect=True)
+async def test_connections_open_when_backoff_begins_close_down_to_its_limit(
+    world: World,
+) -> None:
+    sink = world.sink
+    gate = threading.Event()
+    sink.data_gate = gate  # every connection that reaches DATA stays there, open
+    bad = [f"bad{i}" for i in range(12)]
+    for local in bad:
+        # 451, not 421: a 421 would close the connection, and these must stay open.
+        sink.refuse(f"{local}@a.test", "451 4.7.0 Too much mail from you, try again later")
+    late = [f"late{i}" for i in range(30)]
+    try:
+        # Three connections held in DATA first, so that they are open and busy...
+        await world.inject([f"held{i}" for i in range(3)])
+        await world.until(lambda: sink.open_now >= 3, seconds=30, step=1.0)
+        # ... while a fourth meets the deferrals that start the backoff, then waits in
+        # DATA with the first late message.
+        await world.inject([*bad, *late])
+        await world.until(world.in_backoff, seconds=WINDOW_SECONDS, step=1.0)
+        assert sink.open_now >= 3  # the held ones: busy when the backoff began
+    finally:
+        gate.set()
+    sink.accept_all()
+    wanted = {f"{local}@a.test" for local in late}
+    await world.until(
+        lambda: wanted <= {r for t in sink.messages for r in t.rcpt_tos}, seconds=300, step=1.0
+    )
+    # After the message it held, each connection over the limit closed: the late batch
+    # went over the one connection the backoff allows (and the one that held its first
+    # message, if that was another).
+    carriers = [
+        c for c in sink.connections if any(set(t.rcpt_tos) & wanted for t in c.transactions)
+    ]
+    assert len(carriers) <= 2, [len(c.transactions) for c in carriers]
+    assert max(len(c.transactions) for c in carriers) >= len(late) - 1

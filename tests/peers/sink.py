@@ -13,7 +13,8 @@ a recipient every time), and ``DROP`` as a scripted reply cuts the connection in
 end of each transaction, each connection's opening and closing): ``time.time`` unless a
 test gives the engine's manual clock, so that "messages per window" is in the engine's time.
 ``data_delay`` (seconds, may be changed while running) holds each answer to DATA back, so
-that a sender with more than one message has to open more connections to go faster.
+that a sender with more than one message has to open more connections to go faster;
+``data_gate`` (a threading.Event) holds them until the test sets it.
 
 Fixtures (registered as a plugin in tests/conftest.py): ``tls_files`` (a self-signed
 certificate made with ``openssl req`` at test time), ``sink_factory`` and ``sink``.
@@ -102,6 +103,8 @@ class RecordingSink:
         self.host = host
         self.clock = clock
         self.data_delay = 0.0
+        # While set to an unset Event, every answer to DATA waits for it (at most 60 s).
+        self.data_gate: threading.Event | None = None
         self.idle_timeout = idle_timeout  # seconds between commands before it hangs up
         self.port = port
         self.hostname = hostname
@@ -411,6 +414,9 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.sink.data_delay:
             await asyncio.sleep(self.sink.data_delay)
+        gate = self.sink.data_gate
+        if gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, gate.wait, 60.0)
         scripted = self.sink._next("DATA")
         if scripted == DROP:
             return _drop(server)

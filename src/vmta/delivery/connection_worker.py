@@ -116,6 +116,11 @@ class ConnectionWorker:
             sent += 1
             if sent >= settings.max_messages_per_connection or dispatcher.stopping:
                 break
+            limit = dispatcher.limits_of(queue).max_concurrent_connections
+            if limit and queue.connections > limit:
+                # Its limit fell below what is open (a Dynamic Delivery backoff began):
+                # connections close after their message until the limit holds.
+                break
             current = await self._next(dispatcher, queue)
         return conversation
 
