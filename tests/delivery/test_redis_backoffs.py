@@ -12,8 +12,9 @@ import pytest
 
 from tests.e2e.serve_process import free_port
 from tests.peers.redis_db import RedisDb
+from vmta.delivery.backoff_record import decode
 from vmta.delivery.clock import ManualClock
-from vmta.delivery.redis_backoffs import RedisBackoffs, decode
+from vmta.delivery.redis_backoffs import RedisBackoffs
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import Limits

@@ -31,7 +31,6 @@ once a minute.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -41,22 +40,15 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from vmta.delivery.backoff_record import as_text, decode, encode, key_of, member_of
 from vmta.delivery.clock import Clock
 from vmta.delivery.redis_throttles import COMPLAINT_INTERVAL, REDIS_TIMEOUT
 from vmta.delivery.throttle_backoffs import (
     ThrottleBackoffs,
     ThrottleKey,
-    ThrottleOrigin,
     _Entry,
 )
-from vmta.domain.throttle_backoff import MIN_ATTEMPTS, WINDOW_SECONDS, Backoff
-from vmta.domain.throttle_program import (
-    BackoffLimits,
-    BackoffMode,
-    BackoffValue,
-    ThrottleProgram,
-)
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.throttle_backoff import MIN_ATTEMPTS, WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +146,7 @@ class RedisBackoffs(ThrottleBackoffs):
         return f"{self.namespace}:backoff:"
 
     def record_key(self, key: ThrottleKey) -> str:
-        return self._prefix + _member(key)
+        return self._prefix + member_of(key)
 
     # ---- what changed here -------------------------------------------------------------
 
@@ -206,13 +198,13 @@ class RedisBackoffs(ThrottleBackoffs):
         try:
             stored = await self._start_script(
                 keys=[self.index_key, self.record_key(key)],
-                args=[text, ttl_ms, _member(key), repr(now)],
+                args=[text, ttl_ms, member_of(key), repr(now)],
             )
         except (RedisError, OSError) as exc:
             self._complain("writing a backoff", exc)
             return
         self._unpublished.discard(key)
-        stored_text = stored.decode() if isinstance(stored, bytes) else str(stored)
+        stored_text = as_text(stored)
         if stored_text != text:  # another node decided first: its backoff is the one
             self._apply(key, stored_text, now)
 
@@ -225,7 +217,7 @@ class RedisBackoffs(ThrottleBackoffs):
             return False  # done already, or begun again here since
         try:
             gone = await self._end_script(
-                keys=[self.index_key, self.record_key(key)], args=[_member(key)]
+                keys=[self.index_key, self.record_key(key)], args=[member_of(key)]
             )
         except (RedisError, OSError) as exc:
             self._complain("ending a backoff", exc)
@@ -251,13 +243,13 @@ class RedisBackoffs(ThrottleBackoffs):
             now = self._clock.now()
             shared: set[ThrottleKey] = set()
             for raw_member, raw_value in zip(found[::2], found[1::2], strict=True):
-                found_key = _key(_text(raw_member))
+                found_key = key_of(as_text(raw_member))
                 if found_key is None or found_key in self._unwithdrawn:
                     continue  # not vmta's, or ended here and Redis not told yet
                 if self._changes.get(found_key) != before.get(found_key):
                     shared.add(found_key)  # changed here while reading: the change stands
                     continue
-                if self._apply(found_key, _text(raw_value), now):
+                if self._apply(found_key, as_text(raw_value), now):
                     shared.add(found_key)
             for key, entry in self._entries.items():
                 untouched = self._changes.get(key) == before.get(key)
@@ -323,115 +315,3 @@ class RedisBackoffs(ThrottleBackoffs):
             what,
             exc,
         )
-
-
-# ---- the JSON kept in Redis ------------------------------------------------------------
-
-
-def _member(key: ThrottleKey) -> str:
-    return json.dumps(list(key), separators=(",", ":"))
-
-
-def _key(member: str) -> ThrottleKey | None:
-    try:
-        parts = json.loads(member)
-    except ValueError:
-        return None
-    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-        return None
-    return tuple(parts)
-
-
-def _text(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def encode(backoff: Backoff, program: ThrottleProgram | None, origin: ThrottleOrigin | None) -> str:
-    record: dict[str, Any] = {
-        "began_at": backoff.began_at,
-        "ends_at": backoff.ends_at,
-        "reason": backoff.reason,
-        "program": None if program is None else _program_json(program),
-        "origin": None if origin is None else _origin_json(origin),
-    }
-    return json.dumps(record, separators=(",", ":"), sort_keys=True)
-
-
-def decode(text: str) -> tuple[Backoff, ThrottleProgram | None, ThrottleOrigin | None] | None:
-    """A backoff written by ``encode`` (on any node); None for anything else."""
-    try:
-        record = json.loads(text)
-        backoff = Backoff(
-            began_at=float(record["began_at"]),
-            ends_at=float(record["ends_at"]),
-            reason=str(record["reason"]),
-        )
-        program = None if record["program"] is None else _program(record["program"])
-        origin = None if record["origin"] is None else _origin(record["origin"])
-    except (ValueError, KeyError, TypeError):
-        log.warning("ignoring a backoff in Redis that vmta did not write: %.200s", text)
-        return None
-    return backoff, program, origin
-
-
-def _program_json(program: ThrottleProgram) -> dict[str, Any]:
-    limits = program.backoff
-    return {
-        "id": program.id,
-        "name": program.name,
-        "return_after": program.return_after,
-        "failure_rate": program.failure_rate,
-        "deferral_rate": program.deferral_rate,
-        "max_concurrent_connections": [
-            limits.max_concurrent_connections.mode.value,
-            limits.max_concurrent_connections.value,
-        ],
-        "max_messages_per_hour": [
-            limits.max_messages_per_hour.mode.value,
-            limits.max_messages_per_hour.value,
-        ],
-    }
-
-
-def _program(data: dict[str, Any]) -> ThrottleProgram:
-    def value(pair: list[Any]) -> BackoffValue:
-        mode, amount = pair
-        return BackoffValue(BackoffMode(mode), int(amount))
-
-    return ThrottleProgram(
-        name=str(data["name"]),
-        backoff=BackoffLimits(
-            value(data["max_concurrent_connections"]), value(data["max_messages_per_hour"])
-        ),
-        return_after=int(data["return_after"]),
-        failure_rate=None if data["failure_rate"] is None else int(data["failure_rate"]),
-        deferral_rate=None if data["deferral_rate"] is None else int(data["deferral_rate"]),
-        id=None if data["id"] is None else int(data["id"]),
-    )
-
-
-def _origin_json(origin: ThrottleOrigin) -> dict[str, Any]:
-    return {
-        "ip_address_id": origin.ip_address_id,
-        "ip_address_name": origin.ip_address_name,
-        "rule_type": origin.rule_type,
-        "rule_id": origin.rule_id,
-        "owner_id": origin.owner_id,
-        "owner_name": origin.owner_name,
-        "domains": list(origin.domains),
-        "normal": [origin.normal.max_concurrent_connections, origin.normal.max_messages_per_hour],
-    }
-
-
-def _origin(data: dict[str, Any]) -> ThrottleOrigin:
-    connections, per_hour = data["normal"]
-    return ThrottleOrigin(
-        ip_address_id=int(data["ip_address_id"]),
-        ip_address_name=str(data["ip_address_name"]),
-        rule_type=str(data["rule_type"]),
-        rule_id=None if data["rule_id"] is None else int(data["rule_id"]),
-        owner_id=None if data["owner_id"] is None else int(data["owner_id"]),
-        owner_name=None if data["owner_name"] is None else str(data["owner_name"]),
-        domains=tuple(str(d) for d in data["domains"]),
-        normal=Limits(int(connections), int(per_hour)),
-    )
