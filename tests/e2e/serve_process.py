@@ -7,17 +7,21 @@ from __future__ import annotations
 import os
 import re
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.peers.sink import RecordingSink
 
 VMTA = Path(sys.executable).with_name("vmta")
 API_TOKEN = "durability-token-0123456789abcdefghij"
@@ -193,9 +197,17 @@ class ServeFactory:
             run.close()
 
 
-def relay_to(server: ServeProcess, sink_port: int, name: str = "sink") -> None:
+def relay_to(
+    server: ServeProcess,
+    sink_port: int,
+    name: str = "sink",
+    *,
+    connections: int = 0,
+    per_hour: int = 0,
+) -> None:
     """A relay server VirtualMTA from SOURCE_IP to the sink, made the default VirtualMTA,
-    through the GreenArrow API (contract §2.5, §2.9)."""
+    through the GreenArrow API (contract §2.5, §2.9); ``connections`` and ``per_hour``
+    are its throttle limits (0: none)."""
     api = server.api()
     created = api.post(
         f"{GA}/relay_servers",
@@ -204,10 +216,29 @@ def relay_to(server: ServeProcess, sink_port: int, name: str = "sink") -> None:
                 "name": name,
                 "source_ip": {"ip": SOURCE_IP, "hostname": "out.vmta.test"},
                 "destination": {"hostname": "127.0.0.1", "port": sink_port},
-                "throttle_limits": {"max_concurrent_connections": 0, "max_messages_per_hour": 0},
+                "throttle_limits": {
+                    "max_concurrent_connections": connections,
+                    "max_messages_per_hour": per_hour,
+                },
             }
         },
     )
     assert created.status_code == 200 and created.json()["success"], created.text
     default = api.put(f"{GA}/virtual_mtas/default", json={"virtual_mta": {"name": name}})
     assert default.status_code == 200 and default.json()["success"], default.text
+
+
+def send_subjects(port: int, subjects: Sequence[str]) -> None:
+    """One SMTP session to vmta on ``port``: a short message per subject."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+        for subject in subjects:
+            client.sendmail(
+                "sender@src.test",
+                ["rcpt@dest.test"],
+                f"From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode(),
+            )
+
+
+def subjects_seen(sink: RecordingSink) -> Counter[str]:
+    """How many times the sink got each subject."""
+    return Counter(t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages)

@@ -11,9 +11,7 @@ to the others (after the claim lease).
 from __future__ import annotations
 
 import shutil
-import smtplib
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,11 +21,12 @@ import pytest
 
 from tests.e2e.serve_process import (
     API_TOKEN,
-    GA,
-    SOURCE_IP,
     ServeProcess,
     environment,
     free_port,
+    relay_to,
+    send_subjects,
+    subjects_seen,
     wait_until,
 )
 from tests.peers.redis_db import RedisDb
@@ -83,40 +82,6 @@ def cluster(tmp_path: Path, pg_url: str, redis_db: RedisDb) -> Iterator[Cluster]
         made.close()  # before the PostgreSQL schema is dropped
 
 
-def relay_with_limits(
-    node: ServeProcess, sink: RecordingSink, connections: int, per_hour: int
-) -> None:
-    """The relay server to the sink, made the default VirtualMTA (GreenArrow API)."""
-    api = node.api()
-    created = api.post(
-        f"{GA}/relay_servers",
-        json={
-            "relay_server": {
-                "name": "sink",
-                "source_ip": {"ip": SOURCE_IP, "hostname": "out.vmta.test"},
-                "destination": {"hostname": "127.0.0.1", "port": sink.port},
-                "throttle_limits": {
-                    "max_concurrent_connections": connections,
-                    "max_messages_per_hour": per_hour,
-                },
-            }
-        },
-    )
-    assert created.status_code == 200 and created.json()["success"], created.text
-    default = api.put(f"{GA}/virtual_mtas/default", json={"virtual_mta": {"name": "sink"}})
-    assert default.status_code == 200 and default.json()["success"], default.text
-
-
-def send(node: ServeProcess, subjects: Sequence[str]) -> None:
-    with smtplib.SMTP("127.0.0.1", node.smtp_port, timeout=60) as client:
-        for subject in subjects:
-            client.sendmail(
-                "sender@src.test",
-                ["rcpt@dest.test"],
-                f"From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode(),
-            )
-
-
 Work = list[tuple[ServeProcess, list[str]]]  # what each node is given
 
 
@@ -124,16 +89,12 @@ def inject(work: Work, sessions_per_node: int = 2) -> None:
     """Every node's share at once: ``sessions_per_node`` SMTP sessions into each."""
     with ThreadPoolExecutor(max_workers=len(work) * sessions_per_node) as pool:
         futures = [
-            pool.submit(send, node, subjects[i::sessions_per_node])
+            pool.submit(send_subjects, node.smtp_port, subjects[i::sessions_per_node])
             for node, subjects in work
             for i in range(sessions_per_node)
         ]
         for future in futures:
             future.result()
-
-
-def subjects_seen(sink: RecordingSink) -> Counter[str]:
-    return Counter(t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages)
 
 
 def most_in_any_window(times: Sequence[float], window: float) -> int:
@@ -153,7 +114,7 @@ def test_connection_limit_holds_summed_over_every_node(
 ) -> None:
     limit = 2
     nodes = [cluster.start(f"node{i}") for i in range(count)]
-    relay_with_limits(nodes[0], sink, connections=limit, per_hour=0)
+    relay_to(nodes[0], sink.port, connections=limit)
     work = [(node, [f"n{i}-m{j}" for j in range(30)]) for i, node in enumerate(nodes)]
 
     inject(work)
@@ -175,7 +136,7 @@ def test_a_killed_node_gives_back_its_connection_slot_and_its_work(
 ) -> None:
     per_hour = 3600  # one message a second, for the whole cluster
     first = cluster.start("a")
-    relay_with_limits(first, sink, connections=1, per_hour=per_hour)
+    relay_to(first, sink.port, connections=1, per_hour=per_hour)
     second = cluster.start("b")
     third = cluster.start("c", copy_of=first)  # a copied data directory: a node of its own
 

@@ -13,61 +13,30 @@ from __future__ import annotations
 
 import os
 import signal
-import smtplib
 import time
-from collections import Counter
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.serve_process import GA, SOURCE_IP, ServeFactory, ServeProcess, wait_until
+from tests.e2e.serve_process import (
+    ServeFactory,
+    ServeProcess,
+    relay_to,
+    send_subjects,
+    subjects_seen,
+    wait_until,
+)
 from tests.peers.sink import RecordingSink
 
 DELIVERY_DEADLINE = 180.0  # bounds a hang on a loaded machine; measures nothing
 
 
-def relay_with_limits(
-    server: ServeProcess, sink: RecordingSink, connections: int, per_hour: int
-) -> None:
-    api = server.api()
-    created = api.post(
-        f"{GA}/relay_servers",
-        json={
-            "relay_server": {
-                "name": "sink",
-                "source_ip": {"ip": SOURCE_IP, "hostname": "out.vmta.test"},
-                "destination": {"hostname": "127.0.0.1", "port": sink.port},
-                "throttle_limits": {
-                    "max_concurrent_connections": connections,
-                    "max_messages_per_hour": per_hour,
-                },
-            }
-        },
-    )
-    assert created.status_code == 200 and created.json()["success"], created.text
-    default = api.put(f"{GA}/virtual_mtas/default", json={"virtual_mta": {"name": "sink"}})
-    assert default.status_code == 200 and default.json()["success"], default.text
-
-
-def send(port: int, subjects: Sequence[str]) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-        for subject in subjects:
-            client.sendmail(
-                "sender@src.test",
-                ["rcpt@dest.test"],
-                f"From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode(),
-            )
-
-
 def inject(port: int, subjects: list[str], sessions: int) -> None:
     with ThreadPoolExecutor(max_workers=sessions) as pool:
-        for future in [pool.submit(send, port, subjects[i::sessions]) for i in range(sessions)]:
+        for future in [
+            pool.submit(send_subjects, port, subjects[i::sessions]) for i in range(sessions)
+        ]:
             future.result()
-
-
-def subjects_seen(sink: RecordingSink) -> Counter[str]:
-    return Counter(t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages)
 
 
 def worker_pids(server: ServeProcess) -> set[int]:
@@ -118,7 +87,7 @@ def test_workers_share_the_port_the_spool_and_the_connection_limit(
     wait_until(lambda: len(worker_pids(server)) == 2, 60, "two worker processes")
     wait_until(lambda: len(accepting_processes(server)) == 2, 60, "both workers accepting")
     limit = 2
-    relay_with_limits(server, sink, connections=limit, per_hour=0)
+    relay_to(server, sink.port, connections=limit)
     subjects = [f"m{i}" for i in range(90)]
 
     inject(server.smtp_port, subjects, sessions=9)
@@ -153,7 +122,7 @@ def test_a_killed_worker_is_replaced_and_its_work_delivered(
     wait_until(lambda: len(worker_pids(server)) == 1, 60, "one worker process")
     (worker,) = worker_pids(server)
     per_hour = 7200  # one message every half second, over both processes
-    relay_with_limits(server, sink, connections=1, per_hour=per_hour)
+    relay_to(server, sink.port, connections=1, per_hour=per_hour)
     subjects = [f"m{i}" for i in range(12)]
     inject(server.smtp_port, subjects, sessions=4)
 

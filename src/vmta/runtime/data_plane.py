@@ -38,7 +38,7 @@ from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
-from vmta.runtime.throttles import PACING_FILE
+from vmta.runtime.throttles import PACING_FILE, throttle_backend, throttle_backoffs
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.listener import Listener, ListenerSettings, start_listener
 from vmta.smtp.session_registry import SessionCaps
@@ -364,3 +364,23 @@ class DataPlane:
             },
             "events_recovered_in_flight": self.events.recovered_in_flight,
         }
+
+
+def data_plane_for(
+    store: Store,
+    settings: Settings,
+    *,
+    worker: int = 0,
+    metrics: DeliveryMetrics | None = None,
+) -> DataPlane:
+    """The data plane of `vmta serve` (``worker`` 0) or of one of its worker processes:
+    these settings, the system clock, and the throttle and backoff stores they name."""
+    return DataPlane(
+        store,
+        data_plane_settings(settings),
+        settings.data_dir,
+        throttles=throttle_backend(settings, SystemClock()),
+        backoffs=throttle_backoffs(settings, SystemClock()),
+        metrics=metrics,
+        worker=worker,
+    )

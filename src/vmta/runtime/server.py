@@ -19,13 +19,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from vmta.api.app import create_app
-from vmta.delivery.clock import SystemClock
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
-from vmta.runtime.data_plane import DataPlane, data_plane_settings
+from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
-from vmta.runtime.throttles import throttle_backend, throttle_backoffs
 from vmta.runtime.worker_pool import WorkerPool
 from vmta.store.database import safe_url
 from vmta.store.store import Store
@@ -131,14 +129,7 @@ async def serve(settings: Settings) -> None:
             log.info("store ready: %s", safe_url(url))
             ensure_admin_credential(store, settings)
             metrics = DeliveryMetrics()
-            data_plane = DataPlane(
-                store,
-                data_plane_settings(settings),
-                settings.data_dir,
-                throttles=throttle_backend(settings, SystemClock()),
-                backoffs=throttle_backoffs(settings, SystemClock()),
-                metrics=metrics,
-            )
+            data_plane = data_plane_for(store, settings, metrics=metrics)
             await data_plane.start(smtp_socket)
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)

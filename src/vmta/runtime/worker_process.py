@@ -17,12 +17,10 @@ import pickle
 import socket
 import sys
 
-from vmta.delivery.clock import SystemClock
 from vmta.runtime import logs
-from vmta.runtime.data_plane import DataPlane, data_plane_settings
+from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.settings import Settings
 from vmta.runtime.shutdown import Shutdown
-from vmta.runtime.throttles import throttle_backend, throttle_backoffs
 from vmta.store.store import Store
 
 log = logging.getLogger("vmta.runtime.worker_process")  # not __main__ under -m
@@ -46,14 +44,7 @@ async def serve_worker(settings: Settings, smtp_socket: socket.socket, index: in
     # The parent migrated the schema before starting workers.
     store = Store.open(settings.effective_database_url, migrate=False)
     try:
-        data_plane = DataPlane(
-            store,
-            data_plane_settings(settings),
-            settings.data_dir,
-            throttles=throttle_backend(settings, SystemClock()),
-            backoffs=throttle_backoffs(settings, SystemClock()),
-            worker=index,
-        )
+        data_plane = data_plane_for(store, settings, worker=index)
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())
