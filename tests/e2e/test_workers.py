@@ -146,3 +146,18 @@ def test_a_killed_worker_is_replaced_and_its_work_delivered(
     # (the first goes at once; half a second of slack for the clocks of two processes).
     assert starts[-1] - starts[0] >= 5.0, starts
     assert server.stop() == 0
+
+
+def test_workers_stop_when_vmta_serve_is_killed(serve: ServeFactory) -> None:
+    serve.configure(VMTA_WORKERS="3")
+    server = serve.start()
+    wait_until(lambda: len(worker_pids(server)) == 2, 60, "two worker processes")
+    workers = worker_pids(server)
+    server.kill9()  # no handler of the parent runs: nothing tells the workers
+
+    def gone() -> bool:
+        return not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+
+    # They notice the parent is gone and stop by themselves (an orphan is reaped by init).
+    wait_until(gone, 60, "the workers of a killed vmta serve to stop")
+    assert "is gone" in server.log()

@@ -170,6 +170,19 @@ def test_bad_flag_names_the_flag() -> None:
     assert message.startswith("--listen must be HOST:PORT")
 
 
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1", "1.5"])
+def test_bad_worker_count_names_the_variable_and_its_range(value: str) -> None:
+    message = error_of(environ={"VMTA_WORKERS": value})
+    given = int(value) if value.isdigit() else value  # digits are read as a number first
+    assert message == f"VMTA_WORKERS must be an integer from 1 to 64, not {given!r}"
+
+
+def test_worker_count_from_the_environment_and_the_flag() -> None:
+    assert load_settings(environ={"VMTA_WORKERS": "4"}).workers == 4
+    assert load_settings(environ={}, overrides={"workers": 2}).workers == 2
+    assert load_settings(environ={}).workers == 1
+
+
 def test_bad_log_level() -> None:
     message = error_of(environ={"VMTA_LOG_LEVEL": "loud"})
     assert message == "VMTA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not 'loud'"

@@ -74,7 +74,8 @@ class WorkerPool:
 
     def _spawn(self, worker: _Worker) -> None:
         fd = self._socket.fileno()
-        command = [sys.executable, "-m", "vmta.runtime.worker_process", str(worker.index), str(fd)]
+        command = [sys.executable, "-m", "vmta.runtime.worker_process"]
+        command += [str(worker.index), str(fd), str(os.getpid())]
         # The settings go over a pipe, not the command line or the environment: they may
         # hold secrets (a Redis or RabbitMQ password), and both of those are readable by
         # other users of the machine (/proc/PID/cmdline, /proc/PID/environ to root).

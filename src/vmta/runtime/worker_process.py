@@ -1,6 +1,6 @@
 """A worker process of ``VMTA_WORKERS`` (runtime/worker_pool.py says why and how).
 
-    python -m vmta.runtime.worker_process INDEX SMTP_FD   (settings pickled on stdin)
+    python -m vmta.runtime.worker_process INDEX SMTP_FD PARENT_PID   (settings on stdin)
 
 It runs a data plane on the inherited SMTP socket and stops on SIGTERM or SIGINT as
 `vmta serve` does, or when its parent is gone: a worker never outlives the process that
@@ -29,6 +29,8 @@ PARENT_CHECK_SECONDS = 0.5
 
 
 async def _parent_gone(parent: int) -> None:
+    """Returns once ``parent`` is no longer this process's parent: at once when it died
+    before this process got here (its pid comes from the parent, not from getppid)."""
     # Polled: an orphan is told nothing (its parent pid just changes), and prctl's
     # PR_SET_PDEATHSIG would have to be set between fork and exec.
     while os.getppid() == parent:  # noqa: ASYNC110
@@ -36,11 +38,13 @@ async def _parent_gone(parent: int) -> None:
     log.warning("the vmta serve process (pid %d) is gone", parent)
 
 
-async def serve_worker(settings: Settings, smtp_socket: socket.socket, index: int) -> None:
+async def serve_worker(
+    settings: Settings, smtp_socket: socket.socket, index: int, parent_pid: int
+) -> None:
     loop = asyncio.get_running_loop()
     shutdown = Shutdown()
     shutdown.install(loop)
-    parent = asyncio.ensure_future(_parent_gone(os.getppid()))
+    parent = asyncio.ensure_future(_parent_gone(parent_pid))
     # The parent migrated the schema before starting workers.
     store = Store.open(settings.effective_database_url, migrate=False)
     try:
@@ -60,14 +64,14 @@ async def serve_worker(settings: Settings, smtp_socket: socket.socket, index: in
 
 
 def main(argv: list[str]) -> int:
-    index, fd = int(argv[0]), int(argv[1])
+    index, fd, parent_pid = int(argv[0]), int(argv[1]), int(argv[2])
     # S301: the bytes come from the parent `vmta serve` through our own stdin pipe.
     settings: Settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
     logs.configure(settings.log_level, tag=f"worker {index}")
     smtp_socket = socket.socket(fileno=fd)
     smtp_socket.setblocking(False)
     try:
-        asyncio.run(serve_worker(settings, smtp_socket, index))
+        asyncio.run(serve_worker(settings, smtp_socket, index, parent_pid))
     except KeyboardInterrupt:
         return 130
     return 0
