@@ -1,6 +1,7 @@
 """One connection of an egress path, from open to QUIT: its first message (whose pacing
 slot the dispatcher reserved), then the next ones of the ready queue while the path's
-pacing lets them go at once, RSET between messages (RFC 5321 §4.1.1.5).
+pacing lets them go at once, RSET between messages (RFC 5321 §4.1.1.5; sent in the
+next message's pipelined group when the server offers PIPELINING, RFC 2920).
 
 The body of each message is read from the spool just before it is sent: the spool is its
 only source, so a message an operator deleted is not sent, and no body waits in memory
