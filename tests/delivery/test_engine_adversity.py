@@ -69,7 +69,9 @@ async def test_a_path_that_comes_back_is_probed_once_then_used(harness_factory: 
     h.add_relay("flaky", Limits(5, 0))
     await h.inject(10)
     await h.run_for(10.0)
-    assert 3 <= len(h.transport.opens) <= 5  # the threshold, or the 5 opened at once
+    # The threshold (3), and at most what was opened before the third failure came back:
+    # two failures leave the path open, so up to 2 + the 5 connections of the limit.
+    assert 3 <= len(h.transport.opens) <= 2 + 5
     h.transport.refuse = False
     await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 400, 0.5)
     assert len(h.transport.sent) == 10

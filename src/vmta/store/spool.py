@@ -26,24 +26,21 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    bindparam,
     func,
-    insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.sql.dml import Update
 
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
 from vmta.store.db_clock import database_now
-from vmta.store.event_outbox import write_outcome_events
 from vmta.store.nodes import beat
 from vmta.store.spool_inspection import SpoolInspection
 from vmta.store.spool_maintenance import SpoolMaintenance
+from vmta.store.spool_writes import DriverSql, SpoolWrites
 from vmta.store.store import Store
-from vmta.store.tables import attempts, messages, recipients
+from vmta.store.tables import messages, recipients
 
 R = recipients.c
 M = messages.c
@@ -80,28 +77,7 @@ _JOB_COLUMNS = (
 )
 
 
-def _recipient_values(o: Outcome) -> dict[str, Any]:
-    """The columns an outcome sets on its recipient (``attempts`` aside: it is counted up
-    in SQL)."""
-    values: dict[str, Any] = {
-        "state": o.state,
-        "lease_owner": None,
-        "lease_until": None,
-        "updated_at": o.at,
-        "waiting_reason": o.waiting_reason,
-    }
-    if o.next_attempt_at is not None:
-        values["next_attempt_at"] = o.next_attempt_at
-    if o.attempted:
-        values["last_attempt_at"] = o.at
-        values["last_reply"] = o.reply
-        values["virtual_mta"] = o.virtual_mta
-    elif o.reply is not None:
-        values["last_reply"] = o.reply
-    return values
-
-
-class SqlSpool(SpoolInspection, SpoolMaintenance):
+class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
     def __init__(
         self,
         store: Store,
@@ -121,6 +97,7 @@ class SqlSpool(SpoolInspection, SpoolMaintenance):
         # Destinations that get an event for each outcome (docs/events.md); none: no
         # event is written and recording costs nothing more.
         self.event_subscriptions = tuple(event_subscriptions)
+        self._driver_sql = DriverSql(store.dialect, store.engine.dialect.paramstyle)
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
         """(now, lease_until) of a lease decision: the caller's, or the database's."""
@@ -155,70 +132,13 @@ class SqlSpool(SpoolInspection, SpoolMaintenance):
     ) -> list[Job]:
         """The accepts and the outcomes of one writer cycle in one transaction: one commit
         (one fsync) instead of two. Returns the accepted messages' claimed jobs."""
+        accepting = self.prepare_accept(batch, lease_until, unclaimed) if batch else None
+        recording = self.prepare_record(outcomes) if outcomes else None
         with self.store.write() as conn:
-            jobs = self.accept_in(conn, batch, lease_until, unclaimed) if batch else []
-            if outcomes:
-                self.record_in(conn, outcomes)
+            jobs = self.accept_prepared(conn, accepting) if accepting else []
+            if recording:
+                self.record_prepared(conn, recording)
             return jobs
-
-    def accept_in(
-        self,
-        conn: Connection,
-        batch: Sequence[NewMessage],
-        lease_until: float | None,
-        unclaimed: Collection[str] = (),
-    ) -> list[Job]:
-        """``accept`` inside the caller's transaction."""
-        unclaimed = set(unclaimed)
-        if lease_until is not None:
-            lease_until = self._lease_clock(conn, 0.0, lease_until)[1]
-        conn.execute(
-            insert(messages),
-            [
-                {
-                    "id": m.id,
-                    "received_at": m.received_at,
-                    "expires_at": m.expires_at,
-                    "mail_from": m.mail_from,
-                    "size": len(m.body),
-                    "body": m.body,
-                    "vmta_selector": m.vmta_selector,
-                    "client_ip": m.client_ip,
-                    "auth_name": m.auth_name,
-                    "routing_memory": None,
-                    "is_bounce": m.is_bounce,
-                    "kept_headers": dict(m.kept_headers) if m.kept_headers else None,
-                    "mq_options": dict(m.mq_options) if m.mq_options else None,
-                }
-                for m in batch
-            ],
-        )
-        rows = [
-            {
-                "message_id": m.id,
-                "address": address,
-                "state": QUEUED,
-                "attempts": 0,
-                "next_attempt_at": m.received_at,
-                "lease_owner": self.owner if claim else None,
-                "lease_until": lease_until if claim else None,
-                "updated_at": m.received_at,
-            }
-            for m in batch
-            for claim in (lease_until is not None and m.id not in unclaimed,)
-            for address in m.recipients
-        ]
-        conn.execute(insert(recipients), rows)
-        ids = [m.id for m in batch if m.id not in unclaimed]
-        if lease_until is None or not ids:
-            return []
-        result = conn.execute(
-            select(*_JOB_COLUMNS)
-            .join(messages, M.id == R.message_id)
-            .where(R.message_id.in_(ids))
-            .order_by(R.id)
-        )
-        return [_job(row) for row in result]
 
     # ---- claiming ------------------------------------------------------------------
 
@@ -332,67 +252,3 @@ class SqlSpool(SpoolInspection, SpoolMaintenance):
             return
         with self.store.write() as conn:
             self.record_in(conn, outcomes)
-
-    def record_in(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
-        """``record`` inside the caller's transaction."""
-        # First: it reads the attempt counts as they were before these outcomes.
-        write_outcome_events(conn, outcomes, self.owner, self.event_subscriptions)
-        shape: tuple[tuple[str, ...], bool] | None = None
-        run: list[dict[str, Any]] = []
-        for o in outcomes:
-            values = _recipient_values(o)
-            key = (tuple(values), o.attempted)
-            if shape is not None and key != shape:
-                conn.execute(self._recipient_update(*shape), run)
-                run = []
-            shape = key
-            run.append({"b_id": o.recipient_id, **{f"b_{k}": v for k, v in values.items()}})
-        if shape is not None:
-            conn.execute(self._recipient_update(*shape), run)
-        memory = [
-            {"b_id": o.message_id, "b_memory": o.routing_memory}
-            for o in outcomes
-            if o.routing_memory is not None
-        ]
-        if memory:
-            conn.execute(
-                update(messages)
-                .where(M.id == bindparam("b_id"))
-                .values(routing_memory=bindparam("b_memory", type_=M.routing_memory.type)),
-                memory,
-            )
-        # A recipient whose message an operator deleted meanwhile has no row left to
-        # attach an attempt to; its outcome simply has nothing to change.
-        attempted = [o.recipient_id for o in outcomes if o.attempted]
-        present = set(
-            conn.execute(select(R.id).where(R.id.in_(attempted))).scalars() if attempted else ()
-        )
-        rows = [
-            {
-                "message_id": o.message_id,
-                "recipient_id": o.recipient_id,
-                "at": o.at,
-                "outcome": o.outcome_label or o.state,
-                "virtual_mta": o.virtual_mta,
-                "effective_virtual_mta": o.effective_virtual_mta,
-                "source_ip": o.source_ip,
-                "remote_host": o.remote_host,
-                "remote_ip": o.remote_ip,
-                "reply": o.reply,
-            }
-            for o in outcomes
-            if o.attempted and o.recipient_id in present
-        ]
-        if rows:
-            conn.execute(insert(attempts), rows)
-
-    def _recipient_update(self, columns: tuple[str, ...], attempted: bool) -> Update:
-        """UPDATE of one leased recipient, setting ``columns`` from ``b_<column>``."""
-        values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in columns}
-        if attempted:
-            values["attempts"] = R.attempts + 1
-        return (
-            update(recipients)
-            .where(R.id == bindparam("b_id"), R.lease_owner == self.owner)
-            .values(values)
-        )
