@@ -98,3 +98,20 @@ async def test_a_refused_outcome_fails_only_its_own_caller(store: Store) -> None
     assert now["r0@dest.test"] == "queued"  # its outcome was refused: nothing changed
     assert now["r1@dest.test"] == now["r2@dest.test"] == "delivered"
     assert now["r7@dest.test"] == now["r8@dest.test"] == "queued"
+
+
+async def test_body_reads_waiting_together_share_one_query(store: Store) -> None:
+    spool = SqlSpool(store, "node-a")
+    gateway = SpoolGateway(spool, lease_seconds=300)
+    gateway.start()
+    try:
+        messages = [new_message(n) for n in range(20)]
+        await asyncio.gather(*(gateway.accept(m, NOW) for m in messages))
+        assert spool.delete_message("M0003")
+        ids = [m.id for m in messages] + ["M0005", "NO-SUCH-MESSAGE"]
+        bodies = await asyncio.gather(*(gateway.body(i) for i in ids))
+        assert gateway.read_stats == {"body_queries": 1, "bodies_asked": 22}
+    finally:
+        await gateway.stop()
+    assert bodies[3] is None and bodies[-1] is None  # deleted, and never there
+    assert [b for i, b in enumerate(bodies) if i not in (3, 21)] == [messages[0].body] * 20

@@ -4,7 +4,7 @@ All writes go through one thread, in batches (group commit): an accepted message
 acknowledged only after the transaction that holds it has committed, and many sessions'
 messages share that commit, with the outcomes that arrived meanwhile: one writer cycle,
 one transaction, one fsync. Reads of message bodies use a separate small pool, so they
-never wait behind a commit.
+never wait behind a commit, and are batched the same way.
 """
 
 from __future__ import annotations
@@ -67,13 +67,18 @@ class SpoolGateway:
             self._writer, self._write_cycle, max_batch=max_batch * 4
         )
         self._max_accepts = max_batch
+        self._body_reads: BatchRunner[str, bytes | None] = BatchRunner(
+            self._readers, self._read_bodies, max_batch=max_batch
+        )
         self.observer = observer  # commit latency and committed outcomes (metrics)
 
     def start(self) -> None:
         self._writes.start()
+        self._body_reads.start()
 
     async def stop(self) -> None:
         await self._writes.stop()
+        await self._body_reads.stop()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
 
@@ -194,8 +199,18 @@ class SpoolGateway:
         return await loop.run_in_executor(self._readers, self.spool.queued_count)
 
     async def body(self, message_id: str) -> bytes | None:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self.spool.body, message_id)
+        """The message's body, or None once it is deleted. Reads that arrive while one
+        is on its way share the next query: one hand-over to the reader thread and back
+        for many connections' messages instead of one each."""
+        return await self._body_reads.submit(message_id)
+
+    def _read_bodies(self, message_ids: Sequence[str]) -> list[bytes | None]:
+        found = self.spool.bodies(message_ids)
+        return [found.get(message_id) for message_id in message_ids]
+
+    @property
+    def read_stats(self) -> dict[str, int]:
+        return {"body_queries": self._body_reads.batches, "bodies_asked": self._body_reads.items}
 
     @property
     def commit_stats(self) -> dict[str, int]:

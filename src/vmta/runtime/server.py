@@ -25,6 +25,7 @@ from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
 from vmta.runtime.worker_pool import WorkerPool
+from vmta.smtp.listener import ACCEPT_QUEUE
 from vmta.store.database import safe_url
 from vmta.store.store import Store
 
@@ -47,7 +48,7 @@ def bind_listener(listen: Listen, what: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((listen.host, listen.port))
-        sock.listen(1024)
+        sock.listen(ACCEPT_QUEUE)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:

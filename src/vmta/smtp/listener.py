@@ -32,6 +32,8 @@ from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 log = logging.getLogger(__name__)
 
+# The kernel's queue of connections not yet accepted (listen(2)), shared by every process.
+ACCEPT_QUEUE = 1024
 MAX_RECIPIENTS = 1000
 
 
@@ -305,5 +307,14 @@ async def start_listener(
         )
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, sock=sock)
+    # One connection accepted per wakeup, not asyncio's default of up to 100: with
+    # VMTA_WORKERS > 1 every process waits on this one socket, and a burst of clients
+    # (50 sessions opened at once) otherwise went nearly all to whichever process woke
+    # first, and stayed there: one process saturated while the other idled
+    # (docs/PERFORMANCE.md, "Relay throughput, round 3"). A busy process now picks up its
+    # next client only when its loop comes round, so clients go to the less busy one.
+    # asyncio takes the per-wakeup count from ``backlog``, which it also passes to
+    # listen(); the kernel's queue is set back to its size right after.
+    server = await loop.create_server(factory, sock=sock, backlog=1)
+    sock.listen(ACCEPT_QUEUE)
     return Listener(server, registry)
