@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.serve_process import (
@@ -161,3 +164,54 @@ def test_workers_stop_when_vmta_serve_is_killed(serve: ServeFactory) -> None:
     # They notice the parent is gone and stop by themselves (an orphan is reaped by init).
     wait_until(gone, 60, "the workers of a killed vmta serve to stop")
     assert "is gone" in server.log()
+
+
+def socket_owners(pids: set[int], port: int) -> dict[int, int]:
+    """For each TCP connection accepted on ``port`` (by its client's port): the pid of the
+    process holding it, from /proc/net/tcp and each process's descriptors."""
+    by_inode: dict[str, int] = {}
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.split(":")[1], 16) == port and remote.split(":")[1] != "0000":
+                by_inode[inode] = int(remote.split(":")[1], 16)
+    owners: dict[int, int] = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            inode = target.removeprefix("socket:[").removesuffix("]")
+            if target.startswith("socket:[") and inode in by_inode:
+                owners[by_inode[inode]] = pid
+    return owners
+
+
+@pytest.mark.one_database  # which process accepts: no database takes part
+def test_a_burst_of_clients_is_spread_over_the_processes(serve: ServeFactory) -> None:
+    serve.configure(VMTA_WORKERS="2")
+    server = serve.start()
+    assert server.proc is not None
+    wait_until(lambda: len(worker_pids(server)) == 1, 60, "one worker process")
+    wait_until(lambda: len(accepting_processes(server)) == 1, 60, "the worker accepting")
+    processes = {server.proc.pid, *worker_pids(server)}
+    clients = []
+    try:
+        # Every connection is made before any greeting is read: all of them wait in the
+        # kernel's queue together, as when a sender opens its sessions at once.
+        for _ in range(40):
+            client = socket.create_connection(("127.0.0.1", server.smtp_port), timeout=30)
+            clients.append(client)
+        for client in clients:
+            assert client.recv(512).startswith(b"220"), "no greeting"
+        owners = socket_owners(processes, server.smtp_port)
+        assert sorted(owners) == sorted(c.getsockname()[1] for c in clients)
+        per_process = Counter(owners.values())
+        assert set(per_process) == processes, per_process
+        assert min(per_process.values()) >= 10, per_process  # of 40; 32 and 8 before
+    finally:
+        for client in clients:
+            client.close()
+    assert server.stop() == 0
