@@ -156,7 +156,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        twin = callspec is not None and callspec.params.get("database") == "postgresql"
+        twin = callspec is not None and "postgresql" in (
+            callspec.params.get("database"),
+            callspec.params.get("database_url"),  # tests/e2e's servers
+        )
         if twin and item.get_closest_marker(ONE_DATABASE) is not None:
             dropped.append(item)
         else:
