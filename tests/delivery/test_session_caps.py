@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from tests.delivery.conftest import RunningPlane
 from tests.peers.raw_smtp import RawSmtp
@@ -68,5 +71,24 @@ async def test_idle_sessions_time_out_sooner_under_stress(plane_factory: Any) ->
         with sessions(plane.smtp_port, ["127.0.0.1"] * 8) as stressed:
             assert all(code == 220 for _, code, _ in stressed)
             assert all(client.closed_by_server() for client, _, _ in stressed)
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.one_database  # the listener's timer: no database takes part
+async def test_a_session_that_keeps_talking_outlives_its_idle_timeout(plane_factory: Any) -> None:
+    """The idle timer is moved, not re-armed, by each command (listener._reset_timeout):
+    when it fires on a session that spoke meanwhile, it waits again for the rest."""
+    caps = SessionCaps(max_sessions=10, max_per_client=10, timeout=1.0, stress_timeout=1.0)
+    plane: RunningPlane = await plane_factory(session_caps=caps)
+
+    def run() -> None:
+        with sessions(plane.smtp_port, ["127.0.0.1"]) as [(client, code, _)]:
+            assert code == 220
+            for _ in range(8):  # 2 s of commands, one every quarter of the 1 s timeout
+                assert client.command("NOOP").code == 250
+                time.sleep(0.25)
+            assert client.command("NOOP").code == 250
+            assert client.closed_by_server()  # then silent: closed after the timeout
 
     await asyncio.to_thread(run)

@@ -5,6 +5,7 @@ bounded in time, and the rules for a connection that breaks or is closed. ``Smtp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
@@ -69,8 +70,16 @@ class SmtpWire:
         return await self._read_reply(stage, self._options.command_timeout)
 
     async def _drain(self, seconds: float) -> None:
+        transport = self._writer.transport
+        waiting: contextlib.AbstractAsyncContextManager[object]
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
+            # Below the low-water mark the writer is not paused: drain() returns at once
+            # (or raises for a lost connection), so no timer is armed for it.
+            waiting = contextlib.nullcontext()
+        else:
+            waiting = asyncio.timeout(seconds)
         try:
-            async with asyncio.timeout(seconds):
+            async with waiting:
                 await self._writer.drain()
         except (OSError, TimeoutError) as exc:
             self._broken()
@@ -91,13 +100,13 @@ class SmtpWire:
 
     async def _read_reply(self, stage: Stage, seconds: float) -> SmtpReply:
         try:
-            async with asyncio.timeout(seconds):
-                while True:
-                    line = await self._reader.readuntil(b"\n")
-                    text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
-                    reply = self._assembler.feed(text)
-                    if reply is not None:
-                        break
+            # Pipelined replies mostly come in one segment: those already received are
+            # read without arming a timer, which only waiting needs.
+            reply = await self._buffered_reply()
+            if reply is None:
+                async with asyncio.timeout(seconds):
+                    while reply is None:
+                        reply = await self._next_line()
         except TimeoutError:
             reason = f"{self.server_name} did not answer within {seconds:g} s"
         except asyncio.IncompleteReadError:
@@ -115,10 +124,28 @@ class SmtpWire:
         self._broken()
         raise SessionDeferred(stage, reason)
 
+    async def _buffered_reply(self) -> SmtpReply | None:
+        """The next reply if its lines are all received; else None, with the lines that
+        are kept by the assembler (the caller waits for the rest)."""
+        while has_buffered_line(self._reader):
+            reply = await self._next_line()  # a line is buffered: returns without waiting
+            if reply is not None:
+                return reply
+        return None
+
+    async def _next_line(self) -> SmtpReply | None:
+        line = await self._reader.readuntil(b"\n")
+        return self._assembler.feed(line.rstrip(b"\r\n").decode("utf-8", errors="replace"))
+
     def _broken(self) -> None:
         self._usable = False
         self._closed = True
         self._writer.transport.abort()
+
+
+def has_buffered_line(reader: asyncio.StreamReader) -> bool:
+    # StreamReader has no public way to ask what is waiting; its buffer is.
+    return b"\n" in getattr(reader, "_buffer", b"")
 
 
 def has_buffered_input(reader: asyncio.StreamReader) -> bool:
