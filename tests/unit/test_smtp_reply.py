@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply, parse_reply
+from vmta.domain.smtp_reply import (
+    MalformedReply,
+    ReplyAssembler,
+    SmtpReply,
+    build_reply,
+    parse_reply,
+    parse_reply_line,
+)
 
 
 def test_single_line_with_enhanced_code() -> None:
@@ -67,3 +74,44 @@ def test_class_predicates() -> None:
     assert SmtpReply(221, "").is_success
     assert SmtpReply(421, "").is_temporary
     assert str(SmtpReply(221, "Bye")) == "221 Bye"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "250",
+        "250 ",
+        "250 Ok",
+        "250 2.0.0 Ok: queued as 7F3A",
+        "451 4.7.1 Try again later",
+        "550 5.1.1 <a@b.test>: no such user",
+        "550 4.1.1 class disagrees with the code",
+        "554 5.0.0",
+        "421 4.4.2 closing   ",
+        "220 mx.test ESMTP",
+    ],
+)
+def test_a_one_line_reply_reads_the_same_on_the_short_path(line: str) -> None:
+    """ReplyAssembler reads a lone one-line reply without the general path's objects;
+    what it returns is what the general path builds."""
+    assert ReplyAssembler().feed(line) == build_reply([parse_reply_line(line)])
+
+
+@pytest.mark.parametrize(
+    "line", ["2x0 Ok", "250-more", "650 Ok", "\uff12\uff15\uff10 Ok", "25", "250\tOk"]
+)
+def test_what_is_not_a_one_line_reply_takes_the_general_path(line: str) -> None:
+    """Fullwidth digits (U+FF12...) are digits to str.isdigit, not to RFC 5321."""
+    assembler = ReplyAssembler()
+    try:
+        general: object = build_reply([parse_reply_line(line)])
+    except MalformedReply as exc:
+        general = type(exc)
+    try:
+        short: object = assembler.feed(line)
+    except MalformedReply as exc:
+        short = type(exc)
+    if line == "250-more":  # a continuation: no reply yet
+        assert short is None
+    else:
+        assert short == general

@@ -4,6 +4,7 @@ header, commit to the spool, and only then say yes (ARCHITECTURE.md pitfall: nev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,13 @@ class Arrival:
     helo: str | None
     auth_name: str | None
     tls: bool
+
+
+@functools.lru_cache(maxsize=4)
+def rfc5322_date(second: int) -> str:
+    """The date of a Received field (RFC 5322 §3.3), which names whole seconds: built once
+    per second, not once per message."""
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 class Intake:
@@ -118,7 +126,7 @@ class Intake:
         protocol = "ESMTP" + ("S" if arrival.tls else "") + ("A" if arrival.auth_name else "")
         protocol = via or protocol
         helo = (arrival.helo or "unknown").replace("\r", "").replace("\n", "")[:255]
-        stamp = format_datetime(datetime.fromtimestamp(now, UTC))
+        stamp = rfc5322_date(int(now))
         return (
             f"Received: from {helo} ([{arrival.client_ip or 'unknown'}])\r\n"
             f"\tby {self.hostname} (vmta) with {protocol} id {queue_id};\r\n"

@@ -4,6 +4,7 @@ authenticated clients and the networks an operator lists may hand it mail for de
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ def parse_networks(texts: Sequence[str]) -> list[Network]:
     return networks
 
 
+@functools.lru_cache(maxsize=1024)  # asked at every RCPT; clients are few
 def is_loopback(ip: str | None) -> bool:
     if not ip:
         return False

@@ -110,22 +110,24 @@ def build_reply(lines: Iterable[ReplyLine]) -> SmtpReply:
     if any(line.code != code for line in collected):
         codes = ", ".join(str(line.code) for line in collected)
         raise MalformedReply(f"SMTP reply lines disagree on the code ({codes})")
-    enhanced: str | None = None
-    texts: list[str] = []
-    for index, line in enumerate(collected):
-        text = line.text
-        match = _ENHANCED.match(text)
-        # RFC 3463 §2: the class of the enhanced code equals the reply's first digit;
-        # otherwise the text merely starts with something that looks like one.
-        if match is not None and int(match.group(1)) == code // 100:
-            found = f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
-            if index == 0:
-                enhanced = found
-                text = text[match.end() :]
-            elif found == enhanced:
-                text = text[match.end() :]
-        texts.append(text)
+    enhanced, first = _split_enhanced(code, collected[0].text)
+    texts = [first]
+    for line in collected[1:]:
+        found, text = _split_enhanced(code, line.text)
+        texts.append(text if found is not None and found == enhanced else line.text)
     return SmtpReply(code=code, text="\n".join(texts), enhanced=enhanced)
+
+
+def _split_enhanced(code: int, text: str) -> tuple[str | None, str]:
+    """The enhanced status code the text starts with (normalised), and the text after it;
+    (None, text) if there is none."""
+    match = _ENHANCED.match(text)
+    # RFC 3463 §2: the class of the enhanced code equals the reply's first digit;
+    # otherwise the text merely starts with something that looks like one.
+    if match is None or int(match.group(1)) != code // 100:
+        return None, text
+    found = f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
+    return found, text[match.end() :]
 
 
 def parse_reply(text: str) -> SmtpReply:
@@ -145,6 +147,14 @@ class ReplyAssembler:
 
     def feed(self, line: str) -> SmtpReply | None:
         """Add one line (CRLF removed); returns the reply when this line ended it."""
+        if not self._lines and (len(line) == 3 or line[3:4] == " "):
+            # The everyday reply, one line: "250 2.0.0 Ok" or a bare "250". The same
+            # rules as below (RFC 5321 §4.2), without the general path's objects.
+            digits = line[:3]
+            if digits.isascii() and digits.isdigit() and "2" <= digits[0] <= "5":
+                code = int(digits)
+                enhanced, text = _split_enhanced(code, line[4:])
+                return SmtpReply(code=code, text=text, enhanced=enhanced)
         parsed = parse_reply_line(line)
         self._lines.append(parsed)
         if len(self._lines) > MAX_REPLY_LINES:

@@ -152,8 +152,8 @@ class DeliveryMetrics:
             buckets=COMMIT_BUCKETS,
             registry=r,
         )
-        for source in SOURCES:
-            self.accepted.labels(source)  # every series exists from the start, at 0
+        # Every series exists from the start, at 0.
+        self._accepted_by_source = {source: self.accepted.labels(source) for source in SOURCES}
 
     def exposed(self) -> CollectorRegistry:
         """What ``/metrics`` serves. With worker processes (``VMTA_WORKERS``), every process
@@ -197,7 +197,11 @@ class DeliveryMetrics:
         self.throttle_waits.observe(max(0.0, seconds))
 
     def injected(self, latency: float, source: str = "smtp") -> None:
-        self.accepted.labels(source if source in SOURCES else OTHER).inc()
+        label = source if source in SOURCES else OTHER
+        child = self._accepted_by_source.get(label)
+        if child is None:  # labels() looks the series up by its values: once each
+            child = self._accepted_by_source[label] = self.accepted.labels(label)
+        child.inc()
         self.injection.observe(max(0.0, latency))
 
     def delivered(self, latency: float) -> None:
