@@ -106,3 +106,51 @@ def test_an_end_split_over_dropped_data_is_still_found() -> None:
         collector, rest = collect(wire, [cut], size_limit=100)
         assert collector.state is DataState.TOO_MUCH
         assert rest == b"QUIT\r\n", cut
+
+
+def longest_line_by_split(content: bytes) -> int:
+    """The rule, written the plain way: the longest CRLF-ended line, CRLF included."""
+    return max(len(line) + 2 for line in (b"\r\n" + content).split(b"\r\n")[1:-1])
+
+
+SEEDS = range(60)
+
+
+def seeded_message(seed: int) -> tuple[bytes, bytes, list[int]]:
+    """Lines around the limit, with bare CRs and LFs (which do not end a line) and dots:
+    the content, its wire form and the sizes of the chunks it arrives in."""
+    rng = random.Random(seed)
+    longest = rng.choice([76, 998, 999, LINE_LIMIT - 3, LINE_LIMIT - 2, LINE_LIMIT - 1, 1500])
+    lines = []
+    for _ in range(rng.randint(1, 40)):
+        length = rng.choice([0, 1, 76, longest])
+        alphabet = [b"x"] * 200 + [b"\n", b"\r", b"."]
+        lines.append(b"".join(rng.choice(alphabet) for _ in range(length)))
+    content = b"".join(line + b"\r\n" for line in lines)
+    wire = content.replace(b"\r\n.", b"\r\n..")
+    if wire.startswith(b"."):
+        wire = b"." + wire
+    wire += b".\r\n"
+    sizes, left = [], len(wire)
+    while left > 0:
+        sizes.append(rng.choice([1, 2, 3, 500, 1000, 1001, 4096, 65536]))
+        left -= sizes[-1]
+    return content, wire, sizes
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_line_limit_agrees_with_splitting_every_line(seed: int) -> None:
+    """Fed in random chunks: TOO_LONG exactly when a line as sent is too long."""
+    content, wire, sizes = seeded_message(seed)
+    collector, rest = collect(wire, sizes)
+    assert rest == b""
+    too_long = longest_line_by_split(wire[:-3]) > LINE_LIMIT
+    assert (collector.state is DataState.TOO_LONG) == too_long, (seed, too_long)
+    if not too_long:
+        assert collector.content() == content
+
+
+def test_the_seeded_messages_hold_both_verdicts() -> None:
+    """The table above is no table of one answer: both outcomes occur in it often."""
+    verdicts = [longest_line_by_split(seeded_message(s)[1][:-3]) > LINE_LIMIT for s in SEEDS]
+    assert 8 <= sum(verdicts) <= 52, sum(verdicts)  # 11 too long, 49 within
