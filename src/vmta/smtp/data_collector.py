@@ -4,8 +4,8 @@ operations (RFC 5321 §4.5.2, §4.5.3.1.6, §4.5.3.1.7).
 aiosmtpd reads DATA one line at a time: for a 100 KB message that is some 1,300 awaits,
 each with its copies and a debug log call, which was most of the interpreter's time at
 that size (docs/PERFORMANCE.md). Here the end of data is found with one search per chunk,
-the line-length check a search per window of the line limit, and dot-stuffing is undone with one replace. The
-rules are aiosmtpd's, kept exactly:
+the line-length check takes one search per window of the line limit, and dot-stuffing is
+undone with one replace. The rules are aiosmtpd's, kept exactly:
 
 - the data ends at a line holding only "." (CRLF . CRLF, or "." CRLF as the first line);
 - a line longer than ``line_limit`` bytes (CRLF included) makes the transaction fail with
