@@ -14,6 +14,7 @@ external MTA's ``public_ip`` leaves through that external MTA.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class ExternalMta:
         )
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every message routed; addresses are few
 def canonical_ip(text: str) -> str | None:
     """The canonical text of an IPv4 or IPv6 address (IPv6 compressed, lower case), or None
     when ``text`` is not one. IPv6 zone ids (``fe80::1%eth0``) are refused: an address
