@@ -4,6 +4,7 @@ statement bound, and driver errors reach callers as the store's errors."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
-from vmta.store.database import DatabaseUnavailable
+from vmta.store.database import DatabaseUnavailable, InvalidDatabaseUrl, require_sqlite
 from vmta.store.spool import SqlSpool
 from vmta.store.spool_writes import ROWS_PER_STATEMENT
 from vmta.store.store import Store
@@ -150,3 +151,11 @@ def test_a_full_sqlite_spool_is_unavailable_and_keeps_nothing(tmp_path: Path) ->
         assert counts(store) == (1, 1, 0)
     finally:
         store.close()
+
+
+@pytest.mark.one_database
+def test_an_old_sqlite_library_is_refused_by_name() -> None:
+    with pytest.raises(InvalidDatabaseUrl, match=r"SQLite 3\.35\.0 or later .* SQLite 3\.34\.1"):
+        require_sqlite((3, 34, 1))
+    require_sqlite((3, 35, 0))
+    require_sqlite(sqlite3.sqlite_version_info)  # this machine's, which runs the suite

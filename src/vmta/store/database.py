@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The spool's writes use INSERT ... RETURNING (store/spool_writes.py), SQLite 3.35 and later.
+SQLITE_NEEDED = (3, 35, 0)
+
+
+def require_sqlite(version: tuple[int, int, int]) -> None:
+    """Refuse, at start-up and with the versions named, a SQLite library older than the
+    spool needs (it is the one the Python build links, not a package of vmta's)."""
+    if version < SQLITE_NEEDED:
+        have, need = ".".join(map(str, version)), ".".join(map(str, SQLITE_NEEDED))
+        raise InvalidDatabaseUrl(
+            f"SQLite {need} or later is needed (INSERT ... RETURNING); this Python's "
+            f"sqlite3 module uses SQLite {have}: use a newer Python build, or PostgreSQL"
+        )
+
+
 def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for ``url``, connected once to prove that it works.
 
@@ -88,6 +104,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     parsed = parse_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
+        require_sqlite(sqlite3.sqlite_version_info)
         path = parsed.database
         if path and path != ":memory:" and not path.startswith("file:"):
             parent = Path(path).parent
