@@ -97,7 +97,8 @@ def recipient_values(o: Outcome) -> dict[str, Any]:
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(dict(value))
+    """A mapping as JSON text; none, or an empty one, as SQL NULL."""
+    return json.dumps(dict(value)) if value else None
 
 
 def _chunks(rows: Sequence[tuple[Any, ...]], size: int) -> Iterator[Sequence[tuple[Any, ...]]]:
