@@ -14,9 +14,10 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from tests.migrated_templates import MigratedTemplates, admin_engine
@@ -37,6 +38,21 @@ pytest_plugins = [
 PG_URL = os.environ.get("VMTA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_SECRET = "vmta_test-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def cap_sqlite_growth(store: Store, spare_pages: int = 2) -> None:
+    """Let a SQLite store grow by at most ``spare_pages`` pages past what it holds now:
+    a write that needs more gets SQLITE_FULL, "database or disk is full", as on a full
+    disk. ``max_page_count`` is a property of each connection, so it is set on every new
+    one, and the pool's connections are replaced at once."""
+    with store.read() as conn:
+        pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
+
+    def cap(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + spare_pages}")
+
+    event.listen(store.engine, "connect", cap)
+    store.engine.dispose()
 
 
 def skip_or_fail(reason: str) -> None:

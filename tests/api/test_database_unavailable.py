@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine
 
 from tests.api.helpers import GA, ok, snapshot
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, cap_sqlite_growth
 from vmta.api.app import create_app
 from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
@@ -42,15 +42,7 @@ def full_store(tmp_path: Path) -> Iterator[Store]:
     store = Store.open(f"sqlite:///{tmp_path / 'vmta.db'}")
     with store.write() as conn:
         CredentialRepository(conn).put("admin", hash_secret(TEST_SECRET))
-        pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
-
-    def cap(dbapi_connection: Any, _record: Any) -> None:
-        # max_page_count is a property of each connection: SQLite then answers
-        # SQLITE_FULL, "database or disk is full", as on a full disk.
-        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 2}")
-
-    event.listen(store.engine, "connect", cap)
-    store.engine.dispose()
+    cap_sqlite_growth(store)
     try:
         yield store
     finally:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from tests.conftest import cap_sqlite_growth
 from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable, InvalidDatabaseUrl, require_sqlite
 from vmta.store.spool import SqlSpool
@@ -73,7 +74,7 @@ def test_json_columns_and_unclaimed_messages_read_back(store: Store) -> None:
     options = {"pool": "p1", "tags": ["a", "b"], "maxattempts": 3}
     claimed = message("Q1", ["a@x.test"], kept_headers={"X-Id": "7"}, mq_options=options)
     jobs = spool.accept(
-        [claimed, message("Q2", ["b@x.test"], is_bounce=True)],
+        [claimed, message("Q2", ["b@x.test"], is_bounce=True, kept_headers={}, mq_options={})],
         lease_until=T0 + 300,
         unclaimed={"Q2"},
     )
@@ -82,7 +83,7 @@ def test_json_columns_and_unclaimed_messages_read_back(store: Store) -> None:
     with store.read() as conn:
         rows = {r.id: r for r in conn.execute(select(messages))}
     assert rows["Q1"].kept_headers == {"X-Id": "7"} and rows["Q1"].mq_options == options
-    assert rows["Q2"].kept_headers is None and rows["Q2"].mq_options is None
+    assert rows["Q2"].kept_headers is None and rows["Q2"].mq_options is None  # empty: NULL
     assert bool(rows["Q2"].is_bounce) and rows["Q1"].size == len(claimed.body)
     # The unclaimed message waits for any node's poll, with what the claimed one had.
     polled = SqlSpool(store, "node-b").claim_due(T0, 10, T0 + 300)
@@ -132,15 +133,7 @@ def test_a_message_id_stored_twice_is_the_stores_integrity_error(store: Store) -
 @pytest.mark.one_database
 def test_a_full_sqlite_spool_is_unavailable_and_keeps_nothing(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'vmta.db'}")
-    with store.read() as conn:
-        pages = int(conn.execute(text("PRAGMA page_count")).scalar_one())
-
-    def cap(dbapi_connection: Any, _record: Any) -> None:
-        # SQLite answers SQLITE_FULL, "database or disk is full", as on a full disk.
-        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 2}")
-
-    event.listen(store.engine, "connect", cap)
-    store.engine.dispose()
+    cap_sqlite_growth(store)
     try:
         spool = SqlSpool(store, "node-a")
         big = NewMessage("Q1", T0, T0 + 3600, "s@x.test", ["a@x.test"], b"x" * 200_000)
