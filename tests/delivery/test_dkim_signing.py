@@ -352,6 +352,14 @@ async def test_mailerq_per_message_keys_with_each_canonicalization(
         )
         assert response.status_code == 400 and reason in response.json()["error"], response.text
         assert own.splitlines()[2] not in response.text
+    # An X-GreenArrow-DKIM in the mime that names no key refuses the message as well.
+    response = await world.api.post(
+        "/v1/inject",
+        json={"recipient": "rcpt@dest.test",
+              "mime": 'X-GreenArrow-DKIM: {"domain": "none.test"}\r\n' + mime},
+    )  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert "X-GreenArrow-DKIM names a DKIM key that does not exist" in response.text
     # The key is in no stored message, no result document and no log line.
     secret_line = own.splitlines()[2]
     with world.plane.store.read() as conn:
@@ -422,3 +430,29 @@ async def _outbox_case(
     assert [(t[b"d"], t[b"s"], t[b"c"]) for t in tags] == [(b"mq.test", b"amqp", b"relaxed/simple")]
     assert "protocols" in caplog.text  # the reason, logged ...
     assert own.splitlines()[1] not in caplog.text  # ... without the key
+
+
+@pytest.mark.one_database  # the store's part is in tests/store/test_dkim_keys.py
+async def test_rotation_new_selector_made_default_then_old_deleted(world: World) -> None:
+    old = await world.key(
+        domain="from.test", selector="s2026", default_for_domain=True, key={"bits": 1024}
+    )
+    await world.plane.asend(message("From: ann@from.test\r\n"))
+    new = await world.key(domain="from.test", selector="s2027", key={"bits": 1024})
+    await world.plane.asend(message("From: ann@from.test\r\n"))  # still the old default
+    response = await world.api.put(
+        f"{GA}/{new['id']}", json={"dkim_key": {"default_for_domain": True}}
+    )
+    assert response.json()["data"]["dkim_key"]["default_for_domain"] is True
+    signer = world.plane.plane.intake.signer
+    assert signer is not None
+    signer.keyring.invalidate()  # rather than waiting for the keyring's second
+    await world.plane.asend(message("From: ann@from.test\r\n"))
+    assert (await world.api.delete(f"{GA}/{old['id']}")).status_code == 200
+    signer.keyring.invalidate()
+    await world.plane.asend(message("From: ann@from.test\r\n"))
+    selectors = []
+    for seen in await world.delivered(4):
+        (tags,) = verify_all(seen.data, world.dns)
+        selectors.append(tags[b"s"])
+    assert selectors == [b"s2026", b"s2026", b"s2027", b"s2027"]
