@@ -19,6 +19,7 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.dispatcher import Dispatcher
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.ready_queue import Delivery, PathQueue
@@ -51,8 +52,10 @@ class ConnectionWorker:
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         metrics: EngineMetrics | None = None,
+        senders: EnvelopeSenders | None = None,
     ) -> None:
         self._spawn = spawn
+        self._senders = senders  # VERP: the envelope sender of a one-recipient delivery
         self._metrics = metrics or NoMetrics()
         self._transport = transport
         self._throttles = throttles
@@ -208,8 +211,11 @@ class ConnectionWorker:
         self._journal.started(ids)
         healthy = True
         try:
+            sender = first.mail_from
+            if self._senders is not None and len(delivery.jobs) == 1:
+                sender = await self._senders.sender_for(first)  # VERP
             replies: TransactionReplies = await conversation.send(
-                first.mail_from, [job.address for job in delivery.jobs], body
+                sender, [job.address for job in delivery.jobs], body
             )
             verdicts = recipient_verdicts(replies.mail, replies.rcpts, replies.data)
         except ConversationLost:

@@ -23,6 +23,7 @@ from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.host_throttles import HostThrottles
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
@@ -77,8 +78,10 @@ class Dispatcher:
         open_connection: OpenConnection,
         metrics: EngineMetrics | None = None,
         backoffs: ThrottleBackoffs | None = None,
+        senders: EnvelopeSenders | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
+        self._senders = senders  # VERP: one transaction per recipient
         self._backoffs = backoffs
         self._router = router
         self._throttles = throttles
@@ -133,8 +136,10 @@ class Dispatcher:
                 groups[decision.path.key][1].append(job)
             else:
                 groups[decision.path.key] = (decision, [job])
+        split = self._senders is not None and await self._senders.per_recipient(first.mail_from)
         for decision, group in groups.values():
-            await self._enqueue(Delivery(group, decision))
+            for part in [[job] for job in group] if split else [group]:
+                await self._enqueue(Delivery(part, decision))
 
     # ---- ready queues ----------------------------------------------------------------------
 

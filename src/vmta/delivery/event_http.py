@@ -12,6 +12,7 @@ import httpx
 
 from vmta.delivery.event_sender import EventDeliveryFailed
 from vmta.domain.delivery_event import EVENT_TYPES, greenarrow_event
+from vmta.domain.feedback_events import SCOMP
 from vmta.store.event_outbox import PendingEvent
 
 
@@ -36,7 +37,7 @@ class HttpEventDestination:
         self.name = name
         self.kind = "http"
         self.target = display_url(url)
-        self.event_types = frozenset(EVENT_TYPES)
+        self.event_types = frozenset((*EVENT_TYPES, SCOMP))
         self.url = url
         self.batch_size = batch_size
         self._client = httpx.AsyncClient(

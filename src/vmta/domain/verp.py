@@ -74,6 +74,10 @@ def decode_token(secret: bytes, token: str) -> VerpTarget | None:
         return None
     if len(raw) != _TOKEN_BYTES:
         return None
+    # The last character carries four padding bits: only the canonical spelling counts,
+    # so that one token has one address.
+    if base64.b32encode(raw).decode("ascii").rstrip("=").lower() != token:
+        return None
     payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
     if not hmac.compare_digest(mac, _mac(secret, payload)):
         return None

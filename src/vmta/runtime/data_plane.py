@@ -30,21 +30,27 @@ from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
+from vmta.domain.feedback_events import REPORTS_QUEUE
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Outcome
+from vmta.feedback.directory import MailboxBook
+from vmta.feedback.processor import FeedbackProcessor
+from vmta.feedback.verp_signer import VerpSigner
 from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.runtime.throttles import PACING_FILE, throttle_backend, throttle_backoffs
 from vmta.smtp.auth_gate import AuthGate
+from vmta.smtp.inbound_listener import InboundHandler, InboundSettings, start_inbound_listener
 from vmta.smtp.listener import Listener, ListenerSettings, start_listener
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.event_outbox import EventOutbox
+from vmta.store.inbound_mail import verp_secret
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
@@ -74,6 +80,7 @@ class DataPlaneSettings:
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
+    inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
 
 
 class CommitNotifier:
@@ -158,6 +165,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
                 "success": settings.rabbitmq_success,
                 "failure": settings.rabbitmq_failure,
                 "retry": settings.rabbitmq_retry,
+                REPORTS_QUEUE: settings.rabbitmq_reports,
             },
             sender=SenderSettings(retry_max=settings.events_retry_max),
         ),
@@ -253,6 +261,16 @@ class DataPlane:
             health=self.health,
             clock=self.clock,
         )
+        # What comes back (docs/feedback.md): the mailboxes of incoming email domains,
+        # VERP for mail sent from a bounce mailbox, and (in `vmta serve` itself) the
+        # processor of what the inbound listener accepted.
+        self.mailbox_book = MailboxBook(store, verp_secret(store))
+        self.feedback: FeedbackProcessor | None = None
+        if worker == 0:
+            self.feedback = FeedbackProcessor(
+                store, self.mailbox_book, self.owner, subscriptions(destinations)
+            )
+        self.inbound: Listener | None = None
         self.engine = build_engine(
             spool=self.gateway,
             router=router,
@@ -266,6 +284,7 @@ class DataPlane:
             hostname=settings.hostname,
             metrics=self.metrics,
             backoffs=self.backoffs,
+            senders=VerpSigner(self.mailbox_book),
         )
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
@@ -301,7 +320,9 @@ class DataPlane:
             return False
         return record.scope == "submit" or self.settings.smtp_auth_admin
 
-    async def start(self, smtp_socket: socket.socket | None) -> None:
+    async def start(
+        self, smtp_socket: socket.socket | None, inbound_socket: socket.socket | None = None
+    ) -> None:
         self.gateway.start()
         self.backoffs.start()
         await self.inflow.start()
@@ -320,11 +341,31 @@ class DataPlane:
             )
         if self.outbox is not None:
             await self.outbox.start()
+        if self.feedback is not None:
+            await self.feedback.start()
+            if inbound_socket is not None:
+                handler = InboundHandler(
+                    self.store,
+                    self.mailbox_book,
+                    InboundSettings(hostname=self.settings.hostname),
+                    intake=self.intake,
+                    accepted=self.feedback.wake,
+                )
+                inbound = InboundSettings(
+                    hostname=self.settings.hostname,
+                    max_message_size=self.settings.max_message_size,
+                    max_recipients=self.settings.inbound_max_recipients,
+                    caps=self.settings.session_caps,
+                )
+                handler.settings = inbound
+                self.inbound = await start_inbound_listener(inbound_socket, handler, inbound)
 
     def stop_accepting(self) -> None:
         """Refuse new SMTP connections from now on (the first thing on SIGTERM)."""
         if self.listener is not None:
             self.listener.server.close()
+        if self.inbound is not None:
+            self.inbound.server.close()
 
     def force_stop(self) -> None:
         """Stop waiting for SMTP transactions in progress (a second stop signal)."""
@@ -339,6 +380,10 @@ class DataPlane:
             await self.outbox.stop()
         if self.listener is not None:
             await self.listener.stop(self.settings.shutdown_grace)
+        if self.inbound is not None:
+            await self.inbound.stop(self.settings.shutdown_grace)
+        if self.feedback is not None:
+            await self.feedback.stop()
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()

@@ -284,4 +284,15 @@ OPTIONS: tuple[Option, ...] = (
         "queue for deferred attempts that will be retried; empty: none (default retry)",
         allow_empty=True,
     ),
+    # ---- what comes back: bounces and complaints (docs/feedback.md) ----
+    Option(
+        "inbound_listen", "VMTA_INBOUND_LISTEN", "--inbound-listen", _listen,
+        "inbound SMTP address HOST:PORT for bounces, complaints and forwarding mailboxes"
+        " (default: none, no inbound listener)", "HOST:PORT", serve_only=True,
+    ),
+    Option(
+        "rabbitmq_reports", "VMTA_RABBITMQ_REPORTS", None, _result_queue,
+        "queue for parsed bounces and complaints received; empty: none (default reports)",
+        allow_empty=True,
+    ),
 )  # fmt: skip

@@ -95,6 +95,9 @@ class Settings:
     rabbitmq_success: str = "success"
     rabbitmq_failure: str = "failure"
     rabbitmq_retry: str = "retry"
+    # ---- what comes back: bounces and complaints (docs/feedback.md) ----
+    inbound_listen: Listen | None = None  # None: no inbound listener
+    rabbitmq_reports: str = "reports"
 
     @property
     def effective_database_url(self) -> str:
