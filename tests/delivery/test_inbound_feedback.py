@@ -338,3 +338,24 @@ async def test_complaint_by_message_id_without_token(inbound: Inbound) -> None:
     await asyncio.to_thread(inbound.processor.run_once)
     [scomp] = greenarrow_events(inbound.store)
     assert scomp["email"] == "alice@dest.test" and scomp["message_id"] == QUEUE_ID
+
+
+async def test_reports_listed_by_the_api(inbound: Inbound) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import TEST_SECRET
+    from vmta.api.app import create_app
+
+    dsn = postfix_style_dsn("return@bounces.test", message_id="other@example.com")
+    await asyncio.to_thread(smtp, inbound.port, "", ["return@bounces.test"], dsn)
+    await asyncio.to_thread(smtp, inbound.port, "", [inbound.verp], postfix_style_dsn(inbound.verp))
+    await asyncio.to_thread(inbound.processor.run_once)
+    with TestClient(create_app(inbound.store)) as client:
+        client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
+        unmatched = client.get("/api/reports", params={"matched": "false"}).json()["reports"]
+        assert [r["recipient"] for r in unmatched] == ["alice@dest.test"]
+        assert unmatched[0]["matched"] is False and unmatched[0]["kind"] == "bounce"
+        assert unmatched[0]["report"]["failure"]["status"] == "5.1.1"
+        matched = client.get("/api/reports", params={"matched": "true"}).json()["reports"]
+        assert [r["queue_id"] for r in matched] == [QUEUE_ID]
+        assert client.get("/api/reports", params={"matched": "maybe"}).status_code == 400
