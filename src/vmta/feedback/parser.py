@@ -34,6 +34,18 @@ _VACATION_SUBJECT = re.compile(
     r"^\s*(auto(matic)?[ -]?(reply|response)|out of (the )?office|vacation|away from)",
     re.IGNORECASE,
 )
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (status notification|failure|has failed)|failure notice"
+    r"|returned mail|mail delivery failed|could not be delivered",
+    re.IGNORECASE,
+)
+_PERMANENT = re.compile(r"\b(5\.[0-9]{1,3}\.[0-9]{1,3})\b")
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Where a bounce's own words end and the returned message begins.
+_ORIGINAL_FOLLOWS = re.compile(
+    r"^.*(below this line is a copy|original message|returned message|message headers follow)",
+    re.IGNORECASE | re.MULTILINE,
+)
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-response-suppress")
 
 
@@ -53,6 +65,9 @@ def parse_message(raw: bytes) -> ParsedReport:
     flufl = _non_standard(message, subject)
     if flufl is not None:
         return flufl
+    said = _said_in_text(message, subject)
+    if said is not None:
+        return said
     if _is_auto_reply(message, subject):
         source = "auto_submitted" if _auto_submitted(message) else "vacation"
         return ParsedReport(kind=AUTO_REPLY, source=source, subject=subject)
@@ -174,6 +189,42 @@ def _non_standard(message: Message, subject: str | None) -> ParsedReport | None:
         kind=BOUNCE,
         source="flufl",
         failures=tuple(failures),
+        original_message_id=_message_id(original),
+        original_return_path=_return_path(original),
+        subject=subject,
+    )
+
+
+def _said_in_text(message: Message, subject: str | None) -> ParsedReport | None:
+    """A bounce no detector knows, when it says it is one (from MAILER-DAEMON or
+    postmaster, an RFC 6522 delivery-status report, or a bounce's subject) and its text
+    names a permanent RFC 3463 status: the address last named before that status."""
+    sender = (_address(_text(message.get("From"))) or "").lower()
+    report = (message.get_param("report-type") or "") if message.is_multipart() else ""
+    if not (
+        sender.split("@")[0] in ("mailer-daemon", "postmaster")
+        or str(report).lower() == "delivery-status"
+        or (subject and _BOUNCE_SUBJECT.search(subject))
+    ):
+        return None
+    text = _ORIGINAL_FOLLOWS.split(_body_text(message), 1)[0]
+    match = _PERMANENT.search(text)
+    if match is None:
+        return None
+    named = _ADDRESS.findall(text[: match.end()])
+    if not named:
+        return None
+    start = text.rfind("\n", 0, match.start()) + 1
+    end = text.find("\n", match.end())
+    line = text[start : end if end >= 0 else None].strip()
+    failure = RecipientFailure(
+        final_recipient=named[-1], status=match.group(1), diagnostic=_clip(line)
+    )
+    original = _original_headers(message)
+    return ParsedReport(
+        kind=BOUNCE,
+        source="text",
+        failures=(failure,),
         original_message_id=_message_id(original),
         original_return_path=_return_path(original),
         subject=subject,
