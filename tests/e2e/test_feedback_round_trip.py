@@ -163,7 +163,12 @@ def test_kill9_during_inbound_acceptance_loses_nothing_acknowledged(serve: Serve
         rows = restarted.get("/api/reports?matched=false&limit=10000")["reports"]
         return {r["recipient"] for r in rows}
 
-    wait_until(lambda: wanted <= reported(), DEADLINE, "every acknowledged bounce reported")
+    wait_until(
+        lambda: wanted <= reported(),
+        DEADLINE,
+        f"every acknowledged bounce reported; missing {sorted(wanted - reported())[:5]}"
+        f" of {len(wanted)}\n{restarted.log()[-3000:]}",
+    )
 
 
 DSN = (

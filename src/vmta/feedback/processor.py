@@ -56,12 +56,14 @@ class FeedbackProcessor:
         *,
         poll: float = 1.0,
         now: Callable[[], float] = time.time,
+        predecessors: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.book = book
         self.owner = owner
         self.subscriptions = list(subscriptions)
         self.poll = poll
+        self.predecessors = tuple(predecessors)  # gone processes: their claims are void
         self._now = now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -100,7 +102,7 @@ class FeedbackProcessor:
         if now - self._last_purge >= PURGE_EVERY:
             purge_reports(self.store, now)
             self._last_purge = now
-        ids = claim_inbound(self.store, self.owner, now, LEASE, BATCH)
+        ids = claim_inbound(self.store, self.owner, now, LEASE, BATCH, self.predecessors)
         for message_id in ids:
             message = load_inbound(self.store, message_id)
             if message is None:

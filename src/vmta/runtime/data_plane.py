@@ -268,7 +268,11 @@ class DataPlane:
         self.feedback: FeedbackProcessor | None = None
         if worker == 0:
             self.feedback = FeedbackProcessor(
-                store, self.mailbox_book, self.owner, subscriptions(destinations)
+                store,
+                self.mailbox_book,
+                self.owner,
+                subscriptions(destinations),
+                predecessors=identity.predecessors,
             )
         self.inbound: Listener | None = None
         self.engine = build_engine(

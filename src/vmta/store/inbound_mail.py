@@ -126,9 +126,19 @@ def accept_inbound(
     return int(key[0])
 
 
-def claim_inbound(store: Store, owner: str, now: float, lease: float, limit: int) -> list[int]:
-    """Ids of up to ``limit`` messages no live claim holds, now claimed by ``owner``."""
-    free = or_(IN.lease_owner.is_(None), IN.lease_until < now, IN.lease_owner == owner)
+def claim_inbound(
+    store: Store,
+    owner: str,
+    now: float,
+    lease: float,
+    limit: int,
+    predecessors: Sequence[str] = (),
+) -> list[int]:
+    """Ids of up to ``limit`` messages no live claim holds, now claimed by ``owner``.
+    Claims of ``predecessors`` (earlier processes known to be gone, vmta.store.nodes)
+    are void at once, as their recipient leases are."""
+    mine = (owner, *predecessors)
+    free = or_(IN.lease_owner.is_(None), IN.lease_until < now, IN.lease_owner.in_(mine))
     with store.write() as conn:
         ids = [
             row.id for row in conn.execute(select(IN.id).where(free).order_by(IN.id).limit(limit))
