@@ -359,3 +359,36 @@ async def test_reports_listed_by_the_api(inbound: Inbound) -> None:
         matched = client.get("/api/reports", params={"matched": "true"}).json()["reports"]
         assert [r["queue_id"] for r in matched] == [QUEUE_ID]
         assert client.get("/api/reports", params={"matched": "maybe"}).status_code == 400
+
+
+async def test_parsed_report_reaches_the_reports_queue(inbound: Inbound) -> None:
+    """The ``report`` event, published by the RabbitMQ destination to a real broker."""
+    import uuid
+
+    import aio_pika
+
+    from tests.delivery.test_events_rabbitmq import AMQP_URL, drain
+    from vmta.delivery.event_amqp import RabbitMqEventDestination
+    from vmta.store.event_outbox import PendingEvent
+
+    await asyncio.to_thread(smtp, inbound.port, "", [inbound.verp], postfix_style_dsn(inbound.verp))
+    await asyncio.to_thread(inbound.processor.run_once)
+    [row] = [r for r in rows(inbound.store, events) if r.event_type == "report"]
+    queue = f"vmta-test-reports-{uuid.uuid4().hex[:10]}"
+    destination = RabbitMqEventDestination(AMQP_URL, queues={"reports": queue})
+    assert "report" in destination.event_types
+    await destination.send([PendingEvent(row.id, row.event_type, row.created_at, row.payload)])
+    await destination.close()
+    broker = await aio_pika.connect(AMQP_URL, timeout=5)
+    try:
+        [document] = await drain(broker, queue)
+        channel = await broker.channel()
+        await channel.queue_delete(queue)
+    finally:
+        await broker.close()
+    assert document["type"] == "bounce" and document["matched"] is True
+    assert document["envelope"] == "" and document["recipient"] == inbound.verp
+    assert document["original"]["queue_id"] == QUEUE_ID
+    assert document["original"]["recipient"] == "alice@dest.test"
+    assert document["report"]["source"] == "dsn"
+    assert document["failure"]["status"] == "5.1.1"
