@@ -28,6 +28,7 @@ from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
 from vmta.domain.relay_policy import Network, parse_networks
@@ -152,6 +153,20 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             http_url=settings.events_http_url,
             http_batch=settings.events_http_batch,
             http_timeout=settings.events_http_timeout,
+            http_type_urls={
+                "delivery_attempt": settings.events_http_url_delivery_attempt or "",
+                "bounce_all": settings.events_http_url_bounce_all or "",
+                "bounce_bad_address": settings.events_http_url_bounce_bad_address or "",
+                "scomp": settings.events_http_url_scomp or "",
+            },
+            http_json=settings.events_http_json,
+            server_id=settings.hostname,
+            bad_addresses=BadAddressPolicy(
+                hard=settings.bad_address_hard,
+                soft=settings.bad_address_soft,
+                days=float(settings.bad_address_days),
+                suppress=settings.suppress_bad_addresses,
+            ),
             rabbitmq_url=settings.rabbitmq_url,
             rabbitmq_queues={
                 "results": settings.rabbitmq_results,
@@ -216,6 +231,7 @@ class DataPlane:
             db_lease_seconds=engine_settings.lease_seconds,  # PostgreSQL: the database's clock
             predecessors=identity.predecessors,
             event_subscriptions=subscriptions(destinations),
+            bad_address_policy=settings.events.bad_addresses,
         )
         self.events = EventSender(
             EventOutbox(store, self.owner, identity.predecessors),
