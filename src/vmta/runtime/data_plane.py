@@ -301,7 +301,10 @@ class DataPlane:
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
             self.outbox = OutboxConsumer(
-                settings.rabbitmq_url, settings.rabbitmq_outbox, self.intake
+                settings.rabbitmq_url,
+                settings.rabbitmq_outbox,
+                self.intake,
+                failure_queue=settings.events.rabbitmq_queues.get("failure", ""),
             )
         self.auth_gate = AuthGate(self.check_credentials)
         self.listener: Listener | None = None
