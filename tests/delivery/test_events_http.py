@@ -44,8 +44,9 @@ async def test_deferral_then_success(
     plane = await http_plane(plane_factory, http_receiver.url)
     sink = sink_factory()
     sink.script("RCPT", "451 4.7.1 Greylisted, try again later")
-    plane.add_relay("relay-1", sink.port)
+    relay_id = plane.add_relay("relay-1", sink.port)
     queue_id = await plane.asend(TRACKED_MESSAGE)
+    size = plane.message(queue_id).size
 
     seen = await eventually(
         lambda: (
@@ -68,11 +69,24 @@ async def test_deferral_then_success(
         assert isinstance(event["id"], int) and isinstance(event["event_time"], int)
         for field, (_header, value) in TRACKING.items():
             assert event[field] == value, field
+        assert event["event_unique_id"] == str(event["id"])
+        assert event["server_id"] == "vmta.test"  # the node's name
+        assert event["outmtaid"] == relay_id and event["outmtaid_hostname"] == "out.vmta.test"
+        # The relay server's destination, as connected to.
+        assert (event["mx_hostname"], event["mx_ip"]) == ("127.0.0.1", "127.0.0.1")
+        assert event["from_address"] == "sender@src.test"
+        assert event["message_size"] == size > 0
+        assert (
+            isinstance(event["timestamp"], float)
+            and int(event["timestamp"]) == (event["event_time"])
+        )
+        assert None not in (event.get(f) for f in ("outmtaid", "message_size", "injected_time"))
     # The headers themselves do not leave vmta.
     assert all(h.encode() not in m.data for h, _ in TRACKING.values() for m in sink.messages)
     assert deferral["id"] != success["id"]
     assert {p.content_type for p in http_receiver.posts} == {"application/json"}
-    assert all(isinstance(p.body, dict) for p in http_receiver.posts)  # one event per POST
+    # GreenArrow's consumers bind an array: every POST is one, even for a single event.
+    assert all(isinstance(p.body, list) and p.body for p in http_receiver.posts)
 
 
 async def test_failure_and_bounce_all(
@@ -86,11 +100,11 @@ async def test_failure_and_bounce_all(
 
     seen = await eventually(
         lambda: (
-            len(events_for(http_receiver, queue_id)) >= 2 and events_for(http_receiver, queue_id)
+            len(events_for(http_receiver, queue_id)) >= 3 and events_for(http_receiver, queue_id)
         ),
-        what="failure and bounce_all",
+        what="failure, bounce_all and bounce_bad_address",
     )
-    assert [(e["event_type"], e["status"]) for e in seen] == [
+    assert [(e["event_type"], e.get("status")) for e in seen[:2]] == [
         ("delivery_attempt", "failure"),
         ("bounce_all", "failure"),
     ]
@@ -98,6 +112,7 @@ async def test_failure_and_bounce_all(
     assert bounce["email"] == "gone@dest.test"
     assert (bounce["bounce_type"], bounce["bounce_code"]) == ("h", 10)
     assert bounce["bounce_text"] == "550 5.1.1 No such user"
+    assert bounce["synchronous"] is True
 
 
 async def test_events_wait_while_the_receiver_fails_then_all_arrive_once(

@@ -7,7 +7,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,6 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
                 "scomp": settings.events_http_url_scomp or "",
             },
             http_json=settings.events_http_json,
-            server_id=settings.hostname,
             bad_addresses=BadAddressPolicy(
                 hard=settings.bad_address_hard,
                 soft=settings.bad_address_soft,
@@ -224,7 +223,11 @@ class DataPlane:
         # previous run among them) are released when the engine starts.
         identity = register_node(store, data_dir, ttl=engine_settings.lease_seconds)
         self.owner = identity.node_id
-        destinations = event_destinations(settings.events)
+        # Every GreenArrow event names the node it comes from (server_id).
+        events = settings.events
+        destinations = event_destinations(
+            replace(events, server_id=events.server_id or settings.hostname)
+        )
         self.spool = SqlSpool(
             store,
             self.owner,
