@@ -1,3 +1,4 @@
+# ruff: noqa: F401, F811 - broker and queues are fixtures of test_events_rabbitmq
 """MailerQ's result JSON as a consumer of MailerQ reads it, from the real RabbitMQ, and
 GreenArrow's events as its consumers bind them, at a real HTTP receiver: every attempt
 reaches real SMTP sinks through MX records that a real dnsmasq publishes, and the result
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.delivery.conftest import eventually, free_port, insert, ip_vmta
-from tests.delivery.test_events_rabbitmq import (  # noqa: F401 - fixtures
+from tests.delivery.test_events_rabbitmq import (
     AMQP_URL,
     QUICK,
     broker,
@@ -51,7 +52,7 @@ async def world(
     plane_factory: Any,
     dnsmasq: DnsmasqServer,
     sink_factory: Any,
-    queues: dict[str, str],  # noqa: F811 - the fixture
+    queues: dict[str, str],
     http_receiver: HttpReceiver,
 ) -> Any:
     """ok.test's MX is a sink on 127.0.0.23; down.test's MX has an address where
@@ -105,12 +106,12 @@ def of(queue_id: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in found if m["vmta_queue_id"] == queue_id]
 
 
-async def wait_for(broker: Any, queues: dict[str, str], kind: str, queue_id: str) -> Any:  # noqa: F811
+async def wait_for(broker: Any, queues: dict[str, str], kind: str, queue_id: str) -> Any:
     got = await collect(broker, queues, lambda g: of(queue_id, g[kind]))
     return of(queue_id, got[kind])[0], got
 
 
-async def test_success(world: Any, broker: Any, queues: dict[str, str]) -> None:  # noqa: F811
+async def test_success(world: Any, broker: Any, queues: dict[str, str]) -> None:
     plane, sink, _ip_id = world
     queue_id = await plane.asend(MESSAGE, recipients=["jane@ok.test"])
     got = await collect(
@@ -127,7 +128,7 @@ async def test_success(world: Any, broker: Any, queues: dict[str, str]) -> None:
     assert [t.rcpt_tos for t in sink.messages] == [["jane@ok.test"]]
 
 
-async def test_refusal_at_rcpt(world: Any, broker: Any, queues: dict[str, str]) -> None:  # noqa: F811
+async def test_refusal_at_rcpt(world: Any, broker: Any, queues: dict[str, str]) -> None:
     plane, sink, _ip_id = world
     sink.refuse("gone@ok.test", "550 5.1.1 No such user")
     queue_id = await plane.asend(MESSAGE, recipients=["gone@ok.test"])
@@ -145,7 +146,7 @@ async def test_refusal_at_rcpt(world: Any, broker: Any, queues: dict[str, str]) 
 async def test_refusal_after_the_final_dot(
     world: Any,
     broker: Any,
-    queues: dict[str, str],  # noqa: F811
+    queues: dict[str, str],
 ) -> None:
     plane, sink, _ip_id = world
     sink.script("DATA", "554 5.6.0 Content rejected")
@@ -160,7 +161,7 @@ async def test_connection_refused(
     world: Any,
     broker: Any,
     queues: dict[str, str],
-    http_receiver: HttpReceiver,  # noqa: F811
+    http_receiver: HttpReceiver,
 ) -> None:
     plane, _sink, ip_id = world
     queue_id = await plane.asend(MESSAGE, recipients=["x@down.test"])
@@ -186,7 +187,7 @@ async def test_a_domain_that_does_not_exist_and_dns_that_fails(
     world: Any,
     broker: Any,
     queues: dict[str, str],
-    dnsmasq: DnsmasqServer,  # noqa: F811
+    dnsmasq: DnsmasqServer,
 ) -> None:
     plane, _sink, _ip_id = world
     missing = await plane.asend(MESSAGE, recipients=["x@nowhere.test"])  # NXDOMAIN
@@ -207,7 +208,7 @@ async def test_expiry(
     world: Any,
     broker: Any,
     queues: dict[str, str],
-    http_receiver: HttpReceiver,  # noqa: F811
+    http_receiver: HttpReceiver,
 ) -> None:
     plane, sink, _ip_id = world
     expired = "x-mq-maxdelivertime: 2000-01-01 00:00:00\r\n" + MESSAGE
