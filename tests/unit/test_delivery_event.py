@@ -9,8 +9,10 @@ import pytest
 from vmta.domain.delivery_event import (
     MessageFacts,
     attempt_status,
+    bounce_all_fields,
     bounce_classification,
     build_events,
+    common_fields,
     mailerq_json,
     mailerq_queues,
     parse_reply,
@@ -198,3 +200,30 @@ def test_results_the_json_already_held_come_first() -> None:
     )
     (event,) = build_events(outcome(DELIVERED, "250 ok"), facts)
     assert [r["code"] for r in event.payload["mailerq"]["results"]] == [451, 452, 250]
+
+
+def test_a_received_bounce_is_classified_by_the_same_table() -> None:
+    common = common_fields(
+        at=1_700_000_000.9,
+        address="r@dest.test",
+        message_id="Q1",
+        kept_headers={"X-GreenArrow-ListID": "L1"},
+    )
+    fields = bounce_all_fields(
+        common, status="5.1.1", text="smtp; 550 5.1.1 unknown user", synchronous=False
+    )
+    assert fields == {
+        "event_type": "bounce_all",
+        "event_time": 1_700_000_000,
+        "email": "r@dest.test",
+        "message_id": "Q1",
+        "mailclass": None,
+        "sendid": None,
+        "listid": "l1",
+        "instanceid": None,
+        "click_tracking_id": None,
+        "bounce_type": "h",
+        "bounce_code": 10,
+        "bounce_text": "smtp; 550 5.1.1 unknown user",
+        "synchronous": False,
+    }

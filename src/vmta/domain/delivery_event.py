@@ -178,6 +178,34 @@ def common_fields(
     }
 
 
+def bounce_all_fields(
+    common: Mapping[str, Any],
+    *,
+    status: str | None,
+    text: str,
+    synchronous: bool,
+    sending: Mapping[str, Any] | None = None,
+    expired: bool = False,
+) -> dict[str, Any]:
+    """A ``bounce_all`` event's GreenArrow fields: ``common`` (``common_fields``), the
+    sender's side when known, and the class of RFC 3463 ``status`` by the one table.
+    For a received bounce (``synchronous=False``) ``status`` is the DSN's ``Status:``
+    and ``text`` its diagnostic."""
+    found = classify(status, expired=expired)
+    return without_none_integers(
+        {
+            "event_type": BOUNCE_ALL,
+            **common,
+            **(sending or {}),
+            "bounce_type": found.bounce_type,
+            "bounce_code": found.bounce_code,
+            "bounce_text": text,
+            "synchronous": synchronous,
+        },
+        ("outmtaid",),
+    )
+
+
 def build_events(outcome: Outcome, facts: MessageFacts) -> list[Event]:
     """The events of one outcome: a delivery_attempt, and for a final failure of a
     message that is not itself a bounce, a bounce_all."""
@@ -234,20 +262,15 @@ def build_events(outcome: Outcome, facts: MessageFacts) -> list[Event]:
         )
     ]
     if outcome.state == FAILED and not facts.is_bounce:
-        bounce_type, bounce_code = bounce_classification(outcome)
-        bounce = without_none_integers(
-            {
-                "event_type": BOUNCE_ALL,
-                **common,
-                **sending,
-                "bounce_type": bounce_type,
-                "bounce_code": bounce_code,
-                "bounce_text": outcome.reply or "",
-                "synchronous": True,
-                "status": status,
-            },
-            ("outmtaid",),
+        bounce = bounce_all_fields(
+            common,
+            status=parse_reply(outcome.reply).enhanced,
+            text=outcome.reply or "",
+            synchronous=True,
+            sending=sending,
+            expired=is_expiry(outcome),
         )
+        bounce["status"] = status
         events.append(Event(BOUNCE_ALL, outcome.at, outcome.message_id, {"greenarrow": bounce}))
     return events
 
