@@ -5,7 +5,8 @@ reaches real SMTP sinks through MX records that a real dnsmasq publishes, and th
 is compared field by field with the vendors' vocabularies (MailerQ's ``state`` is where
 the attempt ended, its ``result`` one of accepted, error, timeout, lost, invalid).
 
-Cases: success, refusal at RCPT, refusal after the final dot, connection refused, a
+Cases: success, refusal at RCPT, refusal after the final dot, a connection lost after
+the final dot, connection refused, a
 domain that does not exist and DNS that fails, a message that expired. SQLite and
 PostgreSQL."""
 
@@ -25,6 +26,7 @@ from tests.delivery.test_events_rabbitmq import (
 )
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.http_receiver import HttpReceiver
+from tests.peers.sink import DROP
 from vmta.delivery.event_setup import EventSettings
 from vmta.domain.mailerq_result import RESULTS, STATES
 
@@ -155,6 +157,23 @@ async def test_refusal_after_the_final_dot(
     entry = last(result)
     assert (entry["state"], entry["result"], entry["code"]) == ("message", "error", 554)
     assert sink.transactions[0].reply.startswith("554")  # the sink did refuse the data
+
+
+async def test_connection_lost_after_the_final_dot(
+    world: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    plane, sink, _ip_id = world
+    sink.script("DATA", DROP)  # the sink cuts the connection instead of answering
+    queue_id = await plane.asend(MESSAGE, recipients=["jane@ok.test"])
+    retry, _ = await wait_for(broker, queues, "retry", queue_id)
+    entry = last(retry)
+    assert (entry["state"], entry["result"], entry["code"]) == ("message", "lost", 451)
+    assert (entry["to"], entry["mta"], entry["messages"]) == ("127.0.0.23", "mx.ok.test", 1)
+    success, _ = await wait_for(broker, queues, "success", queue_id)
+    assert [(r["state"], r["result"]) for r in success["results"]] == [
+        ("message", "lost"),
+        ("message", "accepted"),
+    ]
 
 
 async def test_connection_refused(
