@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.dsn import FailedRecipient, build_dsn
 from vmta.domain.incoming_domain import BOUNCE, FORWARDING, SPAM_COMPLAINT, Mailbox
@@ -33,12 +34,13 @@ from vmta.store.tables import (
     feedback_reports,
     inbound_messages,
     messages,
+    mq_suppressions,
     recipients,
 )
 
 QUEUE_ID = "0190A1B2C3D4E5F60718"
 SUBSCRIPTIONS = [
-    EventSubscription("http", frozenset({"bounce_all", "scomp"})),
+    EventSubscription("http", frozenset({"bounce_all", "scomp", "bounce_bad_address"})),
     EventSubscription("rabbitmq", frozenset({"report"})),
 ]
 
@@ -102,7 +104,9 @@ async def inbound(store: Store) -> AsyncIterator[Inbound]:
         repo.insert_mailbox(Mailbox(0, domain_id, SPAM_COMPLAINT, "fbl"))
         repo.insert_mailbox(Mailbox(0, domain_id, FORWARDING, "fwd", forward_to=("ops@else.test",)))
     book = MailboxBook(store, verp_secret(store), max_age=0.0)
-    processor = FeedbackProcessor(store, book, "node-a", SUBSCRIPTIONS)
+    processor = FeedbackProcessor(
+        store, book, "node-a", SUBSCRIPTIONS, policy=BadAddressPolicy(hard=1, soft=3)
+    )
     settings = InboundSettings(hostname="in.vmta.test")
     handler = InboundHandler(store, book, settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -224,8 +228,12 @@ async def test_bounce_to_verp_gives_bounce_all(inbound: Inbound) -> None:
     assert len(rows(inbound.store, inbound_messages)) == 1
     assert await asyncio.to_thread(inbound.processor.run_once) == 1
     assert rows(inbound.store, inbound_messages) == []
-    [bounce] = greenarrow_events(inbound.store)
+    [bounce, bad] = greenarrow_events(inbound.store)
     assert bounce["event_type"] == "bounce_all"
+    # One hard bounce crosses the threshold: bounce_bad_address, and a suppression.
+    assert bad["event_type"] == "bounce_bad_address" and bad["email"] == "alice@dest.test"
+    [suppressed] = rows(inbound.store, mq_suppressions)
+    assert suppressed.value == "alice@dest.test"
     assert bounce["synchronous"] is False
     assert bounce["email"] == "alice@dest.test"
     assert bounce["message_id"] == QUEUE_ID
@@ -237,7 +245,7 @@ async def test_bounce_to_verp_gives_bounce_all(inbound: Inbound) -> None:
     # One delivery row per subscribed destination: http for the event, rabbitmq for the
     # parsed report.
     destinations = sorted(r.destination for r in rows(inbound.store, event_deliveries))
-    assert destinations == ["http", "rabbitmq"]
+    assert destinations == ["http", "http", "rabbitmq"]
 
 
 async def test_what_gives_no_event(inbound: Inbound) -> None:
@@ -265,7 +273,7 @@ async def test_bounce_to_plain_address_matches_by_envelope_id(inbound: Inbound) 
     )
     await asyncio.to_thread(smtp, inbound.port, "", ["return@bounces.test"], dsn)
     await asyncio.to_thread(inbound.processor.run_once)
-    [bounce] = greenarrow_events(inbound.store)
+    [bounce, _bad] = greenarrow_events(inbound.store)
     assert bounce["email"] == "alice@dest.test" and bounce["message_id"] == QUEUE_ID
 
 
@@ -274,7 +282,7 @@ async def test_bounce_to_plain_address_matches_by_message_id(inbound: Inbound) -
         smtp, inbound.port, "", ["return@bounces.test"], postfix_style_dsn("return@bounces.test")
     )
     await asyncio.to_thread(inbound.processor.run_once)
-    [bounce] = greenarrow_events(inbound.store)
+    [bounce, _bad] = greenarrow_events(inbound.store)
     assert bounce["email"] == "alice@dest.test" and bounce["message_id"] == QUEUE_ID
 
 
@@ -329,6 +337,8 @@ async def test_complaints_give_scomp(inbound: Inbound, build: Any) -> None:
     [scomp] = greenarrow_events(inbound.store)
     assert scomp["event_type"] == "scomp"
     assert scomp["email"] == "alice@dest.test" and scomp["message_id"] == QUEUE_ID
+    [suppressed] = rows(inbound.store, mq_suppressions)  # VMTA_SUPPRESS_BAD_ADDRESSES
+    assert suppressed.value == "alice@dest.test" and suppressed.description == "spam complaint"
 
 
 async def test_complaint_by_message_id_without_token(inbound: Inbound) -> None:

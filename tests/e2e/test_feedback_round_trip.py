@@ -83,6 +83,9 @@ def test_postfix_dsn_comes_back_as_bounce_all(
     assert len(senders) == 2
     attempts = [e for e in http_receiver.accepted_events() if e["event_type"] == "delivery_attempt"]
     assert {e["status"] for e in attempts} == {"success"}
+    # A hard bounce is a bad address at once (VMTA_BAD_ADDRESS_HARD=1): one event each.
+    bad = [e for e in http_receiver.accepted_events() if e["event_type"] == "bounce_bad_address"]
+    assert sorted(e["email"] for e in bad) == ["alice@rcpt.test", "bob@rcpt.test"]
     reports = server.get("/api/reports?matched=true")["reports"]
     assert len(reports) == 2 and all(r["report"]["source"] == "dsn" for r in reports)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vmta.domain.bounce_classification import classify
 from vmta.domain.incoming_domain import BOUNCE, IncomingDomain, Mailbox, MailboxDirectory
 from vmta.domain.verp import (
     VerpTarget,
@@ -16,7 +17,6 @@ from vmta.domain.verp import (
     greenarrow_form,
     verp_address,
 )
-from vmta.feedback.classification import classify_status
 from vmta.feedback.directory import resolve
 from vmta.feedback.parser import parse_message
 
@@ -56,9 +56,15 @@ EXPECTED: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "arf-02": ("complaint", "arf", []),
 }
 
-# Classes the shared table gives (only the statuses whose class is settled: policy
-# refusals, X.7.x, are classed by the table of the events module).
-CLASSES = {"5.1.1": ("h", 10), "5.1.10": ("h", 10), "5.2.2": ("s", 22), "5.2.1": ("s", 40)}
+# (bounce_type, bounce_code) the one classification table gives each status found.
+CLASSES = {
+    "5.1.1": ("h", 10),
+    "5.1.10": ("s", 40),  # Microsoft's "recipient not found": not among h's X.1.0/1/3/6
+    "5.2.2": ("s", 22),
+    "5.2.1": ("s", 40),
+    "5.5.0": ("s", 25),
+    "5.7.0": ("o", 50),
+}
 
 
 def test_every_sample_has_an_expectation() -> None:
@@ -72,8 +78,8 @@ def test_real_world_samples(name: str) -> None:
     assert (parsed.kind, parsed.source) == (kind, source)
     assert [(f.final_recipient, f.status) for f in parsed.failures] == failures
     for failure in parsed.failures:
-        if failure.status in CLASSES:
-            assert classify_status(failure.status, failure.diagnostic) == CLASSES[failure.status]
+        found = classify(failure.status)
+        assert (found.bounce_type, found.bounce_code) == CLASSES[str(failure.status)]
 
 
 def test_arf_fields() -> None:

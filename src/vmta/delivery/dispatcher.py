@@ -109,7 +109,9 @@ class Dispatcher:
                 await self._route(message_jobs)
             except Exception as exc:
                 log.exception("routing message %s failed", message_jobs[0].message_id)
-                reply = ReplyLine(451, f"4.3.0 internal routing error: {type(exc).__name__}")
+                reply = ReplyLine(
+                    451, f"4.3.0 internal routing error: {type(exc).__name__}", stage="process"
+                )
                 await self._recorder.defer_all(message_jobs, reply, None)
 
     async def _route(self, jobs: list[Job]) -> None:
@@ -120,7 +122,7 @@ class Dispatcher:
         expired = not own_lifetime and self._retry.expired(first.received_at, now)
         if expired or now >= first.expires_at:
             # RFC 3463 X.4.7: delivery time expired. Said by vmta, not by a remote server.
-            reply = ReplyLine(550, "5.4.7 Message expired in queue")
+            reply = ReplyLine(550, "5.4.7 Message expired in queue", stage="process")
             await self._recorder.finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)
             return
         # Recipients of one message may route differently (routing rules by domain).

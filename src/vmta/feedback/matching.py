@@ -15,11 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmta.domain.delivery_event import BOUNCE_ALL, Event, mailerq_time, tracking_values
-from vmta.domain.feedback_events import REPORT, SCOMP
+from vmta.domain.delivery_event import (
+    SCOMP,
+    Event,
+    bounce_all_fields,
+    common_fields,
+    mailerq_time,
+    tracking_values,
+)
+from vmta.domain.feedback_events import REPORT
 from vmta.domain.incoming_domain import MailboxDirectory
 from vmta.domain.verp import GreenArrowVerp
-from vmta.feedback.classification import classify_status
 from vmta.feedback.directory import Addressed, resolve
 from vmta.feedback.report import ParsedReport, RecipientFailure
 from vmta.store.inbound_mail import (
@@ -43,9 +49,19 @@ class Match:
     def tracking(self) -> dict[str, str | None]:
         values = tracking_values(self.kept_headers)
         if self.greenarrow is not None:
-            values["listid"] = self.greenarrow.listid
-            values["sendid"] = self.greenarrow.sendid
+            values["listid"] = self.greenarrow.listid.lower()
+            values["sendid"] = self.greenarrow.sendid.lower()
         return values
+
+    def common(self, at: float) -> dict[str, Any]:
+        """The fields every GreenArrow event has (vmta.domain.delivery_event)."""
+        fields = common_fields(
+            at=at, address=self.email, message_id=self.queue_id, kept_headers=self.kept_headers
+        )
+        fields.update(self.tracking())
+        if not self.queue_id:
+            fields["message_id"] = None  # GreenArrow's VERP form names no message
+        return fields
 
 
 def _from_sent(sent: SentRecipient | None) -> Match | None:
@@ -106,30 +122,16 @@ def match_complaint(
 
 
 def bounce_event(match: Match, failure: RecipientFailure, at: float) -> Event:
-    bounce_type, bounce_code = classify_status(failure.status, failure.diagnostic)
+    """``bounce_all`` with ``synchronous: false``, classified by the one table."""
     text = failure.diagnostic or (failure.status or "")
-    payload = {
-        "event_type": BOUNCE_ALL,
-        "event_time": int(at),
-        "email": match.email,
-        "message_id": match.queue_id or None,
-        **match.tracking(),
-        "bounce_type": bounce_type,
-        "bounce_code": bounce_code,
-        "bounce_text": text,
-        "synchronous": False,
-    }
-    return Event(BOUNCE_ALL, at, match.queue_id, {"greenarrow": payload})
+    payload = bounce_all_fields(
+        match.common(at), status=failure.status or "5.0.0", text=text, synchronous=False
+    )
+    return Event(str(payload["event_type"]), at, match.queue_id, {"greenarrow": payload})
 
 
 def complaint_event(match: Match, at: float) -> Event:
-    payload = {
-        "event_type": SCOMP,
-        "event_time": int(at),
-        "email": match.email,
-        "message_id": match.queue_id or None,
-        **match.tracking(),
-    }
+    payload = {"event_type": SCOMP, **match.common(at)}
     return Event(SCOMP, at, match.queue_id, {"greenarrow": payload})
 
 

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import Event, EventSubscription
 from vmta.domain.incoming_domain import BOUNCE, SPAM_COMPLAINT
 from vmta.feedback import report as kinds
@@ -30,6 +31,8 @@ from vmta.feedback.matching import (
 )
 from vmta.feedback.parser import parse_message
 from vmta.store.inbound_mail import (
+    CountedBounce,
+    Findings,
     InboundMessage,
     StoredReport,
     claim_inbound,
@@ -57,6 +60,7 @@ class FeedbackProcessor:
         poll: float = 1.0,
         now: Callable[[], float] = time.time,
         predecessors: Sequence[str] = (),
+        policy: BadAddressPolicy | None = None,
     ) -> None:
         self.store = store
         self.book = book
@@ -64,6 +68,8 @@ class FeedbackProcessor:
         self.subscriptions = list(subscriptions)
         self.poll = poll
         self.predecessors = tuple(predecessors)  # gone processes: their claims are void
+        # The bad-address threshold received bounces count towards (None: not counted).
+        self.policy = policy
         self._now = now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -107,20 +113,22 @@ class FeedbackProcessor:
             message = load_inbound(self.store, message_id)
             if message is None:
                 continue
-            reports, events = self.reports_of(message)
+            findings = self.findings_of(message)
             if finish_inbound(
-                self.store, message_id, self.owner, reports, events, self.subscriptions
+                self.store, message_id, self.owner, findings, self.subscriptions, self.policy
             ):
                 self.processed += 1
         return len(ids)
 
-    def reports_of(self, message: InboundMessage) -> tuple[list[StoredReport], list[Event]]:
+    def findings_of(self, message: InboundMessage) -> Findings:
         directory = self.book.current_blocking()
         secret = self.book.secret
         at = self._now()
         parsed = None
         reports: list[StoredReport] = []
         events: list[Event] = []
+        bounces: list[CountedBounce] = []
+        complained: list[str] = []
         for rcpt in message.recipients:
             addressed = resolve(directory, secret, rcpt)
             if addressed is None or addressed.mailbox is None:
@@ -133,8 +141,18 @@ class FeedbackProcessor:
             if box_kind == BOUNCE and parsed.kind == kinds.BOUNCE:
                 for failure, match in match_bounce(self.store, addressed, parsed):
                     if match is not None:
-                        # Hook-up point for the bad-address threshold (bounce_bad_address).
-                        events.append(bounce_event(match, failure, at))
+                        event = bounce_event(match, failure, at)
+                        events.append(event)
+                        fields = event.payload["greenarrow"]
+                        bounces.append(
+                            CountedBounce(
+                                recipient=match.email,
+                                listid=fields.get("listid"),
+                                bounce_type=str(fields["bounce_type"]),
+                                at=at,
+                                fields=match.common(at),
+                            )
+                        )
                     reports.append(
                         stored(
                             at=at,
@@ -160,6 +178,7 @@ class FeedbackProcessor:
                 match = match_complaint(self.store, directory, secret, parsed)
                 if match is not None:
                     events.append(complaint_event(match, at))
+                    complained.append(match.email)
                 reports.append(
                     stored(
                         at=at,
@@ -189,4 +208,4 @@ class FeedbackProcessor:
                     parsed.kind,
                     parsed.source,
                 )
-        return reports, events
+        return Findings(reports, events, bounces, complained)

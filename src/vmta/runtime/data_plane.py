@@ -7,7 +7,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
 from vmta.domain.feedback_events import REPORTS_QUEUE
@@ -159,6 +160,19 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             http_url=settings.events_http_url,
             http_batch=settings.events_http_batch,
             http_timeout=settings.events_http_timeout,
+            http_type_urls={
+                "delivery_attempt": settings.events_http_url_delivery_attempt or "",
+                "bounce_all": settings.events_http_url_bounce_all or "",
+                "bounce_bad_address": settings.events_http_url_bounce_bad_address or "",
+                "scomp": settings.events_http_url_scomp or "",
+            },
+            http_json=settings.events_http_json,
+            bad_addresses=BadAddressPolicy(
+                hard=settings.bad_address_hard,
+                soft=settings.bad_address_soft,
+                days=float(settings.bad_address_days),
+                suppress=settings.suppress_bad_addresses,
+            ),
             rabbitmq_url=settings.rabbitmq_url,
             rabbitmq_queues={
                 "results": settings.rabbitmq_results,
@@ -217,13 +231,18 @@ class DataPlane:
         # previous run among them) are released when the engine starts.
         identity = register_node(store, data_dir, ttl=engine_settings.lease_seconds)
         self.owner = identity.node_id
-        destinations = event_destinations(settings.events)
+        # Every GreenArrow event names the node it comes from (server_id).
+        events = settings.events
+        destinations = event_destinations(
+            replace(events, server_id=events.server_id or settings.hostname)
+        )
         self.spool = SqlSpool(
             store,
             self.owner,
             db_lease_seconds=engine_settings.lease_seconds,  # PostgreSQL: the database's clock
             predecessors=identity.predecessors,
             event_subscriptions=subscriptions(destinations),
+            bad_address_policy=settings.events.bad_addresses,
         )
         self.events = EventSender(
             EventOutbox(store, self.owner, identity.predecessors),
@@ -273,6 +292,7 @@ class DataPlane:
                 self.owner,
                 subscriptions(destinations),
                 predecessors=identity.predecessors,
+                policy=settings.events.bad_addresses,
             )
         self.inbound: Listener | None = None
         self.engine = build_engine(
@@ -308,7 +328,10 @@ class DataPlane:
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
             self.outbox = OutboxConsumer(
-                settings.rabbitmq_url, settings.rabbitmq_outbox, self.intake
+                settings.rabbitmq_url,
+                settings.rabbitmq_outbox,
+                self.intake,
+                failure_queue=settings.events.rabbitmq_queues.get("failure", ""),
             )
         self.auth_gate = AuthGate(self.check_credentials)
         self.listener: Listener | None = None

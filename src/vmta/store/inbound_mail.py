@@ -20,8 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from vmta.domain.bad_address import SUPPRESSION_CODE, BadAddressPolicy
 from vmta.domain.delivery_event import Event, EventSubscription, subscribers
+from vmta.domain.suppression import Suppression, SuppressionType
+from vmta.store.bad_addresses import count_bounce
 from vmta.store.store import Store
+from vmta.store.suppressions import SuppressionRepository
 from vmta.store.tables import (
     event_deliveries,
     events,
@@ -63,6 +67,17 @@ class SentRecipient:
     address: str
     mail_from: str
     kept_headers: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class CountedBounce:
+    """A matched received bounce, for the bad-address threshold (store/bad_addresses)."""
+
+    recipient: str
+    listid: str | None
+    bounce_type: str
+    at: float
+    fields: dict[str, Any]  # the fields every event has, for bounce_bad_address
 
 
 @dataclass(frozen=True)
@@ -218,18 +233,67 @@ def sent_by_message_id(
     return None
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What one inbound message gave: report rows, events, bounces that count towards
+    the bad-address threshold, and complained-about recipients."""
+
+    reports: Sequence[StoredReport] = ()
+    events: Sequence[Event] = ()
+    bounces: Sequence[CountedBounce] = ()
+    complained: Sequence[str] = ()
+
+
 def finish_inbound(
     store: Store,
     message_id: int,
     owner: str,
-    reports: Sequence[StoredReport],
-    built: Sequence[Event],
+    findings: Findings,
     subscriptions: Sequence[EventSubscription],
+    policy: BadAddressPolicy | None = None,
 ) -> bool:
     """In one transaction: delete the message if ``owner`` still holds it, and then store
-    its reports and events. False: another node took it; nothing written."""
+    its reports and events, count its bounces towards the bad-address threshold
+    (``bounce_bad_address`` and a suppression when one is crossed), and with
+    ``policy.suppress`` suppress the recipients complained about. False: another node
+    took it; nothing written."""
     with store.write() as conn:
-        return _finish(conn, message_id, owner, reports, built, subscriptions)
+        if not _finish(conn, message_id, owner, findings.reports, findings.events, subscriptions):
+            return False
+        if policy is None:
+            return True
+        for bounce in findings.bounces:
+            count_bounce(
+                conn,
+                recipient=bounce.recipient,
+                listid=bounce.listid,
+                bounce_type=bounce.bounce_type,
+                at=bounce.at,
+                policy=policy,
+                subscriptions=subscriptions,
+                event_fields=bounce.fields,
+            )
+        if policy.suppress:
+            for recipient in findings.complained:
+                _suppress_complainer(conn, recipient)
+        return True
+
+
+def _suppress_complainer(conn: Connection, recipient: str) -> None:
+    """A recipient who complained joins the suppression list (an entry already there,
+    an operator's own among them, is kept as it is)."""
+    repository = SuppressionRepository(conn)
+    if repository.get(recipient) is not None:
+        return
+    repository.put(
+        Suppression(
+            value=recipient.strip(),
+            type=SuppressionType.ADDRESS,
+            code=SUPPRESSION_CODE,
+            extended="5.7.1",  # RFC 3463: delivery not authorized (the recipient refused it)
+            description="spam complaint",
+        )
+    )
 
 
 def _finish(

@@ -398,6 +398,41 @@ Index(
 # ip_address: its own throttling rules, in the shape of a template's rules (null = none).
 virtual_mtas.append_column(Column("throttle_rules", JSON, nullable=True))
 
+# ---- the feedback loop: bounce counts and bad addresses (migration 0013) ----------------
+# Each counted bounce of a recipient (address and list as vmta.domain.bad_address keys
+# them), so that the bad-address thresholds can be applied; soft bounces older than the
+# window are deleted as new ones arrive.
+address_bounces = Table(
+    "address_bounces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address_key", String(320), nullable=False),
+    Column("list_key", String(200), nullable=False),
+    Column("bounce_type", String(1), nullable=False),  # h, s
+    Column("at", Double, nullable=False),
+)
+Index(
+    "ix_address_bounces_address_key_list_key",
+    address_bounces.c.address_key,
+    address_bounces.c.list_key,
+)
+
+# A recipient and list found bad: bounce_bad_address was written once, at ``at``.
+bad_addresses = Table(
+    "bad_addresses",
+    metadata,
+    Column("address_key", String(320), primary_key=True),
+    Column("list_key", String(200), primary_key=True),
+    Column("at", Double, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+# Where each attempt ended, as MailerQ's results say it: ``stage`` (MailerQ's ``state``),
+# the messages sent on its connection so far, and whether the server offered DSN.
+attempts.append_column(Column("stage", String(16), nullable=True))
+attempts.append_column(Column("result", String(10), nullable=True))
+attempts.append_column(Column("session_messages", Integer, nullable=True))
+attempts.append_column(Column("remote_dsn", Boolean, nullable=True))
 # ---- What comes back: incoming email domains, inbound mail, reports (migration 0012) ----
 
 # GreenArrow's incoming email domains: the domains vmta receives bounces and complaints

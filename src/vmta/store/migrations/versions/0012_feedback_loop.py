@@ -1,7 +1,7 @@
 """incoming email domains, their mailboxes, inbound mail, feedback reports, secrets
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0013 (feedback-out's, merged into this branch)
 Create Date: 2026-12-07
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0007"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
