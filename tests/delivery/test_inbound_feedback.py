@@ -402,3 +402,76 @@ async def test_parsed_report_reaches_the_reports_queue(inbound: Inbound) -> None
     assert document["original"]["recipient"] == "alice@dest.test"
     assert document["report"]["source"] == "dsn"
     assert document["failure"]["status"] == "5.1.1"
+
+
+async def test_never_a_relay_from_a_non_loopback_client(store: Store) -> None:
+    """A client in another network namespace (10.x.y.2, not loopback) may bring a bounce
+    to a mailbox, and may not relay."""
+    from tests.peers.netns import namespace
+
+    with store.write() as conn:
+        repo = IncomingDomainRepository(conn)
+        domain_id = repo.insert("bounces.test", "normal")
+        repo.insert_mailbox(Mailbox(0, domain_id, BOUNCE, "return"))
+    book = MailboxBook(store, verp_secret(store), max_age=0.0)
+    settings = InboundSettings(hostname="in.vmta.test")
+    with namespace() as ns:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((ns.host_ip, 0))
+        listener = await start_inbound_listener(
+            sock, InboundHandler(store, book, settings), settings
+        )
+        port = sock.getsockname()[1]
+        code = (
+            "import smtplib\n"
+            f"c = smtplib.SMTP('{ns.host_ip}', {port}, timeout=30)\n"
+            "c.ehlo('peer.test'); c.mail('')\n"
+            "for a in ('victim@elsewhere.test', 'nobody@bounces.test', 'return@bounces.test'):\n"
+            "    r = c.rcpt(a); print(r[0], r[1].decode()[:5])\n"
+            "c.quit()\n"
+        )
+        try:
+            said = await asyncio.to_thread(ns.python, code)
+        finally:
+            await listener.stop(1.0)
+            sock.close()
+    assert said.split("\n")[:3] == ["550 5.7.1", "550 5.7.1", "250 2.1.5"]
+
+
+def own_dsn(to: str, reporting_mta: str) -> bytes:
+    """A DSN as vmta writes one for its own failures (with X-Vmta-Queue-ID)."""
+    return build_dsn(
+        reporting_mta=reporting_mta,
+        envelope_sender=to,
+        recipients=[
+            FailedRecipient(
+                address="alice@dest.test",
+                reply="550 5.1.1 no such user",
+                remote_mta="mx.dest.test",
+                last_attempt=time.time(),
+            )
+        ],
+        original=b"Message-ID: <not-kept@example.com>\r\nSubject: hi\r\n\r\n",
+        arrival=time.time(),
+        now=time.time(),
+        queue_id=QUEUE_ID,
+    )
+
+
+async def test_another_vmtas_dsn_round_trips(inbound: Inbound) -> None:
+    """Another vmta's DSN to the plain address: matched by its X-Vmta-Queue-ID."""
+    dsn = own_dsn("return@bounces.test", "other-vmta.test")
+    await asyncio.to_thread(smtp, inbound.port, "", ["return@bounces.test"], dsn)
+    await asyncio.to_thread(inbound.processor.run_once)
+    [bounce, _bad] = greenarrow_events(inbound.store)
+    assert bounce["email"] == "alice@dest.test" and bounce["message_id"] == QUEUE_ID
+    assert bounce["synchronous"] is False
+
+
+async def test_this_nodes_own_dsn_is_not_counted_twice(inbound: Inbound) -> None:
+    inbound.processor.hostname = "in.vmta.test"
+    dsn = own_dsn("return@bounces.test", "in.vmta.test")
+    await asyncio.to_thread(smtp, inbound.port, "", ["return@bounces.test"], dsn)
+    await asyncio.to_thread(inbound.processor.run_once)
+    assert greenarrow_events(inbound.store) == []
+    assert rows(inbound.store, inbound_messages) == []

@@ -61,6 +61,7 @@ class FeedbackProcessor:
         now: Callable[[], float] = time.time,
         predecessors: Sequence[str] = (),
         policy: BadAddressPolicy | None = None,
+        hostname: str = "",
     ) -> None:
         self.store = store
         self.book = book
@@ -70,6 +71,9 @@ class FeedbackProcessor:
         self.predecessors = tuple(predecessors)  # gone processes: their claims are void
         # The bad-address threshold received bounces count towards (None: not counted).
         self.policy = policy
+        # DSNs this node wrote itself (Reporting-MTA: this host name) report refusals it
+        # has already given a synchronous bounce_all for: they are not counted twice.
+        self.hostname = hostname.lower()
         self._now = now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -138,7 +142,8 @@ class FeedbackProcessor:
                 continue  # forwarding: sent on at DATA
             if parsed is None:
                 parsed = parse_message(message.body)
-            if box_kind == BOUNCE and parsed.kind == kinds.BOUNCE:
+            own = bool(self.hostname) and (parsed.reporting_mta or "").lower() == self.hostname
+            if box_kind == BOUNCE and parsed.kind == kinds.BOUNCE and not own:
                 for failure, match in match_bounce(self.store, addressed, parsed):
                     if match is not None:
                         event = bounce_event(match, failure, at)

@@ -293,6 +293,7 @@ class DataPlane:
                 subscriptions(destinations),
                 predecessors=identity.predecessors,
                 policy=settings.events.bad_addresses,
+                hostname=settings.hostname,
             )
         self.inbound: Listener | None = None
         self.engine = build_engine(
