@@ -372,20 +372,19 @@ class DataPlane:
         if self.feedback is not None:
             await self.feedback.start()
             if inbound_socket is not None:
-                handler = InboundHandler(
-                    self.store,
-                    self.mailbox_book,
-                    InboundSettings(hostname=self.settings.hostname),
-                    intake=self.intake,
-                    accepted=self.feedback.wake,
-                )
                 inbound = InboundSettings(
                     hostname=self.settings.hostname,
                     max_message_size=self.settings.max_message_size,
                     max_recipients=self.settings.inbound_max_recipients,
                     caps=self.settings.session_caps,
                 )
-                handler.settings = inbound
+                handler = InboundHandler(
+                    self.store,
+                    self.mailbox_book,
+                    inbound,
+                    intake=self.intake,
+                    accepted=self.feedback.wake,
+                )
                 self.inbound = await start_inbound_listener(inbound_socket, handler, inbound)
 
     def stop_accepting(self) -> None:
