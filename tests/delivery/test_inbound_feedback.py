@@ -475,3 +475,52 @@ async def test_this_nodes_own_dsn_is_not_counted_twice(inbound: Inbound) -> None
     await asyncio.to_thread(inbound.processor.run_once)
     assert greenarrow_events(inbound.store) == []
     assert rows(inbound.store, inbound_messages) == []
+
+
+async def test_a_status_change_applies_within_the_book_age(store: Store) -> None:
+    """The listener's view of the mailboxes is at most MAX_AGE (2 s) old: a change made
+    through the API applies within it (the contract's bound is 5 s)."""
+    from vmta.feedback.directory import MAX_AGE
+
+    with store.write() as conn:
+        repo = IncomingDomainRepository(conn)
+        domain_id = repo.insert("bounces.test", "normal")
+        repo.insert_mailbox(Mailbox(0, domain_id, BOUNCE, "return"))
+    clock = [100.0]
+    book = MailboxBook(store, verp_secret(store), now=lambda: clock[0])
+    first = await book.lookup("return@bounces.test")
+    assert first is not None and first.domain_status == "normal"
+    with store.write() as conn:
+        IncomingDomainRepository(conn).update(domain_id, "bounces.test", "defer")
+    clock[0] += MAX_AGE - 0.1
+    cached = await book.lookup("return@bounces.test")
+    assert cached is not None and cached.domain_status == "normal"  # the snapshot
+    clock[0] += 0.1
+    fresh = await book.lookup("return@bounces.test")
+    assert fresh is not None and fresh.domain_status == "defer"
+    assert MAX_AGE < 5
+
+
+async def test_greenarrow_verp_form_gives_its_recipient_and_ids(inbound: Inbound) -> None:
+    address = "return-List7-Send9-carol=dest.test@bounces.test"
+    dsn = postfix_style_dsn(address, message_id="other@example.com").replace(
+        b"alice@dest.test", b"carol@dest.test"
+    )
+    await asyncio.to_thread(smtp, inbound.port, "", [address], dsn)
+    await asyncio.to_thread(inbound.processor.run_once)
+    bounce = greenarrow_events(inbound.store)[0]
+    assert bounce["event_type"] == "bounce_all" and bounce["email"] == "carol@dest.test"
+    assert (bounce["listid"], bounce["sendid"]) == ("list7", "send9")
+    assert bounce["message_id"] is None
+
+
+async def test_old_reports_are_purged_after_30_days(inbound: Inbound) -> None:
+    from vmta.store.inbound_mail import REPORT_RETENTION, purge_reports
+
+    dsn = postfix_style_dsn("return@bounces.test", message_id="other@example.com")
+    await asyncio.to_thread(smtp, inbound.port, "", ["return@bounces.test"], dsn)
+    await asyncio.to_thread(inbound.processor.run_once)
+    [report] = rows(inbound.store, feedback_reports)
+    assert purge_reports(inbound.store, report.received_at + REPORT_RETENTION - 1) == 0
+    assert purge_reports(inbound.store, report.received_at + REPORT_RETENTION + 1) == 1
+    assert rows(inbound.store, feedback_reports) == []
