@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from vmta.delivery.event_http import form_body
+from vmta.delivery.event_http import HttpEventDestination, form_body
 from vmta.domain.bad_address import BadAddressPolicy, address_key, list_key
 from vmta.domain.bounce_classification import BounceClass, classify, parse_status, table_rows
 from vmta.domain.mailerq_result import RESULTS, STATES, attempt_result, result_entry
@@ -144,3 +144,15 @@ def test_form_body_encodes_nested_values_as_json_and_null_as_empty() -> None:
         "email": ["a+b@c.test"],
         "x": ['{"k":[1]}'],
     }
+
+
+def test_a_type_without_a_url_is_not_subscribed() -> None:
+    only = HttpEventDestination(None, type_urls={"bounce_all": "http://127.0.0.1:9/b"})
+    assert only.event_types == frozenset({"bounce_all"})
+    both = HttpEventDestination("http://127.0.0.1:9/all", type_urls={"scomp": "http://h/s"})
+    assert both.event_types == frozenset(
+        {"delivery_attempt", "bounce_all", "bounce_bad_address", "scomp"}
+    )
+    assert both.urls["scomp"] == "http://h/s" and both.urls["bounce_all"].endswith("/all")
+    with pytest.raises(ValueError, match="needs a URL"):
+        HttpEventDestination(None)
