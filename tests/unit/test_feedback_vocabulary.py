@@ -11,7 +11,9 @@ import pytest
 from vmta.delivery.event_http import HttpEventDestination, form_body
 from vmta.domain.bad_address import BadAddressPolicy, address_key, list_key
 from vmta.domain.bounce_classification import BounceClass, classify, parse_status, table_rows
+from vmta.domain.delivery_controls import parse_expire
 from vmta.domain.mailerq_result import RESULTS, STATES, attempt_result, result_entry
+from vmta.domain.mq_message import read_options
 
 
 @pytest.mark.parametrize(
@@ -156,3 +158,22 @@ def test_a_type_without_a_url_is_not_subscribed() -> None:
     assert both.urls["scomp"] == "http://h/s" and both.urls["bounce_all"].endswith("/all")
     with pytest.raises(ValueError, match="needs a URL"):
         HttpEventDestination(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-07 10:00:00", 1796637600.0),  # MailerQ's own form, UTC
+        ("2026-12-07T10:00:00", 1796637600.0),
+        ("2026-12-07T11:00:00.0000000+01:00", 1796637600.0),  # the .NET SDK's
+        ("2026-12-07T10:00:00Z", 1796637600.0),
+        ("2026-12-07T05:00:00-05:00", 1796637600.0),
+        ("2026-12-07T10:00:00.5", None),  # ISO without an offset: whose clock?
+        ("tomorrow", None),
+    ],
+)
+def test_mailerq_times_also_as_iso_8601_with_an_offset(text: str, expected: float | None) -> None:
+    assert parse_expire(text) == expected
+    if expected is not None:
+        options = read_options({"nextattempt": text, "maxdelivertime": text}, 0.0)
+        assert options["nextattempt"] == options["maxdelivertime"] == expected
