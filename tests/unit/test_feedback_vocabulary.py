@@ -4,6 +4,7 @@ table, MailerQ's result entries, the bad-address rule and the form-encoded event
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -54,8 +55,7 @@ def test_expiry_wins_over_the_last_reply() -> None:
 def test_the_table_rows_cover_every_type_and_the_documentation_lists_them() -> None:
     rows = table_rows()
     assert {bounce_type for _, bounce_type, _ in rows} == {"h", "s", "o"}
-    with open("docs/events.md", encoding="utf-8") as doc:
-        text = doc.read()
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text(encoding="utf-8")
     for pattern, bounce_type, code in rows:
         assert f"| `{pattern}` | `{bounce_type}` | {code} |" in text, pattern
 
