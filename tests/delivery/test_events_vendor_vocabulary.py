@@ -176,6 +176,20 @@ async def test_connection_lost_after_the_final_dot(
     ]
 
 
+async def test_connection_lost_at_rcpt_of_a_pipelined_transaction(
+    world: Any, broker: Any, queues: dict[str, str]
+) -> None:
+    """MAIL, RCPT and DATA go in one write (RFC 2920); the sink answers MAIL and cuts the
+    connection at RCPT: the attempt ended at rcptto, the connection lost."""
+    plane, sink, _ip_id = world
+    sink.script("RCPT", DROP)
+    queue_id = await plane.asend(MESSAGE, recipients=["jane@ok.test"])
+    retry, _ = await wait_for(broker, queues, "retry", queue_id)
+    entry = last(retry)
+    assert (entry["state"], entry["result"]) == ("rcptto", "lost")
+    assert any("RCPT" in c.pipelined for c in sink.connections)  # it was pipelined
+
+
 async def test_connection_refused(
     world: Any,
     broker: Any,

@@ -4,14 +4,17 @@ table, MailerQ's result entries, the bad-address rule and the form-encoded event
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
-from vmta.delivery.event_http import form_body
+from vmta.delivery.event_http import HttpEventDestination, form_body
 from vmta.domain.bad_address import BadAddressPolicy, address_key, list_key
 from vmta.domain.bounce_classification import BounceClass, classify, parse_status, table_rows
+from vmta.domain.delivery_controls import parse_expire
 from vmta.domain.mailerq_result import RESULTS, STATES, attempt_result, result_entry
+from vmta.domain.mq_message import read_options
 
 
 @pytest.mark.parametrize(
@@ -52,8 +55,7 @@ def test_expiry_wins_over_the_last_reply() -> None:
 def test_the_table_rows_cover_every_type_and_the_documentation_lists_them() -> None:
     rows = table_rows()
     assert {bounce_type for _, bounce_type, _ in rows} == {"h", "s", "o"}
-    with open("docs/events.md", encoding="utf-8") as doc:
-        text = doc.read()
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text(encoding="utf-8")
     for pattern, bounce_type, code in rows:
         assert f"| `{pattern}` | `{bounce_type}` | {code} |" in text, pattern
 
@@ -144,3 +146,34 @@ def test_form_body_encodes_nested_values_as_json_and_null_as_empty() -> None:
         "email": ["a+b@c.test"],
         "x": ['{"k":[1]}'],
     }
+
+
+def test_a_type_without_a_url_is_not_subscribed() -> None:
+    only = HttpEventDestination(None, type_urls={"bounce_all": "http://127.0.0.1:9/b"})
+    assert only.event_types == frozenset({"bounce_all"})
+    both = HttpEventDestination("http://127.0.0.1:9/all", type_urls={"scomp": "http://h/s"})
+    assert both.event_types == frozenset(
+        {"delivery_attempt", "bounce_all", "bounce_bad_address", "scomp"}
+    )
+    assert both.urls["scomp"] == "http://h/s" and both.urls["bounce_all"].endswith("/all")
+    with pytest.raises(ValueError, match="needs a URL"):
+        HttpEventDestination(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-07 10:00:00", 1796637600.0),  # MailerQ's own form, UTC
+        ("2026-12-07T10:00:00", 1796637600.0),
+        ("2026-12-07T11:00:00.0000000+01:00", 1796637600.0),  # the .NET SDK's
+        ("2026-12-07T10:00:00Z", 1796637600.0),
+        ("2026-12-07T05:00:00-05:00", 1796637600.0),
+        ("2026-12-07T10:00:00.5", None),  # ISO without an offset: whose clock?
+        ("tomorrow", None),
+    ],
+)
+def test_mailerq_times_also_as_iso_8601_with_an_offset(text: str, expected: float | None) -> None:
+    assert parse_expire(text) == expected
+    if expected is not None:
+        options = read_options({"nextattempt": text, "maxdelivertime": text}, 0.0)
+        assert options["nextattempt"] == options["maxdelivertime"] == expected

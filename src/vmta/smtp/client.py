@@ -321,9 +321,24 @@ class SmtpSession(SmtpWire):
             if not reset.is_success:
                 self._broken()
                 raise SessionDeferred("reset", f"{self.server_name} answered RSET with {reset}")
-        replies = await self._read_replies(len(rcpts) + 2, "transaction", timeout)
+        # Read in three steps so that a failure says which one it met (mq_state): the
+        # MAIL reply, the RCPT replies, the DATA reply. A 421 stands in for every reply
+        # after it, as in _read_replies.
+        mail_reply = await self._read_reply("transaction", timeout)
+        if mail_reply.code == CLOSING:
+            rcpt_replies, data_reply = [mail_reply] * len(rcpts), mail_reply
+        else:
+            if mail_reply.is_success:
+                self.mq_state = "rcptto"
+            rcpt_replies = await self._read_replies(len(rcpts), "transaction", timeout)
+            if rcpt_replies[-1].code == CLOSING:
+                data_reply = rcpt_replies[-1]
+            else:
+                if mail_reply.is_success and any(r.is_success for r in rcpt_replies):
+                    self.mq_state = "data"
+                data_reply = await self._read_reply("transaction", timeout)
         await self._drain(timeout)
-        return replies[0], replies[1:-1], replies[-1]
+        return mail_reply, rcpt_replies, data_reply
 
     async def _one_by_one(
         self, mail: str, rcpts: list[str]
