@@ -524,3 +524,35 @@ async def test_old_reports_are_purged_after_30_days(inbound: Inbound) -> None:
     assert purge_reports(inbound.store, report.received_at + REPORT_RETENTION - 1) == 0
     assert purge_reports(inbound.store, report.received_at + REPORT_RETENTION + 1) == 1
     assert rows(inbound.store, feedback_reports) == []
+
+
+async def test_hardened_like_injection(store: Store) -> None:
+    """The injection listener's session caps and line limits hold here too."""
+    from vmta.smtp.session_registry import SessionCaps
+
+    book = MailboxBook(store, verp_secret(store), max_age=0.0)
+    settings = InboundSettings(
+        hostname="in.vmta.test", max_message_size=1000, caps=SessionCaps(max_sessions=1)
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    listener = await start_inbound_listener(sock, InboundHandler(store, book, settings), settings)
+    port = sock.getsockname()[1]
+
+    def sessions() -> tuple[bytes, int, int]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as first:
+            first.ehlo("peer.test")
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as second:
+                refused = second.recv(200)
+            long_line = first.docmd("RCPT", "TO:<" + "a" * 600 + "@bounces.test>")[0]
+            size = first.docmd("MAIL", "FROM:<> SIZE=5000")[0]
+            return refused, long_line, size
+
+    try:
+        refused, long_line, size = await asyncio.to_thread(sessions)
+    finally:
+        await listener.stop(1.0)
+        sock.close()
+    assert refused.startswith(b"421 4.7.0")
+    assert long_line == 500  # RFC 5321 §4.5.3.1.4: the command line is too long
+    assert size == 552  # the message size limit, announced and enforced
