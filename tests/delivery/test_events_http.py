@@ -13,6 +13,7 @@ from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.http_receiver import HttpReceiver
 from vmta.delivery.event_sender import SenderSettings
 from vmta.delivery.event_setup import EventSettings
+from vmta.store.suppressions import SuppressionRepository
 
 QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
 
@@ -44,8 +45,9 @@ async def test_deferral_then_success(
     plane = await http_plane(plane_factory, http_receiver.url)
     sink = sink_factory()
     sink.script("RCPT", "451 4.7.1 Greylisted, try again later")
-    plane.add_relay("relay-1", sink.port)
+    relay_id = plane.add_relay("relay-1", sink.port)
     queue_id = await plane.asend(TRACKED_MESSAGE)
+    size = plane.message(queue_id).size
 
     seen = await eventually(
         lambda: (
@@ -68,11 +70,24 @@ async def test_deferral_then_success(
         assert isinstance(event["id"], int) and isinstance(event["event_time"], int)
         for field, (_header, value) in TRACKING.items():
             assert event[field] == value, field
+        assert event["event_unique_id"] == str(event["id"])
+        assert event["server_id"] == "vmta.test"  # the node's name
+        assert event["outmtaid"] == relay_id and event["outmtaid_hostname"] == "out.vmta.test"
+        # The relay server's destination, as connected to.
+        assert (event["mx_hostname"], event["mx_ip"]) == ("127.0.0.1", "127.0.0.1")
+        assert event["from_address"] == "sender@src.test"
+        assert event["message_size"] == size > 0
+        assert (
+            isinstance(event["timestamp"], float)
+            and int(event["timestamp"]) == (event["event_time"])
+        )
+        assert None not in (event.get(f) for f in ("outmtaid", "message_size", "injected_time"))
     # The headers themselves do not leave vmta.
     assert all(h.encode() not in m.data for h, _ in TRACKING.values() for m in sink.messages)
     assert deferral["id"] != success["id"]
     assert {p.content_type for p in http_receiver.posts} == {"application/json"}
-    assert all(isinstance(p.body, dict) for p in http_receiver.posts)  # one event per POST
+    # GreenArrow's consumers bind an array: every POST is one, even for a single event.
+    assert all(isinstance(p.body, list) and p.body for p in http_receiver.posts)
 
 
 async def test_failure_and_bounce_all(
@@ -86,11 +101,11 @@ async def test_failure_and_bounce_all(
 
     seen = await eventually(
         lambda: (
-            len(events_for(http_receiver, queue_id)) >= 2 and events_for(http_receiver, queue_id)
+            len(events_for(http_receiver, queue_id)) >= 3 and events_for(http_receiver, queue_id)
         ),
-        what="failure and bounce_all",
+        what="failure, bounce_all and bounce_bad_address",
     )
-    assert [(e["event_type"], e["status"]) for e in seen] == [
+    assert [(e["event_type"], e.get("status")) for e in seen[:2]] == [
         ("delivery_attempt", "failure"),
         ("bounce_all", "failure"),
     ]
@@ -98,6 +113,7 @@ async def test_failure_and_bounce_all(
     assert bounce["email"] == "gone@dest.test"
     assert (bounce["bounce_type"], bounce["bounce_code"]) == ("h", 10)
     assert bounce["bounce_text"] == "550 5.1.1 No such user"
+    assert bounce["synchronous"] is True
 
 
 async def test_events_wait_while_the_receiver_fails_then_all_arrive_once(
@@ -155,3 +171,95 @@ async def test_events_wait_while_the_receiver_is_down(
     accepted = http_receiver.accepted_events()
     assert sorted(e["message_id"] for e in accepted) == sorted(ids)
     assert len({e["id"] for e in accepted}) == len(accepted)
+
+
+async def test_each_type_to_its_own_url_in_arrays_that_never_mix(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    bounces, bad = http_receiver.url_for("bounces"), http_receiver.url_for("bad")
+    plane = await http_plane(
+        plane_factory,
+        http_receiver.url,
+        http_type_urls={"bounce_all": bounces, "bounce_bad_address": bad},
+    )
+    sink = sink_factory()
+    sink.refuse("gone@dest.test", "550 5.1.1 No such user")
+    plane.add_relay("relay-1", sink.port)
+    refused = await plane.asend(TRACKED_MESSAGE, recipients=["gone@dest.test"])
+    delivered = await plane.asend(TRACKED_MESSAGE)
+
+    await eventually(
+        lambda: (
+            len(events_for(http_receiver, refused)) >= 3 and events_for(http_receiver, delivered)
+        ),
+        what="every event",
+    )
+    routes = {"/events": "delivery_attempt", "/bounces": "bounce_all", "/bad": "bounce_bad_address"}
+    for post in http_receiver.posts:
+        assert isinstance(post.body, list) and post.body  # an array, even for one event
+        assert {e["event_type"] for e in post.body} == {routes[post.path]}, post.path
+    accepted = http_receiver.accepted_events()
+    bad_address = next(e for e in accepted if e["event_type"] == "bounce_bad_address")
+    assert (bad_address["email"], bad_address["listid"], bad_address["sendid"]) == (
+        "gone@dest.test",
+        "42",
+        "2026-12-weekly",
+    )
+    assert bad_address["message_id"] == refused and "status" not in bad_address
+
+
+async def test_form_encoded_mode_one_event_per_post(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    plane = await http_plane(plane_factory, http_receiver.url, http_json=False)
+    sink = sink_factory()
+    sink.refuse("gone@dest.test", "550 5.1.1 No such user")
+    plane.add_relay("relay-1", sink.port)
+    queue_id = await plane.asend(MESSAGE, recipients=["gone@dest.test"])
+
+    seen = await eventually(
+        lambda: len(seen := events_for(http_receiver, queue_id)) >= 3 and seen,
+        what="three form posts",
+    )
+    assert {p.content_type for p in http_receiver.posts} == {"application/x-www-form-urlencoded"}
+    assert all(isinstance(p.body, dict) for p in http_receiver.posts)  # one event each
+    attempt, bounce, bad = seen
+    assert attempt["event_type"] == "delivery_attempt" and attempt["status"] == "failure"
+    assert attempt["id"] == attempt["event_unique_id"] and attempt["is_retry"] == "0"
+    assert attempt["listid"] == "" and attempt["mx_ip"] == "127.0.0.1"  # null is empty
+    assert (bounce["bounce_type"], bounce["bounce_code"], bounce["synchronous"]) == (
+        "h",
+        "10",
+        "true",
+    )
+    assert bad["event_type"] == "bounce_bad_address"
+
+
+async def test_a_bad_address_is_suppressed_and_never_tried_again(
+    plane_factory: Any, sink_factory: Any, http_receiver: HttpReceiver
+) -> None:
+    plane = await http_plane(plane_factory, http_receiver.url)
+    sink = sink_factory()
+    sink.refuse("gone@dest.test", "550 5.1.1 No such user")
+    plane.add_relay("relay-1", sink.port)
+    first = await plane.asend(TRACKED_MESSAGE, recipients=["gone@dest.test"])
+    await eventually(
+        lambda: [
+            e for e in events_for(http_receiver, first) if e["event_type"] == "bounce_bad_address"
+        ],
+        what="bounce_bad_address",
+    )
+    with plane.store.read() as conn:
+        entry = SuppressionRepository(conn).get("gone@dest.test")
+    assert entry is not None and (entry.code, entry.extended) == (550, "5.1.1")
+    rcpts_before = sum(c.commands.count("RCPT") for c in sink.connections)
+    plane.plane.config.invalidate()
+
+    second = await plane.asend(TRACKED_MESSAGE, recipients=["gone@dest.test"])
+    seen = await eventually(
+        lambda: len(events_for(http_receiver, second)) >= 2 and events_for(http_receiver, second),
+        what="the second message's failure",
+    )
+    assert [e["event_type"] for e in seen] == ["delivery_attempt", "bounce_all"]  # once only
+    assert seen[0]["mx_ip"] is None  # no connection: the suppression refused it
+    assert sum(c.commands.count("RCPT") for c in sink.connections) == rcpts_before

@@ -111,7 +111,12 @@ async def test_retry_then_success_results(
     assert success["recipient"] == "rcpt@dest.test"
     assert success["vmta_queue_id"] == queue_id
     assert "mime" not in success
-    assert [(r["code"], r["result"]) for r in success["results"]] == [(451, "error"), (250, "ok")]
+    # MailerQ's vocabularies: where the attempt ended, and how.
+    assert [(r["code"], r["state"], r["result"]) for r in success["results"]] == [
+        (451, "rcptto", "error"),
+        (250, "message", "accepted"),
+    ]
+    assert all(r["mta"] == "127.0.0.1" for r in success["results"])
     assert success["results"][0]["status"] == "4.7.1"
     assert success["results"][1]["from"] == "127.0.0.2"
     assert success["results"][1]["to"] == "127.0.0.1"
@@ -211,7 +216,7 @@ async def test_a_message_injected_as_mailerq_json_gets_its_json_back(
     assert "mime" not in result
     assert result["vmta_queue_id"] == queue_id
     assert [(r["code"], r["state"], r["result"]) for r in result["results"]] == [
-        (250, "data", "ok")
+        (250, "message", "accepted")
     ]
 
 

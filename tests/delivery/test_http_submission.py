@@ -77,6 +77,23 @@ async def test_mtaid_selects_the_relay_whose_sink_receives_it(
     assert kept.vmta_selector == "relay-2"
 
 
+async def test_mail_class_as_the_doppler_sdk_sends_it_is_kept_as_mailclass(
+    plane: RunningPlane, sink_factory: Any
+) -> None:
+    sink: RecordingSink = sink_factory()
+    plane.add_relay("relay-2", sink.port)
+    message = {k: v for k, v in DOCUMENT["message"].items() if k != "mailclass"}
+    document = {**DOCUMENT, "message": {**message, "mail_class": "Transactional"}}
+    async with client_for(plane) as client:
+        response = await client.post(URL, json=document)
+    assert response.status_code == 200, response.text
+    await eventually(lambda: sink.messages, what="the delivery")
+    assert b"x-greenarrow" not in sink.messages[0].data.lower()
+    with plane.store.read() as conn:
+        kept = conn.execute(select(messages.c.kept_headers)).scalar_one()
+    assert kept == {"X-GreenArrow-MailClass": "Transactional"}
+
+
 async def test_batch_bearer_gzip_and_per_message_errors(
     plane: RunningPlane, sink_factory: Any
 ) -> None:

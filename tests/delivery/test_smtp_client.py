@@ -382,6 +382,12 @@ async def test_dropped_connection_mid_transaction_is_temporary(sink: RecordingSi
     assert "closed the connection" in caught.value.reason
     assert not session.can_send
     assert sink.messages == []
+    # Cut after the final dot, not timed out: MailerQ's message/lost.
+    assert (session.mq_state, caught.value.timed_out, session.transactions) == (
+        "message",
+        False,
+        1,
+    )
 
 
 async def test_addresses_that_could_inject_commands_are_refused(sink: RecordingSink) -> None:
@@ -420,6 +426,7 @@ async def test_a_refusing_greeting_is_classified_by_its_code(
     with pytest.raises(error) as caught:
         await connect(server)
     assert caught.value.stage == "greeting"  # type: ignore[attr-defined]
+    assert caught.value.mq_state == "intro"  # type: ignore[attr-defined]
     assert caught.value.reply.code == int(greeting[:3])  # type: ignore[attr-defined]
     assert bytes(server.received[0]) == goodbye
 
@@ -433,6 +440,8 @@ async def test_a_server_that_never_answers_times_out(raw_server: Any) -> None:
         await session.send("a@x.test", ["b@y.test"], BODY)
     await session.quit()
     assert "did not answer within 0.5 s" in caught.value.reason
+    # MailerQ's words for it: the attempt ended at MAIL FROM, for want of an answer.
+    assert caught.value.timed_out and session.mq_state == "mailfrom"
 
 
 async def test_a_malformed_reply_is_a_temporary_failure(raw_server: Any) -> None:
@@ -441,6 +450,7 @@ async def test_a_malformed_reply_is_a_temporary_failure(raw_server: Any) -> None
         await connect(server)
     assert caught.value.stage == "ehlo"
     assert "malformed reply" in caught.value.reason
+    assert (caught.value.mq_state, caught.value.timed_out) == ("ehlo", False)
 
 
 async def test_a_server_that_closes_after_the_greeting(raw_server: Any) -> None:

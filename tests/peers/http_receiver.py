@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -23,7 +24,7 @@ import pytest
 class Post:
     path: str
     content_type: str | None
-    body: Any  # the parsed JSON
+    body: Any  # the parsed JSON, or the form's fields as a dict
     status: int  # what the receiver answered
 
 
@@ -40,6 +41,10 @@ class HttpReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/events"
 
+    def url_for(self, path: str) -> str:
+        """Another route of the same receiver (``posts`` record each request's path)."""
+        return f"http://127.0.0.1:{self.port}/{path}"
+
     def start(self) -> HttpReceiver:
         receiver = self
 
@@ -47,11 +52,15 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
+                content_type = self.headers.get("Content-Type")
+                if content_type == "application/x-www-form-urlencoded":
+                    # GreenArrow's older form: one event, its fields as form values.
+                    body: Any = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+                else:
+                    body = json.loads(raw)
                 with receiver._lock:
                     status = receiver.status
-                    receiver.posts.append(
-                        Post(self.path, self.headers.get("Content-Type"), json.loads(raw), status)
-                    )
+                    receiver.posts.append(Post(self.path, content_type, body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -77,19 +77,49 @@ def stored(store: Store) -> list[tuple[int, str, dict[str, Any], list[str]]]:
 def test_deferral_then_success_become_two_delivery_attempts(store: Store) -> None:
     spool = SqlSpool(store, "a", event_subscriptions=[HTTP, AMQP])
     (job,) = spool.accept([message("Q1", ["rcpt@dest.test"])], T0 + 300)
-    spool.record([outcome(job.recipient_id, "Q1", QUEUED, "451 4.7.1 try later", T0 + 1)])
+    spool.record(
+        [
+            outcome(
+                job.recipient_id,
+                "Q1",
+                QUEUED,
+                "451 4.7.1 try later",
+                T0 + 1,
+                stage="rcptto",
+                session_messages=1,
+                remote_dsn=True,
+                outmtaid=7,
+                ehlo_name="out.sender.test",
+            )
+        ]
+    )
     assert len(spool.claim_due(T0 + 61, 10, T0 + 400)) == 1  # due again, claimed again
-    spool.record([outcome(job.recipient_id, "Q1", DELIVERED, "250 2.0.0 ok", T0 + 61)])
+    spool.record(
+        [
+            outcome(
+                job.recipient_id,
+                "Q1",
+                DELIVERED,
+                "250 2.0.0 ok",
+                T0 + 61.25,
+                stage="message",
+                session_messages=3,
+                remote_dsn=False,
+            )
+        ]
+    )
 
     rows = stored(store)
     assert [(t, d) for _, t, _, d in rows] == [
         (DELIVERY_ATTEMPT, ["http", "rabbitmq"]),
         (DELIVERY_ATTEMPT, ["http", "rabbitmq"]),
     ]
-    first = greenarrow_event(rows[0][0], rows[0][2])
-    second = greenarrow_event(rows[1][0], rows[1][2])
+    first = greenarrow_event(rows[0][0], rows[0][2], "node-1")
+    second = greenarrow_event(rows[1][0], rows[1][2], "node-1")
     assert first == {
         "id": rows[0][0],
+        "event_unique_id": str(rows[0][0]),
+        "server_id": "node-1",
         "event_type": "delivery_attempt",
         "event_time": int(T0 + 1),
         "email": "rcpt@dest.test",
@@ -100,23 +130,61 @@ def test_deferral_then_success_become_two_delivery_attempts(store: Store) -> Non
         "instanceid": "inst-1",
         "click_tracking_id": "ct-99",
         "mtaid": "relay-1",
+        "outmtaid": 7,
         "outmtaid_ip": "127.0.0.2",
+        "outmtaid_hostname": "out.sender.test",
+        "mx_hostname": "mx.dest.test",
+        "mx_ip": "127.0.0.1",
         "status": "deferral",
         "is_retry": 0,
         "message": "451 4.7.1 try later",
         "channel": "remote",
+        "timestamp": T0 + 1,
         "injected_time": int(T0),
+        "message_size": len(b"Subject: hi\r\n\r\nbody\r\n"),
         "sender": "sender@example.com",
+        "from_address": "sender@example.com",
         "effective_mtaid": None,
         "remote_host": "mx.dest.test",
         "remote_ip": "127.0.0.1",
     }
-    assert (second["status"], second["is_retry"]) == ("success", 1)
-    # MailerQ's form carries every result so far, the deferral first.
+    assert (second["status"], second["is_retry"], second["timestamp"]) == (
+        "success",
+        1,
+        T0 + 61.25,
+    )
+    # No IP address or relay server id known: the integer field is left out, not null.
+    assert "outmtaid" not in second
+    # MailerQ's form carries every result so far, the deferral first, each as MailerQ
+    # writes it (the earlier one read back from the attempt record).
     results = rows[1][2]["mailerq"]["results"]
-    assert [(r["code"], r["status"], r["result"]) for r in results] == [
-        (451, "4.7.1", "error"),
-        (250, "2.0.0", "ok"),
+    assert results == [
+        {
+            "time": "2023-11-14 22:13:21",
+            "from": "127.0.0.2",
+            "to": "127.0.0.1",
+            "mta": "mx.dest.test",
+            "messages": 1,
+            "code": 451,
+            "status": "4.7.1",
+            "description": "try later",
+            "dsn": True,
+            "state": "rcptto",
+            "result": "error",
+        },
+        {
+            "time": "2023-11-14 22:14:21",
+            "from": "127.0.0.2",
+            "to": "127.0.0.1",
+            "mta": "mx.dest.test",
+            "messages": 3,
+            "code": 250,
+            "status": "2.0.0",
+            "description": "ok",
+            "dsn": False,
+            "state": "message",
+            "result": "accepted",
+        },
     ]
     assert rows[1][2]["mailerq"]["recipient"] == "rcpt@dest.test"
     assert rows[1][2]["kind"] == "success"
@@ -134,6 +202,7 @@ def test_failure_adds_bounce_all_for_the_destinations_that_want_it(store: Store)
     ]
     bounce = greenarrow_event(rows[1][0], rows[1][2])
     assert bounce["bounce_type"] == "h" and bounce["bounce_code"] == 10
+    assert bounce["synchronous"] is True
     assert bounce["bounce_text"] == "550 5.1.1 No such user"
     assert bounce["email"] == "gone@dest.test" and bounce["sendid"] == "send-42"
     assert greenarrow_event(rows[0][0], rows[0][2])["status"] == "failure"

@@ -9,8 +9,10 @@ import pytest
 from vmta.domain.delivery_event import (
     MessageFacts,
     attempt_status,
+    bounce_all_fields,
     bounce_classification,
     build_events,
+    common_fields,
     mailerq_json,
     mailerq_queues,
     parse_reply,
@@ -55,7 +57,12 @@ def test_attempt_status(state: str, reply: str, status: str) -> None:
         ("550 5.1.2 Bad destination system", ("s", 21)),
         ("552 5.2.2 Mailbox full", ("s", 22)),
         ("552 5.3.4 Message too big", ("s", 23)),
-        ("554 5.7.1 Blocked by policy", ("s", 50)),
+        ("554 5.7.1 Blocked by policy", ("o", 50)),
+        ("550 5.1.0 Address rejected", ("h", 10)),
+        ("553 5.1.3 Bad syntax", ("h", 10)),
+        ("550 5.1.6 Moved", ("h", 10)),
+        ("550 5.4.4 Unable to route", ("s", 21)),
+        ("535 5.7.8 Authentication credentials invalid", ("o", 51)),
         ("550 Rejected", ("s", 40)),
         ("550 5.4.7 Message expired in queue", ("s", 20)),
     ],
@@ -83,6 +90,28 @@ def test_tracking_values_ignore_header_case_and_default_to_null() -> None:
         "instanceid": None,
         "click_tracking_id": None,
     }
+
+
+def test_sendid_and_listid_are_lower_cased_as_greenarrow_reports_them() -> None:
+    values = tracking_values({"X-GreenArrow-SendID": "Spring-SALE", "X-GreenArrow-ListID": "L1"})
+    assert (values["sendid"], values["listid"]) == ("spring-sale", "l1")
+    kept = {"X-GreenArrow-MailClass": "Newsletter"}
+    assert tracking_values(kept)["mailclass"] == "Newsletter"  # only the two ids
+
+
+def test_integer_fields_are_left_out_when_unknown_never_null() -> None:
+    attempt, bounce = build_events(outcome(FAILED, "550 5.1.1 gone"), FACTS)
+    fields = attempt.payload["greenarrow"]
+    assert "outmtaid" not in fields and "message_size" not in fields
+    assert all(
+        value is not None
+        for key, value in fields.items()
+        if key in ("event_time", "is_retry", "injected_time", "timestamp")
+    )
+    # No connection was made: the MX fields are null (strings may be).
+    assert fields["mx_hostname"] is None and fields["mx_ip"] is None
+    assert bounce.payload["greenarrow"]["synchronous"] is True
+    assert "outmtaid" not in bounce.payload["greenarrow"]
 
 
 def test_waiting_is_no_event_but_a_final_outcome_without_attempt_is() -> None:
@@ -171,3 +200,30 @@ def test_results_the_json_already_held_come_first() -> None:
     )
     (event,) = build_events(outcome(DELIVERED, "250 ok"), facts)
     assert [r["code"] for r in event.payload["mailerq"]["results"]] == [451, 452, 250]
+
+
+def test_a_received_bounce_is_classified_by_the_same_table() -> None:
+    common = common_fields(
+        at=1_700_000_000.9,
+        address="r@dest.test",
+        message_id="Q1",
+        kept_headers={"X-GreenArrow-ListID": "L1"},
+    )
+    fields = bounce_all_fields(
+        common, status="5.1.1", text="smtp; 550 5.1.1 unknown user", synchronous=False
+    )
+    assert fields == {
+        "event_type": "bounce_all",
+        "event_time": 1_700_000_000,
+        "email": "r@dest.test",
+        "message_id": "Q1",
+        "mailclass": None,
+        "sendid": None,
+        "listid": "l1",
+        "instanceid": None,
+        "click_tracking_id": None,
+        "bounce_type": "h",
+        "bounce_code": 10,
+        "bounce_text": "smtp; 550 5.1.1 unknown user",
+        "synchronous": False,
+    }

@@ -59,6 +59,19 @@ def test_mtaid_and_mailclass_become_the_greenarrow_headers() -> None:
     assert parsed["X-GreenArrow-MtaID"] == "7" and parsed["X-GreenArrow-MailClass"] == "news"
 
 
+def test_mail_class_is_the_doppler_sdk_spelling_of_mailclass() -> None:
+    _, parsed = built({**BASE, "text": "t", "mail_class": "transactional"})
+    assert parsed["X-GreenArrow-MailClass"] == "transactional"
+    both = parse_message({**BASE, "text": "t", "mailclass": "a", "mail_class": "a"})
+    assert both.mailclass == "a"
+    with pytest.raises(
+        SubmissionRefused, match=r"message\.mailclass and message\.mail_class differ"
+    ):
+        parse_message({**BASE, "text": "t", "mailclass": "a", "mail_class": "b"})
+    with pytest.raises(SubmissionRefused, match=r"message\.mail_class must be a string"):
+        parse_message({**BASE, "text": "t", "mail_class": 5})
+
+
 @pytest.mark.parametrize(
     ("change", "error"),
     [

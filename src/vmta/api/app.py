@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 import vmta
-from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, queue
+from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, queue, reports
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
@@ -97,6 +97,7 @@ def create_app(
     app.include_router(events.router())
     app.include_router(metrics_endpoint.router())
     app.include_router(http_submission.router())
+    app.include_router(reports.router())  # what came back (docs/feedback.md)
     # vmta's own paths answer a method they do not support 405 with an Allow header that
     # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.
     allowed = {"/api/health": ["GET"], **methods_by_path([own])}

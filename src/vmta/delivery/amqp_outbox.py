@@ -6,12 +6,11 @@ Each AMQP message is acknowledged only after the message is committed to the spo
 RabbitMQ delivers it again, so a message may be queued twice but is never lost
 (at-least-once, as MailerQ itself behaves).
 
-What cannot become a message is rejected without requeueing (``basic.reject``,
-``requeue=false``), with the reason logged: a body that is not JSON, not an object, or
-breaks a field rule would fail the same way on every redelivery, and requeueing it would
-spin forever. RabbitMQ dead-letters a rejected message when the queue has a
-dead-letter exchange (an ``x-dead-letter-exchange`` argument or policy), so an operator
-who wants to keep them configures one; otherwise it is dropped.
+What cannot become a message (a body that is not JSON, not an object, or breaks a field
+rule: it would fail the same way on every redelivery) is never dropped: as MailerQ does,
+it is published to the ``failure`` queue with its JSON and a last result saying why
+(``outbox_failures``), and acked only once the broker confirmed that publish. If the
+publish fails, the message is returned to the queue after a pause, as below.
 
 When the spool cannot take the message (the database is down), the message is returned
 to the queue (``nack`` with requeue) after a pause, so that it is neither lost nor
@@ -23,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 import aio_pika
@@ -34,6 +34,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from vmta.delivery.outbox_failures import (
+    DEFAULT_FAILURE_QUEUE,
+    failure_document,
+    failure_queue,
+    publish_failure,
+)
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
 
 log = logging.getLogger(__name__)
@@ -67,7 +73,9 @@ class OutboxConsumer:
         *,
         prefetch: int = PREFETCH,
         retry_pause: float = RETRY_PAUSE,
+        failure_queue: str = DEFAULT_FAILURE_QUEUE,
     ) -> None:
+        self._failure_queue = failure_queue
         self._url = url
         self.queue_name = queue
         self._intake = intake
@@ -105,15 +113,7 @@ class OutboxConsumer:
             parsed = parse_body(message.body)
             await self._intake.accept_mq(parsed, via="AMQP", client_ip=None, auth_name=None)
         except InvalidMqMessage as exc:
-            self.rejected += 1
-            log.warning(
-                "rejected AMQP message %s from queue %s (dead-lettered if the queue has a"
-                " dead-letter exchange, else dropped): %s",
-                message.message_id or message.delivery_tag,
-                self.queue_name,
-                "; ".join(exc.messages),
-            )
-            await message.reject(requeue=False)
+            await self._refuse(message, exc.messages)
             return
         except Exception:
             log.exception(
@@ -128,6 +128,35 @@ class OutboxConsumer:
         # Committed: only now may RabbitMQ forget it.
         await message.ack()
         self.accepted += 1
+
+    async def _refuse(self, message: AbstractIncomingMessage, reasons: list[str]) -> None:
+        """A message vmta cannot take: to the failure queue, then acked (never dropped)."""
+        document = failure_document(message.body, reasons, time.time())
+        queue = failure_queue(document, self._failure_queue)
+        try:
+            assert self._connection is not None
+            await publish_failure(self._connection, queue, document)
+        except Exception:
+            log.exception(
+                "could not publish refused AMQP message %s to queue %s; returning it to"
+                " queue %s in %.0f s",
+                message.message_id or message.delivery_tag,
+                queue,
+                self.queue_name,
+                self._retry_pause,
+            )
+            await asyncio.sleep(self._retry_pause)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        self.rejected += 1
+        log.warning(
+            "refused AMQP message %s from queue %s, published to queue %s: %s",
+            message.message_id or message.delivery_tag,
+            self.queue_name,
+            queue,
+            "; ".join(reasons),
+        )
 
     async def stop(self) -> None:
         """Stop consuming; messages received but not yet acked go back to the queue when

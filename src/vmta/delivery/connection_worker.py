@@ -19,6 +19,7 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.dispatcher import Dispatcher
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.ready_queue import Delivery, PathQueue
@@ -28,6 +29,7 @@ from vmta.delivery.transport import (
     Conversation,
     ConversationBroken,
     ConversationLost,
+    SessionFacts,
     TransactionReplies,
     Transport,
 )
@@ -51,8 +53,10 @@ class ConnectionWorker:
         clock: Clock,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         metrics: EngineMetrics | None = None,
+        senders: EnvelopeSenders | None = None,
     ) -> None:
         self._spawn = spawn
+        self._senders = senders  # VERP: the envelope sender of a one-recipient delivery
         self._metrics = metrics or NoMetrics()
         self._transport = transport
         self._throttles = throttles
@@ -168,9 +172,14 @@ class ConnectionWorker:
                 self._health.threshold,
                 exc.reason,
             )
-        reply = ReplyLine(451, f"4.4.1 {exc.reason}")
+        # MailerQ's result of a session that ended without a reply: "timeout" for want
+        # of an answer, else "error" (refused, unreachable); one with a reply: "error".
+        ended = "timeout" if exc.timed_out and exc.reply is None else "error"
+        reply = ReplyLine(451, f"4.4.1 {exc.reason}", stage=exc.stage, ended=ended)
         if exc.reply is not None:
-            reply = ReplyLine(exc.reply.code, f"{exc.reply.text} ({exc.reason})")
+            reply = ReplyLine(
+                exc.reply.code, f"{exc.reply.text} ({exc.reason})", stage=exc.stage, ended=ended
+            )
         queue.waiting.appendleft(delivery)
         if exc.remote_ip is not None or exc.remote_host is not None:
             queue.delay_peer = (exc.remote_ip, exc.remote_host)
@@ -207,9 +216,13 @@ class ConnectionWorker:
         ids = [job.recipient_id for job in delivery.jobs]
         self._journal.started(ids)
         healthy = True
+        session = SessionFacts()
         try:
+            sender = first.mail_from
+            if self._senders is not None and len(delivery.jobs) == 1:
+                sender = await self._senders.sender_for(first)  # VERP
             replies: TransactionReplies = await conversation.send(
-                first.mail_from, [job.address for job in delivery.jobs], body
+                sender, [job.address for job in delivery.jobs], body
             )
             verdicts = recipient_verdicts(replies.mail, replies.rcpts, replies.data)
         except ConversationLost:
@@ -220,18 +233,25 @@ class ConnectionWorker:
             return False
         except ConversationBroken as exc:
             healthy = False
-            verdicts = [(Verdict.DEFERRED, ReplyLine(451, f"4.4.2 connection lost: {exc}"))] * len(
-                ids
-            )
+            ended = "timeout" if exc.timed_out else "lost"
+            lost = ReplyLine(451, f"4.4.2 connection lost: {exc}", stage=exc.stage, ended=ended)
+            verdicts = [(Verdict.DEFERRED, lost)] * len(ids)
+            session = SessionFacts(messages=exc.messages or None)
         except Exception as exc:  # a fault of vmta's own: defer, never lose the recipients
             log.exception("sending message %s failed", first.message_id)
             healthy = False
-            reply = ReplyLine(451, f"4.3.0 internal error while sending: {type(exc).__name__}")
+            reply = ReplyLine(
+                451,
+                f"4.3.0 internal error while sending: {type(exc).__name__}",
+                stage="process",
+            )
             verdicts = [(Verdict.DEFERRED, reply)] * len(ids)
+        else:
+            session = SessionFacts(messages=replies.messages, dsn=replies.dsn)
         # The connection goes on with its next message while this outcome commits (one
         # group commit serves many connections); the in-flight journal keeps the
         # recipients open until it has, so a crash meanwhile counts them as possibly sent.
-        self._spawn(self._record(delivery, verdicts, conversation, ids))
+        self._spawn(self._record(delivery, verdicts, conversation, ids, session))
         return healthy
 
     async def _record(
@@ -240,9 +260,10 @@ class ConnectionWorker:
         verdicts: list[tuple[Verdict, ReplyLine]],
         conversation: Conversation,
         ids: list[int],
+        session: SessionFacts,
     ) -> None:
         unstored = await self._recorder.finish(
-            delivery.jobs, verdicts, delivery.decision, conversation
+            delivery.jobs, verdicts, delivery.decision, conversation, session=session
         )
         # An outcome that could not be stored stays open in the journal: after a restart
         # its recipient counts as possibly sent.

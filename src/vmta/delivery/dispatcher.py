@@ -23,6 +23,7 @@ from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.host_throttles import HostThrottles
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
@@ -77,8 +78,10 @@ class Dispatcher:
         open_connection: OpenConnection,
         metrics: EngineMetrics | None = None,
         backoffs: ThrottleBackoffs | None = None,
+        senders: EnvelopeSenders | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
+        self._senders = senders  # VERP: one transaction per recipient
         self._backoffs = backoffs
         self._router = router
         self._throttles = throttles
@@ -106,7 +109,9 @@ class Dispatcher:
                 await self._route(message_jobs)
             except Exception as exc:
                 log.exception("routing message %s failed", message_jobs[0].message_id)
-                reply = ReplyLine(451, f"4.3.0 internal routing error: {type(exc).__name__}")
+                reply = ReplyLine(
+                    451, f"4.3.0 internal routing error: {type(exc).__name__}", stage="process"
+                )
                 await self._recorder.defer_all(message_jobs, reply, None)
 
     async def _route(self, jobs: list[Job]) -> None:
@@ -117,7 +122,7 @@ class Dispatcher:
         expired = not own_lifetime and self._retry.expired(first.received_at, now)
         if expired or now >= first.expires_at:
             # RFC 3463 X.4.7: delivery time expired. Said by vmta, not by a remote server.
-            reply = ReplyLine(550, "5.4.7 Message expired in queue")
+            reply = ReplyLine(550, "5.4.7 Message expired in queue", stage="process")
             await self._recorder.finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)
             return
         # Recipients of one message may route differently (routing rules by domain).
@@ -133,8 +138,10 @@ class Dispatcher:
                 groups[decision.path.key][1].append(job)
             else:
                 groups[decision.path.key] = (decision, [job])
+        split = self._senders is not None and await self._senders.per_recipient(first.mail_from)
         for decision, group in groups.values():
-            await self._enqueue(Delivery(group, decision))
+            for part in [[job] for job in group] if split else [group]:
+                await self._enqueue(Delivery(part, decision))
 
     # ---- ready queues ----------------------------------------------------------------------
 

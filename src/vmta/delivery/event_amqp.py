@@ -27,6 +27,7 @@ from yarl import URL
 
 from vmta.delivery.event_sender import EventDeliveryFailed
 from vmta.domain.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
+from vmta.domain.feedback_events import REPORT, REPORTS_QUEUE
 from vmta.store.event_outbox import PendingEvent
 
 DEFAULT_QUEUES = {
@@ -34,6 +35,7 @@ DEFAULT_QUEUES = {
     "success": "success",
     "failure": "failure",
     "retry": "retry",
+    REPORTS_QUEUE: "reports",
 }
 
 
@@ -55,7 +57,7 @@ class RabbitMqEventDestination:
         self.name = name
         self.kind = "rabbitmq"
         self.target = display_amqp_url(url)
-        self.event_types = frozenset({DELIVERY_ATTEMPT})
+        self.event_types = frozenset({DELIVERY_ATTEMPT, REPORT})
         self.url = url
         self.queues = dict(DEFAULT_QUEUES if queues is None else queues)
         self.timeout = timeout
@@ -94,7 +96,11 @@ class RabbitMqEventDestination:
             channel = await self._ready()
             plans = []
             for event in batch:
-                queues = mailerq_queues(event.payload, self.queues)
+                queues = (
+                    [q for q in (self.queues.get(REPORTS_QUEUE, ""),) if q]  # vmta.feedback
+                    if event.event_type == REPORT
+                    else mailerq_queues(event.payload, self.queues)
+                )
                 for queue in queues:
                     channel = await self._declare(channel, queue)
                 plans.append((event, queues))

@@ -9,14 +9,20 @@ from dataclasses import dataclass, field
 from vmta.delivery.event_amqp import DEFAULT_QUEUES, RabbitMqEventDestination
 from vmta.delivery.event_http import HttpEventDestination
 from vmta.delivery.event_sender import EventDestination, SenderSettings
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 
 
 @dataclass(frozen=True)
 class EventSettings:
     http_url: str | None = field(default=None, repr=False)  # may carry credentials
-    http_batch: int = 1
+    http_batch: int = 100
     http_timeout: float = 10.0
+    # Per event type, a URL of its own (VMTA_EVENTS_HTTP_URL_<TYPE>).
+    http_type_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
+    http_json: bool = True  # false: GreenArrow's form-encoded one-event-per-POST
+    server_id: str | None = None  # the node's name, in every GreenArrow event
+    bad_addresses: BadAddressPolicy = field(default_factory=BadAddressPolicy)
     rabbitmq_url: str | None = field(default=None, repr=False)
     rabbitmq_queues: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_QUEUES))
     sender: SenderSettings = field(default_factory=SenderSettings)
@@ -24,10 +30,16 @@ class EventSettings:
 
 def event_destinations(settings: EventSettings) -> list[EventDestination]:
     destinations: list[EventDestination] = []
-    if settings.http_url:
+    type_urls = {kind: url for kind, url in settings.http_type_urls.items() if url}
+    if settings.http_url or type_urls:
         destinations.append(
             HttpEventDestination(
-                settings.http_url, batch_size=settings.http_batch, timeout=settings.http_timeout
+                settings.http_url,
+                batch_size=settings.http_batch,
+                timeout=settings.http_timeout,
+                type_urls=type_urls,
+                json_form=settings.http_json,
+                server_id=settings.server_id,
             )
         )
     if settings.rabbitmq_url and any(settings.rabbitmq_queues.values()):

@@ -21,7 +21,7 @@ from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics
 from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.router import Deliver, Hold, Refuse
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
-from vmta.delivery.transport import Conversation
+from vmta.delivery.transport import Conversation, SessionFacts
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.message_retry_policy import next_attempt
 from vmta.domain.retry_schedule import RetrySchedule
@@ -75,14 +75,16 @@ class OutcomeRecorder:
         decision: Deliver | Refuse | None,
         conversation: Conversation | None,
         peer: Peer | None = None,
+        *,
+        session: SessionFacts | None = None,
     ) -> set[int]:
         """An attempt ended (or was decided without one): store, log, bounce. Returns
         the recipients whose outcome could not be stored (see ``RecorderSettings``).
         ``peer`` names the server a failed session talked to, when there is no
-        conversation to ask."""
+        conversation to ask; ``session`` what the attempt's connection was."""
         now = self._clock.now()
         outcomes = [
-            self.outcome(job, verdict, reply, decision, conversation, now, peer)
+            self.outcome(job, verdict, reply, decision, conversation, now, peer, session)
             for job, (verdict, reply) in zip(jobs, verdicts, strict=True)
         ]
         try:
@@ -134,6 +136,7 @@ class OutcomeRecorder:
             virtual_mta=hold.chosen,
             effective_virtual_mta=hold.effective,
             outcome_label="deferred",
+            stage="process",  # held by vmta's configuration (a paused IP address)
         )
         try:
             await self._store([outcome])
@@ -179,6 +182,7 @@ class OutcomeRecorder:
         conversation: Conversation | None,
         now: float,
         peer: Peer | None = None,
+        session: SessionFacts | None = None,
     ) -> Outcome:
         state, next_at, label = DELIVERED, None, "delivered"
         text = str(reply)
@@ -224,6 +228,12 @@ class OutcomeRecorder:
             remote_ip=remote_ip,
             routing_memory=decision.memory if isinstance(decision, Deliver) else None,
             outcome_label=label,
+            stage=reply.stage,
+            result=reply.ended,
+            session_messages=session.messages if session else None,
+            remote_dsn=session.dsn if session else None,
+            outmtaid=decision.effective_id if isinstance(decision, Deliver) else None,
+            ehlo_name=path.ehlo_name if path else None,
         )
 
     # ---- storing ---------------------------------------------------------------------------

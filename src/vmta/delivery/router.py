@@ -36,6 +36,7 @@ class Deliver:
     chosen: str | None  # the VirtualMTA the message asked for (or the default)
     effective: str | None  # the one that carries it, after redirects and rules
     memory: dict[str, Any] | None = None  # routing choices to keep for retries
+    effective_id: int | None = None  # the id of the IP address or relay server that sends
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Router:
         controls = await self.config.delivery_controls()
         suppressed = suppression_for(job.address, controls.suppressions)
         if suppressed is not None:
-            return Refuse(ReplyLine(suppressed.code, suppressed.reply_text()))
+            return Refuse(ReplyLine(suppressed.code, suppressed.reply_text(), stage="suppression"))
         wait = first_attempt_wait(job.mq_options, job.attempts, self.clock.now())
         if wait > 0:
             return Hold(reason="Waiting for the message's nextattempt time.", retry_in=wait)
@@ -155,7 +156,9 @@ class Router:
         if forced.control is not None:
             error = forced.control
             return Refuse(
-                ReplyLine(error.code, error.reply_text()), decision.chosen, decision.effective
+                ReplyLine(error.code, error.reply_text(), stage="process"),
+                decision.chosen,
+                decision.effective,
             )
         paused = first_applicable(controls.pauses, facts, forced.remaining, now)
         if paused.control is not None:
@@ -208,7 +211,7 @@ class Router:
         bare = IpAddress(name=f"ip {ip}", ip=ip, hostname=self.settings.hostname)
         decision = await self._through_ip(job, bare, None, None)
         if isinstance(decision, Deliver):
-            return replace(decision, effective=None)
+            return replace(decision, effective=None, effective_id=None)
         if isinstance(decision, Refuse):
             return replace(decision, effective=None)
         return decision
@@ -249,7 +252,7 @@ class Router:
             )
         if isinstance(target, RelayServer):
             route = await self.egress_route(target.source_ip)
-            return Deliver(relay_path(target, route), chosen.name, target.name, kept)
+            return Deliver(relay_path(target, route), chosen.name, target.name, kept, target.id)
         return await self._through_ip(job, target, chosen.name, kept)
 
     async def _destination(self, job: Job) -> tuple[str, Any] | Refuse:
@@ -257,9 +260,9 @@ class Router:
         try:
             return domain, await self.resolver.resolve(domain)
         except DestinationRejected as exc:
-            return Refuse(ReplyLine(550, f"{exc.status} {exc}"))
+            return Refuse(ReplyLine(550, f"{exc.status} {exc}", stage="dns"))
         except DnsUnavailable as exc:
-            return Refuse(ReplyLine(451, f"{exc.status} {exc}"))
+            return Refuse(ReplyLine(451, f"{exc.status} {exc}", stage="dns"))
 
     async def _through_ip(
         self, job: Job, ip: IpAddress, chosen: str | None, memory: dict[str, Any] | None
@@ -280,7 +283,9 @@ class Router:
         candidates = _candidates(destination, route)
         if not candidates:
             return Refuse(
-                ReplyLine(451, f"4.4.4 {domain} has no address reachable from {ip.ip}"),
+                ReplyLine(
+                    451, f"4.4.4 {domain} has no address reachable from {ip.ip}", stage="dns"
+                ),
                 chosen,
                 ip.name,
             )
@@ -295,7 +300,7 @@ class Router:
             throttle_program=program,
             throttle_origin=throttle_origin(ip, template, match, domain),
         )
-        return Deliver(path, chosen, ip.name, memory)
+        return Deliver(path, chosen, ip.name, memory, ip.id)
 
     async def _direct(self, job: Job) -> Decision:
         found = await self._destination(job)
@@ -305,7 +310,7 @@ class Router:
         route = direct_route(None)
         candidates = _candidates(destination, route)
         if not candidates:
-            return Refuse(ReplyLine(451, f"4.4.4 {domain} has no address"))
+            return Refuse(ReplyLine(451, f"4.4.4 {domain} has no address", stage="dns"))
         path = EgressPath(
             throttle_key=("direct", domain),
             destination_host=domain,

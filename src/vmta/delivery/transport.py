@@ -20,6 +20,20 @@ class TransactionReplies:
     mail: ReplyLine
     rcpts: Sequence[ReplyLine]
     data: ReplyLine | None  # None when DATA was not sent (every RCPT refused)
+    # The connection as it was for this transaction (MailerQ's ``messages`` and ``dsn``):
+    # transactions begun on it so far, this one included; whether it offers DSN
+    # (RFC 3461). None: not known.
+    messages: int | None = None
+    dsn: bool | None = None
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    """What an attempt's record tells of its connection besides the peer: see
+    ``TransactionReplies``."""
+
+    messages: int | None = None
+    dsn: bool | None = None
 
 
 class ConnectFailed(TemporaryError):
@@ -40,6 +54,8 @@ class ConnectFailed(TemporaryError):
         egress: bool = False,
         remote_ip: str | None = None,
         remote_host: str | None = None,
+        stage: str = "connect",
+        timed_out: bool = False,
     ):
         super().__init__(reason)
         self.reason = reason
@@ -48,10 +64,24 @@ class ConnectFailed(TemporaryError):
         self.egress = egress  # failed before any SMTP: binding, connecting, proxy handshake
         self.remote_ip = remote_ip
         self.remote_host = remote_host
+        # Where the last try ended, in MailerQ's vocabulary (bind, connect, intro, ehlo,
+        # starttls, authplain, authlogin), and whether it was for want of an answer.
+        self.stage = stage
+        self.timed_out = timed_out
 
 
 class ConversationBroken(TemporaryError):
-    """The connection failed in the middle of a transaction (timeout, reset, garbage)."""
+    """The connection failed in the middle of a transaction (timeout, reset, garbage).
+    ``stage``: the step it failed at (MailerQ's mailfrom, rcptto, data, message);
+    ``timed_out``: for want of an answer, else the connection was lost."""
+
+    def __init__(
+        self, reason: str, *, stage: str = "mailfrom", timed_out: bool = False, messages: int = 0
+    ) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.timed_out = timed_out
+        self.messages = messages
 
 
 class ConversationLost(ConversationBroken):

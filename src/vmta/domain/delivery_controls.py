@@ -204,13 +204,20 @@ def exclusivity_problems(m: Matcher) -> list[str]:
 
 def parse_expire(text: str) -> float | None:
     """``YYYY-MM-DD HH:MM:SS`` in UTC (MailerQ's timestamp form) as epoch seconds; also
-    accepted with a ``T`` between date and time. None when it is not such a time."""
+    accepted with a ``T`` between date and time, and as ISO 8601 with a UTC offset or
+    ``Z`` (what the MailerQ .NET SDK writes: ``2026-12-07T10:00:00.0000000+01:00``).
+    None when it is not such a time."""
     for form in (EXPIRE_FORMAT, "%Y-%m-%dT%H:%M:%S"):
         try:
             return datetime.strptime(text.strip(), form).replace(tzinfo=UTC).timestamp()
         except ValueError:
             continue
-    return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    # Only a time that says its offset: a local time without one means nothing here.
+    return parsed.timestamp() if parsed.tzinfo is not None else None
 
 
 def format_expire(expire: float) -> str:

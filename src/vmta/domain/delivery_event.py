@@ -2,11 +2,14 @@
 vmta offers (docs/events.md).
 
 - GreenArrow's Event Notification System form: ``delivery_attempt`` for every attempt,
-  and ``bounce_all`` for every final failure, with the message's campaign and tracking ids
-  (the kept ``X-GreenArrow-*`` header values).
+  ``bounce_all`` for every final failure (``synchronous``: seen in vmta's own session),
+  ``bounce_bad_address`` when a recipient crosses the bad-address threshold
+  (vmta.store.bad_addresses), with the message's campaign and tracking ids (the kept
+  ``X-GreenArrow-*`` header values). An integer field is omitted when unknown, never
+  null: typed consumers cannot put null in an int.
 - MailerQ's result JSON: the message's JSON (without ``mime``) plus its ``results``, one
-  per attempt so far, and the result queues it belongs to (``success``, ``failure``,
-  ``retry``; ``results`` for the final ones).
+  per attempt so far (vmta.domain.mailerq_result), and the result queues it belongs to
+  (``success``, ``failure``, ``retry``; ``results`` for the final ones).
 
 Pure: the spool builds events from an outcome and the facts of its message inside the
 transaction that records the outcome, and stores them; the event sender renders them.
@@ -14,17 +17,20 @@ transaction that records the outcome, and stores them; the event sender renders 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from vmta.domain.bounce_classification import classify
+from vmta.domain.mailerq_result import mailerq_time, result_entry
+from vmta.domain.reply_text import ParsedReply, parse_reply
 from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Outcome
 
 DELIVERY_ATTEMPT = "delivery_attempt"
 BOUNCE_ALL = "bounce_all"
-EVENT_TYPES = (DELIVERY_ATTEMPT, BOUNCE_ALL)
+BOUNCE_BAD_ADDRESS = "bounce_bad_address"
+SCOMP = "scomp"
+EVENT_TYPES = (DELIVERY_ATTEMPT, BOUNCE_ALL, BOUNCE_BAD_ADDRESS, SCOMP)
 
 # Result kinds, named as MailerQ's result queues are.
 SUCCESS = "success"
@@ -39,8 +45,10 @@ TRACKING_FIELDS = {
     "instanceid": "x-greenarrow-instanceid",
     "click_tracking_id": "x-greenarrow-click-tracking-id",
 }
+# GreenArrow reports these lower-cased.
+LOWER_CASED = ("sendid", "listid")
 
-_REPLY = re.compile(r"\s*([2-5][0-9]{2})(?:[ -]|$)\s*(?:([245]\.[0-9]{1,3}\.[0-9]{1,3})(?:\s+|$))?")
+__all__ = ["ParsedReply", "mailerq_time", "parse_reply"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class MessageFacts:
     mailerq_json: Mapping[str, Any] | None = None
     # MailerQ results of this recipient's earlier attempts, oldest first.
     earlier_results: Sequence[Mapping[str, Any]] = ()
+    size: int | None = None  # the message's size in bytes
 
 
 @dataclass(frozen=True)
@@ -79,66 +88,43 @@ class EventSubscription:
     event_types: frozenset[str]
 
 
-@dataclass(frozen=True)
-class ParsedReply:
-    code: int | None
-    enhanced: str | None
-    description: str
-
-
-def parse_reply(reply: str | None) -> ParsedReply:
-    """Code, RFC 3463 enhanced status code and the rest of a recorded reply text such as
-    ``550 5.1.1 No such user``; vmta's own reasons have a code too."""
-    text = reply or ""
-    match = _REPLY.match(text)
-    if match is None:
-        return ParsedReply(None, None, text.strip())
-    return ParsedReply(int(match.group(1)), match.group(2), text[match.end() :].strip())
+def is_expiry(outcome: Outcome) -> bool:
+    """Whether a final failure came from the message's time in the queue running out: a
+    final failure on a temporary (4xx) reply, or with RFC 3463 X.4.7 (delivery time
+    expired)."""
+    parsed = parse_reply(outcome.reply)
+    return (parsed.code is not None and 400 <= parsed.code < 500) or (
+        parsed.enhanced is not None and parsed.enhanced.endswith(".4.7")
+    )
 
 
 def attempt_status(outcome: Outcome) -> str:
     """GreenArrow's ``status`` of a delivery attempt: success, deferral, failure, or
-    failure_toolong when the message failed because its time in the queue ran out: a
-    final failure on a temporary (4xx) reply, or with RFC 3463 X.4.7 (delivery time
-    expired)."""
+    failure_toolong when the message failed because its time in the queue ran out."""
     if outcome.state == DELIVERED:
         return "success"
     if outcome.state == QUEUED:
         return "deferral"
-    parsed = parse_reply(outcome.reply)
-    expired = (parsed.code is not None and 400 <= parsed.code < 500) or (
-        parsed.enhanced is not None and parsed.enhanced.endswith(".4.7")
-    )
-    return "failure_toolong" if expired else "failure"
+    return "failure_toolong" if is_expiry(outcome) else "failure"
 
 
 def bounce_classification(outcome: Outcome) -> tuple[str, int]:
-    """(bounce_type, bounce_code) of a final failure, in the categories GreenArrow's
-    bounce processor reports: ``h`` (hard) only for a bad address (code 10); otherwise
-    ``s`` with 20 (soft, including expiry), 21 (bad destination domain), 22 (mailbox
-    full), 23 (message too large), 50 (mail blocked by policy), 40 (any other
-    bounce). Decided from the RFC 3463 status code."""
-    if attempt_status(outcome) == "failure_toolong":
-        return "s", 20
-    status = parse_reply(outcome.reply).enhanced or ""
-    subject_detail = status[2:] if len(status) > 2 else ""
-    if subject_detail in ("1.2", "4.4"):
-        return "s", 21
-    if subject_detail.startswith("1."):
-        return "h", 10
-    if subject_detail == "2.2":
-        return "s", 22
-    if subject_detail in ("3.4", "2.3"):
-        return "s", 23
-    if subject_detail.startswith("7."):
-        return "s", 50
-    return "s", 40
+    """(bounce_type, bounce_code) of a final failure: the one table of
+    vmta.domain.bounce_classification, applied to the reply's RFC 3463 status."""
+    found = classify(parse_reply(outcome.reply).enhanced, expired=is_expiry(outcome))
+    return found.bounce_type, found.bounce_code
 
 
 def tracking_values(kept_headers: Mapping[str, str] | None) -> dict[str, str | None]:
-    """The event fields that come from kept headers (null when absent)."""
+    """The event fields that come from kept headers (null when absent); ``sendid`` and
+    ``listid`` lower-cased, as GreenArrow reports them."""
     by_name = {name.lower(): value for name, value in (kept_headers or {}).items()}
-    return {field: by_name.get(header) for field, header in TRACKING_FIELDS.items()}
+    values = {field: by_name.get(header) for field, header in TRACKING_FIELDS.items()}
+    for field in LOWER_CASED:
+        value = values[field]
+        if value is not None:
+            values[field] = value.lower()
+    return values
 
 
 def wants_event(outcome: Outcome) -> bool:
@@ -147,40 +133,20 @@ def wants_event(outcome: Outcome) -> bool:
     return outcome.attempted or outcome.state != QUEUED
 
 
-def mailerq_time(at: float) -> str:
-    """MailerQ's time format: UTC ``YYYY-MM-DD HH:MM:SS``."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def mailerq_result(
-    *,
-    at: float,
-    state: str,
-    reply: str | None,
-    source_ip: str | None,
-    remote_ip: str | None,
-) -> dict[str, Any]:
-    """One entry of MailerQ's ``results``. ``state`` names where the result came from:
-    ``connect`` (no SMTP session), ``data`` (the message was accepted), ``smtp`` (a
-    reply within the transaction; vmta does not record to which command)."""
-    parsed = parse_reply(reply)
-    return {
-        "time": mailerq_time(at),
-        "from": source_ip or "",
-        "to": remote_ip or "",
-        "state": state,
-        "result": "ok" if state == "data" else "error",
-        "code": parsed.code or 0,
-        "status": parsed.enhanced or "",
-        "description": parsed.description,
-    }
-
-
-def result_state(outcome_label: str, remote_ip: str | None) -> str:
-    """The MailerQ ``state`` of a recorded attempt (see ``mailerq_result``)."""
-    if outcome_label == DELIVERED:
-        return "data"
-    return "smtp" if remote_ip else "connect"
+def outcome_result(outcome: Outcome) -> dict[str, Any]:
+    """The MailerQ ``results`` entry of an outcome."""
+    return result_entry(
+        at=outcome.at,
+        delivered=outcome.state == DELIVERED,
+        stage=outcome.stage,
+        ended=outcome.result,
+        reply=outcome.reply,
+        source_ip=outcome.source_ip,
+        remote_ip=outcome.remote_ip,
+        remote_host=outcome.remote_host,
+        messages=outcome.session_messages,
+        dsn=outcome.remote_dsn,
+    )
 
 
 def result_kind(outcome: Outcome) -> str:
@@ -191,41 +157,98 @@ def result_kind(outcome: Outcome) -> str:
     return RETRY
 
 
+def without_none_integers(fields: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """``fields`` without the integer fields ``names`` whose value is unknown (None)."""
+    for name in names:
+        if fields.get(name, 0) is None:
+            del fields[name]
+    return fields
+
+
+def common_fields(
+    *, at: float, address: str, message_id: str, kept_headers: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The fields every GreenArrow event has (``id``, ``event_unique_id`` and
+    ``server_id`` are added when it is sent; ``event_type`` by its kind)."""
+    return {
+        "event_time": int(at),
+        "email": address,
+        "message_id": message_id,
+        **tracking_values(kept_headers),
+    }
+
+
+def bounce_all_fields(
+    common: Mapping[str, Any],
+    *,
+    status: str | None,
+    text: str,
+    synchronous: bool,
+    sending: Mapping[str, Any] | None = None,
+    expired: bool = False,
+) -> dict[str, Any]:
+    """A ``bounce_all`` event's GreenArrow fields: ``common`` (``common_fields``), the
+    sender's side when known, and the class of RFC 3463 ``status`` by the one table.
+    For a received bounce (``synchronous=False``) ``status`` is the DSN's ``Status:``
+    and ``text`` its diagnostic."""
+    found = classify(status, expired=expired)
+    return without_none_integers(
+        {
+            "event_type": BOUNCE_ALL,
+            **common,
+            **(sending or {}),
+            "bounce_type": found.bounce_type,
+            "bounce_code": found.bounce_code,
+            "bounce_text": text,
+            "synchronous": synchronous,
+        },
+        ("outmtaid",),
+    )
+
+
 def build_events(outcome: Outcome, facts: MessageFacts) -> list[Event]:
     """The events of one outcome: a delivery_attempt, and for a final failure of a
     message that is not itself a bounce, a bounce_all."""
     if not wants_event(outcome):
         return []
-    tracking = tracking_values(facts.kept_headers)
     status = attempt_status(outcome)
-    common: dict[str, Any] = {
-        "event_time": int(outcome.at),
-        "email": facts.address,
-        "message_id": outcome.message_id,
-        **tracking,
-        "mtaid": outcome.virtual_mta,
-        "outmtaid_ip": outcome.source_ip,
-    }
-    attempt = {
-        "event_type": DELIVERY_ATTEMPT,
-        **common,
-        "status": status,
-        "is_retry": 1 if facts.attempts_before > 0 else 0,
-        "message": outcome.reply or "",
-        "channel": "remote",
-        "injected_time": int(facts.received_at),
-        "sender": facts.mail_from,
-        "effective_mtaid": outcome.effective_virtual_mta,
-        "remote_host": outcome.remote_host,
-        "remote_ip": outcome.remote_ip,
-    }
-    result = mailerq_result(
+    common = common_fields(
         at=outcome.at,
-        state=result_state(outcome.outcome_label or outcome.state, outcome.remote_ip),
-        reply=outcome.reply,
-        source_ip=outcome.source_ip,
-        remote_ip=outcome.remote_ip,
+        address=facts.address,
+        message_id=outcome.message_id,
+        kept_headers=facts.kept_headers,
     )
+    # The host connected to: none when no connection was made.
+    connected = outcome.remote_ip is not None
+    sending = {
+        "mtaid": outcome.virtual_mta,
+        "outmtaid": outcome.outmtaid,
+        "outmtaid_ip": outcome.source_ip,
+        "outmtaid_hostname": outcome.ehlo_name,
+    }
+    attempt = without_none_integers(
+        {
+            "event_type": DELIVERY_ATTEMPT,
+            **common,
+            "status": status,
+            "is_retry": 1 if facts.attempts_before > 0 else 0,
+            "message": outcome.reply or "",
+            **sending,
+            "mx_hostname": outcome.remote_host if connected else None,
+            "mx_ip": outcome.remote_ip,
+            "channel": "remote",
+            "timestamp": round(outcome.at, 6),
+            "injected_time": int(facts.received_at),
+            "message_size": facts.size,
+            "sender": facts.mail_from,
+            "from_address": facts.mail_from,
+            "effective_mtaid": outcome.effective_virtual_mta,
+            "remote_host": outcome.remote_host,
+            "remote_ip": outcome.remote_ip,
+        },
+        ("outmtaid", "message_size"),
+    )
+    result = outcome_result(outcome)
     events = [
         Event(
             DELIVERY_ATTEMPT,
@@ -239,15 +262,15 @@ def build_events(outcome: Outcome, facts: MessageFacts) -> list[Event]:
         )
     ]
     if outcome.state == FAILED and not facts.is_bounce:
-        bounce_type, bounce_code = bounce_classification(outcome)
-        bounce = {
-            "event_type": BOUNCE_ALL,
-            **common,
-            "bounce_type": bounce_type,
-            "bounce_code": bounce_code,
-            "bounce_text": outcome.reply or "",
-            "status": status,
-        }
+        bounce = bounce_all_fields(
+            common,
+            status=parse_reply(outcome.reply).enhanced,
+            text=outcome.reply or "",
+            synchronous=True,
+            sending=sending,
+            expired=is_expiry(outcome),
+        )
+        bounce["status"] = status
         events.append(Event(BOUNCE_ALL, outcome.at, outcome.message_id, {"greenarrow": bounce}))
     return events
 
@@ -289,9 +312,18 @@ def subscribers(event: Event, subscriptions: Iterable[EventSubscription]) -> lis
 # ---- rendering, at send time --------------------------------------------------------
 
 
-def greenarrow_event(event_id: int, payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The GreenArrow-form JSON object of a stored event; ``id`` is the outbox id."""
-    rendered: dict[str, Any] = {"id": event_id, **payload["greenarrow"]}
+def greenarrow_event(
+    event_id: int, payload: Mapping[str, Any], server_id: str | None = None
+) -> dict[str, Any]:
+    """The GreenArrow-form JSON object of a stored event: ``id`` is the outbox id, and
+    ``event_unique_id`` the same as a string (GreenArrow's de-duplication key);
+    ``server_id`` the node's name."""
+    rendered: dict[str, Any] = {
+        "id": event_id,
+        "event_unique_id": str(event_id),
+        "server_id": server_id,
+        **payload["greenarrow"],
+    }
     return rendered
 
 

@@ -7,7 +7,7 @@ A recipient is delivered only when both its RCPT and the end-of-data reply are 2
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -23,6 +23,12 @@ class ReplyLine:
 
     code: int
     text: str
+    # Where the attempt ended and how, in MailerQ's result vocabulary
+    # (vmta.domain.mailerq_result): ``stage`` (connect, ehlo, rcptto, message, dns, ...)
+    # and ``ended`` (error, timeout, lost, invalid; None: error, or accepted for a 2xx
+    # after the final dot). Not part of the reply's identity.
+    stage: str | None = field(default=None, compare=False)
+    ended: str | None = field(default=None, compare=False)
 
     def verdict(self) -> Verdict:
         if 200 <= self.code < 300:
@@ -46,7 +52,7 @@ def recipient_verdicts(
         if rcpt.verdict() is not Verdict.DELIVERED:
             results.append((rcpt.verdict(), rcpt))
         elif data is None:
-            results.append((Verdict.DEFERRED, ReplyLine(451, "no reply to DATA")))
+            results.append((Verdict.DEFERRED, ReplyLine(451, "no reply to DATA", stage="data")))
         else:
             results.append((data.verdict(), data))
     return results

@@ -77,8 +77,8 @@ def _time(name: str, value: Any, received_at: float, problems: list[str]) -> flo
         if parsed is not None:
             return parsed
     problems.append(
-        f"{name} must be a UTC time as YYYY-MM-DD HH:MM:SS or a number of seconds,"
-        f" not {_shown(value)}"
+        f"{name} must be a UTC time as YYYY-MM-DD HH:MM:SS, an ISO 8601 time with an"
+        f" offset, or a number of seconds, not {_shown(value)}"
     )
     return None
 

@@ -69,3 +69,14 @@ class Outcome:
     remote_ip: str | None = None
     routing_memory: dict[str, Any] | None = None
     outcome_label: str = ""  # delivered, deferred, failed (for the attempt record)
+    # Where the attempt ended and how (MailerQ's ``state`` and ``result``,
+    # vmta.domain.mailerq_result), and its connection: transactions begun on it so far,
+    # whether the server offered DSN. None: not known.
+    stage: str | None = None
+    result: str | None = None
+    session_messages: int | None = None
+    remote_dsn: bool | None = None
+    # The sender's side: the id of the IP address or relay server that sent, and the
+    # EHLO name it gave.
+    outmtaid: int | None = None
+    ehlo_name: str | None = None

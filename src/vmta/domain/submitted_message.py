@@ -32,6 +32,7 @@ FIELDS = (
     "from_name",
     "return_path",
     "mailclass",
+    "mail_class",  # the Doppler .NET SDK's spelling of mailclass
     "mtaid",
     "message_id_domain",
     "headers",
@@ -183,6 +184,16 @@ def _attachments(doc: Mapping[str, Any]) -> list[Attachment]:
     return found
 
 
+def _mailclass(doc: dict[str, Any]) -> str | None:
+    """``mailclass``, or ``mail_class`` as the Doppler .NET SDK spells it; both may be
+    given only with the same value."""
+    plain = _one_line(_text(doc, "mailclass"), "mailclass")
+    spelled = _one_line(_text(doc, "mail_class"), "mail_class")
+    if plain is not None and spelled is not None and plain != spelled:
+        raise SubmissionRefused("message.mailclass and message.mail_class differ")
+    return plain if plain is not None else spelled
+
+
 def parse_message(doc: Any) -> SubmittedMessage:
     """One message of a request document, or SubmissionRefused naming the first problem."""
     if not isinstance(doc, dict):
@@ -223,7 +234,7 @@ def parse_message(doc: Any) -> SubmittedMessage:
         text=text,
         html=html,
         amp_html=amp,
-        mailclass=_one_line(_text(doc, "mailclass"), "mailclass"),
+        mailclass=_mailclass(doc),
         mtaid=_one_line(None if mtaid is None else str(mtaid), "mtaid"),
         message_id_domain=domain,
         headers=_headers(doc),

@@ -7,7 +7,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,17 @@ from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
+from vmta.domain.feedback_events import REPORTS_QUEUE
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Outcome
+from vmta.feedback.directory import MailboxBook
+from vmta.feedback.processor import FeedbackProcessor
+from vmta.feedback.verp_signer import VerpSigner
 from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
@@ -42,11 +47,13 @@ from vmta.runtime.throttles import PACING_FILE, throttle_backend, throttle_backo
 from vmta.signing.keyring import Keyring
 from vmta.signing.message_signer import MessageSigner
 from vmta.smtp.auth_gate import AuthGate
+from vmta.smtp.inbound_listener import InboundHandler, InboundSettings, start_inbound_listener
 from vmta.smtp.listener import Listener, ListenerSettings, start_listener
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.event_outbox import EventOutbox
+from vmta.store.inbound_mail import verp_secret
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
@@ -76,6 +83,7 @@ class DataPlaneSettings:
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
+    inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
 
 
 class CommitNotifier:
@@ -154,12 +162,26 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             http_url=settings.events_http_url,
             http_batch=settings.events_http_batch,
             http_timeout=settings.events_http_timeout,
+            http_type_urls={
+                "delivery_attempt": settings.events_http_url_delivery_attempt or "",
+                "bounce_all": settings.events_http_url_bounce_all or "",
+                "bounce_bad_address": settings.events_http_url_bounce_bad_address or "",
+                "scomp": settings.events_http_url_scomp or "",
+            },
+            http_json=settings.events_http_json,
+            bad_addresses=BadAddressPolicy(
+                hard=settings.bad_address_hard,
+                soft=settings.bad_address_soft,
+                days=float(settings.bad_address_days),
+                suppress=settings.suppress_bad_addresses,
+            ),
             rabbitmq_url=settings.rabbitmq_url,
             rabbitmq_queues={
                 "results": settings.rabbitmq_results,
                 "success": settings.rabbitmq_success,
                 "failure": settings.rabbitmq_failure,
                 "retry": settings.rabbitmq_retry,
+                REPORTS_QUEUE: settings.rabbitmq_reports,
             },
             sender=SenderSettings(retry_max=settings.events_retry_max),
         ),
@@ -211,13 +233,18 @@ class DataPlane:
         # previous run among them) are released when the engine starts.
         identity = register_node(store, data_dir, ttl=engine_settings.lease_seconds)
         self.owner = identity.node_id
-        destinations = event_destinations(settings.events)
+        # Every GreenArrow event names the node it comes from (server_id).
+        events = settings.events
+        destinations = event_destinations(
+            replace(events, server_id=events.server_id or settings.hostname)
+        )
         self.spool = SqlSpool(
             store,
             self.owner,
             db_lease_seconds=engine_settings.lease_seconds,  # PostgreSQL: the database's clock
             predecessors=identity.predecessors,
             event_subscriptions=subscriptions(destinations),
+            bad_address_policy=settings.events.bad_addresses,
         )
         self.events = EventSender(
             EventOutbox(store, self.owner, identity.predecessors),
@@ -255,6 +282,22 @@ class DataPlane:
             health=self.health,
             clock=self.clock,
         )
+        # What comes back (docs/feedback.md): the mailboxes of incoming email domains,
+        # VERP for mail sent from a bounce mailbox, and (in `vmta serve` itself) the
+        # processor of what the inbound listener accepted.
+        self.mailbox_book = MailboxBook(store, verp_secret(store))
+        self.feedback: FeedbackProcessor | None = None
+        if worker == 0:
+            self.feedback = FeedbackProcessor(
+                store,
+                self.mailbox_book,
+                self.owner,
+                subscriptions(destinations),
+                predecessors=identity.predecessors,
+                policy=settings.events.bad_addresses,
+                hostname=settings.hostname,
+            )
+        self.inbound: Listener | None = None
         self.engine = build_engine(
             spool=self.gateway,
             router=router,
@@ -268,6 +311,7 @@ class DataPlane:
             hostname=settings.hostname,
             metrics=self.metrics,
             backoffs=self.backoffs,
+            senders=VerpSigner(self.mailbox_book),
         )
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
@@ -288,7 +332,10 @@ class DataPlane:
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
             self.outbox = OutboxConsumer(
-                settings.rabbitmq_url, settings.rabbitmq_outbox, self.intake
+                settings.rabbitmq_url,
+                settings.rabbitmq_outbox,
+                self.intake,
+                failure_queue=settings.events.rabbitmq_queues.get("failure", ""),
             )
         self.auth_gate = AuthGate(self.check_credentials)
         self.listener: Listener | None = None
@@ -304,7 +351,9 @@ class DataPlane:
             return False
         return record.scope == "submit" or self.settings.smtp_auth_admin
 
-    async def start(self, smtp_socket: socket.socket | None) -> None:
+    async def start(
+        self, smtp_socket: socket.socket | None, inbound_socket: socket.socket | None = None
+    ) -> None:
         self.gateway.start()
         self.backoffs.start()
         await self.inflow.start()
@@ -323,11 +372,30 @@ class DataPlane:
             )
         if self.outbox is not None:
             await self.outbox.start()
+        if self.feedback is not None:
+            await self.feedback.start()
+            if inbound_socket is not None:
+                inbound = InboundSettings(
+                    hostname=self.settings.hostname,
+                    max_message_size=self.settings.max_message_size,
+                    max_recipients=self.settings.inbound_max_recipients,
+                    caps=self.settings.session_caps,
+                )
+                handler = InboundHandler(
+                    self.store,
+                    self.mailbox_book,
+                    inbound,
+                    intake=self.intake,
+                    accepted=self.feedback.wake,
+                )
+                self.inbound = await start_inbound_listener(inbound_socket, handler, inbound)
 
     def stop_accepting(self) -> None:
         """Refuse new SMTP connections from now on (the first thing on SIGTERM)."""
         if self.listener is not None:
             self.listener.server.close()
+        if self.inbound is not None:
+            self.inbound.server.close()
 
     def force_stop(self) -> None:
         """Stop waiting for SMTP transactions in progress (a second stop signal)."""
@@ -342,6 +410,10 @@ class DataPlane:
             await self.outbox.stop()
         if self.listener is not None:
             await self.listener.stop(self.settings.shutdown_grace)
+        if self.inbound is not None:
+            await self.inbound.stop(self.settings.shutdown_grace)
+        if self.feedback is not None:
+            await self.feedback.stop()
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()

@@ -13,6 +13,7 @@ from vmta.delivery.dispatcher import Dispatcher
 from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine import DeliveryEngine, EngineSettings
 from vmta.delivery.engine_metrics import EngineMetrics
+from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.outcome_recorder import OutcomeRecorder
@@ -39,6 +40,7 @@ def build_engine(
     hostname: str,
     metrics: EngineMetrics | None = None,
     backoffs: ThrottleBackoffs | None = None,
+    senders: EnvelopeSenders | None = None,
 ) -> DeliveryEngine:
     due_now = asyncio.Event()
     tasks = TaskSet()
@@ -71,6 +73,7 @@ def build_engine(
         clock=clock,
         spawn=tasks.spawn,
         metrics=metrics,
+        senders=senders,
     )
     dispatcher = Dispatcher(
         router=router,
@@ -83,6 +86,7 @@ def build_engine(
         open_connection=worker.run,
         metrics=metrics,
         backoffs=backoffs,
+        senders=senders,
     )
     scheduler = Scheduler(
         spool=spool,

@@ -123,6 +123,10 @@ async def serve(settings: Settings) -> None:
             stack.callback(api_socket.close)
             smtp_socket = bind_listener(settings.smtp_listen, "SMTP")
             stack.callback(smtp_socket.close)
+            inbound_socket = None
+            if settings.inbound_listen is not None:  # bounces and complaints come back
+                inbound_socket = bind_listener(settings.inbound_listen, "inbound SMTP")
+                stack.callback(inbound_socket.close)
             ensure_data_dir(settings)
             url = settings.effective_database_url
             store = Store.open(url)
@@ -131,10 +135,12 @@ async def serve(settings: Settings) -> None:
             ensure_admin_credential(store, settings)
             metrics = DeliveryMetrics()
             data_plane = data_plane_for(store, settings, metrics=metrics)
-            await data_plane.start(smtp_socket)
+            await data_plane.start(smtp_socket, inbound_socket)
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
+            if inbound_socket is not None:
+                log.info("inbound SMTP listening on %s", bound_address(inbound_socket))
             if settings.workers > 1:
                 # After the data plane: the schema is migrated and this data directory's
                 # node registered before any worker starts (runtime/worker_pool.py).

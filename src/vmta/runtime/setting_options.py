@@ -254,8 +254,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "events_http_batch", "VMTA_EVENTS_HTTP_BATCH", None, _integer(1, 1000),
-        "events per POST: 1 posts one JSON object, more a JSON array of up to that many"
-        " (default 1)",
+        "events per POST, a JSON array of up to that many, an array even for one"
+        " (default 100)",
     ),
     Option(
         "events_http_timeout", "VMTA_EVENTS_HTTP_TIMEOUT", None, _seconds,
@@ -282,6 +282,56 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "rabbitmq_retry", "VMTA_RABBITMQ_RETRY", None, _result_queue,
         "queue for deferred attempts that will be retried; empty: none (default retry)",
+        allow_empty=True,
+    ),
+    # ---- the feedback loop: event forms and the bad-address threshold (docs/events.md) ----
+    Option(
+        "events_http_json", "VMTA_EVENTS_HTTP_JSON", None, _boolean,
+        "false: GreenArrow's older form, one application/x-www-form-urlencoded event per"
+        " POST (default true: JSON arrays)",
+    ),
+    Option(
+        "events_http_url_delivery_attempt", "VMTA_EVENTS_HTTP_URL_DELIVERY_ATTEMPT", None,
+        _http_url, "POST delivery_attempt events here instead of VMTA_EVENTS_HTTP_URL",
+    ),
+    Option(
+        "events_http_url_bounce_all", "VMTA_EVENTS_HTTP_URL_BOUNCE_ALL", None, _http_url,
+        "POST bounce_all events here instead of VMTA_EVENTS_HTTP_URL",
+    ),
+    Option(
+        "events_http_url_bounce_bad_address", "VMTA_EVENTS_HTTP_URL_BOUNCE_BAD_ADDRESS", None,
+        _http_url, "POST bounce_bad_address events here instead of VMTA_EVENTS_HTTP_URL",
+    ),
+    Option(
+        "events_http_url_scomp", "VMTA_EVENTS_HTTP_URL_SCOMP", None, _http_url,
+        "POST scomp (spam complaint) events here instead of VMTA_EVENTS_HTTP_URL",
+    ),
+    Option(
+        "bad_address_hard", "VMTA_BAD_ADDRESS_HARD", None, _integer(0, 1000),
+        "hard bounces that make a recipient a bad address, per list; 0: never (default 1)",
+    ),
+    Option(
+        "bad_address_soft", "VMTA_BAD_ADDRESS_SOFT", None, _integer(0, 1000),
+        "soft bounces within VMTA_BAD_ADDRESS_DAYS that make a recipient a bad address,"
+        " per list; 0: never (default 3)",
+    ),
+    Option(
+        "bad_address_days", "VMTA_BAD_ADDRESS_DAYS", None, _integer(1, 3650),
+        "days within which soft bounces count (default 7)",
+    ),
+    Option(
+        "suppress_bad_addresses", "VMTA_SUPPRESS_BAD_ADDRESSES", None, _boolean,
+        "a bad address also joins the suppression list (default true)",
+    ),
+    # ---- what comes back: bounces and complaints (docs/feedback.md) ----
+    Option(
+        "inbound_listen", "VMTA_INBOUND_LISTEN", "--inbound-listen", _listen,
+        "inbound SMTP address HOST:PORT for bounces, complaints and forwarding mailboxes"
+        " (default: none, no inbound listener)", "HOST:PORT", serve_only=True,
+    ),
+    Option(
+        "rabbitmq_reports", "VMTA_RABBITMQ_REPORTS", None, _result_queue,
+        "queue for parsed bounces and complaints received; empty: none (default reports)",
         allow_empty=True,
     ),
 )  # fmt: skip

@@ -87,7 +87,7 @@ class Settings:
     loopback_counts_as_remote: bool = False
     # ---- delivery events (docs/events.md); URLs may carry credentials: not in repr ----
     events_http_url: str | None = field(default=None, repr=False)
-    events_http_batch: int = 1
+    events_http_batch: int = 100
     events_http_timeout: float = 10.0
     events_retry_max: float = 300.0
     # rabbitmq_url (above) also carries the results when it is set.
@@ -95,6 +95,19 @@ class Settings:
     rabbitmq_success: str = "success"
     rabbitmq_failure: str = "failure"
     rabbitmq_retry: str = "retry"
+    # ---- the feedback loop: event forms and the bad-address threshold (docs/events.md) ----
+    events_http_json: bool = True
+    events_http_url_delivery_attempt: str | None = field(default=None, repr=False)
+    events_http_url_bounce_all: str | None = field(default=None, repr=False)
+    events_http_url_bounce_bad_address: str | None = field(default=None, repr=False)
+    events_http_url_scomp: str | None = field(default=None, repr=False)
+    bad_address_hard: int = 1
+    bad_address_soft: int = 3
+    bad_address_days: int = 7
+    suppress_bad_addresses: bool = True
+    # ---- what comes back: bounces and complaints (docs/feedback.md) ----
+    inbound_listen: Listen | None = None  # None: no inbound listener
+    rabbitmq_reports: str = "reports"
 
     @property
     def effective_database_url(self) -> str:

@@ -78,6 +78,11 @@ class SmtpSession(SmtpWire):
         self.extensions: Mapping[str, str] = {}
         self.auth_mechanism_used: str | None = None
         self.greeting: SmtpReply | None = None
+        # Where the session is, in MailerQ's result vocabulary (connect, intro, ehlo,
+        # starttls, authplain/authlogin, mailfrom, rcptto, data, message): the step a
+        # failure ended the attempt at. And the transactions begun on this connection.
+        self.mq_state = "connect"
+        self.transactions = 0
 
     @classmethod
     async def start(
@@ -102,7 +107,8 @@ class SmtpSession(SmtpWire):
         session = cls(reader, writer, server_name, options, peer_ip)
         try:
             await session._open()
-        except SessionFailed:
+        except SessionFailed as exc:
+            exc.mq_state = session.mq_state
             # The server may still be listening (a 554 greeting, a refused AUTH): say
             # goodbye properly (RFC 5321 §3.8); quit() is bounded and closes in any case.
             await session.quit()
@@ -113,6 +119,7 @@ class SmtpSession(SmtpWire):
         return session
 
     async def _open(self) -> None:
+        self.mq_state = "intro"
         greeting = await self._read_reply("greeting", self._options.command_timeout)
         self.greeting = greeting
         # RFC 5321 §4.3.2: the connection opening answer is 220 (or 554: no service here).
@@ -132,6 +139,7 @@ class SmtpSession(SmtpWire):
             await self._authenticate()
 
     async def _hello(self) -> None:
+        self.mq_state = "ehlo"
         name = self._options.ehlo_name
         reply = await self._command(f"EHLO {name}", "ehlo")
         if reply.is_permanent:
@@ -152,6 +160,7 @@ class SmtpSession(SmtpWire):
         self.extensions = extensions
 
     async def _starttls(self, demand: TlsDemand) -> None:
+        self.mq_state = "starttls"
         reply = await self._command("STARTTLS", "starttls")
         if reply.code == CLOSING or (reply.code != 220 and demand.require_tls):
             raise failure("starttls", f"{self.server_name} refused STARTTLS: {reply}", reply)
@@ -188,6 +197,7 @@ class SmtpSession(SmtpWire):
         await self._hello()
 
     async def _authenticate(self) -> None:
+        self.mq_state = "authplain"
         if not cleartext_auth_allowed(
             self.peer_ip,
             tls=self.tls,
@@ -211,6 +221,7 @@ class SmtpSession(SmtpWire):
                 f"{self.server_name} offers AUTH {' '.join(offered) or '(nothing)'}, "
                 "but vmta speaks only PLAIN and LOGIN",
             )
+        self.mq_state = f"auth{mechanism.lower()}"  # authplain, authlogin
         reply = await run_exchange(
             mechanism,
             self._options.username or "",
@@ -255,6 +266,8 @@ class SmtpSession(SmtpWire):
         mail = f"MAIL FROM:<{mail_from}>{parameters}"
         rcpts = [f"RCPT TO:<{recipient}>" for recipient in recipients]
         timeout = self._options.command_timeout
+        self.transactions += 1
+        self.mq_state = "mailfrom"
 
         if "PIPELINING" in self.extensions:
             mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, rcpts)
@@ -263,6 +276,7 @@ class SmtpSession(SmtpWire):
 
         if not mail_reply.is_success:
             return TransactionResult(mail_reply, (mail_reply,) * len(rcpts), None)
+        self.mq_state = "rcptto"
         recipient_replies = tuple(rcpt_replies)
         if not any(reply.is_success for reply in recipient_replies):
             if data_reply is not None and data_reply.code == 354:
@@ -272,17 +286,19 @@ class SmtpSession(SmtpWire):
                 await self._read_reply("transaction", timeout)
             await self._quiet_reset()
             return TransactionResult(mail_reply, recipient_replies, None)
+        self.mq_state = "data"
         if data_reply is None or data_reply.code != 354:
             await self._quiet_reset()
             return TransactionResult(mail_reply, recipient_replies, data_reply)
 
+        self.mq_state = "message"
         data_timeout = self._options.data_timeout
         self._writer.write(wire)
         await self._drain(data_timeout)
         final = await self._read_reply("transaction", data_timeout)
         # RFC 5321 §4.1.1.4: after the end-of-data reply the transaction is over either
         # way; the session is ready for the next MAIL.
-        return TransactionResult(mail_reply, recipient_replies, final)
+        return TransactionResult(mail_reply, recipient_replies, final, after_dot=True)
 
     async def _pipelined(
         self, mail: str, rcpts: list[str]
@@ -305,9 +321,24 @@ class SmtpSession(SmtpWire):
             if not reset.is_success:
                 self._broken()
                 raise SessionDeferred("reset", f"{self.server_name} answered RSET with {reset}")
-        replies = await self._read_replies(len(rcpts) + 2, "transaction", timeout)
+        # Read in three steps so that a failure says which one it met (mq_state): the
+        # MAIL reply, the RCPT replies, the DATA reply. A 421 stands in for every reply
+        # after it, as in _read_replies.
+        mail_reply = await self._read_reply("transaction", timeout)
+        if mail_reply.code == CLOSING:
+            rcpt_replies, data_reply = [mail_reply] * len(rcpts), mail_reply
+        else:
+            if mail_reply.is_success:
+                self.mq_state = "rcptto"
+            rcpt_replies = await self._read_replies(len(rcpts), "transaction", timeout)
+            if rcpt_replies[-1].code == CLOSING:
+                data_reply = rcpt_replies[-1]
+            else:
+                if mail_reply.is_success and any(r.is_success for r in rcpt_replies):
+                    self.mq_state = "data"
+                data_reply = await self._read_reply("transaction", timeout)
         await self._drain(timeout)
-        return replies[0], replies[1:-1], replies[-1]
+        return mail_reply, rcpt_replies, data_reply
 
     async def _one_by_one(
         self, mail: str, rcpts: list[str]
@@ -315,6 +346,7 @@ class SmtpSession(SmtpWire):
         mail_reply = await self._command(mail, "transaction")
         if not mail_reply.is_success:
             return mail_reply, [], None
+        self.mq_state = "rcptto"
         replies: list[SmtpReply] = []
         for rcpt in rcpts:
             replies.append(await self._command(rcpt, "transaction"))
@@ -324,6 +356,7 @@ class SmtpSession(SmtpWire):
                 return mail_reply, replies, replies[-1]
         if not any(reply.is_success for reply in replies):
             return mail_reply, replies, None  # RSET instead of DATA
+        self.mq_state = "data"
         return mail_reply, replies, await self._command("DATA", "transaction")
 
     async def reset(self) -> SmtpReply:

@@ -21,10 +21,22 @@ Stage = Literal["greeting", "ehlo", "starttls", "auth", "transaction", "reset"]
 class SessionFailed(VmtaError):
     """The session could not be set up or cannot go on; see the subclasses."""
 
-    def __init__(self, stage: Stage, reason: str, reply: SmtpReply | None = None) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        reason: str,
+        reply: SmtpReply | None = None,
+        *,
+        timed_out: bool = False,
+    ) -> None:
         self.stage: Stage = stage
         self.reason = reason
         self.reply = reply
+        # The server did not answer in time (MailerQ's result "timeout"); else, without a
+        # reply, the connection was lost or garbled.
+        self.timed_out = timed_out
+        # Where the session was when it failed, in MailerQ's vocabulary (SmtpSession).
+        self.mq_state: str | None = None
         super().__init__(reason)
 
 

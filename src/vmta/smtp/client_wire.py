@@ -83,9 +83,10 @@ class SmtpWire:
                 await self._writer.drain()
         except (OSError, TimeoutError) as exc:
             self._broken()
-            what = "timed out" if isinstance(exc, TimeoutError) else _os_reason(exc)
+            timed_out = isinstance(exc, TimeoutError)
+            what = "timed out" if timed_out else _os_reason(exc)
             raise SessionDeferred(
-                "transaction", f"sending to {self.server_name} failed: {what}"
+                "transaction", f"sending to {self.server_name} failed: {what}", timed_out=timed_out
             ) from None
 
     async def _read_replies(self, count: int, stage: Stage, seconds: float) -> list[SmtpReply]:
@@ -109,6 +110,8 @@ class SmtpWire:
                         reply = await self._next_line()
         except TimeoutError:
             reason = f"{self.server_name} did not answer within {seconds:g} s"
+            self._broken()
+            raise SessionDeferred(stage, reason, timed_out=True) from None
         except asyncio.IncompleteReadError:
             reason = f"{self.server_name} closed the connection"
         except asyncio.LimitOverrunError:

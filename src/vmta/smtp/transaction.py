@@ -57,6 +57,8 @@ class TransactionResult:
     mail: SmtpReply
     recipients: tuple[SmtpReply, ...]
     data: SmtpReply | None
+    # ``data`` is the reply to the final dot (RFC 5321 §4.1.1.4), not DATA's own.
+    after_dot: bool = False
 
     def outcomes(self) -> tuple[SmtpReply, ...]:
         """For each recipient, the reply that decided its fate."""

@@ -34,9 +34,9 @@ from vmta.smtp.client import SessionFailed, SessionOptions, SmtpSession
 log = logging.getLogger(__name__)
 
 
-def reply_line(reply: SmtpReply) -> ReplyLine:
+def reply_line(reply: SmtpReply, stage: str | None = None) -> ReplyLine:
     text = " ".join(part for part in (reply.enhanced, reply.text.replace("\n", " ")) if part)
-    return ReplyLine(reply.code, text)
+    return ReplyLine(reply.code, text, stage=stage)
 
 
 @dataclass(frozen=True)
@@ -60,20 +60,32 @@ class SmtpConversation:
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes
     ) -> TransactionReplies:
+        session = self.session
         try:
-            result = await self.session.send(mail_from, recipients, data)
+            result = await session.send(mail_from, recipients, data)
         except (TemporaryError, OSError) as exc:
             if isinstance(exc, SessionFailed) and exc.stage == "reset":
                 # The RSET pipelined ahead of this transaction failed: not attempted.
                 raise ConversationLost(str(exc)) from None
-            raise ConversationBroken(str(exc)) from None
+            raise ConversationBroken(
+                str(exc),
+                stage=session.mq_state,
+                timed_out=isinstance(exc, SessionFailed) and exc.timed_out,
+                messages=session.transactions,
+            ) from None
         except PermanentError as exc:  # an address the client will not even send
-            reply = ReplyLine(553, f"5.1.3 {exc}")
+            reply = ReplyLine(553, f"5.1.3 {exc}", stage="process", ended="invalid")
             return TransactionReplies(mail=reply, rcpts=[reply] * len(recipients), data=None)
+        data_stage = "message" if result.after_dot else "data"
         return TransactionReplies(
-            mail=reply_line(result.mail),
-            rcpts=[reply_line(r) for r in result.recipients],
-            data=None if result.data is None else reply_line(result.data),
+            mail=reply_line(result.mail, "mailfrom"),
+            rcpts=[
+                reply_line(r, "mailfrom" if r is result.mail else "rcptto")
+                for r in result.recipients
+            ],
+            data=None if result.data is None else reply_line(result.data, data_stage),
+            messages=session.transactions,
+            dsn="DSN" in session.extensions,
         )
 
     async def reset(self) -> None:
@@ -136,6 +148,7 @@ class SmtpTransport:
             data_timeout=self.settings.data_timeout,
         )
         failures: list[str] = []
+        stage, timed_out = "connect", False  # where the last try ended (MailerQ's state)
         last_reply: ReplyLine | None = None
         last_peer: tuple[str, str] | None = None  # (host, address) a session began with
         egress_only = True  # every candidate failed before SMTP began
@@ -149,6 +162,9 @@ class SmtpTransport:
                 )
             except EgressError as exc:
                 failures.append(f"{exc.stage} stage failed: {exc.reason} (egress {exc.route})")
+                # MailerQ's "bind": the source address could not be bound.
+                stage = "bind" if exc.reason.startswith("cannot bind") else "connect"
+                timed_out = "timed out" in exc.reason
                 continue
             try:
                 session = await SmtpSession.start(reader, writer, host, options, peer_ip=address)
@@ -156,14 +172,17 @@ class SmtpTransport:
                 egress_only = False
                 last_peer = (host, address)
                 failures.append(f"{exc.stage} with {address} failed: {exc.reason}")
+                stage = exc.mq_state or "intro"
+                timed_out = exc.timed_out
                 if exc.reply is not None:
-                    last_reply = reply_line(exc.reply)
+                    last_reply = reply_line(exc.reply, stage)
                 continue
             except OSError as exc:
                 egress_only = False
                 last_peer = (host, address)
                 writer.close()
                 failures.append(f"connection to {address} failed: {exc}")
+                stage, timed_out = "intro", False
                 continue
             return SmtpConversation(session, address, host)
         if not candidates:
@@ -175,4 +194,6 @@ class SmtpTransport:
             egress=egress_only and bool(candidates),
             remote_ip=last_peer[1] if last_peer else None,
             remote_host=last_peer[0] if last_peer else None,
+            stage=stage,
+            timed_out=timed_out,
         )

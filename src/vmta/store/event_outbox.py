@@ -18,15 +18,16 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
 from vmta.domain.delivery_event import (
+    Event,
     EventSubscription,
     MessageFacts,
     build_events,
     mailerq_json,
-    mailerq_result,
-    result_state,
+    outcome_result,
     subscribers,
     wants_event,
 )
+from vmta.domain.mailerq_result import result_entry
 from vmta.domain.spool_records import Outcome
 from vmta.store.store import Store
 from vmta.store.tables import (
@@ -74,6 +75,7 @@ def write_outcome_events(
             M.is_bounce,
             M.kept_headers,
             M.mq_options,
+            M.size,
         )
         .join(messages, M.id == R.message_id)
         .where(R.id.in_(ids), R.lease_owner == owner)
@@ -102,15 +104,23 @@ def write_outcome_events(
             kept_headers=row.kept_headers,
             mailerq_json=mailerq_json(row.mq_options),
             earlier_results=list(history.get(row.id, ())),
+            size=row.size,
         )
         for event in build_events(outcome, facts):
             names = subscribers(event, subscriptions)
             if names:
                 built.append((event, names))
         if outcome.attempted:
-            history.setdefault(row.id, []).append(_result_of(outcome))
+            history.setdefault(row.id, []).append(outcome_result(outcome))
+    insert_events(conn, built)
+    return len(built)
+
+
+def insert_events(conn: Connection, built: Sequence[tuple[Event, Sequence[str]]]) -> None:
+    """Insert events and one delivery row per destination named with each, in order (an
+    event's outbox id orders it for every destination)."""
     if not built:
-        return 0
+        return
     inserted = conn.execute(
         insert(events).returning(E.id, sort_by_parameter_order=True),
         [
@@ -132,17 +142,6 @@ def write_outcome_events(
             for name in names
         ],
     )
-    return len(built)
-
-
-def _result_of(outcome: Outcome) -> dict[str, Any]:
-    return mailerq_result(
-        at=outcome.at,
-        state=result_state(outcome.outcome_label or outcome.state, outcome.remote_ip),
-        reply=outcome.reply,
-        source_ip=outcome.source_ip,
-        remote_ip=outcome.remote_ip,
-    )
 
 
 def _earlier_results(conn: Connection, retried: Sequence[Any]) -> dict[int, list[dict[str, Any]]]:
@@ -158,12 +157,17 @@ def _earlier_results(conn: Connection, retried: Sequence[Any]) -> dict[int, list
     ):
         if a.recipient_id in wanted:
             found.setdefault(a.recipient_id, []).append(
-                mailerq_result(
+                result_entry(
                     at=a.at,
-                    state=result_state(a.outcome, a.remote_ip),
+                    delivered=a.outcome == "delivered",
+                    stage=a.stage,
+                    ended=a.result,
                     reply=a.reply,
                     source_ip=a.source_ip,
                     remote_ip=a.remote_ip,
+                    remote_host=a.remote_host,
+                    messages=a.session_messages,
+                    dsn=a.remote_dsn,
                 )
             )
     return found

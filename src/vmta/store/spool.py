@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
 from vmta.store.db_clock import database_now
@@ -86,6 +87,7 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
         db_lease_seconds: float | None = None,
         predecessors: Sequence[str] = (),
         event_subscriptions: Sequence[EventSubscription] = (),
+        bad_address_policy: BadAddressPolicy | None = None,
     ) -> None:
         """``owner`` names this node in leases. ``db_lease_seconds``: see the module
         docstring (no effect on SQLite). ``predecessors``: nodes known to be gone
@@ -97,6 +99,9 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
         # Destinations that get an event for each outcome (docs/events.md); none: no
         # event is written and recording costs nothing more.
         self.event_subscriptions = tuple(event_subscriptions)
+        # The bad-address threshold applied to synchronous bounces (None: not counted,
+        # as for the operator's tools).
+        self.bad_address_policy = bad_address_policy
         self._driver_sql = DriverSql(store.dialect, store.engine.dialect.paramstyle)
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:

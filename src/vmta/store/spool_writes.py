@@ -27,8 +27,10 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
+from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
+from vmta.store.bad_addresses import count_final_failures
 from vmta.store.event_outbox import write_outcome_events
 from vmta.store.store import Store
 
@@ -72,6 +74,10 @@ _ATTEMPT_COLUMNS = (
     "remote_host",
     "remote_ip",
     "reply",
+    "stage",
+    "result",
+    "session_messages",
+    "remote_dsn",
 )
 
 
@@ -167,6 +173,7 @@ class SpoolWrites:
     store: Store
     owner: str
     event_subscriptions: tuple[EventSubscription, ...]
+    bad_address_policy: BadAddressPolicy | None
     _driver_sql: DriverSql
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
@@ -326,6 +333,10 @@ class SpoolWrites:
                 o.remote_host,
                 o.remote_ip,
                 o.reply,
+                o.stage,
+                o.result,
+                o.session_messages,
+                o.remote_dsn,
             )
             for o in outcomes
             if o.attempted
@@ -336,6 +347,14 @@ class SpoolWrites:
         sql = self._driver_sql
         # First: it reads the attempt counts as they were before these outcomes.
         write_outcome_events(conn, prepared.outcomes, self.owner, self.event_subscriptions)
+        if self.bad_address_policy is not None:
+            count_final_failures(
+                conn,
+                prepared.outcomes,
+                self.owner,
+                self.bad_address_policy,
+                self.event_subscriptions,
+            )
         with self._cursor(conn) as cursor:
             for statement, rows in prepared.runs:
                 cursor.executemany(statement, rows)

@@ -429,3 +429,122 @@ Index(
     dkim_keys.c.selector_key,
     unique=True,
 )
+# ---- the feedback loop: bounce counts and bad addresses (migration 0012) ----------------
+# Each counted bounce of a recipient (address and list as vmta.domain.bad_address keys
+# them), so that the bad-address thresholds can be applied; soft bounces older than the
+# window are deleted as new ones arrive.
+address_bounces = Table(
+    "address_bounces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address_key", String(320), nullable=False),
+    Column("list_key", String(200), nullable=False),
+    Column("bounce_type", String(1), nullable=False),  # h, s
+    Column("at", Double, nullable=False),
+)
+Index(
+    "ix_address_bounces_address_key_list_key",
+    address_bounces.c.address_key,
+    address_bounces.c.list_key,
+)
+
+# A recipient and list found bad: bounce_bad_address was written once, at ``at``.
+bad_addresses = Table(
+    "bad_addresses",
+    metadata,
+    Column("address_key", String(320), primary_key=True),
+    Column("list_key", String(200), primary_key=True),
+    Column("at", Double, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+# Where each attempt ended, as MailerQ's results say it: ``stage`` (MailerQ's ``state``),
+# the messages sent on its connection so far, and whether the server offered DSN.
+attempts.append_column(Column("stage", String(16), nullable=True))
+attempts.append_column(Column("result", String(10), nullable=True))
+attempts.append_column(Column("session_messages", Integer, nullable=True))
+attempts.append_column(Column("remote_dsn", Boolean, nullable=True))
+# ---- What comes back: incoming email domains, inbound mail, reports (migration 0013) ----
+
+# GreenArrow's incoming email domains: the domains vmta receives bounces and complaints
+# at. ``domain_key`` is the lower-cased domain (unique ignoring case).
+incoming_email_domains = Table(
+    "incoming_email_domains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(200), nullable=False),
+    Column("domain_key", String(200), nullable=False, unique=True),
+    Column("email_status", String(10), nullable=False),  # normal, defer, disabled
+    sqlite_autoincrement=True,
+)
+
+# The mailboxes of a domain, one id sequence for the three kinds (bounce,
+# spam_complaint, forwarding); a local part is unique per domain ignoring case.
+incoming_mailboxes = Table(
+    "incoming_mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("incoming_email_domains.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(20), nullable=False),
+    Column("localpart", String(64), nullable=False),
+    Column("localpart_key", String(64), nullable=False),
+    Column("forward_to", JSON, nullable=True),  # forwarding: the addresses
+    Column("is_wildcard", Boolean, nullable=False, server_default=false()),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_incoming_mailboxes_domain_id_localpart_key",
+    incoming_mailboxes.c.domain_id,
+    incoming_mailboxes.c.localpart_key,
+    unique=True,
+)
+
+# Mail the inbound listener accepted, committed before its 250; processed (parsed,
+# matched, turned into events) later, under a lease as recipients are delivered.
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("received_at", Double, nullable=False),
+    Column("mail_from", Text, nullable=False),
+    Column("recipients", JSON, nullable=False),
+    Column("client_ip", String(45), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Double, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# What the bounce and complaint mailboxes made of what they received: kept 30 days when
+# it matched no message (GET /api/reports?matched=false).
+feedback_reports = Table(
+    "feedback_reports",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("received_at", Double, nullable=False),
+    Column("kind", String(20), nullable=False),  # bounce, complaint
+    Column("matched", Boolean, nullable=False),
+    Column("mailbox", Text, nullable=False),  # the address it came to
+    Column("queue_id", String(32), nullable=True),
+    Column("recipient", Text, nullable=True),
+    Column("report", JSON, nullable=False),  # vmta.feedback.report fields
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_feedback_reports_matched_received_at",
+    feedback_reports.c.matched,
+    feedback_reports.c.received_at,
+)
+
+# Secrets of this installation shared by every node (the VERP token's HMAC key).
+installation_secrets = Table(
+    "installation_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from vmta.api.errors import GREENARROW_PREFIX
 from vmta.api.greenarrow import (
     dkim_keys,
+    incoming_email_domains,
     ip_addresses,
     relay_servers,
     routing_rules,
@@ -41,6 +42,7 @@ def router() -> APIRouter:
         throttles.router(),
         virtual_mtas.router(),
         dkim_keys.router(),
+        incoming_email_domains.router(),
     ]
     api = APIRouter()
     for resource in resources:
