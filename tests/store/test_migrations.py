@@ -83,3 +83,32 @@ def test_unknown_revision_is_refused_clearly(engine: Engine) -> None:
     assert "from_the_future" in message
     assert message.startswith("cannot migrate database ")
     assert database.current_revision(engine) == "from_the_future"
+
+
+@pytest.mark.one_database
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    """A start on an up-to-date database skips Alembic by comparing with SCHEMA_HEAD: a
+    new migration must move it too, or its tables would never be created."""
+    assert database.head_revision() == database.SCHEMA_HEAD
+
+
+@pytest.mark.one_database
+def test_a_start_on_a_migrated_database_imports_no_alembic(tmp_path: Any) -> None:
+    """What SCHEMA_HEAD is for: a second open of a migrated store (every start but the
+    first, and every worker process) leaves Alembic and Mako unimported, in a fresh
+    interpreter."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'vmta.db'}"
+    Store.open(url).close()
+    probe = (
+        "import sys\n"
+        "from vmta.store.store import Store\n"
+        f"Store.open({url!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -9,8 +9,6 @@ import logging
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.host_throttles import HostThrottles
-from vmta.delivery.redis_backoffs import RedisBackoffs
-from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.runtime.settings import Settings
@@ -31,6 +29,10 @@ def throttle_backend(settings: Settings, clock: Clock, *, node: str = "") -> Thr
             settings.redis_namespace,
             settings.redis_lease,
         )  # never the URL: it may carry a password
+        # Imported here: redis-py costs every process about 7 MB that a node without
+        # Redis never needs.
+        from vmta.delivery.redis_throttles import RedisThrottles
+
         return RedisThrottles.from_url(
             settings.redis_url,
             namespace=settings.redis_namespace,
@@ -55,5 +57,7 @@ def throttle_backoffs(settings: Settings, clock: Clock) -> ThrottleBackoffs:
     """Where backoff decisions live: in Redis (under ``VMTA_REDIS_NAMESPACE``), so that a
     throttle in backoff on one node is in backoff on every node, or this node's memory."""
     if settings.redis_url:
+        from vmta.delivery.redis_backoffs import RedisBackoffs  # as above: only with Redis
+
         return RedisBackoffs.from_url(settings.redis_url, clock, namespace=settings.redis_namespace)
     return ThrottleBackoffs()

@@ -142,6 +142,12 @@ class DriverSql:
         # PostgreSQL infers a bound text's type from its column in INSERT and SET, except
         # that text is not JSON without a cast.
         self.json_mark = f"CAST({self.mark} AS JSON)" if dialect == "postgresql" else self.mark
+        # sqlite3 keeps up to 128 prepared statements per connection, and SQLite keeps a
+        # statement's bound values until it is bound again: a cached INSERT of N messages
+        # held a copy of N bodies. Multi-row INSERTs of every N from 1 to the sessions'
+        # count kept megabytes of old bodies each (64 MB in the writer's malloc arena at
+        # 100 KB). One row per statement, executemany'd, holds one body at most.
+        self.one_row_per_body = dialect == "sqlite"
         self._updates: dict[tuple[tuple[str, ...], bool], str] = {}
 
     def placeholders(self, columns: Sequence[str]) -> str:
@@ -264,9 +270,13 @@ class SpoolWrites:
                 prepared.recipient_rows = self._recipient_rows(prepared, lease_until)
         ids: dict[tuple[str, str], list[int]] = {}
         with self._cursor(conn) as cursor:
-            for rows in _chunks(prepared.message_rows, ROWS_PER_STATEMENT):
-                statement = sql.insert("messages", _MESSAGE_COLUMNS, len(rows))
-                cursor.execute(statement, [value for row in rows for value in row])
+            if sql.one_row_per_body:
+                single = sql.insert("messages", _MESSAGE_COLUMNS, 1)
+                cursor.executemany(single, prepared.message_rows)
+            else:
+                for rows in _chunks(prepared.message_rows, ROWS_PER_STATEMENT):
+                    statement = sql.insert("messages", _MESSAGE_COLUMNS, len(rows))
+                    cursor.execute(statement, [value for row in rows for value in row])
             for rows in _chunks(prepared.recipient_rows, ROWS_PER_STATEMENT):
                 statement = sql.insert(
                     "recipients", _RECIPIENT_COLUMNS, len(rows), "id, message_id, address"
