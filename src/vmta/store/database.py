@@ -29,7 +29,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # a database that is already there (every start but the first, and every worker process)
 # then never imports Alembic and Mako, about 11 MB of memory in each process.
 # tests/store/test_migrations.py checks that this is Alembic's head.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0013"
 PG_CONNECT_TIMEOUT = 10  # seconds; an unreachable host fails start-up instead of hanging
 
 # The drivers vmta ships with (pyproject: psycopg 3; sqlite3 is in the standard library).
