@@ -225,6 +225,7 @@ async def harness_factory(
             hostname="vmta.test",
             engine=replace(ENGINE, **engine_changes),
             delivery_log=False,
+            mx_allow_loopback=True,  # tests' MX hosts are on loopback (domain/mail_loops.py)
         )
         data_dir = tmp_path / f"data{len(planes)}"
         data_dir.mkdir()

@@ -172,6 +172,7 @@ async def world(
         dns_servers=(dnsmasq.address,),
         delivery_port=mx_port,
         delivery_log=False,
+        mx_allow_loopback=True,  # the MX sink is on loopback
     )
     data_dir = tmp_path / "data"
     data_dir.mkdir()

@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 from vmta.api.auth import Authenticator, Principal
 from vmta.api.errors import CHALLENGE
 from vmta.delivery.intake import Arrival
+from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.submitted_message import SubmissionRefused, build, parse_message
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,10 @@ def router() -> APIRouter:
                 auth_name=principal.name,
                 tls=request.url.scheme == "https",
             )
-            queue_id = await submit(arrival)  # returns once committed to the spool
+            try:
+                queue_id = await submit(arrival)  # returns once committed to the spool
+            except TooManyHops as exc:  # a mail loop (domain/mail_loops.py); nothing stored
+                return {"success": 0, "id": client_id, "error": str(exc)}
             log.info("HTTP submission %s queued as %s", message_id, queue_id)
             return {"success": 1, "id": client_id, "message_id": message_id}
 

@@ -34,6 +34,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
 
 log = logging.getLogger(__name__)
@@ -104,14 +105,15 @@ class OutboxConsumer:
         try:
             parsed = parse_body(message.body)
             await self._intake.accept_mq(parsed, via="AMQP", client_ip=None, auth_name=None)
-        except InvalidMqMessage as exc:
+        except (InvalidMqMessage, TooManyHops) as exc:
             self.rejected += 1
+            why = "; ".join(exc.messages) if isinstance(exc, InvalidMqMessage) else str(exc)
             log.warning(
                 "rejected AMQP message %s from queue %s (dead-lettered if the queue has a"
                 " dead-letter exchange, else dropped): %s",
                 message.message_id or message.delivery_tag,
                 self.queue_name,
-                "; ".join(exc.messages),
+                why,
             )
             await message.reject(requeue=False)
             return

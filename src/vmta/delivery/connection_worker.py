@@ -169,7 +169,9 @@ class ConnectionWorker:
                 exc.reason,
             )
         reply = ReplyLine(451, f"4.4.1 {exc.reason}")
-        if exc.reply is not None:
+        if exc.permanent and exc.reply is not None:
+            reply = exc.reply  # vmta's own verdict (a mail loop): it says everything
+        elif exc.reply is not None:
             reply = ReplyLine(exc.reply.code, f"{exc.reply.text} ({exc.reason})")
         queue.waiting.appendleft(delivery)
         if exc.remote_ip is not None or exc.remote_host is not None:
@@ -177,6 +179,7 @@ class ConnectionWorker:
         settings = dispatcher.settings
         threshold = 1 if exc.permanent else settings.failures_before_delay
         if queue.connection_failed(threshold, now, settings.failure_delay, reply):
+            queue.delay_permanent = exc.permanent
             if exc.permanent:
                 await self._fail_waiting(queue, reply)
             else:

@@ -15,6 +15,7 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.engine import DeliveryEngine
 from vmta.delivery.inflow import InflowGate
 from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.domain.mail_loops import DEFAULT_MAX_HOPS, check_hops
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.message_retry_policy import lifetime_end
 from vmta.domain.mq_message import MqMessage, read_options, take_mq_headers
@@ -51,8 +52,10 @@ class Intake:
         honour_x_virtual_mta: bool,
         max_lifetime: float,
         inflow: InflowGate | None = None,
+        max_hops: int = DEFAULT_MAX_HOPS,
     ) -> None:
         self.inflow = inflow
+        self.max_hops = max_hops
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
@@ -73,7 +76,10 @@ class Intake:
         Selector headers and every ``x-mq-*`` header are removed; the MailerQ options they
         carry, or those of ``mq_document`` (a MailerQ message JSON without its ``mime``,
         from ``/v1/inject`` or the AMQP outbox), travel with the message. A bad MailerQ
-        option raises ``InvalidMqMessage`` before anything is stored."""
+        option raises ``InvalidMqMessage`` before anything is stored; a message with more
+        than ``max_hops`` Received fields raises ``TooManyHops`` (a mail loop,
+        domain/mail_loops.py), whichever way it came."""
+        check_hops(arrival.data, self.max_hops)
         now = self.clock.now()
         queue_id = new_queue_id(now)
         selection = take_selector(arrival.data, honour_powermta=self.honour_x_virtual_mta)

@@ -76,6 +76,7 @@ class PathQueue:
         self.last_failure_at = 0.0
         self.delayed_until = 0.0  # no connection before this (the path keeps failing)
         self.delay_reply: ReplyLine | None = None
+        self.delay_permanent = False  # the failure was for good (a mail loop): fail, not defer
         self.delay_peer: tuple[str | None, str | None] | None = None  # who refused, if any
         self.probing = False  # one connection tries a delayed path again
         self.pumping = False
@@ -115,6 +116,7 @@ class PathQueue:
         self.probing = False
         self.delayed_until = 0.0
         self.delay_reply = None
+        self.delay_permanent = False
         self.delay_peer = None
 
     def forgettable(self, now: float, failure_memory: float) -> bool:

@@ -20,6 +20,7 @@ from vmta.domain.delivery_controls import AttemptFacts, first_applicable, soones
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
+from vmta.domain.mail_loops import LOOP_CODE, is_local_only, local_only_text
 from vmta.domain.message_retry_policy import first_attempt_wait
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
@@ -68,6 +69,9 @@ class RouterSettings:
     hostname: str  # EHLO name when no VirtualMTA applies
     delivery_port: int = 25  # the port of MX hosts (configurable for tests)
     recheck: float = WAIT_FOR_CONFIG  # seconds before a paused or waiting recipient is retried
+    # MX answers and address literals that are loopback, unspecified or link-local are
+    # not used unless this is set (tests publishing loopback MX hosts; domain/mail_loops).
+    mx_allow_loopback: bool = False
 
 
 class Router:
@@ -277,7 +281,9 @@ class Router:
         program = None
         if match.program is not None and match.program.id is not None:
             program = await self.config.throttle_program(match.program.id)
-        candidates = _candidates(destination, route)
+        candidates = self._usable(domain, _candidates(destination, route))
+        if isinstance(candidates, Refuse):
+            return Refuse(candidates.reply, chosen, ip.name)
         if not candidates:
             return Refuse(
                 ReplyLine(451, f"4.4.4 {domain} has no address reachable from {ip.ip}"),
@@ -297,13 +303,30 @@ class Router:
         )
         return Deliver(path, chosen, ip.name, memory)
 
+    def _usable(
+        self, domain: str, candidates: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...] | Refuse:
+        """The candidates without loopback, unspecified and link-local addresses (unless
+        allowed); a permanent refusal when those were all there was: no host of the
+        internet has such an address, and mail sent there would reach this host or its
+        neighbour, not the domain (a mail loop; domain/mail_loops.py)."""
+        if self.settings.mx_allow_loopback:
+            return candidates
+        kept = tuple(pair for pair in candidates if not is_local_only(pair[1]))
+        if candidates and not kept:
+            addresses = [address for _, address in candidates]
+            return Refuse(ReplyLine(LOOP_CODE, local_only_text(domain, addresses)))
+        return kept
+
     async def _direct(self, job: Job) -> Decision:
         found = await self._destination(job)
         if isinstance(found, Refuse):
             return found
         domain, destination = found
         route = direct_route(None)
-        candidates = _candidates(destination, route)
+        candidates = self._usable(domain, _candidates(destination, route))
+        if isinstance(candidates, Refuse):
+            return candidates
         if not candidates:
             return Refuse(ReplyLine(451, f"4.4.4 {domain} has no address"))
         path = EgressPath(

@@ -23,6 +23,7 @@ from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.inflow import InflowGate, InflowSettings
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
+from vmta.delivery.own_listeners import OwnListeners
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
@@ -30,6 +31,7 @@ from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Transport
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
+from vmta.domain.mail_loops import DEFAULT_MAX_HOPS
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
@@ -74,6 +76,9 @@ class DataPlaneSettings:
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
+    # Mail loops (domain/mail_loops.py): Received fields allowed, loopback MX hosts used.
+    max_hops: int = DEFAULT_MAX_HOPS
+    mx_allow_loopback: bool = False
 
 
 class CommitNotifier:
@@ -161,6 +166,8 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             },
             sender=SenderSettings(retry_max=settings.events_retry_max),
         ),
+        max_hops=settings.max_hops,
+        mx_allow_loopback=settings.mx_allow_loopback,
     )
 
 
@@ -249,14 +256,18 @@ class DataPlane:
                 hostname=settings.hostname,
                 delivery_port=settings.delivery_port,
                 recheck=settings.recheck,
+                mx_allow_loopback=settings.mx_allow_loopback,
             ),
             health=self.health,
             clock=self.clock,
         )
+        # Where this node listens (the SMTP listener at start, the API by runtime/server):
+        # delivery never connects there (a mail loop; domain/mail_loops.py).
+        self.own_listeners = OwnListeners()
         self.engine = build_engine(
             spool=self.gateway,
             router=router,
-            transport=transport or SmtpTransport(settings.transport),
+            transport=transport or SmtpTransport(settings.transport, self.own_listeners),
             throttles=self.throttles,
             clock=self.clock,
             settings=engine_settings,
@@ -281,6 +292,7 @@ class DataPlane:
             honour_x_virtual_mta=settings.honour_x_virtual_mta,
             max_lifetime=engine_settings.retry.max_lifetime,
             inflow=self.inflow,
+            max_hops=settings.max_hops,
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
@@ -308,6 +320,8 @@ class DataPlane:
         await self.events.start()
         await self.engine.start()
         if smtp_socket is not None:
+            host, port = smtp_socket.getsockname()[:2]
+            self.own_listeners.add(host, port)
             listener = ListenerSettings(
                 hostname=self.settings.hostname,
                 max_message_size=self.settings.max_message_size,

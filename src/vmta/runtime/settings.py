@@ -95,6 +95,9 @@ class Settings:
     rabbitmq_success: str = "success"
     rabbitmq_failure: str = "failure"
     rabbitmq_retry: str = "retry"
+    # ---- mail loops (domain/mail_loops.py) ----
+    max_hops: int = 100
+    mx_allow_loopback: bool = False
 
     @property
     def effective_database_url(self) -> str:

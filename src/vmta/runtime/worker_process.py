@@ -49,6 +49,8 @@ async def serve_worker(
     store = Store.open(settings.effective_database_url, migrate=False)
     try:
         data_plane = data_plane_for(store, settings, worker=index)
+        api = settings.api_listen  # as the parent bound it (runtime/server.py)
+        data_plane.own_listeners.add(api.host, api.port)
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())
