@@ -24,7 +24,6 @@ from vmta.domain.mail_loops import LOOP_CODE, is_local_only, local_only_text
 from vmta.domain.message_retry_policy import first_attempt_wait
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
-from vmta.domain.suppression import suppression_for
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 
@@ -117,7 +116,7 @@ class Router:
         first-attempt time, then the route, then pauses and forced errors on that route
         (contract §3.4-3.6), then the health of an external MTA."""
         controls = await self.config.delivery_controls()
-        suppressed = suppression_for(job.address, controls.suppressions)
+        suppressed = await self.config.suppression(job.address, controls)
         if suppressed is not None:
             return Refuse(ReplyLine(suppressed.code, suppressed.reply_text()))
         wait = first_attempt_wait(job.mq_options, job.attempts, self.clock.now())
