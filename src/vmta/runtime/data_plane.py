@@ -225,7 +225,13 @@ class DataPlane:
             event_subscriptions=subscriptions(destinations),
         )
         self.events = EventSender(
-            EventOutbox(store, self.owner, identity.predecessors),
+            EventOutbox(
+                store,
+                self.owner,
+                identity.predecessors,
+                # PostgreSQL: the database's clock, as the spool's leases (store/db_clock).
+                db_lease_seconds=settings.events.sender.lease_seconds,
+            ),
             destinations,
             self.clock,
             settings.events.sender,
