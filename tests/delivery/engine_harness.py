@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.manual_clock import ManualClock
 from tests.migrated_templates import MigratedTemplates
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.engine import EngineSettings
 from vmta.delivery.intake import Arrival
 from vmta.delivery.path import EgressPath

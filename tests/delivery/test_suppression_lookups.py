@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from tests.manual_clock import ManualClock
 from vmta.delivery import config_view
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.config_view import ConfigView
 from vmta.domain.suppression import Suppression, SuppressionType
 from vmta.store.store import Store
