@@ -368,6 +368,7 @@ class Dispatcher:
         for queue in self.paths.values():
             if queue.timer is not None:
                 queue.timer.cancel()
+            queue.stopping = True
             queue.changed.set()
 
     async def release_all(self) -> None:

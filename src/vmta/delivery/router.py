@@ -289,8 +289,15 @@ class Router:
                 chosen,
                 ip.name,
             )
+        site = site_of(domain, destination.mx_names)
+        throttle_key = ip_throttle_key(route.public_ip or ip.ip, match)
+        if match.limits == UNLIMITED and program is None:
+            # Nothing to count per domain: every domain of the site shares one throttle
+            # (vmta's own cap on connections) and so its sessions. A domain with limits
+            # keeps its own throttle: a session's slot counts for that domain alone.
+            throttle_key = ("ip", route.public_ip or ip.ip, "site", site)
         path = EgressPath(
-            throttle_key=ip_throttle_key(route.public_ip or ip.ip, match),
+            throttle_key=throttle_key,
             destination_host=domain,
             destination_port=self.settings.delivery_port,
             route=route,
@@ -299,6 +306,7 @@ class Router:
             candidates=candidates,
             throttle_program=program,
             throttle_origin=throttle_origin(ip, template, match, domain),
+            site=site,
         )
         return Deliver(path, chosen, ip.name, memory)
 
@@ -328,16 +336,27 @@ class Router:
             return candidates
         if not candidates:
             return Refuse(ReplyLine(451, f"4.4.4 {domain} has no address"))
+        site = site_of(domain, destination.mx_names)
         path = EgressPath(
-            throttle_key=("direct", domain),
+            throttle_key=("direct", site),  # no limits: the site's domains share sessions
             destination_host=domain,
             destination_port=self.settings.delivery_port,
             route=route,
             ehlo_name=self.settings.hostname,
             limits=UNLIMITED,
             candidates=candidates,
+            site=site,
         )
         return Deliver(path, None, None)
+
+
+def site_of(domain: str, mx_names: Sequence[str]) -> str:
+    """The site of a domain: its set of MX hosts (``mx:`` and the names, sorted, so that
+    the random order of equal preferences does not matter); a domain without MX records
+    (or an address literal) is a site of its own."""
+    if not mx_names:
+        return domain
+    return "mx:" + ",".join(sorted(set(mx_names)))
 
 
 def _candidates(destination: Any, route: EgressRoute) -> tuple[tuple[str, str], ...]:
