@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.helpers import GA, failed, ok
 from tests.conftest import TEST_SECRET
+from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs, throttle_origin
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.store.store import Store

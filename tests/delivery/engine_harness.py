@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.manual_clock import ManualClock
 from tests.migrated_templates import MigratedTemplates
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.engine import EngineSettings
 from vmta.delivery.intake import Arrival
 from vmta.delivery.path import EgressPath
@@ -57,6 +57,7 @@ class FakeTransport:
     refuse: bool = False
     idle_close: float | None = None
     during_send: Callable[[bytes], Any] | None = None
+    rcpt_reply: ReplyLine = OK  # the answer to every RCPT (a 5xx fails the recipients)
     opens: list[float] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     broken: int = 0
@@ -99,7 +100,9 @@ class FakeConversation:
         if self.transport.during_send is not None:
             await self.transport.during_send(data)
         self.transport.sent.append(Sent(self.transport.clock.now(), list(recipients), data))
-        return TransactionReplies(OK, [OK] * len(recipients), OK)
+        rcpt = self.transport.rcpt_reply
+        data_reply = OK if rcpt.code < 300 else None  # no DATA when every RCPT is refused
+        return TransactionReplies(OK, [rcpt] * len(recipients), data_reply)
 
     async def reset(self) -> None:
         self._use()
@@ -166,13 +169,11 @@ class Harness:
         self.plane.config.invalidate()
         return relay_id
 
-    async def inject(self, count: int, size: int = 200) -> list[str]:
+    async def inject(self, count: int, size: int = 200, sender: str = "s@src.test") -> list[str]:
         ids = []
         for i in range(count):
             data = f"Subject: m{i}\r\n\r\n".encode() + b"x" * size + b"\r\n"
-            arrival = Arrival(
-                "s@src.test", [f"r{i}@dest.test"], data, "127.0.0.1", "c", None, False
-            )
+            arrival = Arrival(sender, [f"r{i}@dest.test"], data, "127.0.0.1", "c", None, False)
             ids.append(await self.plane.intake.accept(arrival))
         await self.settle()
         return ids
@@ -225,6 +226,7 @@ async def harness_factory(
             hostname="vmta.test",
             engine=replace(ENGINE, **engine_changes),
             delivery_log=False,
+            mx_allow_loopback=True,  # tests' MX hosts are on loopback (domain/mail_loops.py)
         )
         data_dir = tmp_path / f"data{len(planes)}"
         data_dir.mkdir()

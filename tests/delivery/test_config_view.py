@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.config_view import ConfigView
 from vmta.store.store import Store
 

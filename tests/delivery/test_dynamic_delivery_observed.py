@@ -26,10 +26,10 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.engine import EngineSettings
 from vmta.delivery.intake import Arrival
 from vmta.domain.credential import hash_secret
@@ -172,6 +172,7 @@ async def world(
         dns_servers=(dnsmasq.address,),
         delivery_port=mx_port,
         delivery_log=False,
+        mx_allow_loopback=True,  # the MX sink is on loopback
     )
     data_dir = tmp_path / "data"
     data_dir.mkdir()

@@ -72,14 +72,25 @@ async def test_deleting_messages_in_flight_never_wedges_the_path(
     async with httpx.AsyncClient(transport=transport, base_url="http://vmta") as api:
         ids = [await plane.asend(f"Subject: m{i}\r\n\r\nx\r\n") for i in range(40)]
         deleted = ids[5:35:3]
+        at_sink_when_deleted: dict[str, int] = {}
         for queue_id in deleted:  # while the first ones are being delivered
             answer = await api.delete(f"/api/messages/{queue_id}", auth=API_LOGIN)
             assert answer.status_code in (200, 204), answer.text
+            at_sink_when_deleted[queue_id] = len(sink.messages)
         survivors = len(ids) - len(deleted)
         await eventually(lambda: len(sink.messages) >= survivors, timeout=30, what="the rest")
         late = await plane.asend("Subject: late\r\n\r\nx\r\n")
         await eventually(lambda: plane.message(late).recipients[0]["state"] == "delivered")
-    subjects = [t.data.split(b"Subject: ")[1].split(b"\r\n")[0] for t in sink.messages]
-    assert len(subjects) <= survivors + 1 + len(deleted)  # at most those already on the wire
+    subjects = [t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages]
+    assert len(subjects) == len(set(subjects))  # none twice
+    kept = {f"m{i}" for i, queue_id in enumerate(ids) if queue_id not in deleted}
+    assert kept | {"late"} <= set(subjects)
+    # A deleted message reaches the sink only if it was already on the wire when it was
+    # deleted: one connection sends one message at a time and reads each body from the
+    # spool just before sending it, so the sink had every message before it by then.
+    for i, queue_id in enumerate(ids):
+        if queue_id in deleted and f"m{i}" in subjects:
+            position = subjects.index(f"m{i}")  # messages before it at the sink
+            assert at_sink_when_deleted[queue_id] >= position, (i, position)
     # Outcomes commit after the sink has the message: wait for the last ones.
     await eventually(lambda: plane.plane.engine.in_memory == 0, what="nothing left in memory")

@@ -12,8 +12,8 @@ from sqlalchemy import insert
 
 from tests.delivery.conftest import eventually
 from tests.delivery.test_events_http import MESSAGE, events_for
+from tests.manual_clock import ManualClock
 from tests.peers.http_receiver import HttpReceiver
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.event_http import HttpEventDestination
 from vmta.delivery.event_sender import EventSender, SenderSettings
 from vmta.delivery.event_setup import EventSettings

@@ -84,33 +84,6 @@ async def test_null_mx_fails_the_recipient_and_bounces_to_the_sender(world: Any)
     assert "Final-Recipient: rfc822; user@nullmx.test" in text and "Action: failed" in text
 
 
-async def test_a_failing_bounce_does_not_bounce(world: Any) -> None:
-    plane, sinks = world
-    insert(plane, ip_vmta("ip-1"))
-    # The sender's own domain has a null MX: the bounce fails too, and nothing more is sent.
-    queue_id = await plane.asend(message("ip-1"), ["user@nullmx.test"], sender="x@nullmx.test")
-    await eventually(
-        lambda: plane.message(queue_id).recipients[0]["state"] == "failed", what="failure"
-    )
-    await asyncio.sleep(1.0)
-    bounces = [m for m in plane.plane.spool.list_messages(None, 100) if m["mail_from"] == ""]
-    assert len(bounces) == 1
-    bounce = plane.message(bounces[0]["id"])
-    assert bounce.is_bounce and bounce.recipients[0]["state"] == "failed"
-    assert all(not s.messages for s in sinks.values())
-
-
-async def test_null_sender_gets_no_bounce(world: Any) -> None:
-    plane, _ = world
-    insert(plane, ip_vmta("ip-1"))
-    queue_id = await plane.asend(message("ip-1"), ["user@nullmx.test"], sender="")
-    await eventually(
-        lambda: plane.message(queue_id).recipients[0]["state"] == "failed", what="failure"
-    )
-    await asyncio.sleep(0.5)
-    assert len(plane.plane.spool.list_messages(None, 100)) == 1
-
-
 async def test_throttling_template_limits_connections_per_matching_domains(
     world: Any, sink_factory: Any
 ) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.host_throttles import HostThrottles
 
 START = 1_700_000_000.0
@@ -25,7 +25,7 @@ HOLDER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from vmta.delivery.clock import ManualClock
+    from tests.manual_clock import ManualClock
     from vmta.delivery.host_throttles import HostThrottles
 
     async def main() -> None:

@@ -1,15 +1,19 @@
 """Several nodes on one database (SQLite here too, PostgreSQL as in production): a node
-that stops while holding claimed work loses nothing, because another node takes the work
-once the claims (leases) expire, and no message is delivered twice."""
+killed while holding claimed work loses nothing, because another node takes the work once
+the claims (leases) expire, and no message is delivered twice."""
 
 from __future__ import annotations
 
 import asyncio
+import smtplib
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tests.delivery.conftest import FAST, RunningPlane, eventually
+from tests.e2e.serve_process import ServeFactory
+from tests.peers.scripted import SILENT, RawServer, smtp_script
 from tests.peers.sink import RecordingSink
 from vmta.domain.virtual_mta import Limits, RelayServer
 from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
@@ -31,31 +35,66 @@ async def start_node(store: Store, data_dir: Path, lease_seconds: float) -> Runn
     return RunningPlane(plane, sock.getsockname()[1], store)
 
 
-async def test_another_node_delivers_what_a_stopped_node_had_claimed(
-    store: Store, tmp_path: Path, sink: RecordingSink
-) -> None:
-    node_a = await start_node(store, tmp_path / "a", lease_seconds=1.0)
-    assert node_a.plane.owner
-    relay_id = node_a.add_relay("relay-1", sink.port, throttle_limits=Limits(1, 1))  # 1 an hour
-    subjects = [f"m{i}" for i in range(20)]
-    for subject in subjects:
-        await node_a.asend(f"X-GreenArrow-MtaID: relay-1\r\nSubject: {subject}\r\n\r\nx\r\n")
-    await eventually(lambda: sink.messages, what="node A's one message this hour")
-    # Node A stops with 19 recipients claimed and waiting for its throttle.
-    await node_a.plane.engine.stop(grace=0.1)
-    await node_a.plane.stop()
-    with store.write() as conn:  # lift the throttle: node B has its own counters
-        repo = VirtualMtaRepository(conn)
-        relay = repo.get(relay_id)
-        assert isinstance(relay, RelayServer)
-        relay.throttle_limits = Limits(0, 0)
-        repo.update(relay_id, repo.prepare(relay, own_id=relay_id))
+def send_all(port: int, subjects: list[str]) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        for subject in subjects:
+            message = f"X-GreenArrow-MtaID: relay-1\r\nSubject: {subject}\r\n\r\nx\r\n"
+            client.sendmail("s@src.test", ["r@dest.test"], message)
 
-    node_b = await start_node(store, tmp_path / "b", lease_seconds=1.0)
-    assert node_b.plane.owner != node_a.plane.owner
+
+async def test_another_node_delivers_what_a_killed_node_had_claimed(
+    store: Store, tmp_path: Path, sink: RecordingSink, raw_server: Any
+) -> None:
+    """Node A, a real `vmta serve`, claims 20 recipients and is killed (SIGKILL: nothing
+    of it runs again, so nothing gives its claims back). Node B delivers them all, once
+    each, after A's claims have run out (leases of 2 s)."""
+    stuck: RawServer = await raw_server(smtp_script("220 stuck.test", {"MAIL": SILENT}))
+    with store.write() as conn:
+        repo = VirtualMtaRepository(conn)
+        relay = RelayServer(
+            name="relay-1",
+            source_ip="127.0.0.2",
+            source_hostname="out.vmta.test",
+            destination_hostname="127.0.0.1",
+            destination_port=stuck.port,  # A's one connection hangs at MAIL
+            username=None,
+            password=None,
+            throttle_limits=Limits(1, 0),
+        )
+        relay_id = repo.insert(repo.prepare(relay, own_id=None))
+    (tmp_path / "a").mkdir()
+    factory = ServeFactory(tmp_path / "a", store.engine.url.render_as_string(hide_password=False))
+    factory.configure(VMTA_CLAIM_LEASE="2")
     try:
-        await eventually(lambda: len(sink.messages) >= 20, timeout=30, what="all 20 messages")
-        await asyncio.sleep(0.5)
+        node_a = await asyncio.to_thread(factory.start)
+        subjects = [f"m{i}" for i in range(20)]
+        await asyncio.to_thread(send_all, factory.smtp_port, subjects)
+        await eventually(lambda: stuck.peers, what="node A's connection")
+
+        def claims() -> Counter[str | None]:
+            with store.read() as conn:
+                rows = conn.exec_driver_sql("select lease_owner, state from recipients").all()
+            return Counter(owner if state == "queued" else state for owner, state in rows)
+
+        held = await eventually(lambda: (c := claims()) and None not in c and c, what="claims")
+        (owner_a,) = held  # all 20 claimed by node A, none delivered
+        assert held[owner_a] == 20
+        await asyncio.to_thread(node_a.kill9)
+    finally:
+        await asyncio.to_thread(factory.close)
+    with store.write() as conn:  # the relay now leads to the sink
+        repo = VirtualMtaRepository(conn)
+        record = repo.get(relay_id)
+        assert isinstance(record, RelayServer)
+        record.destination_port = sink.port
+        repo.update(relay_id, repo.prepare(record, own_id=relay_id))
+    assert claims()[owner_a] == 20  # killed: A gave nothing back
+
+    node_b = await start_node(store, tmp_path / "b", lease_seconds=2.0)
+    assert node_b.plane.owner != owner_a
+    try:
+        await eventually(lambda: len(sink.messages) >= 20, timeout=60, what="all 20 messages")
+        await eventually(lambda: claims() == {"delivered": 20}, what="every outcome stored")
         seen = Counter(
             t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages
         )

@@ -15,8 +15,8 @@ import dns.message
 import dns.rcode
 import pytest
 
+from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.mx_resolver import (
     DestinationRejected,
     DnsUnavailable,

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from tests.e2e.serve_process import free_port
+from tests.manual_clock import ManualClock
 from tests.peers.redis_db import RedisDb
 from vmta.delivery.backoff_record import decode
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.redis_backoffs import RedisBackoffs
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram

@@ -96,6 +96,7 @@ async def cluster(
         dns_servers=(dnsmasq.address,),
         delivery_port=mx_port,
         delivery_log=False,
+        mx_allow_loopback=True,  # the MX sink is on loopback
     )
     planes = []
     for name in ("a", "b"):

@@ -98,12 +98,12 @@ async def test_starttls_never_stays_in_cleartext(sink_factory: Any, tls_files: T
     assert "STARTTLS" in session.extensions
 
 
-async def test_tls_verify_refuses_a_self_signed_certificate(
+async def test_the_verified_policy_refuses_a_self_signed_certificate(
     sink_factory: Any, tls_files: TlsFiles
 ) -> None:
     sink = sink_factory(tls=tls_files)
     with pytest.raises(SessionDeferred) as caught:
-        await connect(sink, tls_verify=True)
+        await connect(sink, tls_policy="verified")
 
     assert caught.value.stage == "starttls"
     assert "the TLS certificate of sink.test did not verify" in caught.value.reason

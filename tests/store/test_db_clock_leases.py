@@ -11,9 +11,10 @@ from sqlalchemy import ColumnElement, Connection, create_engine, func, literal, 
 from tests.store.test_spool import message
 from vmta.domain.spool_records import DELIVERED, Outcome
 from vmta.store.db_clock import database_now
+from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
-from vmta.store.tables import recipients
+from vmta.store.tables import event_deliveries, recipients
 
 HOUR = 3600.0
 LEASE = 300.0
@@ -150,3 +151,57 @@ def test_a_purge_in_another_schema_does_not_hold_this_one_back(pg_url: str) -> N
     finally:
         holder.dispose()
         store.close()
+
+
+# ---- event deliveries: the same lease rule (store/db_clock.LeaseClock) ---------------
+
+
+def one_event(store: Store, now: float) -> None:
+    from tests.store.test_event_outbox import HTTP, outcome
+    from tests.store.test_event_outbox import message as event_message
+
+    spool = SqlSpool(store, "writer", event_subscriptions=[HTTP])
+    (job,) = spool.accept([event_message("E1", ["r@x.test"], received_at=now)], now + LEASE)
+    spool.record([outcome(job.recipient_id, "E1", DELIVERED, "250 2.0.0 ok", now)])
+
+
+def event_lease_untils(store: Store) -> list[float]:
+    with store.read() as conn:
+        column = event_deliveries.c.lease_until
+        return [float(v) for v in conn.execute(select(column)).scalars()]
+
+
+def test_event_claims_are_timed_by_the_database_clock_too(store: Store) -> None:
+    now = time.time()
+    one_event(store, now)
+    mine = EventOutbox(store, "a", db_lease_seconds=LEASE)
+    fast = EventOutbox(store, "b", db_lease_seconds=LEASE)
+    assert len(mine.claim("http", 10, now, now + LEASE)) == 1
+
+    # b's clock is an hour ahead: by its clock a's claim ended long ago.
+    assert fast.has_due("http", now + HOUR) is (store.dialect != "postgresql")
+    taken = fast.claim("http", 10, now + HOUR, now + HOUR + LEASE)
+    if store.dialect == "postgresql":
+        assert taken == []  # by the database's clock the claim has minutes to run
+        (status,) = fast.status(now + HOUR)
+        assert status.in_flight == 1
+    else:
+        assert len(taken) == 1  # SQLite: one machine, the caller's clock (documented)
+
+
+def test_an_event_claim_by_a_slow_clock_is_not_already_over(store: Store) -> None:
+    now = time.time()
+    one_event(store, now)
+    slow = EventOutbox(store, "a", db_lease_seconds=LEASE)
+    other = EventOutbox(store, "b", db_lease_seconds=LEASE)
+    # a's clock is an hour behind: the claim it asks for ended 55 minutes ago.
+    assert len(slow.claim("http", 10, now - HOUR, now - HOUR + LEASE)) == 1
+
+    taken = other.claim("http", 10, now, now + LEASE)
+
+    if store.dialect == "postgresql":
+        assert taken == []
+        [until] = event_lease_untils(store)
+        assert LEASE - 60 < until - db_now(store) <= LEASE
+    else:
+        assert len(taken) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
@@ -35,12 +37,37 @@ def test_accept_with_lease_returns_jobs_and_hides_them_from_polls(store: Store) 
 
 
 def test_claims_never_overlap(store: Store) -> None:
-    spool_a, spool_b = SqlSpool(store, "a"), SqlSpool(store, "b")
-    spool_a.accept([message(f"Q{i}", ["r@x.test"]) for i in range(10)], lease_until=None)
-    first = spool_a.claim_due(T0, 6, T0 + 300)
-    second = spool_b.claim_due(T0, 6, T0 + 300)
-    assert len(first) == 6 and len(second) == 4
-    assert not {j.recipient_id for j in first} & {j.recipient_id for j in second}
+    """Four nodes claim at the same moment (threads released together by a barrier), in
+    rounds, until nothing is left: every recipient is claimed by exactly one of them."""
+    nodes = [SqlSpool(store, f"node-{n}") for n in range(4)]
+    nodes[0].accept([message(f"Q{i}", ["r@x.test"]) for i in range(60)], lease_until=None)
+    barrier = threading.Barrier(len(nodes))
+    claimed: dict[str, list[int]] = {spool.owner: [] for spool in nodes}
+    failures: list[BaseException] = []
+
+    def claim(spool: SqlSpool) -> None:
+        try:
+            for _ in range(8):  # rounds; 4 nodes x 8 rounds x 3 claims > 60
+                barrier.wait(timeout=30)
+                jobs = spool.claim_due(T0, 3, T0 + 300)
+                claimed[spool.owner].extend(job.recipient_id for job in jobs)
+        except BaseException as exc:
+            failures.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=claim, args=(spool,)) for spool in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    every = [rid for ids in claimed.values() for rid in ids]
+    assert len(every) == 60 and len(set(every)) == 60  # each one once, none twice
+    with store.read() as conn:
+        owners = conn.exec_driver_sql("select id, lease_owner from recipients").all()
+    assert {rid: owner for rid, owner in owners} == {
+        rid: owner for owner, ids in claimed.items() for rid in ids
+    }
 
 
 def test_outcomes_and_attempt_records(store: Store) -> None:

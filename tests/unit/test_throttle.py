@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.throttle_backend import LocalThrottles
 
 

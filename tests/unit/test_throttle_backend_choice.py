@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.delivery.throttle_backend import LocalThrottles
 from vmta.runtime.settings import Settings, SettingsError, load_settings

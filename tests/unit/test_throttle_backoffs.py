@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin, throttle_id
 from vmta.domain.bounds import MAX_INTEGER
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram

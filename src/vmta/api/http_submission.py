@@ -33,6 +33,7 @@ from vmta.api.auth import Authenticator, Principal
 from vmta.api.errors import CHALLENGE
 from vmta.delivery.intake import Arrival
 from vmta.domain.dkim_request import DkimRequestRefused
+from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.submitted_message import SubmissionRefused, build, parse_message
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ def router() -> APIRouter:
                 queue_id = await submit(arrival)  # returns once committed to the spool
             except DkimRequestRefused as exc:  # X-GreenArrow-DKIM in its headers
                 return {"success": 0, "id": client_id, "error": "; ".join(exc.messages)}
+            except TooManyHops as exc:  # a mail loop (domain/mail_loops.py); nothing stored
+                return {"success": 0, "id": client_id, "error": str(exc)}
             log.info("HTTP submission %s queued as %s", message_id, queue_id)
             return {"success": 1, "id": client_id, "message_id": message_id}
 

@@ -40,6 +40,7 @@ from vmta.delivery.outbox_failures import (
     failure_queue,
     publish_failure,
 )
+from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class OutboxConsumer:
             await self._intake.accept_mq(parsed, via="AMQP", client_ip=None, auth_name=None)
         except InvalidMqMessage as exc:
             await self._refuse(message, exc.messages)
+            return
+        except TooManyHops as exc:  # a mail loop (domain/mail_loops.py): nothing stored
+            await self._refuse(message, [str(exc)])
             return
         except Exception:
             log.exception(

@@ -1,4 +1,5 @@
-"""Time, injectable: tests drive the delivery engine with a manual clock instead of sleeps."""
+"""Time, injectable: tests drive the delivery engine with a manual clock instead of sleeps
+(tests/manual_clock.py)."""
 
 from __future__ import annotations
 
@@ -21,25 +22,3 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
-
-
-class ManualClock:
-    """A clock that moves only when told to. ``sleep`` waits until ``advance`` has moved
-    time past the sleeper's deadline."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self._changed = asyncio.Event()
-
-    def now(self) -> float:
-        return self._now
-
-    async def sleep(self, seconds: float) -> None:
-        deadline = self._now + max(0.0, seconds)
-        while self._now < deadline:
-            self._changed.clear()
-            await self._changed.wait()
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
-        self._changed.set()

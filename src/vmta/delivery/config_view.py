@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.suppression_keys import SuppressionKeys
 from vmta.domain.delivery_controls import ForcedError, Pause
 from vmta.domain.external_mta import ExternalMta
 from vmta.domain.mta_selector import selector_target
-from vmta.domain.suppression import Suppression
+from vmta.domain.suppression import Suppression, SuppressionIndex, lookup_keys
 from vmta.domain.throttle_program import ThrottleProgram
 from vmta.domain.virtual_mta import IpAddress, Ref, ThrottlingTemplate, VirtualMta
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
@@ -30,6 +31,13 @@ from vmta.store.virtual_mtas import VirtualMtaRepository
 
 T = TypeVar("T")
 _MISSING = object()
+# Suppression lists up to this long are read whole with the other controls each second
+# and looked up in memory. A longer one (MailerQ lists reach millions of entries) is never
+# read whole again: its keys are kept as a filter refreshed with what was added
+# (delivery/suppression_keys.py), and a recipient the filter may hold is looked up by its
+# indexed key (cached like everything here). Neither the memory of entries nor the cost
+# per recipient grows with the list.
+SUPPRESSIONS_IN_MEMORY = 1000
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,10 @@ class DeliveryControls:
 
     pauses: tuple[Pause, ...] = ()
     errors: tuple[ForcedError, ...] = ()
-    suppressions: tuple[Suppression, ...] = ()
+    suppressions: SuppressionIndex = field(default_factory=SuppressionIndex)
+    # False: the list is longer than SUPPRESSIONS_IN_MEMORY and ``suppressions`` holds
+    # none of it; ``ConfigView.suppression`` asks the store.
+    all_suppressions: bool = True
     pool_of_ip: Mapping[str, str] = field(default_factory=dict)  # address -> pool name
 
     def members(self, pool: str) -> list[str]:
@@ -57,6 +68,7 @@ class ConfigView:
         # wait for the one load instead of each starting its own (at hundreds of messages
         # a second, an expiry would otherwise start dozens of identical queries).
         self._loading: dict[tuple[str, object], asyncio.Future[Any]] = {}
+        self._suppression_keys = SuppressionKeys()  # of a long list (SUPPRESSIONS_IN_MEMORY)
 
     async def _cached(self, key: tuple[str, object], load: Callable[[], T]) -> T:
         now = self._clock.now()
@@ -166,16 +178,42 @@ class ConfigView:
         """Pauses, forced errors, suppressions and pool members; a change applies within
         the cache's second, so to the next attempt."""
 
+        now = self._clock.now()
+
         def load() -> DeliveryControls:
             with self._store.read() as conn:
+                suppressions = SuppressionRepository(conn)
+                short = suppressions.first(SUPPRESSIONS_IN_MEMORY + 1)
+                whole = len(short) <= SUPPRESSIONS_IN_MEMORY
+                if not whole:
+                    self._suppression_keys.refresh(suppressions.keys_from, now)
                 return DeliveryControls(
                     pauses=tuple(PauseRepository(conn).all()),
                     errors=tuple(ForcedErrorRepository(conn).all()),
-                    suppressions=tuple(SuppressionRepository(conn).all()),
+                    suppressions=SuppressionIndex(short if whole else ()),
+                    all_suppressions=whole,
                     pool_of_ip=IpPoolRepository(conn).membership(),
                 )
 
         return await self._cached(("delivery_controls", None), load)
+
+    async def suppression(self, address: str, controls: DeliveryControls) -> Suppression | None:
+        """The suppression entry of ``address`` (MailerQ's suppressions), None when it has
+        none: in memory for a short list; for a long one, None at once when the key filter
+        holds neither of its keys, else one query by the indexed key, cached for the
+        second like every read here (a change applies within it)."""
+        if controls.all_suppressions:
+            return controls.suppressions.find(address)
+        keys = lookup_keys(address)
+        if not self._suppression_keys.may_hold(keys):
+            return None  # certain: no entry has either key
+
+        def load() -> Suppression | None:
+            with self._store.read() as conn:
+                entries = SuppressionRepository(conn).matching(keys)
+            return SuppressionIndex(entries).find(address)
+
+        return await self._cached(("suppression", keys[0]), load)
 
     async def ip_address_with(self, ip: str) -> IpAddress | None:
         """The IP address VirtualMTA whose ``ip`` is ``ip`` (the lowest id when several),

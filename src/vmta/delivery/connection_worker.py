@@ -176,7 +176,10 @@ class ConnectionWorker:
         # of an answer, else "error" (refused, unreachable); one with a reply: "error".
         ended = "timeout" if exc.timed_out and exc.reply is None else "error"
         reply = ReplyLine(451, f"4.4.1 {exc.reason}", stage=exc.stage, ended=ended)
-        if exc.reply is not None:
+        if exc.permanent and exc.reply is not None:
+            # vmta's own verdict (a mail loop): it says everything
+            reply = ReplyLine(exc.reply.code, exc.reply.text, stage=exc.stage, ended=ended)
+        elif exc.reply is not None:
             reply = ReplyLine(
                 exc.reply.code, f"{exc.reply.text} ({exc.reason})", stage=exc.stage, ended=ended
             )
@@ -186,6 +189,7 @@ class ConnectionWorker:
         settings = dispatcher.settings
         threshold = 1 if exc.permanent else settings.failures_before_delay
         if queue.connection_failed(threshold, now, settings.failure_delay, reply):
+            queue.delay_permanent = exc.permanent
             if exc.permanent:
                 await self._fail_waiting(queue, reply)
             else:

@@ -161,9 +161,17 @@ class Dispatcher:
         queue = self._queue(delivery.decision.path)
         now = self._clock.now()
         if queue.delayed(now) and queue.delay_reply is not None:
-            # The path is known to be failing: this delivery's attempt fails the same way.
+            # The path is known to be failing: this delivery's attempt fails the same way
+            # (for good when the path failed permanently: a mail loop).
+            reply = queue.delay_reply
+            if queue.delay_permanent:
+                failed = [(Verdict.FAILED, reply)] * len(delivery.jobs)
+                await self._recorder.finish(
+                    delivery.jobs, failed, delivery.decision, None, queue.delay_peer
+                )
+                return
             await self._recorder.defer_all(
-                delivery.jobs, queue.delay_reply, delivery.decision, queue.delay_peer
+                delivery.jobs, reply, delivery.decision, queue.delay_peer
             )
             return
         wait = self._expected_wait(queue)
@@ -367,6 +375,7 @@ class Dispatcher:
         for queue in self.paths.values():
             if queue.timer is not None:
                 queue.timer.cancel()
+            queue.stopping = True
             queue.changed.set()
 
     async def release_all(self) -> None:

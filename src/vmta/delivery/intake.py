@@ -22,6 +22,7 @@ from vmta.domain.dkim_request import (
     header_values,
     parse_directives,
 )
+from vmta.domain.mail_loops import DEFAULT_MAX_HOPS, check_hops
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.message_retry_policy import lifetime_end
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_options, take_mq_headers
@@ -66,9 +67,11 @@ class Intake:
         max_lifetime: float,
         inflow: InflowGate | None = None,
         signer: MessageSigner | None = None,
+        max_hops: int = DEFAULT_MAX_HOPS,
     ) -> None:
         self.inflow = inflow
         self.signer = signer
+        self.max_hops = max_hops
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
@@ -93,13 +96,16 @@ class Intake:
         Selector headers and every ``x-mq-*`` header are removed; the MailerQ options they
         carry, or those of ``mq_document`` (a MailerQ message JSON without its ``mime``,
         from ``/v1/inject`` or the AMQP outbox), travel with the message. A bad MailerQ
-        option raises ``InvalidMqMessage`` before anything is stored.
+        option raises ``InvalidMqMessage`` before anything is stored; a message with more
+        than ``max_hops`` Received fields raises ``TooManyHops`` (a mail loop,
+        domain/mail_loops.py), whichever way it came.
 
         When the client may relay, the message is DKIM-signed here, once, after vmta's own
         header changes and before the commit (``MessageSigner``): by the default keys, or
         as ``X-GreenArrow-DKIM`` asks, plus MailerQ's per-message keys (``mq_dkim``). A
         signing request that cannot be honoured raises ``DkimRequestRefused``, and nothing
         is stored."""
+        check_hops(arrival.data, self.max_hops)
         now = self.clock.now()
         queue_id = new_queue_id(now)
         directives: list[Directive] | None = None

@@ -36,6 +36,11 @@ class EgressPath:
     # connection. ``limits`` are the normal ones; see throttle_backoffs for backoff.
     throttle_program: ThrottleProgram | None = None
     throttle_origin: ThrottleOrigin | None = None
+    # MX delivery: the site, the set of MX hosts the destination domain shares with every
+    # domain hosted there (``mx:`` and the host names, sorted). Paths of one throttle and
+    # one site share their connections, whatever their domains (KumoMTA's "site"): one
+    # session carries mail for each domain in turn. None: the destination is the key.
+    site: str | None = None
 
     @property
     def key(self) -> tuple[object, ...]:
@@ -45,7 +50,7 @@ class EgressPath:
         each new connection) and not the password (the newest configuration wins)."""
         return (
             self.throttle_key,
-            self.destination_host,
+            self.site or self.destination_host,
             self.destination_port,
             self.route,
             self.ehlo_name,

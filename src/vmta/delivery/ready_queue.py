@@ -76,12 +76,14 @@ class PathQueue:
         self.last_failure_at = 0.0
         self.delayed_until = 0.0  # no connection before this (the path keeps failing)
         self.delay_reply: ReplyLine | None = None
+        self.delay_permanent = False  # the failure was for good (a mail loop): fail, not defer
         self.delay_peer: tuple[str | None, str | None] | None = None  # who refused, if any
         self.probing = False  # one connection tries a delayed path again
         self.pumping = False
         self.pump_again = False
         self.wake_at: float | None = None
         self.timer: asyncio.Task[None] | None = None
+        self.stopping = False  # the engine stops: idle connections end at once
 
     @property
     def throttle(self) -> str:
@@ -115,6 +117,7 @@ class PathQueue:
         self.probing = False
         self.delayed_until = 0.0
         self.delay_reply = None
+        self.delay_permanent = False
         self.delay_peer = None
 
     def forgettable(self, now: float, failure_memory: float) -> bool:
@@ -129,19 +132,25 @@ class PathQueue:
         return self.last_failure_at + failure_memory
 
     async def next(self, clock: Clock, idle_timeout: float) -> Delivery | None:
-        """The next delivery, waiting up to ``idle_timeout`` for one to arrive."""
+        """The next delivery, waiting up to ``idle_timeout`` for one to arrive. A push
+        wakes every idle connection and one of them takes the delivery; the others wait
+        on for the rest of their idle time (closing them would cost a new connection for
+        the next delivery: with a site's many domains, one every few milliseconds)."""
         if self.waiting:
             return self.waiting.popleft()
-        self.changed.clear()
         self.idle += 1
         # The idle wait uses the real event, bounded by the clock's sleep, so that a
         # manual clock in tests can end it as well.
         sleeper = asyncio.ensure_future(clock.sleep(idle_timeout))
-        waiter = asyncio.ensure_future(self.changed.wait())
         try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            while not self.waiting and not self.stopping and not sleeper.done():
+                self.changed.clear()
+                waiter = asyncio.ensure_future(self.changed.wait())
+                try:
+                    await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
         finally:
             self.idle -= 1
             sleeper.cancel()
-            waiter.cancel()
         return self.waiting.popleft() if self.waiting else None

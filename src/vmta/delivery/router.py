@@ -20,10 +20,10 @@ from vmta.domain.delivery_controls import AttemptFacts, first_applicable, soones
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.external_mta import route_for_source
+from vmta.domain.mail_loops import LOOP_CODE, is_local_only, local_only_text
 from vmta.domain.message_retry_policy import first_attempt_wait
 from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 from vmta.domain.spool_records import Job
-from vmta.domain.suppression import suppression_for
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 
@@ -69,6 +69,9 @@ class RouterSettings:
     hostname: str  # EHLO name when no VirtualMTA applies
     delivery_port: int = 25  # the port of MX hosts (configurable for tests)
     recheck: float = WAIT_FOR_CONFIG  # seconds before a paused or waiting recipient is retried
+    # MX answers and address literals that are loopback, unspecified or link-local are
+    # not used unless this is set (tests publishing loopback MX hosts; domain/mail_loops).
+    mx_allow_loopback: bool = False
 
 
 class Router:
@@ -114,7 +117,7 @@ class Router:
         first-attempt time, then the route, then pauses and forced errors on that route
         (contract §3.4-3.6), then the health of an external MTA."""
         controls = await self.config.delivery_controls()
-        suppressed = suppression_for(job.address, controls.suppressions)
+        suppressed = await self.config.suppression(job.address, controls)
         if suppressed is not None:
             return Refuse(ReplyLine(suppressed.code, suppressed.reply_text(), stage="suppression"))
         wait = first_attempt_wait(job.mq_options, job.attempts, self.clock.now())
@@ -280,7 +283,9 @@ class Router:
         program = None
         if match.program is not None and match.program.id is not None:
             program = await self.config.throttle_program(match.program.id)
-        candidates = _candidates(destination, route)
+        candidates = self._usable(domain, _candidates(destination, route))
+        if isinstance(candidates, Refuse):
+            return Refuse(candidates.reply, chosen, ip.name)
         if not candidates:
             return Refuse(
                 ReplyLine(
@@ -289,8 +294,15 @@ class Router:
                 chosen,
                 ip.name,
             )
+        site = site_of(domain, destination.mx_names)
+        throttle_key = ip_throttle_key(route.public_ip or ip.ip, match)
+        if match.limits == UNLIMITED and program is None:
+            # Nothing to count per domain: every domain of the site shares one throttle
+            # (vmta's own cap on connections) and so its sessions. A domain with limits
+            # keeps its own throttle: a session's slot counts for that domain alone.
+            throttle_key = ("ip", route.public_ip or ip.ip, "site", site)
         path = EgressPath(
-            throttle_key=ip_throttle_key(route.public_ip or ip.ip, match),
+            throttle_key=throttle_key,
             destination_host=domain,
             destination_port=self.settings.delivery_port,
             route=route,
@@ -299,8 +311,24 @@ class Router:
             candidates=candidates,
             throttle_program=program,
             throttle_origin=throttle_origin(ip, template, match, domain),
+            site=site,
         )
         return Deliver(path, chosen, ip.name, memory, ip.id)
+
+    def _usable(
+        self, domain: str, candidates: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...] | Refuse:
+        """The candidates without loopback, unspecified and link-local addresses (unless
+        allowed); a permanent refusal when those were all there was: no host of the
+        internet has such an address, and mail sent there would reach this host or its
+        neighbour, not the domain (a mail loop; domain/mail_loops.py)."""
+        if self.settings.mx_allow_loopback:
+            return candidates
+        kept = tuple(pair for pair in candidates if not is_local_only(pair[1]))
+        if candidates and not kept:
+            addresses = [address for _, address in candidates]
+            return Refuse(ReplyLine(LOOP_CODE, local_only_text(domain, addresses)))
+        return kept
 
     async def _direct(self, job: Job) -> Decision:
         found = await self._destination(job)
@@ -308,19 +336,32 @@ class Router:
             return found
         domain, destination = found
         route = direct_route(None)
-        candidates = _candidates(destination, route)
+        candidates = self._usable(domain, _candidates(destination, route))
+        if isinstance(candidates, Refuse):
+            return candidates
         if not candidates:
             return Refuse(ReplyLine(451, f"4.4.4 {domain} has no address", stage="dns"))
+        site = site_of(domain, destination.mx_names)
         path = EgressPath(
-            throttle_key=("direct", domain),
+            throttle_key=("direct", site),  # no limits: the site's domains share sessions
             destination_host=domain,
             destination_port=self.settings.delivery_port,
             route=route,
             ehlo_name=self.settings.hostname,
             limits=UNLIMITED,
             candidates=candidates,
+            site=site,
         )
         return Deliver(path, None, None)
+
+
+def site_of(domain: str, mx_names: Sequence[str]) -> str:
+    """The site of a domain: its set of MX hosts (``mx:`` and the names, sorted, so that
+    the random order of equal preferences does not matter); a domain without MX records
+    (or an address literal) is a site of its own."""
+    if not mx_names:
+        return domain
+    return "mx:" + ",".join(sorted(set(mx_names)))
 
 
 def _candidates(destination: Any, route: EgressRoute) -> tuple[tuple[str, str], ...]:

@@ -38,8 +38,10 @@ class SessionFacts:
 
 class ConnectFailed(TemporaryError):
     """No usable SMTP session could be set up (connect, proxy handshake, greeting, EHLO,
-    STARTTLS, AUTH). ``permanent`` marks a 5xx that retrying will not fix (for example
-    authentication refused); ``reply`` is the remote reply, if there was one.
+    STARTTLS, AUTH). ``permanent`` marks a failure that retrying will not fix, which vmta
+    decides itself: the destination is vmta's own listener (a mail loop), and ``reply``
+    is then vmta's verdict; otherwise ``reply`` is the remote reply, if there was one
+    (a remote 5xx at this stage still defers: it says something about the path).
 
     ``remote_ip`` and ``remote_host`` name the last server an SMTP session was begun with
     (its address and the name it was reached by), None when no connection got that far;

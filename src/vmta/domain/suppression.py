@@ -44,14 +44,34 @@ def _domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
 
+class SuppressionIndex:
+    """Entries by key, built once: finding a recipient's entry is two dictionary look-ups
+    whatever the number of entries (a walk of the list per recipient grew with it)."""
+
+    def __init__(self, entries: Iterable[Suppression] = ()) -> None:
+        self._addresses: dict[str, Suppression] = {}
+        self._domains: dict[str, Suppression] = {}
+        for entry in entries:
+            table = self._addresses if entry.type is SuppressionType.ADDRESS else self._domains
+            table.setdefault(entry.key, entry)  # the first one wins, as in a walk
+
+    def __len__(self) -> int:
+        return len(self._addresses) + len(self._domains)
+
+    def find(self, address: str) -> Suppression | None:
+        """The entry that suppresses ``address``: its own entry first, else its domain's."""
+        return self._addresses.get(suppression_key(address)) or self._domains.get(
+            _domain_of(address)
+        )
+
+
+def lookup_keys(address: str) -> tuple[str, str]:
+    """The keys whose entries may suppress ``address``: its own and its domain's (for an
+    indexed query of the store)."""
+    return suppression_key(address), _domain_of(address)
+
+
 def suppression_for(address: str, entries: Iterable[Suppression]) -> Suppression | None:
-    """The entry that suppresses ``address``: its own entry first, else its domain's."""
-    wanted = suppression_key(address)
-    domain = _domain_of(address)
-    by_domain: Suppression | None = None
-    for entry in entries:
-        if entry.type is SuppressionType.ADDRESS and entry.key == wanted:
-            return entry
-        if entry.type is SuppressionType.DOMAIN and entry.key == domain and by_domain is None:
-            by_domain = entry
-    return by_domain
+    """The entry of ``entries`` that suppresses ``address``: its own entry first, else its
+    domain's."""
+    return SuppressionIndex(entries).find(address)

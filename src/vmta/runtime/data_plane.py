@@ -23,6 +23,7 @@ from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.inflow import InflowGate, InflowSettings
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
+from vmta.delivery.own_listeners import OwnListeners
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
@@ -32,6 +33,7 @@ from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
 from vmta.domain.feedback_events import REPORTS_QUEUE
+from vmta.domain.mail_loops import DEFAULT_MAX_HOPS
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
@@ -84,6 +86,9 @@ class DataPlaneSettings:
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
     inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
+    # Mail loops (domain/mail_loops.py): Received fields allowed, loopback MX hosts used.
+    max_hops: int = DEFAULT_MAX_HOPS
+    mx_allow_loopback: bool = False
 
 
 class CommitNotifier:
@@ -185,6 +190,8 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             },
             sender=SenderSettings(retry_max=settings.events_retry_max),
         ),
+        max_hops=settings.max_hops,
+        mx_allow_loopback=settings.mx_allow_loopback,
     )
 
 
@@ -247,7 +254,13 @@ class DataPlane:
             bad_address_policy=settings.events.bad_addresses,
         )
         self.events = EventSender(
-            EventOutbox(store, self.owner, identity.predecessors),
+            EventOutbox(
+                store,
+                self.owner,
+                identity.predecessors,
+                # PostgreSQL: the database's clock, as the spool's leases (store/db_clock).
+                db_lease_seconds=settings.events.sender.lease_seconds,
+            ),
             destinations,
             self.clock,
             settings.events.sender,
@@ -278,6 +291,7 @@ class DataPlane:
                 hostname=settings.hostname,
                 delivery_port=settings.delivery_port,
                 recheck=settings.recheck,
+                mx_allow_loopback=settings.mx_allow_loopback,
             ),
             health=self.health,
             clock=self.clock,
@@ -298,10 +312,13 @@ class DataPlane:
                 hostname=settings.hostname,
             )
         self.inbound: Listener | None = None
+        # Where this node listens (the SMTP listener at start, the API by runtime/server):
+        # delivery never connects there (a mail loop; domain/mail_loops.py).
+        self.own_listeners = OwnListeners()
         self.engine = build_engine(
             spool=self.gateway,
             router=router,
-            transport=transport or SmtpTransport(settings.transport),
+            transport=transport or SmtpTransport(settings.transport, self.own_listeners),
             throttles=self.throttles,
             clock=self.clock,
             settings=engine_settings,
@@ -328,6 +345,7 @@ class DataPlane:
             max_lifetime=engine_settings.retry.max_lifetime,
             inflow=self.inflow,
             signer=MessageSigner(Keyring(store, self.clock), self.clock),
+            max_hops=settings.max_hops,
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
@@ -360,6 +378,8 @@ class DataPlane:
         await self.events.start()
         await self.engine.start()
         if smtp_socket is not None:
+            host, port = smtp_socket.getsockname()[:2]
+            self.own_listeners.add(host, port)
             listener = ListenerSettings(
                 hostname=self.settings.hostname,
                 max_message_size=self.settings.max_message_size,
@@ -375,6 +395,8 @@ class DataPlane:
         if self.feedback is not None:
             await self.feedback.start()
             if inbound_socket is not None:
+                host, port = inbound_socket.getsockname()[:2]
+                self.own_listeners.add(host, port)  # delivery never connects there either
                 inbound = InboundSettings(
                     hostname=self.settings.hostname,
                     max_message_size=self.settings.max_message_size,

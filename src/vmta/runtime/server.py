@@ -13,6 +13,7 @@ import errno
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from types import TracebackType
 
 import uvicorn
@@ -127,6 +128,12 @@ async def serve(settings: Settings) -> None:
             if settings.inbound_listen is not None:  # bounces and complaints come back
                 inbound_socket = bind_listener(settings.inbound_listen, "inbound SMTP")
                 stack.callback(inbound_socket.close)
+            # As bound (port 0 resolved): worker processes, too, must know where the API
+            # listens, so that none of them delivers to it (domain/mail_loops.py).
+            api_address = bound_address(api_socket)
+            settings = replace(settings, api_listen=api_address)
+            if inbound_socket is not None:  # nor to the inbound listener
+                settings = replace(settings, inbound_listen=bound_address(inbound_socket))
             ensure_data_dir(settings)
             url = settings.effective_database_url
             store = Store.open(url)
@@ -148,6 +155,9 @@ async def serve(settings: Settings) -> None:
                 await pool.start()
                 stack.push_async_callback(pool.stop)  # before the data plane stops
                 shutdown.on_force(pool.force)
+            # Delivery never connects to the API either (a mail loop would be a relay
+            # server pointed at it by mistake; domain/mail_loops.py).
+            data_plane.own_listeners.add(api_address.host, api_address.port)
             app = create_app(
                 store,
                 metrics.exposed(),

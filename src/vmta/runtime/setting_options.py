@@ -334,4 +334,16 @@ OPTIONS: tuple[Option, ...] = (
         "queue for parsed bounces and complaints received; empty: none (default reports)",
         allow_empty=True,
     ),
+    # ---- mail loops (domain/mail_loops.py) ----
+    Option(
+        "max_hops", "VMTA_MAX_HOPS", None, _integer(1, 10_000),
+        "a message with more Received fields than this is refused at DATA with"
+        " 554 5.4.6, as a mail loop (default 100)",
+    ),
+    Option(
+        "mx_allow_loopback", "VMTA_MX_ALLOW_LOOPBACK", None, _boolean,
+        "use MX answers and address literals that are loopback, unspecified or link-local"
+        " (default false: such mail fails with 5.4.6; tests publishing loopback MX hosts"
+        " set it)",
+    ),
 )  # fmt: skip

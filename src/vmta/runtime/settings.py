@@ -108,6 +108,9 @@ class Settings:
     # ---- what comes back: bounces and complaints (docs/feedback.md) ----
     inbound_listen: Listen | None = None  # None: no inbound listener
     rabbitmq_reports: str = "reports"
+    # ---- mail loops (domain/mail_loops.py) ----
+    max_hops: int = 100
+    mx_allow_loopback: bool = False
 
     @property
     def effective_database_url(self) -> str:

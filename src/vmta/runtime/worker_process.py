@@ -49,6 +49,11 @@ async def serve_worker(
     store = Store.open(settings.effective_database_url, migrate=False)
     try:
         data_plane = data_plane_for(store, settings, worker=index)
+        api = settings.api_listen  # as the parent bound it (runtime/server.py)
+        data_plane.own_listeners.add(api.host, api.port)
+        if settings.inbound_listen is not None:  # the parent's inbound listener, as bound
+            inbound = settings.inbound_listen
+            data_plane.own_listeners.add(inbound.host, inbound.port)
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())

@@ -22,7 +22,6 @@ class SessionOptions:
     password: str | None = field(default=None, repr=False)
     starttls: StartTls = "opportunistic"
     allow_plaintext_auth: bool = False
-    tls_verify: bool = False  # always verify, as the "verified" policy does
     # The relay server's TLS policy (domain/relay_tls.py); MX delivery stays opportunistic.
     tls_policy: TlsPolicy = "opportunistic"
     ca_file: str | None = None  # verify against these CAs instead of the system's store

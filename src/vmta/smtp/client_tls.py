@@ -11,7 +11,7 @@ from vmta.smtp.client_options import SessionOptions, peer_is_remote
 
 
 def session_policy(options: SessionOptions) -> TlsPolicy:
-    return "verified" if options.tls_verify else options.tls_policy
+    return options.tls_policy
 
 
 def session_demand(options: SessionOptions, peer_ip: str) -> TlsDemand:

@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
 from vmta.domain.dkim_request import DkimRequestRefused
+from vmta.domain.mail_loops import TOO_MANY_HOPS_REPLY, TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
 from vmta.smtp.auth_gate import AuthGate
@@ -126,6 +127,8 @@ class InjectionHandler:
         started = time.perf_counter()
         try:
             queue_id = await self.intake.accept(arrival)
+        except TooManyHops:
+            return TOO_MANY_HOPS_REPLY  # RFC 5321 §6.3: a loop; nothing is stored
         except InvalidMqMessage as exc:
             # A bad x-mq-* header: the message content is at fault (RFC 3463 X.6.0), and
             # sending it again unchanged would fail the same way, so the reply is permanent.

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vmta.delivery.own_listeners import OwnListeners
 from vmta.delivery.path import EgressPath
 from vmta.delivery.transport import (
     ConnectFailed,
@@ -25,6 +26,7 @@ from vmta.delivery.transport import (
 )
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.errors import PermanentError, TemporaryError
+from vmta.domain.mail_loops import LOOP_CODE, loops_back_text
 from vmta.domain.relay_tls import RelayTlsPolicies
 from vmta.domain.smtp_reply import SmtpReply
 from vmta.egress.connector import open_connection
@@ -103,8 +105,9 @@ class SmtpConversation:
 
 
 class SmtpTransport:
-    def __init__(self, settings: TransportSettings) -> None:
+    def __init__(self, settings: TransportSettings, own: OwnListeners | None = None) -> None:
         self.settings = settings
+        self.own = own or OwnListeners()  # never connect to these: a mail loop
 
     async def _addresses(self, host: str, port: int) -> list[tuple[str, str]]:
         """The destination's addresses: an IP literal as is, a name through the resolver
@@ -130,6 +133,14 @@ class SmtpTransport:
         candidates = list(path.candidates) or await self._addresses(
             path.destination_host, path.destination_port
         )
+        looping = [a for _, a in candidates if self.own.loops_back(a, path.destination_port)]
+        if looping:
+            candidates = [c for c in candidates if c[1] not in looping]
+            if not candidates:
+                # Every address of the destination is vmta itself: the mail would come
+                # straight back (domain/mail_loops.py). Retrying cannot help.
+                text = loops_back_text(path.destination_host, looping[0], path.destination_port)
+                raise ConnectFailed(text, permanent=True, reply=ReplyLine(LOOP_CODE, text))
         options = SessionOptions(
             ehlo_name=path.ehlo_name,
             username=path.username,

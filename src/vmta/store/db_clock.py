@@ -20,3 +20,25 @@ def database_now(conn: Connection) -> float:
     if conn.dialect.name == "postgresql":
         return float(conn.execute(select(DB_EPOCH)).scalar_one())
     return time.time()
+
+
+class LeaseClock:
+    """The one rule for timing a lease, used by every table that has leases (recipients in
+    the spool, event deliveries in the outbox): on PostgreSQL, with ``seconds`` given, a
+    lease decision compares with the database's now and a lease written ends ``seconds``
+    after it; otherwise (SQLite, or no ``seconds``) the caller's ``now`` and
+    ``lease_until`` are used as they are."""
+
+    def __init__(self, dialect: str, seconds: float | None) -> None:
+        self.seconds = seconds if dialect == "postgresql" else None
+
+    def times(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
+        """(now, lease_until) of a lease decision made in ``conn``'s transaction."""
+        if self.seconds is None:
+            return now, lease_until
+        db_now = database_now(conn)
+        return db_now, db_now + self.seconds
+
+    def now(self, conn: Connection, now: float) -> float:
+        """The now that leases are compared with (for reads that take no lease)."""
+        return self.times(conn, now, now)[0]

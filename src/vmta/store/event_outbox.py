@@ -29,6 +29,7 @@ from vmta.domain.delivery_event import (
 )
 from vmta.domain.mailerq_result import result_entry
 from vmta.domain.spool_records import Outcome
+from vmta.store.db_clock import LeaseClock
 from vmta.store.store import Store
 from vmta.store.tables import (
     attempts,
@@ -196,9 +197,19 @@ class DestinationStatus:
 
 
 class EventOutbox:
-    def __init__(self, store: Store, owner: str, predecessors: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        predecessors: Sequence[str] = (),
+        *,
+        db_lease_seconds: float | None = None,
+    ) -> None:
+        """``db_lease_seconds``: on PostgreSQL, claims are timed by the database's clock
+        and last this long, as the spool's leases (``store/db_clock.LeaseClock``)."""
         self.store = store
         self.owner = owner
+        self.leases = LeaseClock(store.dialect, db_lease_seconds)
         # Earlier processes known to be gone (vmta.store.nodes): their claims are void too.
         self.predecessors = tuple(predecessors)
 
@@ -212,8 +223,9 @@ class EventOutbox:
         """Whether ``claim`` would find anything: a read, so that an idle sender polling
         an empty outbox never takes SQLite's write lock."""
         with self.store.read() as conn:
+            lease_now = self.leases.now(conn, now)
             found = conn.execute(
-                select(D.event_id).where(self._due(destination, now)).limit(1)
+                select(D.event_id).where(self._due(destination, lease_now)).limit(1)
             ).first()
         return found is not None
 
@@ -224,9 +236,10 @@ class EventOutbox:
         by this node until ``lease_until``: unclaimed ones, expired claims, and this
         node's own (a batch it is retrying)."""
         with self.store.write() as conn:
+            lease_now, lease_until = self.leases.times(conn, now, lease_until)
             due = (
                 select(D.event_id)
-                .where(self._due(destination, now))
+                .where(self._due(destination, lease_now))
                 .order_by(D.event_id)
                 .limit(limit)
             )
@@ -286,8 +299,9 @@ class EventOutbox:
     def status(self, now: float) -> list[DestinationStatus]:
         """Per destination with a backlog or a record: backlog, oldest event, claims,
         last error and last success."""
-        claimed = and_(D.lease_owner.is_not(None), D.lease_until >= now)
         with self.store.read() as conn:
+            lease_now = self.leases.now(conn, now)
+            claimed = and_(D.lease_owner.is_not(None), D.lease_until >= lease_now)
             counts = {
                 row.destination: row
                 for row in conn.execute(

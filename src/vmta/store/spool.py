@@ -35,7 +35,7 @@ from sqlalchemy import (
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
-from vmta.store.db_clock import database_now
+from vmta.store.db_clock import LeaseClock
 from vmta.store.nodes import beat
 from vmta.store.spool_inspection import SpoolInspection
 from vmta.store.spool_maintenance import SpoolMaintenance
@@ -94,7 +94,7 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
         (``vmta.store.nodes``) whose leases ``release_own_leases`` releases too."""
         self.store = store
         self.owner = owner
-        self.db_lease_seconds = db_lease_seconds if store.dialect == "postgresql" else None
+        self.leases = LeaseClock(store.dialect, db_lease_seconds)
         self.predecessors = tuple(predecessors)
         # Destinations that get an event for each outcome (docs/events.md); none: no
         # event is written and recording costs nothing more.
@@ -106,10 +106,7 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
         """(now, lease_until) of a lease decision: the caller's, or the database's."""
-        if self.db_lease_seconds is None:
-            return now, lease_until
-        db_now = database_now(conn)
-        return db_now, db_now + self.db_lease_seconds
+        return self.leases.times(conn, now, lease_until)
 
     # ---- accepting -----------------------------------------------------------------
 

@@ -3,6 +3,8 @@ creation order; POSTing a value again replaces its entry in place."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, RowMapping, delete, select
 
 from vmta.domain.suppression import Suppression, SuppressionType, suppression_key
@@ -28,6 +30,23 @@ class SuppressionRepository:
 
     def all(self) -> list[Suppression]:
         rows = self.conn.execute(select(mq_suppressions).order_by(S.id))
+        return [_from_row(row._mapping) for row in rows]
+
+    def first(self, limit: int) -> list[Suppression]:
+        """At most ``limit`` entries, in creation order (a full load is only for a short
+        list: the engine asks for ``limit + 1`` to learn whether the list is short)."""
+        rows = self.conn.execute(select(mq_suppressions).order_by(S.id).limit(limit))
+        return [_from_row(row._mapping) for row in rows]
+
+    def keys_from(self, first: int) -> list[tuple[int, str]]:
+        """(id, key) of the entries numbered ``first`` or more, in creation order."""
+        rows = self.conn.execute(select(S.id, S.value_key).where(S.id >= first).order_by(S.id))
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    def matching(self, keys: Sequence[str]) -> list[Suppression]:
+        """The entries whose key is one of ``keys``: one look-up of the unique index on
+        ``value_key``, whatever the number of entries."""
+        rows = self.conn.execute(select(mq_suppressions).where(S.value_key.in_(list(keys))))
         return [_from_row(row._mapping) for row in rows]
 
     def get(self, value: str) -> Suppression | None:

@@ -19,6 +19,7 @@ from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import JSON_TYPE, media_type, read_json
 from vmta.api.mailerq.schemas import body_spec, responses
 from vmta.domain.errors import InvalidRequest, ValidationFailed
+from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
 
 PATH = "/v1/inject"
@@ -91,6 +92,8 @@ def router() -> APIRouter:
             )
         except InvalidMqMessage as exc:
             raise ValidationFailed(f.sentence(exc.messages)) from None
+        except TooManyHops as exc:  # a mail loop (domain/mail_loops.py); nothing stored
+            raise ValidationFailed(f"The message is refused: {exc}.") from None
         return JSONResponse({"id": queue_id})
 
     api.routes.append(f.other_methods_route(PATH, "POST"))

@@ -1,0 +1,106 @@
+"""Sites: how many connections vmta opens to one MX that hosts many domains.
+
+    .venv/bin/python bench/sites.py [--cases 150x30,10000x1000]
+
+Method, printed with the figures:
+
+1. dnsmasq (on 127.0.0.1, a free port) publishes D domains whose one MX is
+   ``mx.shared.test`` at 127.0.0.30; a recording SMTP sink listens there (the tests'
+   peers: tests/peers/dns.py, tests/peers/sink.py) and counts connections.
+2. A data plane (spool on SQLite in a temporary directory, the delivery engine, the SMTP
+   listener) runs in this process with the default engine settings, no VirtualMTA
+   (direct MX delivery), and ``mx_allow_loopback`` (the MX is on loopback).
+3. N messages, one recipient each, spread evenly over the D domains, are injected over 4
+   SMTP sessions at once; the run ends when the sink has all N.
+
+Printed per case: connections the sink saw, most open at once, seconds. One path per
+domain opened at least one connection per domain (30 for 150x30).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import smtplib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' peers
+
+from tests.peers.dns import DnsmasqServer, DnsZone
+from tests.peers.sink import RecordingSink
+
+from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.server import bind_listener
+from vmta.runtime.settings import Listen
+from vmta.store.store import Store
+
+MX_IP = "127.0.0.30"
+SESSIONS = 4
+
+
+def send(port: int, recipients: list[str]) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+        for n, rcpt in enumerate(recipients):
+            client.sendmail("s@src.test", [rcpt], f"Subject: m{n}\r\n\r\nx\r\n")
+
+
+async def run_case(messages: int, domains: int, directory: Path) -> tuple[int, int, float]:
+    names = [f"d{n}.bench.test" for n in range(domains)]
+    zone = DnsZone().host("mx.shared.test", MX_IP)
+    for name in names:
+        zone.mx(name, "mx.shared.test", 10)
+    dns = DnsmasqServer(shutil.which("dnsmasq") or "/usr/sbin/dnsmasq").start(zone)
+    sink = RecordingSink(MX_IP, 0).start()
+    store = Store.open(f"sqlite:///{directory / 'vmta.db'}")
+    settings = DataPlaneSettings(
+        hostname="vmta-bench.test",
+        dns_servers=(dns.address,),
+        delivery_port=sink.port,
+        delivery_log=False,
+        mx_allow_loopback=True,
+    )
+    data_dir = directory / "data"
+    data_dir.mkdir()
+    plane = DataPlane(store, settings, data_dir)
+    sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
+    await plane.start(sock)
+    try:
+        port = sock.getsockname()[1]
+        recipients = [f"u{n}@{names[n % domains]}" for n in range(messages)]
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(asyncio.to_thread(send, port, recipients[i::SESSIONS]) for i in range(SESSIONS))
+        )
+        for _ in range(6000):  # at most 10 minutes
+            if len(sink.messages) >= messages:
+                break
+            await asyncio.sleep(0.1)
+        seconds = time.perf_counter() - started
+        return len(sink.connections), sink.max_concurrent, seconds
+    finally:
+        await plane.stop()
+        store.close()
+        sink.stop()
+        dns.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", default="150x30,10000x1000")
+    args = parser.parse_args()
+    for case in args.cases.split(","):
+        messages, domains = (int(part) for part in case.split("x"))
+        with tempfile.TemporaryDirectory() as tmp:
+            connections, most, seconds = asyncio.run(run_case(messages, domains, Path(tmp)))
+        print(
+            f"{messages:>6,} messages to {domains:>5,} domains at one MX:"
+            f" {connections:4} connections ({most} at most at once), {seconds:.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
