@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.domain.dkim_key import DkimKey
 from vmta.domain.errors import ValidationFailed
 from vmta.signing import keyring as keyring_module
