@@ -348,6 +348,19 @@ class DataPlane:
         self.journal.close()
         self.delivery_log.close()
 
+    def dependencies(self) -> dict[str, Any]:
+        """The links to the services vmta needs only for part of its work (RabbitMQ):
+        each up, or down since when and why (``/api/health``; start-up never waits for
+        them, docs/cluster.md)."""
+        links: dict[str, Any] = {}
+        for destination in self.events.destinations:
+            link = getattr(destination, "link", None)
+            if link is not None:
+                links[f"events:{destination.name}"] = link.report()
+        if self.outbox is not None:
+            links["amqp_outbox"] = self.outbox.link.report()
+        return links
+
     def state(self) -> dict[str, Any]:
         return {
             "running": not self.engine.stopping,
