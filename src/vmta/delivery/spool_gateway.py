@@ -19,6 +19,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.committer import BatchRunner
 from vmta.domain.spool_records import Job, NewMessage, Outcome
+from vmta.store.database import as_unavailable
 from vmta.store.spool import SqlSpool
 
 P = ParamSpec("P")
@@ -165,16 +166,22 @@ class SpoolGateway:
         """Returns once the message is committed. With ``claim`` its recipients are
         leased to this node and returned; otherwise they wait for a poll."""
         lease = now + self.lease_seconds if claim else None
-        result = await self._writes.submit(Pending(message, lease))
+        try:
+            result = await self._writes.submit(Pending(message, lease))
+        except Exception as exc:
+            raise as_unavailable(exc)  # noqa: B904 - its cause is set
         if isinstance(result, BaseException):
-            raise result
+            raise as_unavailable(result)
         assert isinstance(result, list)
         return result
 
     async def record(self, outcome: Outcome) -> None:
-        problem = await self._writes.submit(outcome)
+        try:
+            problem = await self._writes.submit(outcome)
+        except Exception as exc:
+            raise as_unavailable(exc)  # noqa: B904 - its cause is set
         if isinstance(problem, BaseException):
-            raise problem
+            raise as_unavailable(problem)
 
     # ---- other work on the writer thread -------------------------------------------------
 
@@ -202,7 +209,10 @@ class SpoolGateway:
         """The message's body, or None once it is deleted. Reads that arrive while one
         is on its way share the next query: one hand-over to the reader thread and back
         for many connections' messages instead of one each."""
-        return await self._body_reads.submit(message_id)
+        try:
+            return await self._body_reads.submit(message_id)
+        except Exception as exc:
+            raise as_unavailable(exc)  # noqa: B904 - its cause is set
 
     def _read_bodies(self, message_ids: Sequence[str]) -> list[bytes | None]:
         found = self.spool.bodies(message_ids)

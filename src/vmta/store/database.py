@@ -20,7 +20,14 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import URL, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from vmta.domain.errors import PermanentError, TemporaryError
 
@@ -134,6 +141,22 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
             f"cannot open database {safe_url(parsed)}: {reason_of(exc, parsed)}"
         ) from None
     return engine
+
+
+# What says the database is away rather than that it refused a statement: a lost or
+# refused connection, a timeout (TCP user timeout, statement timeout), a full pool.
+_AWAY = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, TimeoutError, OSError)
+
+
+def as_unavailable(exc: BaseException) -> BaseException:
+    """``exc`` as DatabaseUnavailable when it says the database is away (a TemporaryError:
+    what waits for the database waits on), else unchanged."""
+    if isinstance(exc, TemporaryError) or not isinstance(exc, _AWAY):
+        return exc
+    text = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0][:300]
+    error = DatabaseUnavailable(f"the database is unavailable: {type(exc).__name__}: {text}")
+    error.__cause__ = exc
+    return error
 
 
 def reason_of(exc: SQLAlchemyError, url: URL) -> str:

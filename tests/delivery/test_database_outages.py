@@ -1,0 +1,114 @@
+"""PostgreSQL failing as a network fails it, with a TCP forwarder of the test's own between
+vmta and the real server at 127.0.0.1:5432 (the server itself is never stopped): cuts
+during a delivery run strand no accepted recipient (a body read, an outcome write or a
+lease renewal that fails puts the delivery back or defers it), counted at a real sink."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.delivery.conftest import FAST, RunningPlane, eventually
+from tests.peers.forwarder import TcpForwarder
+from tests.peers.sink import RecordingSink
+from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.server import bind_listener
+from vmta.runtime.settings import Listen
+from vmta.store.store import Store
+
+pytestmark = pytest.mark.peers
+
+
+@pytest.fixture
+def pg_forwarder(pg_url: str) -> Iterator[tuple[TcpForwarder, str]]:
+    """A forwarder to the server of ``pg_url`` (migrated), and the URL through it."""
+    Store.open(pg_url).close()  # migrated directly, not through the forwarder
+    real = make_url(pg_url)
+    with TcpForwarder(real.host or "127.0.0.1", real.port or 5432) as forwarder:
+        through = real.set(host="127.0.0.1", port=forwarder.port)
+        yield forwarder, through.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def cut_plane(
+    pg_forwarder: tuple[TcpForwarder, str], tmp_path: Path
+) -> AsyncIterator[tuple[RunningPlane, TcpForwarder]]:
+    forwarder, url = pg_forwarder
+    store = Store.open(url, migrate=False)
+    data_dir = tmp_path / "plane"
+    data_dir.mkdir()
+    plane = DataPlane(store, DataPlaneSettings(hostname="vmta.test", engine=FAST), data_dir)
+    sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
+    await plane.start(sock)
+    try:
+        yield RunningPlane(plane, sock.getsockname()[1], store), forwarder
+    finally:
+        forwarder.restore()
+        await plane.stop()
+        store.close()
+
+
+def try_send(port: int, subject: str) -> bool:
+    """One message over real SMTP; True when vmta answered 250 (accepted)."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+            client.sendmail(
+                "sender@src.test",
+                ["rcpt@dest.test"],
+                f"From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode(),
+            )
+        return True
+    except (smtplib.SMTPException, OSError):
+        return False
+
+
+def seen(sink: RecordingSink) -> Counter[str]:
+    return Counter(t.data.split(b"Subject: ")[1].split(b"\r\n")[0].decode() for t in sink.messages)
+
+
+async def test_repeated_cuts_during_delivery_strand_no_accepted_recipient(
+    cut_plane: tuple[RunningPlane, TcpForwarder], sink_factory: Any
+) -> None:
+    plane, forwarder = cut_plane
+    sink = sink_factory()
+    sink.data_delay = 0.05  # deliveries in flight while the cuts come
+    plane.add_relay("relay-1", sink.port)
+    plane.set_default("relay-1")
+    accepted: list[str] = []
+    done = asyncio.Event()
+
+    async def inject() -> None:
+        try:
+            for n in range(60):
+                subject = f"m{n}"
+                if await asyncio.to_thread(try_send, plane.smtp_port, subject):
+                    accepted.append(subject)
+        finally:
+            done.set()
+
+    async def cut_repeatedly() -> int:
+        cuts = 0
+        while not done.is_set() and cuts < 12:  # bounded
+            await asyncio.sleep(0.25)
+            forwarder.cut()
+            cuts += 1
+        return cuts
+
+    _, cuts = await asyncio.gather(inject(), cut_repeatedly())
+    assert cuts >= 3, "the run ended before the cuts"
+    assert len(accepted) >= 10, f"too few accepted to tell anything: {accepted}"
+    # The database is back (each cut is over at once): every accepted message is sent,
+    # within the contract's 60 s, not at a lease expiry (300 s here).
+    await eventually(
+        lambda: set(accepted) <= set(seen(sink)),
+        timeout=60,
+        what=f"every accepted message at the sink; missing {set(accepted) - set(seen(sink))}",
+    )
+    await eventually(lambda: plane.plane.engine.in_memory == 0, what="memory emptied")
