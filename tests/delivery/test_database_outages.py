@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -112,3 +113,59 @@ async def test_repeated_cuts_during_delivery_strand_no_accepted_recipient(
         what=f"every accepted message at the sink; missing {set(accepted) - set(seen(sink))}",
     )
     await eventually(lambda: plane.plane.engine.in_memory == 0, what="memory emptied")
+
+
+def timed_send(port: int, subject: str) -> tuple[int, float, str]:
+    """One transaction over real SMTP, timed from the end of DATA to vmta's reply:
+    (reply code, seconds, queue id or reply text). 0 when the session itself failed."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+        client.ehlo()
+        client.mail("sender@src.test")
+        client.rcpt("rcpt@dest.test")
+        started = time.monotonic()
+        try:
+            code, reply = client.data(
+                f"From: sender@src.test\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
+            )
+        except smtplib.SMTPServerDisconnected:
+            return 0, time.monotonic() - started, "disconnected"
+        return code, time.monotonic() - started, reply.decode().rsplit(" ", 1)[-1]
+
+
+PARTITION = 35.0  # seconds: longer than the 30 s the contract allows an answer to take
+
+
+async def test_a_silent_partition_answers_every_injection_within_30_seconds(
+    cut_plane: tuple[RunningPlane, TcpForwarder], sink_factory: Any
+) -> None:
+    plane, forwarder = cut_plane
+    sink = sink_factory()
+    plane.add_relay("relay-1", sink.port)
+    plane.set_default("relay-1")
+    assert (await asyncio.to_thread(timed_send, plane.smtp_port, "before"))[0] == 250
+    forwarder.blackhole()  # nothing passes, nothing is reset: the server is just silent
+    answers: list[tuple[int, float, str]] = []
+    started = time.monotonic()
+
+    async def client(n: int) -> None:
+        sent = 0
+        while time.monotonic() - started < PARTITION - 5 and sent < 20:  # bounded
+            answers.append(await asyncio.to_thread(timed_send, plane.smtp_port, f"c{n}-{sent}"))
+            sent += 1
+
+    await asyncio.gather(*(client(n) for n in range(3)))
+    await asyncio.sleep(max(0.0, PARTITION - (time.monotonic() - started)))
+    forwarder.restore()
+    assert answers, "no transaction was tried during the partition"
+    assert all(seconds <= 30.0 for _, seconds, _ in answers), answers
+    assert {code for code, _, _ in answers} <= {250, 451}, answers
+    assert any(code == 451 for code, _, _ in answers)
+    # Back: mail is taken again (bounded), and nothing was acknowledged without a commit.
+    for _ in range(60):
+        code, _, queue_id = await asyncio.to_thread(timed_send, plane.smtp_port, "after")
+        if code == 250:
+            break
+        await asyncio.sleep(1)
+    assert code == 250
+    acknowledged = [qid for code, _, qid in answers if code == 250] + [queue_id]
+    assert all(plane.message(qid) is not None for qid in acknowledged)

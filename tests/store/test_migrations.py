@@ -83,3 +83,28 @@ def test_unknown_revision_is_refused_clearly(engine: Engine) -> None:
     assert "from_the_future" in message
     assert message.startswith("cannot migrate database ")
     assert database.current_revision(engine) == "from_the_future"
+
+
+def test_postgresql_connections_fail_rather_than_hang(pg_url: str) -> None:
+    """TCP keepalives, a TCP user timeout and server-side timeouts on every connection
+    (docs/outages.md); the URL's own options (its search_path) are kept."""
+    from sqlalchemy import text
+
+    from vmta.store.database import create_db_engine
+
+    engine = create_db_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            shown = {
+                name: conn.execute(text(f"SHOW {name}")).scalar()
+                for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+            }
+            schema = conn.execute(text("SELECT current_schemas(false)")).scalar()
+            params = conn.connection.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    assert shown == {"statement_timeout": "1min", "idle_in_transaction_session_timeout": "1min"}
+    assert params["keepalives"] == "1" and params["tcp_user_timeout"] == "20000"
+    assert params["keepalives_idle"] == "10" and params["keepalives_count"] == "3"
+    assert pg_url.rsplit("%3D", 1)[1] in params["options"]
+    assert schema is not None

@@ -19,7 +19,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.committer import BatchRunner
 from vmta.domain.spool_records import Job, NewMessage, Outcome
-from vmta.store.database import as_unavailable
+from vmta.store.database import DatabaseUnavailable, as_unavailable
 from vmta.store.spool import SqlSpool
 
 P = ParamSpec("P")
@@ -35,6 +35,9 @@ class Pending:
 
 
 WriteItem = Pending | Outcome
+# Seconds an accept may wait for its commit before the client is told 451 (contract:
+# within 30 s, whatever the database does).
+ACCEPT_DEADLINE = 25.0
 
 
 def _lease(pending: Iterable[Pending]) -> float | None:
@@ -58,8 +61,10 @@ class SpoolGateway:
         lease_seconds: float,
         max_batch: int = 500,
         observer: CommitObserver | None = None,
+        accept_deadline: float = ACCEPT_DEADLINE,
     ) -> None:
         self.spool = spool
+        self.accept_deadline = accept_deadline
         self.lease_seconds = lease_seconds
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
@@ -167,7 +172,18 @@ class SpoolGateway:
         leased to this node and returned; otherwise they wait for a poll."""
         lease = now + self.lease_seconds if claim else None
         try:
-            result = await self._writes.submit(Pending(message, lease))
+            # A deadline of its own: a database that stops answering without resetting
+            # the connection (a partition that still acknowledges at the TCP level
+            # defeats keepalives and the TCP user timeout) must cost the client at most
+            # this long before its 451. The commit may still happen later; it was not
+            # acknowledged, so the worst is a message the client sends again.
+            result = await asyncio.wait_for(
+                self._writes.submit(Pending(message, lease)), self.accept_deadline
+            )
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"the database did not answer within {self.accept_deadline:.0f} s"
+            ) from None
         except Exception as exc:
             raise as_unavailable(exc)  # noqa: B904 - its cause is set
         if isinstance(result, BaseException):

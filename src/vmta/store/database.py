@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 PG_CONNECT_TIMEOUT = 10  # seconds; an unreachable host fails start-up instead of hanging
+# A PostgreSQL server that stops answering without resetting the connection (a partition,
+# a dead host) must not hold a connection for the ~15 minutes of Linux's retransmission
+# defaults: TCP keepalives probe an idle connection (libpq keepalives_*), and a TCP user
+# timeout (RFC 5482; Linux TCP_USER_TIMEOUT, libpq tcp_user_timeout) drops one whose sent
+# data stays unacknowledged. The server ends a statement that runs too long, and a
+# transaction whose client went silent (its locks on recipients released).
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5}
+PG_KEEPALIVE_COUNT = 3
+PG_TCP_USER_TIMEOUT_MS = 20_000
+PG_STATEMENT_TIMEOUT_MS = 60_000
+PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
 # The drivers vmta ships with (pyproject: psycopg 3; sqlite3 is in the standard library).
 _DRIVERS = {
@@ -123,8 +134,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     else:
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True
-        if "connect_timeout" not in parsed.query:
-            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
+        kwargs["connect_args"] = pg_connect_args(parsed)
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -157,6 +167,32 @@ def as_unavailable(exc: BaseException) -> BaseException:
     error = DatabaseUnavailable(f"the database is unavailable: {type(exc).__name__}: {text}")
     error.__cause__ = exc
     return error
+
+
+def pg_connect_args(url: URL) -> dict[str, Any]:
+    """libpq parameters for a connection that fails rather than hangs (see above). What
+    the URL sets itself wins; server settings are added to its ``options``."""
+    query = url.query
+    args: dict[str, Any] = {}
+    defaults: dict[str, Any] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT,
+        **PG_KEEPALIVES,
+        "keepalives_count": PG_KEEPALIVE_COUNT,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+    }
+    for key, value in defaults.items():
+        if key not in query:
+            args[key] = value
+    own = query.get("options", "")
+    options = own if isinstance(own, str) else " ".join(own)
+    for name, value in (
+        ("statement_timeout", PG_STATEMENT_TIMEOUT_MS),
+        ("idle_in_transaction_session_timeout", PG_IDLE_IN_TRANSACTION_TIMEOUT_MS),
+    ):
+        if name not in options:
+            options = f"{options} -c {name}={value}".strip()
+    args["options"] = options
+    return args
 
 
 def reason_of(exc: SQLAlchemyError, url: URL) -> str:
