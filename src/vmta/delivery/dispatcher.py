@@ -236,8 +236,17 @@ class Dispatcher:
             self.wake_at(queue, now + gap)
             return False
         limits = self.limits_of(queue)
-        limit = limits.max_concurrent_connections or self.settings.unlimited_connections
-        token = await self._throttles.acquire_connection(queue.throttle, limit)
+        configured = limits.max_concurrent_connections
+        if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
+            limit = configured or self.settings.unlimited_connections
+            token = await self._throttles.acquire_connection(queue.throttle, limit)
+        elif self._open_on_throttle(queue.throttle) >= self.settings.unlimited_connections:
+            return False  # this node's own cap; a connection that closes pumps again
+        else:
+            # No limit (0) on a shared backend: nothing to share, so the cap above is
+            # counted here and Redis is never asked (docs/cluster.md: such paths need no
+            # Redis, and go on while it is away).
+            token = await self._throttles.acquire_connection(queue.throttle, 0)
         if token is None:
             if not isinstance(self._throttles, LocalThrottles):
                 # Slots held by other nodes come back without telling this one.
@@ -260,6 +269,9 @@ class Dispatcher:
         queue.connections += 1
         self._spawn(self._open_connection(self, queue, token, queue.waiting.popleft()))
         return True
+
+    def _open_on_throttle(self, throttle: str) -> int:
+        return sum(q.connections for q in self._by_throttle.get(throttle, ()))
 
     def connection_closed(self, queue: PathQueue) -> None:
         """A connection of ``queue`` ended (its slot is released): the slot may serve this

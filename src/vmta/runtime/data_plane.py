@@ -349,7 +349,8 @@ class DataPlane:
         self.delivery_log.close()
 
     def dependencies(self) -> dict[str, Any]:
-        """The links to the services vmta needs only for part of its work (RabbitMQ):
+        """The links to the services vmta needs only for part of its work (RabbitMQ,
+        Redis):
         each up, or down since when and why (``/api/health``; start-up never waits for
         them, docs/cluster.md)."""
         links: dict[str, Any] = {}
@@ -359,6 +360,9 @@ class DataPlane:
                 links[f"events:{destination.name}"] = link.report()
         if self.outbox is not None:
             links["amqp_outbox"] = self.outbox.link.report()
+        redis = getattr(self.throttles, "link", None)  # Redis throttles: limited paths wait
+        if redis is not None:
+            links["redis_throttles"] = redis.report()
         return links
 
     def state(self) -> dict[str, Any]:
