@@ -41,6 +41,7 @@ from vmta.runtime.settings import Settings, SettingsError
 from vmta.runtime.throttles import PACING_FILE, throttle_backend, throttle_backoffs
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.listener import Listener, ListenerSettings, start_listener
+from vmta.smtp.session_counts import SharedSessionCounts
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
@@ -49,6 +50,8 @@ from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 log = logging.getLogger(__name__)
+
+SESSION_COUNTS = "smtp-sessions.counts"  # smtp/session_counts.py
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class DataPlaneSettings:
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
+    workers: int = 1  # VMTA_WORKERS: more than 1 shares the session counts of the node
 
 
 class CommitNotifier:
@@ -161,6 +165,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
             },
             sender=SenderSettings(retry_max=settings.events_retry_max),
         ),
+        workers=settings.workers,
     )
 
 
@@ -289,6 +294,12 @@ class DataPlane:
             )
         self.auth_gate = AuthGate(self.check_credentials)
         self.listener: Listener | None = None
+        # Session caps and stress for the node, whatever VMTA_WORKERS is.
+        self.session_counts: SharedSessionCounts | None = None
+        if settings.workers > 1:
+            self.session_counts = SharedSessionCounts(
+                data_dir / SESSION_COUNTS, worker, settings.workers
+            )
 
     def check_credentials(self, name: str, secret: str) -> bool:
         """May ``name`` and ``secret`` authenticate over SMTP? A ``submit`` credential may;
@@ -314,6 +325,7 @@ class DataPlane:
                 tls_context=tls_context(self.settings.tls_cert, self.settings.tls_key),
                 relay_networks=list(self.settings.relay_networks),
                 caps=self.settings.session_caps,
+                session_counts=self.session_counts,
             )
             self.listener = await start_listener(
                 smtp_socket, self.intake, listener, self.auth_gate, self.metrics
@@ -339,6 +351,8 @@ class DataPlane:
             await self.outbox.stop()
         if self.listener is not None:
             await self.listener.stop(self.settings.shutdown_grace)
+        if self.session_counts is not None:
+            self.session_counts.close()
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()

@@ -28,6 +28,7 @@ from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.chunked_data import ChunkedDataSMTP
 from vmta.smtp.mail_path import has_control_character, plain_path
 from vmta.smtp.sasl_exchange import SaslExchange
+from vmta.smtp.session_counts import SharedSessionCounts
 from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class ListenerSettings:
     relay_networks: Sequence[Network] = field(default_factory=list)
     max_recipients: int = MAX_RECIPIENTS
     caps: SessionCaps = field(default_factory=SessionCaps)
+    # The node's session counts shared with the other worker processes (VMTA_WORKERS > 1).
+    session_counts: SharedSessionCounts | None = None
 
 
 class InjectionObserver(Protocol):
@@ -309,7 +312,8 @@ async def start_listener(
     observer: InjectionObserver | None = None,
 ) -> Listener:
     handler = InjectionHandler(intake, settings, observer)
-    registry = SessionRegistry(settings.caps, settings.hostname)
+    registry = SessionRegistry(settings.caps, settings.hostname, settings.session_counts)
+    registry.start()
 
     def factory() -> SMTP:
         return InjectionSMTP(
