@@ -169,3 +169,23 @@ async def test_a_silent_partition_answers_every_injection_within_30_seconds(
     assert code == 250
     acknowledged = [qid for code, _, qid in answers if code == 250] + [queue_id]
     assert all(plane.message(qid) is not None for qid in acknowledged)
+
+
+async def test_refusals_during_an_outage_log_one_traceback_then_a_line_each(
+    cut_plane: tuple[RunningPlane, TcpForwarder], caplog: pytest.LogCaptureFixture
+) -> None:
+    plane, forwarder = cut_plane
+    forwarder.refuse()  # the server's port resets every connection
+    plane.plane.store.engine.dispose()  # no pooled connection outlives the cut
+    codes = [(await asyncio.to_thread(timed_send, plane.smtp_port, f"m{n}"))[0] for n in range(4)]
+    assert codes == [451] * 4
+    refusals = [r for r in caplog.records if "could not store a message" in r.getMessage()]
+    assert len(refusals) == 4
+    assert [bool(r.exc_info) for r in refusals] == [True, False, False, False]
+    assert all("DatabaseUnavailable" in r.getMessage() for r in refusals[1:])  # why, on one line
+    forwarder.restore()
+    for _ in range(60):  # bounded
+        if (await asyncio.to_thread(timed_send, plane.smtp_port, "back"))[0] == 250:
+            break
+        await asyncio.sleep(0.5)
+    assert any("works again after" in r.getMessage() for r in caplog.records)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
+from vmta.delivery.outage_log import OutageLog
 from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
 from vmta.smtp.auth_gate import AuthGate
@@ -32,6 +33,7 @@ from vmta.smtp.session_counts import SharedSessionCounts
 from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 log = logging.getLogger(__name__)
+store_outage = OutageLog(log, "storing injected messages")
 
 # The kernel's queue of connections not yet accepted (listen(2)), shared by every process.
 ACCEPT_QUEUE = 1024
@@ -130,9 +132,12 @@ class InjectionHandler:
             # sending it again unchanged would fail the same way, so the reply is permanent.
             reason = "; ".join(exc.messages).replace("\r", " ").replace("\n", " ")[:400]
             return f"554 5.6.0 Bad x-mq-* header: {reason}"
-        except Exception:
-            log.exception("could not store a message from %s", client_ip)
+        except Exception as exc:
+            # A database outage refuses every message: one traceback for the outage,
+            # then a line each (delivery/outage_log.py).
+            store_outage.failed("could not store a message from %s", exc, client_ip)
             return "451 4.3.0 Could not store the message; try again later"
+        store_outage.worked()
         if self.observer is not None:
             self.observer.injected(time.perf_counter() - started)
         return f"250 2.0.0 OK: queued as {queue_id}"
@@ -222,6 +227,14 @@ class InjectionSMTP(ChunkedDataSMTP, SaslExchange):
         if self.loop.time() < self._idle_deadline:  # active since the timer was armed
             self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
         else:
+            # RFC 5321 §3.8: a server that closes a session says 421 first (aiosmtpd
+            # closes silently); the stress timeout ends idle sessions this way.
+            transport = self.transport
+            if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+                transport.write(
+                    f"421 4.4.2 {self.registry.hostname} Idle too long, closing"
+                    " connection\r\n".encode("ascii", "replace")
+                )
             self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: logs, closes
 
     def stress_began(self) -> None:
