@@ -69,8 +69,14 @@ class SpoolGateway:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
         # Accepts and outcomes share one runner: a writer cycle commits both at once.
+        # An accept whose client was already told 451 (its deadline passed while it
+        # waited behind a commit that hung) is not committed afterwards: the client sends
+        # it again. An outcome is always written.
         self._writes: BatchRunner[WriteItem, object] = BatchRunner(
-            self._writer, self._write_cycle, max_batch=max_batch * 4
+            self._writer,
+            self._write_cycle,
+            max_batch=max_batch * 4,
+            abandoned=lambda item: isinstance(item, Pending),
         )
         self._max_accepts = max_batch
         self._body_reads: BatchRunner[str, bytes | None] = BatchRunner(
