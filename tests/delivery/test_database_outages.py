@@ -6,6 +6,7 @@ lease renewal that fails puts the delivery back or defers it), counted at a real
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 import time
 from collections import Counter
@@ -190,6 +191,12 @@ async def test_refusals_during_an_outage_log_one_traceback_then_a_line_each(
     assert len(refusals) == 4
     assert [bool(r.exc_info) for r in refusals] == [True, False, False, False]
     assert all("DatabaseUnavailable" in r.getMessage() for r in refusals[1:])  # why, on one line
+
+    def polls() -> list[logging.LogRecord]:  # the spool is polled every 0.1 s here
+        return [r for r in caplog.records if "polling the spool failed" in r.getMessage()]
+
+    await eventually(lambda: len(polls()) >= 3, what="polls failing")
+    assert [bool(r.exc_info) for r in polls()][:3] == [True, False, False]
     forwarder.restore()
     for _ in range(60):  # bounded
         if (await asyncio.to_thread(timed_send, plane.smtp_port, "back"))[0] == 250:

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.supervisor import supervised
 from vmta.store.event_outbox import DestinationStatus, EventOutbox, PendingEvent
 
 log = logging.getLogger(__name__)
+outbox_outage = OutageLog(log, "reading the event outbox")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -186,9 +188,13 @@ class EventSender:
             woken.clear()  # before the look: a commit from now on sets it again
             try:
                 batch = await self._claim(destination.name, look_first=not busy)
-            except Exception:
-                log.exception("reading the event outbox for %s failed", destination.name)
+            except Exception as exc:  # polled every second: one traceback per outage
+                outbox_outage.failed(
+                    "reading the event outbox for %s failed", exc, destination.name
+                )
                 batch = []
+            else:
+                outbox_outage.worked()
             busy = bool(batch)
             if not batch:
                 await self._idle(woken)

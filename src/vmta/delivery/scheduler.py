@@ -19,6 +19,7 @@ from vmta.domain.spool_records import Job
 
 log = logging.getLogger(__name__)
 heartbeat_outage = OutageLog(log, "renewing leases")
+poll_outage = OutageLog(log, "polling the spool")  # every second: one traceback an outage
 HEARTBEAT_RETRY = 5.0  # seconds between lease renewals while they fail
 
 
@@ -104,8 +105,10 @@ class Scheduler:
                         self._spawn(self._dispatch(jobs))
                         if len(jobs) == self.settings.claim_batch:
                             continue  # more may be due: do not wait
-            except Exception:
-                log.exception("polling the spool failed; trying again")
+            except Exception as exc:
+                poll_outage.failed("polling the spool failed; trying again", exc)
+            else:
+                poll_outage.worked()
             self._due_now.clear()
             sleeper = asyncio.ensure_future(self._clock.sleep(self.settings.poll_interval))
             waker = asyncio.ensure_future(self._due_now.wait())
