@@ -108,3 +108,20 @@ def test_postgresql_connections_fail_rather_than_hang(pg_url: str) -> None:
     assert params["keepalives_idle"] == "10" and params["keepalives_count"] == "3"
     assert pg_url.rsplit("%3D", 1)[1] in params["options"]
     assert schema is not None
+
+
+def test_migrations_run_without_the_statement_timeout(pg_url: str) -> None:
+    """An index over a large spool may take longer than a running vmta's statement may."""
+    from sqlalchemy import text
+
+    from vmta.store.database import _without_statement_timeout, create_db_engine
+
+    engine = create_db_engine(pg_url)
+    migrating = _without_statement_timeout(engine)
+    try:
+        with migrating.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1min"
+    finally:
+        migrating.dispose()
+        engine.dispose()

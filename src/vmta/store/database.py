@@ -28,6 +28,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import NullPool
 
 from vmta.domain.errors import PermanentError, TemporaryError
 
@@ -237,11 +238,24 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
+def _without_statement_timeout(engine: Engine) -> Engine:
+    """For a migration: an index built over a large spool may rightly take longer than
+    a statement of the running vmta is allowed to (PostgreSQL only)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    args = pg_connect_args(engine.url)
+    args["options"] = args["options"].replace(
+        f"statement_timeout={PG_STATEMENT_TIMEOUT_MS}", "statement_timeout=0"
+    )
+    return create_engine(engine.url, poolclass=NullPool, connect_args=args)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the schema to ``revision`` (Alembic); harmless when it is there already."""
     before = current_revision(engine)
+    migrating = _without_statement_timeout(engine)
     try:
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(alembic_config(migrating), revision)
     except CommandError as exc:
         # Typically: the database was migrated by a newer vmta, whose revision this one
         # does not know. Refuse rather than guess.
@@ -253,6 +267,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         raise DatabaseUnavailable(
             f"migrating database {safe_url(engine.url)} failed: {reason_of(exc, engine.url)}"
         ) from None
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
     after = current_revision(engine)
     if after != before:
         log.info("database schema migrated from %s to %s", before or "empty", after)
