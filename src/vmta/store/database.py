@@ -240,7 +240,8 @@ def head_revision() -> str | None:
 
 def _without_statement_timeout(engine: Engine) -> Engine:
     """For a migration: an index built over a large spool may rightly take longer than
-    a statement of the running vmta is allowed to (PostgreSQL only)."""
+    a statement of the running vmta is allowed to (PostgreSQL only; no pool to dispose:
+    each connection closes when the migration is done with it)."""
     if engine.dialect.name != "postgresql":
         return engine
     args = pg_connect_args(engine.url)
@@ -253,9 +254,8 @@ def _without_statement_timeout(engine: Engine) -> Engine:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the schema to ``revision`` (Alembic); harmless when it is there already."""
     before = current_revision(engine)
-    migrating = _without_statement_timeout(engine)
     try:
-        command.upgrade(alembic_config(migrating), revision)
+        command.upgrade(alembic_config(_without_statement_timeout(engine)), revision)
     except CommandError as exc:
         # Typically: the database was migrated by a newer vmta, whose revision this one
         # does not know. Refuse rather than guess.
@@ -267,9 +267,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         raise DatabaseUnavailable(
             f"migrating database {safe_url(engine.url)} failed: {reason_of(exc, engine.url)}"
         ) from None
-    finally:
-        if migrating is not engine:
-            migrating.dispose()
     after = current_revision(engine)
     if after != before:
         log.info("database schema migrated from %s to %s", before or "empty", after)
