@@ -1,6 +1,6 @@
 """The SMTP AUTH credential check has a deadline, as every database wait on the
 injection path: a database that went silent costs the client the deadline, then a
-temporary error (the session ends with 421), and the client is not counted as a guesser."""
+temporary error (the client gets 421 4.3.0), and it is not counted as a guesser."""
 
 from __future__ import annotations
 
