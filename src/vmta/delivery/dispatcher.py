@@ -24,6 +24,7 @@ from typing import Any
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.host_throttles import HostThrottles
+from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
 from vmta.delivery.ready_queue import ConnectionRate, Delivery, PathQueue
@@ -34,8 +35,11 @@ from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
 from vmta.domain.virtual_mta import Limits
+from vmta.store.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+routing_outage = OutageLog(log, "reading the configuration to route")
+DATABASE_RECHECK = 5.0  # seconds: a recipient released for want of its configuration
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 # Runs one connection: (dispatcher, queue, connection slot token, first delivery).
@@ -104,10 +108,23 @@ class Dispatcher:
         for message_jobs in by_message.values():
             try:
                 await self._route(message_jobs)
+            except DatabaseUnavailable as exc:
+                # The configuration could not be read: not an attempt (no event, no retry
+                # counted). Released, due again shortly, once the database takes it.
+                routing_outage.failed(
+                    "routing message %s failed; released until the database answers",
+                    exc,
+                    message_jobs[0].message_id,
+                )
+                await self._recorder.release(
+                    message_jobs, self._clock.now() + DATABASE_RECHECK, "Waiting for the database."
+                )
             except Exception as exc:
                 log.exception("routing message %s failed", message_jobs[0].message_id)
                 reply = ReplyLine(451, f"4.3.0 internal routing error: {type(exc).__name__}")
                 await self._recorder.defer_all(message_jobs, reply, None)
+            else:
+                routing_outage.worked()
 
     async def _route(self, jobs: list[Job]) -> None:
         now = self._clock.now()
