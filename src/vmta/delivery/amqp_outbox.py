@@ -53,6 +53,7 @@ PREFETCH = 64  # messages in flight per consumer: enough to fill a batch commit
 RETRY_PAUSE = 2.0  # seconds before a message the spool could not take is returned
 HEARTBEAT = 10  # seconds (AMQP heartbeat): a broker gone silent is noticed within ~2 of them
 CONNECT_TIMEOUT = 10.0
+FIRST_ATTEMPT = 5.0  # seconds start() waits, at most, for the first connection
 
 
 class MqIntake(Protocol):
@@ -98,15 +99,22 @@ class OutboxConsumer:
         self._tag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()  # the connection or the channel closed
+        self._attempted = asyncio.Event()  # the first connection was made or failed
         self._stopping = False
         self.link = LinkState("rabbitmq-outbox")
         self.accepted = 0
         self.rejected = 0
 
-    async def start(self) -> None:
-        """Start consuming in the background: never waits for the broker."""
+    async def start(self, first_attempt: float = FIRST_ATTEMPT) -> None:
+        """Start consuming in the background. Waits at most ``first_attempt`` seconds for
+        the first connection to be made or to fail (a caller that publishes right after
+        finds the queue declared); `vmta serve` passes 0 and never waits for the broker."""
         self._stopping = False
+        self._attempted.clear()
         self._task = asyncio.create_task(self._run(), name="amqp-outbox")
+        if first_attempt > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._attempted.wait(), first_attempt)
 
     async def _run(self) -> None:
         """Connect, consume until the link is lost, wait, again: until stopped."""
@@ -124,6 +132,7 @@ class OutboxConsumer:
                 log.exception("the AMQP outbox consumer failed")
                 reason = f"RabbitMQ {target}: {type(exc).__name__}: {exc}"
             else:
+                self._attempted.set()
                 if self.link.connected():
                     log.info("consuming MailerQ messages from RabbitMQ queue %s", self.queue_name)
                 delay = self._retry_initial
@@ -132,6 +141,7 @@ class OutboxConsumer:
                     return
                 reason = f"RabbitMQ {target}: connection lost"
             await self._teardown()
+            self._attempted.set()
             if self.link.lost(reason, delay):
                 log.warning(
                     "AMQP outbox %s: %s; reconnecting (at most %.0f s apart)",

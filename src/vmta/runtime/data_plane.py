@@ -331,7 +331,7 @@ class DataPlane:
                 smtp_socket, self.intake, listener, self.auth_gate, self.metrics
             )
         if self.outbox is not None:
-            await self.outbox.start()
+            await self.outbox.start(first_attempt=0)  # never waits for the broker
 
     def stop_accepting(self) -> None:
         """Refuse new SMTP connections from now on (the first thing on SIGTERM)."""
