@@ -20,7 +20,7 @@ def basic(name: str, secret: str) -> str:
 
 def test_health_needs_no_credentials(anonymous: TestClient) -> None:
     response = anonymous.get("/api/health")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.status_code == 200 and response.json() == {"status": "ok", "dependencies": {}}
 
 
 @pytest.mark.one_database  # request validation only: the database adds nothing

@@ -192,7 +192,7 @@ def test_first_start_serves_the_api_with_a_fresh_admin_token(
     secret = token_file.read_text(encoding="ascii").strip()
 
     health = server.client().get("/api/health")
-    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    assert (health.status_code, health.json()) == (200, {"status": "ok", "dependencies": {}})
     assert server.status(GA_LIST) == 401
     assert server.status(GA_LIST, bearer(secret)) == 200
     assert server.status(GA_LIST, basic("admin", secret)) == 200

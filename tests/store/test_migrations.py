@@ -112,3 +112,45 @@ def test_a_start_on_a_migrated_database_imports_no_alembic(tmp_path: Any) -> Non
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_postgresql_connections_fail_rather_than_hang(pg_url: str) -> None:
+    """TCP keepalives, a TCP user timeout and server-side timeouts on every connection
+    (docs/outages.md); the URL's own options (its search_path) are kept."""
+    from sqlalchemy import text
+
+    from vmta.store.database import create_db_engine
+
+    engine = create_db_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            shown = {
+                name: conn.execute(text(f"SHOW {name}")).scalar()
+                for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+            }
+            schema = conn.execute(text("SELECT current_schemas(false)")).scalar()
+            params = conn.connection.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    assert shown == {"statement_timeout": "1min", "idle_in_transaction_session_timeout": "1min"}
+    assert params["keepalives"] == "1" and params["tcp_user_timeout"] == "20000"
+    assert params["keepalives_idle"] == "10" and params["keepalives_count"] == "3"
+    assert pg_url.rsplit("%3D", 1)[1] in params["options"]
+    assert schema is not None
+
+
+def test_migrations_run_without_the_statement_timeout(pg_url: str) -> None:
+    """An index over a large spool may take longer than a running vmta's statement may."""
+    from sqlalchemy import text
+
+    from vmta.store.database import _without_statement_timeout, create_db_engine
+
+    engine = create_db_engine(pg_url)
+    migrating = _without_statement_timeout(engine)
+    try:
+        with migrating.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+            assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar() == "1min"
+    finally:
+        migrating.dispose()
+        engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -83,8 +84,10 @@ def create_app(
         return await call_next(request)
 
     @app.get("/api/health", tags=["vmta"], summary="Liveness check (no credentials needed)")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health(request: Request) -> dict[str, Any]:
+        # Alive whatever RabbitMQ does: the links are shown, they never fail the check.
+        links = getattr(request.app.state, "dependencies", None)
+        return {"status": "ok", "dependencies": links() if links is not None else {}}
 
     app.include_router(engine.router())
     app.include_router(external_mtas.router())

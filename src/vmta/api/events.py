@@ -54,6 +54,8 @@ def events_report(
                 "last_error_at": status.last_error_at if status else None,
                 "last_success_at": status.last_success_at if status else None,
                 "sent_by_this_node": config["sent"] if config else 0,
+                # RabbitMQ: this node's connection, up or down since when and why.
+                "connection": config.get("connection") if config else None,
             }
         )
     return {"destinations": destinations, "recovered_in_flight": recovered_in_flight}

@@ -9,12 +9,15 @@ from collections.abc import Sequence
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics
+from vmta.delivery.outage_log import OutageLog
 from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
+from vmta.domain.errors import TemporaryError
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_port import Spool
 from vmta.domain.spool_records import Job, NewMessage, Outcome
 
 log = logging.getLogger(__name__)
+bounce_outage = OutageLog(log, "queueing bounces")
 
 
 def wants_bounce(job: Job) -> bool:
@@ -92,6 +95,25 @@ class BounceMailer:
         first = failed[0][0]
         if not wants_bounce(first):
             return
+        # The failure is stored already: a database that is away now must not lose its
+        # bounce. Tried again, at most 30 s apart, until it is back (or vmta stops).
+        pause = 0.5
+        while True:
+            try:
+                await self._send(failed, remote=remote)
+                return
+            except TemporaryError as exc:
+                bounce_outage.failed(
+                    "could not queue the bounce for message %s; trying again in %.1f s",
+                    exc,
+                    first.message_id,
+                    pause,
+                )
+            await self._clock.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+    async def _send(self, failed: Sequence[tuple[Job, Outcome]], *, remote: bool) -> None:
+        first = failed[0][0]
         original = await self._spool.body(first.message_id)
         if original is None:  # deleted meanwhile: nothing to report on
             return
@@ -110,9 +132,12 @@ class BounceMailer:
         )
         try:
             await self._spool.accept(message, now, claim=False)
+        except TemporaryError:
+            raise  # tried again by notify
         except Exception:
             log.exception("could not queue the bounce for message %s", first.message_id)
             return
+        bounce_outage.worked()
         for _job, outcome in failed:
             self._metrics.outcome("bounced", outcome.virtual_mta, outcome.source_ip or "default")
         self._due_now.set()

@@ -30,10 +30,14 @@ class BatchRunner(Generic[T, R]):
         work: Callable[[Sequence[T]], Sequence[R]],
         *,
         max_batch: int = 500,
+        abandoned: Callable[[T], bool] | None = None,
     ) -> None:
+        """``abandoned(item)``: True for an item to drop, not run, when its caller gave up
+        waiting (its future was cancelled) before its batch started."""
         self._executor = executor
         self._work = work
         self._max_batch = max_batch
+        self._abandoned = abandoned
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -61,6 +65,14 @@ class BatchRunner(Generic[T, R]):
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
+                if self._abandoned is not None:
+                    batch = [
+                        (item, future)
+                        for item, future in batch
+                        if not (future.cancelled() and self._abandoned(item))
+                    ]
+                    if not batch:
+                        continue
                 items = [item for item, _ in batch]
                 try:
                     results = await loop.run_in_executor(self._executor, self._work, items)

@@ -21,6 +21,7 @@ from vmta.delivery.egress_health import EgressHealth
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.inflight_journal import InflightJournal
+from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.ready_queue import Delivery, PathQueue
 from vmta.delivery.throttle_backend import ThrottleBackend
@@ -38,6 +39,12 @@ from vmta.domain.egress_route import EgressProtocol
 from vmta.domain.spool_port import Spool
 
 log = logging.getLogger(__name__)
+
+# A body the spool could not give (the database is away): the delivery waits in memory, on
+# its path, and the path opens its next connection this much later. Short enough that
+# once the database is back it is sent within seconds (contract: within 60 s).
+SPOOL_PAUSE = 5.0
+spool_outage = OutageLog(log, "reading message bodies from the spool")
 
 
 class ConnectionWorker:
@@ -78,6 +85,10 @@ class ConnectionWorker:
             except ConnectFailed as exc:
                 await self._failed(dispatcher, queue, delivery, exc)
                 return
+            except Exception:  # a fault of vmta's own: the delivery is kept, never lost
+                log.exception("opening a connection for %s failed", queue.path.describe())
+                self._put_back(queue, delivery)
+                return
             queue.connection_worked()
             label = route_label(queue.path.route)
             self._metrics.connection_opened(label)
@@ -116,7 +127,13 @@ class ConnectionWorker:
                 except ConversationBroken:
                     queue.waiting.appendleft(current)  # not attempted: it goes again
                     return None
-            if not await self._transaction(queue, conversation, current):
+            try:
+                healthy = await self._transaction(queue, conversation, current)
+            except Exception:  # before its outcome was handed on: it goes again
+                log.exception("delivering message %s failed", current.first.message_id)
+                self._put_back(queue, current)
+                return None
+            if not healthy:
                 return None
             sent += 1
             if sent >= settings.max_messages_per_connection or dispatcher.stopping:
@@ -142,7 +159,12 @@ class ConnectionWorker:
             return None
         per_hour = dispatcher.limits_of(queue).max_messages_per_hour
         while True:
-            wait = await self._throttles.reserve_message(queue.throttle, per_hour)
+            try:
+                wait = await self._throttles.reserve_message(queue.throttle, per_hour)
+            except Exception:  # the throttle store (Redis) failed: keep the delivery
+                log.exception("reserving a message slot of %s failed", queue.throttle)
+                self._put_back(queue, delivery)
+                return None
             if wait <= 0:
                 return delivery
             self._metrics.throttle_wait(wait)
@@ -154,6 +176,12 @@ class ConnectionWorker:
                     dispatcher.wake_at(queue, self._clock.now() + wait)
                 return None
             await self._clock.sleep(wait)
+
+    def _put_back(self, queue: PathQueue, delivery: Delivery) -> None:
+        """Keep ``delivery`` in memory at the head of its path's queue, unattempted; the
+        path opens its next connection after ``SPOOL_PAUSE``."""
+        queue.waiting.appendleft(delivery)
+        queue.delayed_until = max(queue.delayed_until, self._clock.now() + SPOOL_PAUSE)
 
     async def _failed(
         self, dispatcher: Dispatcher, queue: PathQueue, delivery: Delivery, exc: ConnectFailed
@@ -213,7 +241,23 @@ class ConnectionWorker:
     ) -> bool:
         """Send one message; record every recipient's outcome. False: connection broken."""
         first = delivery.first
-        body = await self._spool.body(first.message_id)
+        try:
+            body = await self._spool.body(first.message_id)
+        except Exception as exc:
+            # Not attempted: it goes back to the head of its queue, in memory with its
+            # path, and the path waits a little before its next connection.
+            spool_outage.failed(
+                "reading message %s from the spool failed; it waits %.0f s on %s",
+                exc,
+                first.message_id,
+                SPOOL_PAUSE,
+                queue.path.describe(),
+            )
+            self._put_back(queue, delivery)
+            with contextlib.suppress(Exception):
+                await conversation.quit()  # healthy, but nothing to send on it for now
+            return False
+        spool_outage.worked()
         if body is None:  # deleted by an operator before it went on the wire
             self._recorder.vanished(delivery.jobs)
             return True

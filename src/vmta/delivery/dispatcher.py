@@ -25,6 +25,7 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.host_throttles import HostThrottles
+from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
 from vmta.delivery.ready_queue import ConnectionRate, Delivery, PathQueue
@@ -35,8 +36,11 @@ from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
 from vmta.domain.virtual_mta import Limits
+from vmta.store.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+routing_outage = OutageLog(log, "reading the configuration to route")
+DATABASE_RECHECK = 5.0  # seconds: a recipient released for want of its configuration
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 # Runs one connection: (dispatcher, queue, connection slot token, first delivery).
@@ -107,12 +111,25 @@ class Dispatcher:
         for message_jobs in by_message.values():
             try:
                 await self._route(message_jobs)
+            except DatabaseUnavailable as exc:
+                # The configuration could not be read: not an attempt (no event, no retry
+                # counted). Released, due again shortly, once the database takes it.
+                routing_outage.failed(
+                    "routing message %s failed; released until the database answers",
+                    exc,
+                    message_jobs[0].message_id,
+                )
+                await self._recorder.release(
+                    message_jobs, self._clock.now() + DATABASE_RECHECK, "Waiting for the database."
+                )
             except Exception as exc:
                 log.exception("routing message %s failed", message_jobs[0].message_id)
                 reply = ReplyLine(
                     451, f"4.3.0 internal routing error: {type(exc).__name__}", stage="process"
                 )
                 await self._recorder.defer_all(message_jobs, reply, None)
+            else:
+                routing_outage.worked()
 
     async def _route(self, jobs: list[Job]) -> None:
         now = self._clock.now()
@@ -251,8 +268,17 @@ class Dispatcher:
             self.wake_at(queue, now + gap)
             return False
         limits = self.limits_of(queue)
-        limit = limits.max_concurrent_connections or self.settings.unlimited_connections
-        token = await self._throttles.acquire_connection(queue.throttle, limit)
+        configured = limits.max_concurrent_connections
+        if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
+            limit = configured or self.settings.unlimited_connections
+            token = await self._throttles.acquire_connection(queue.throttle, limit)
+        elif self._open_on_throttle(queue.throttle) >= self.settings.unlimited_connections:
+            return False  # this node's own cap; a connection that closes pumps again
+        else:
+            # No limit (0) on a shared backend: nothing to share, so the cap above is
+            # counted here and Redis is never asked (docs/cluster.md: such paths need no
+            # Redis, and go on while it is away).
+            token = await self._throttles.acquire_connection(queue.throttle, 0)
         if token is None:
             if not isinstance(self._throttles, LocalThrottles):
                 # Slots held by other nodes come back without telling this one.
@@ -275,6 +301,9 @@ class Dispatcher:
         queue.connections += 1
         self._spawn(self._open_connection(self, queue, token, queue.waiting.popleft()))
         return True
+
+    def _open_on_throttle(self, throttle: str) -> int:
+        return sum(q.connections for q in self._by_throttle.get(throttle, ()))
 
     def connection_closed(self, queue: PathQueue) -> None:
         """A connection of ``queue`` ended (its slot is released): the slot may serve this

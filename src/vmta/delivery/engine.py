@@ -23,6 +23,7 @@ from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.outcome_recorder import OutcomeRecorder, RecorderSettings
 from vmta.delivery.router import Router
 from vmta.delivery.scheduler import Scheduler, SchedulerSettings
+from vmta.delivery.supervisor import supervised
 from vmta.delivery.task_set import TaskSet
 from vmta.delivery.throttle_backend import ThrottleBackend
 from vmta.domain.retry_schedule import RetrySchedule
@@ -130,7 +131,9 @@ class DeliveryEngine:
         if released:
             log.info("recovered %d recipient(s) claimed before the last stop", released)
         self.scheduler.start()
-        self._renewer = asyncio.ensure_future(self._renew_throttles())
+        self._renewer = asyncio.ensure_future(
+            supervised("connection slot renewal", self._renew_throttles, clock=self._clock)
+        )
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work, let transactions in progress finish (up to ``grace``), give

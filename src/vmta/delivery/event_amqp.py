@@ -12,6 +12,15 @@ and refused by the other (a full queue that rejects publishes). It is sent again
 only to the queues that have not confirmed it: this destination remembers, for the
 events not yet acknowledged, which copies the broker already has, so that within one
 run no queue gets a copy twice.
+
+The connection is this destination's own: made at the first batch, not at start-up (vmta
+starts and takes mail while the broker is away), and dropped after any error that says
+it is gone (a reset, a timeout, a publish on a channel or connection found closed:
+aio-pika's ``RuntimeError("... closed")`` and aiormq's closed-channel errors). The event
+sender then retries the same events with backoff, at most ``retry_max`` (30 s) apart,
+and the next batch connects again; ``link`` says which it is for ``GET /api/events``
+and ``/api/health``. Only an event whose confirmation was lost with the connection is
+published again (same ``message_id``).
 """
 
 from __future__ import annotations
@@ -22,10 +31,12 @@ import json
 from collections.abc import Mapping, Sequence
 
 import aio_pika
+import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from yarl import URL
 
 from vmta.delivery.event_sender import EventDeliveryFailed
+from vmta.delivery.link_state import LONGEST_RETRY, LinkState
 from vmta.domain.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
 from vmta.domain.feedback_events import REPORT, REPORTS_QUEUE
 from vmta.store.event_outbox import PendingEvent
@@ -37,6 +48,17 @@ DEFAULT_QUEUES = {
     "retry": "retry",
     REPORTS_QUEUE: "reports",
 }
+
+# What says the connection is gone (or never came): the next batch connects again.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    OSError,  # ConnectionError, a refused or reset socket
+    RuntimeError,  # aio-pika: "... closed" on a channel or connection that went away
+    EOFError,
+    aio_pika.exceptions.AMQPError,
+    aiormq.exceptions.AMQPError,
+)
+CLOSE_TIMEOUT = 2.0  # closing a connection that may be black-holed waits no longer
 
 
 def display_amqp_url(url: str) -> str:
@@ -67,6 +89,8 @@ class RabbitMqEventDestination:
         # Event id -> the queues that confirmed it, for events some queue did not take
         # yet (at most one claimed batch of them).
         self._confirmed: dict[int, set[str]] = {}
+        self.retry_max = LONGEST_RETRY  # the event sender retries a lost broker this often
+        self.link = LinkState(name)
 
     async def _ready(self) -> AbstractChannel:
         if self._channel is not None and not self._channel.is_closed:
@@ -104,9 +128,12 @@ class RabbitMqEventDestination:
                 for queue in queues:
                     channel = await self._declare(channel, queue)
                 plans.append((event, queues))
-        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
+        except CONNECTION_LOST as exc:
             await self._reset()
-            raise EventDeliveryFailed(f"RabbitMQ {self.target}: {_reason(exc)}") from None
+            reason = f"RabbitMQ {self.target}: {_reason(exc)}"
+            self.link.lost(reason, self.retry_max)
+            raise EventDeliveryFailed(reason) from None
+        self.link.connected()
         # Publish the whole batch, then wait for the confirms; the events acknowledged
         # are the longest confirmed prefix (a later one is sent again, never skipped).
         publishes = [
@@ -121,9 +148,10 @@ class RabbitMqEventDestination:
             self._confirmed.pop(event.id, None)
         if failures:
             await self._reset()
-            raise EventDeliveryFailed(
-                f"RabbitMQ {self.target}: {_reason(failures[0][1])}", done
-            ) from None
+            reason = f"RabbitMQ {self.target}: {_reason(failures[0][1])}"
+            if any(isinstance(o, CONNECTION_LOST) for _, o in failures):
+                self.link.lost(reason, self.retry_max)
+            raise EventDeliveryFailed(reason, done) from None
 
     async def _publish(
         self, channel: AbstractChannel, event: PendingEvent, queues: Sequence[str]
@@ -148,8 +176,9 @@ class RabbitMqEventDestination:
         """Drop the connection after an error; the next batch connects again."""
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
-            with contextlib.suppress(Exception):  # a broken connection may fail to close
-                await connection.close()
+            # A broken connection may fail to close, or hang closing (black-holed).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
 
     async def close(self) -> None:
         await self._reset()

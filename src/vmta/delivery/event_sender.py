@@ -33,9 +33,12 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.outage_log import OutageLog
+from vmta.delivery.supervisor import supervised
 from vmta.store.event_outbox import DestinationStatus, EventOutbox, PendingEvent
 
 log = logging.getLogger(__name__)
+outbox_outage = OutageLog(log, "reading the event outbox")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -113,7 +116,11 @@ class EventSender:
                 self.recovered_in_flight,
             )
         self._tasks = [
-            asyncio.create_task(self._run(d), name=f"events-{d.name}") for d in self.destinations
+            asyncio.create_task(
+                supervised(f"events-{d.name}", functools.partial(self._run, d), clock=self.clock),
+                name=f"events-{d.name}",
+            )
+            for d in self.destinations
         ]
 
     def wake(self) -> None:
@@ -152,16 +159,28 @@ class EventSender:
 
     def describe(self) -> list[dict[str, Any]]:
         """The configured destinations and what this node sent to each since it started."""
-        return [
-            {"name": d.name, "type": d.kind, "target": d.target, "sent": self.sent.get(d.name, 0)}
-            for d in self.destinations
-        ]
+        described = []
+        for d in self.destinations:
+            entry: dict[str, Any] = {
+                "name": d.name,
+                "type": d.kind,
+                "target": d.target,
+                "sent": self.sent.get(d.name, 0),
+            }
+            link = getattr(d, "link", None)  # a destination with a connection of its own
+            if link is not None:
+                entry["connection"] = link.report()
+            described.append(entry)
+        return described
 
     async def status(self) -> list[DestinationStatus]:
         return await self._db(self.outbox.status, self.clock.now())
 
     async def _run(self, destination: EventDestination) -> None:
         delay = self.settings.retry_initial
+        # A destination with a connection of its own (RabbitMQ) is tried again at most
+        # its own ``retry_max`` apart, whatever VMTA_EVENTS_RETRY_MAX says.
+        retry_max = min(self.settings.retry_max, getattr(destination, "retry_max", float("inf")))
         last_error: str | None = None
         woken = self._wakes[destination.name]
         busy = False  # the last look found events: more are likely
@@ -169,9 +188,13 @@ class EventSender:
             woken.clear()  # before the look: a commit from now on sets it again
             try:
                 batch = await self._claim(destination.name, look_first=not busy)
-            except Exception:
-                log.exception("reading the event outbox for %s failed", destination.name)
+            except Exception as exc:  # polled every second: one traceback per outage
+                outbox_outage.failed(
+                    "reading the event outbox for %s failed", exc, destination.name
+                )
                 batch = []
+            else:
+                outbox_outage.worked()
             busy = bool(batch)
             if not batch:
                 await self._idle(woken)
@@ -202,7 +225,7 @@ class EventSender:
                 )
             last_error = error
             await self._backoff(delay)
-            delay = min(delay * 2, self.settings.retry_max)
+            delay = min(delay * 2, retry_max)
 
     async def _claim(self, name: str, *, look_first: bool = True) -> list[PendingEvent]:
         """Claim the next batch. ``look_first``: read whether there is one before the

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
+measure_outage = OutageLog(log, "measuring the queue")
 
 # RFC 3463 §3.4: X.3.2 "system not accepting network messages"; X.3.1 "mail system full".
 QUEUE_FULL = "451 4.3.2 The queue is full; try again later"
@@ -64,8 +66,10 @@ class InflowGate:
             await self._clock.sleep(self.settings.refresh)
             try:
                 await self.refresh()
-            except Exception:
-                log.exception("measuring the queue and the disk failed")
+            except Exception as exc:  # every 2 s: one traceback per outage
+                measure_outage.failed("measuring the queue and the disk failed", exc)
+            else:
+                measure_outage.worked()
 
     async def refresh(self) -> None:
         self.queued = await self._count_queued()

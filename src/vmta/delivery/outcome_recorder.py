@@ -23,6 +23,7 @@ from vmta.delivery.router import Deliver, Hold, Refuse
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.delivery.transport import Conversation, SessionFacts
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.errors import TemporaryError
 from vmta.domain.message_retry_policy import next_attempt
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_port import Spool
@@ -244,7 +245,9 @@ class OutcomeRecorder:
         keeps refusing does not hold back the others."""
         pending = list(outcomes)
         delay = 0.5
-        for attempt in range(1, self._settings.store_tries + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             results = await asyncio.gather(
                 *(self._spool.record(o) for o in pending), return_exceptions=True
             )
@@ -254,7 +257,12 @@ class OutcomeRecorder:
             if not failed:
                 return set()
             pending = [o for o, _ in failed]
-            if self.stopping or attempt == self._settings.store_tries:
+            # A database that is away (TemporaryError) is waited for as long as it takes,
+            # at most 30 s between tries, so that once it is back the outcome is stored
+            # within 30 s: given up, the recipient would stay claimed by this node, its
+            # lease renewed, and never sent. Only a refusal by a working store is bounded.
+            unavailable = all(isinstance(r, TemporaryError) for _, r in failed)
+            if self.stopping or (attempt >= self._settings.store_tries and not unavailable):
                 break
             log.warning(
                 "storing %d outcome(s) failed (%s); retrying in %.1f s",

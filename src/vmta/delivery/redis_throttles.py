@@ -24,6 +24,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from vmta.delivery.link_state import LinkState
 from vmta.delivery.redis_scripts import ACQUIRE, RENEW, RESERVE
 from vmta.delivery.throttle_backend import HOUR
 
@@ -82,6 +83,9 @@ class RedisThrottles:
         self._held: dict[str, tuple[str, int]] = {}  # token -> (key, limit)
         self._serial = itertools.count(1)
         self._complain = _Complaints()
+        # Up or down, since when and why: /api/health shows it (only limited throttles
+        # ask Redis; paths with no limit never do).
+        self.link = LinkState("redis-throttles")
 
     @classmethod
     def from_url(
@@ -125,7 +129,9 @@ class RedisThrottles:
             )
         except (RedisError, OSError) as exc:
             self._complain("taking a connection slot", exc)
+            self.link.lost(f"Redis: {type(exc).__name__}: {exc}", self.unavailable_wait)
             return None
+        self.link.connected()
         if not taken:
             return None
         self._held[token] = (key, limit)
@@ -181,7 +187,9 @@ class RedisThrottles:
             taken, value = await self._reserve(keys=[self._pacing_key(key)], args=[interval])
         except (RedisError, OSError) as exc:
             self._complain("taking a message slot", exc)
+            self.link.lost(f"Redis: {type(exc).__name__}: {exc}", self.unavailable_wait)
             return self.unavailable_wait, None
+        self.link.connected()
         if taken:
             return 0.0, int(value) / MICRO
         # At least a microsecond: 0.0 means "go" and must never be returned for a wait.

@@ -12,10 +12,15 @@ from typing import Any
 
 from vmta.delivery.clock import Clock
 from vmta.delivery.occupancy import Occupancy
+from vmta.delivery.outage_log import OutageLog
+from vmta.delivery.supervisor import supervised
 from vmta.domain.spool_port import Spool
 from vmta.domain.spool_records import Job
 
 log = logging.getLogger(__name__)
+heartbeat_outage = OutageLog(log, "renewing leases")
+poll_outage = OutageLog(log, "polling the spool")  # every second: one traceback an outage
+HEARTBEAT_RETRY = 5.0  # seconds between lease renewals while they fail
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,14 @@ class Scheduler:
         self.stopping = False
 
     def start(self) -> None:
+        # Supervised: a loop that raises is logged and started again, never lost.
         self._loops = [
-            asyncio.ensure_future(self._poll_loop()),
-            asyncio.ensure_future(self._heartbeat_loop()),
-            asyncio.ensure_future(self._purge_loop()),
+            asyncio.ensure_future(supervised(name, loop, clock=self._clock))
+            for name, loop in (
+                ("spool poll", self._poll_loop),
+                ("lease heartbeat", self._heartbeat_loop),
+                ("purge", self._purge_loop),
+            )
         ]
 
     async def stop(self) -> None:
@@ -96,8 +105,10 @@ class Scheduler:
                         self._spawn(self._dispatch(jobs))
                         if len(jobs) == self.settings.claim_batch:
                             continue  # more may be due: do not wait
-            except Exception:
-                log.exception("polling the spool failed; trying again")
+            except Exception as exc:
+                poll_outage.failed("polling the spool failed; trying again", exc)
+            else:
+                poll_outage.worked()
             self._due_now.clear()
             sleeper = asyncio.ensure_future(self._clock.sleep(self.settings.poll_interval))
             waker = asyncio.ensure_future(self._due_now.wait())
@@ -109,12 +120,19 @@ class Scheduler:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
+        wait = interval
         while not self.stopping:
-            await self._clock.sleep(interval)
+            await self._clock.sleep(wait)
             try:
                 await self._spool.renew_leases(self._clock.now() + self.settings.lease_seconds)
-            except Exception:
-                log.exception("renewing leases failed")
+            except Exception as exc:
+                # Tried again soon, not in a third of a lease: the leases must not lapse
+                # (another node would send what this one holds) once the database is back.
+                heartbeat_outage.failed("renewing leases failed", exc)
+                wait = min(interval, HEARTBEAT_RETRY)
+            else:
+                heartbeat_outage.worked()
+                wait = interval
 
     async def _purge_loop(self) -> None:
         """Delete finished messages past their retention, a batch at a time, so that the

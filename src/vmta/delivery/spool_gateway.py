@@ -19,6 +19,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.committer import BatchRunner
 from vmta.domain.spool_records import Job, NewMessage, Outcome
+from vmta.store.database import DatabaseUnavailable, as_unavailable
 from vmta.store.spool import SqlSpool
 
 P = ParamSpec("P")
@@ -34,6 +35,9 @@ class Pending:
 
 
 WriteItem = Pending | Outcome
+# Seconds an accept may wait for its commit before the client is told 451 (contract:
+# within 30 s, whatever the database does).
+ACCEPT_DEADLINE = 25.0
 
 
 def _lease(pending: Iterable[Pending]) -> float | None:
@@ -57,14 +61,22 @@ class SpoolGateway:
         lease_seconds: float,
         max_batch: int = 500,
         observer: CommitObserver | None = None,
+        accept_deadline: float = ACCEPT_DEADLINE,
     ) -> None:
         self.spool = spool
+        self.accept_deadline = accept_deadline
         self.lease_seconds = lease_seconds
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool-reader")
         # Accepts and outcomes share one runner: a writer cycle commits both at once.
+        # An accept whose client was already told 451 (its deadline passed while it
+        # waited behind a commit that hung) is not committed afterwards: the client sends
+        # it again. An outcome is always written.
         self._writes: BatchRunner[WriteItem, object] = BatchRunner(
-            self._writer, self._write_cycle, max_batch=max_batch * 4
+            self._writer,
+            self._write_cycle,
+            max_batch=max_batch * 4,
+            abandoned=lambda item: isinstance(item, Pending),
         )
         self._max_accepts = max_batch
         self._body_reads: BatchRunner[str, bytes | None] = BatchRunner(
@@ -165,16 +177,33 @@ class SpoolGateway:
         """Returns once the message is committed. With ``claim`` its recipients are
         leased to this node and returned; otherwise they wait for a poll."""
         lease = now + self.lease_seconds if claim else None
-        result = await self._writes.submit(Pending(message, lease))
+        try:
+            # A deadline of its own: a database that stops answering without resetting
+            # the connection (a partition that still acknowledges at the TCP level
+            # defeats keepalives and the TCP user timeout) must cost the client at most
+            # this long before its 451. The commit may still happen later; it was not
+            # acknowledged, so the worst is a message the client sends again.
+            result = await asyncio.wait_for(
+                self._writes.submit(Pending(message, lease)), self.accept_deadline
+            )
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"the database did not answer within {self.accept_deadline:.0f} s"
+            ) from None
+        except Exception as exc:
+            raise as_unavailable(exc)  # noqa: B904 - its cause is set
         if isinstance(result, BaseException):
-            raise result
+            raise as_unavailable(result)
         assert isinstance(result, list)
         return result
 
     async def record(self, outcome: Outcome) -> None:
-        problem = await self._writes.submit(outcome)
+        try:
+            problem = await self._writes.submit(outcome)
+        except Exception as exc:
+            raise as_unavailable(exc)  # noqa: B904 - its cause is set
         if isinstance(problem, BaseException):
-            raise problem
+            raise as_unavailable(problem)
 
     # ---- other work on the writer thread -------------------------------------------------
 
@@ -202,7 +231,10 @@ class SpoolGateway:
         """The message's body, or None once it is deleted. Reads that arrive while one
         is on its way share the next query: one hand-over to the reader thread and back
         for many connections' messages instead of one each."""
-        return await self._body_reads.submit(message_id)
+        try:
+            return await self._body_reads.submit(message_id)
+        except Exception as exc:
+            raise as_unavailable(exc)  # noqa: B904 - its cause is set
 
     def _read_bodies(self, message_ids: Sequence[str]) -> list[bytes | None]:
         found = self.spool.bodies(message_ids)

@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
+from vmta.delivery.supervisor import log_failure
+
 
 class TaskSet:
     def __init__(self) -> None:
@@ -17,6 +19,7 @@ class TaskSet:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(log_failure)  # a failure is logged at once, never silent
 
     def __len__(self) -> int:
         return len(self._tasks)

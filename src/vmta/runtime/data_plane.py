@@ -51,6 +51,7 @@ from vmta.signing.message_signer import MessageSigner
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.inbound_listener import InboundHandler, InboundSettings, start_inbound_listener
 from vmta.smtp.listener import Listener, ListenerSettings, start_listener
+from vmta.smtp.session_counts import SharedSessionCounts
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 from vmta.store.credentials import CredentialRepository
@@ -60,6 +61,8 @@ from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 log = logging.getLogger(__name__)
+
+SESSION_COUNTS = "smtp-sessions.counts"  # smtp/session_counts.py
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class DataPlaneSettings:
     # Mail loops (domain/mail_loops.py): Received fields allowed, loopback MX hosts used.
     max_hops: int = DEFAULT_MAX_HOPS
     mx_allow_loopback: bool = False
+    workers: int = 1  # VMTA_WORKERS: more than 1 shares the session counts of the node
 
 
 class CommitNotifier:
@@ -192,6 +196,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         ),
         max_hops=settings.max_hops,
         mx_allow_loopback=settings.mx_allow_loopback,
+        workers=settings.workers,
     )
 
 
@@ -357,6 +362,12 @@ class DataPlane:
             )
         self.auth_gate = AuthGate(self.check_credentials)
         self.listener: Listener | None = None
+        # Session caps and stress for the node, whatever VMTA_WORKERS is.
+        self.session_counts: SharedSessionCounts | None = None
+        if settings.workers > 1:
+            self.session_counts = SharedSessionCounts(
+                data_dir / SESSION_COUNTS, worker, settings.workers
+            )
 
     def check_credentials(self, name: str, secret: str) -> bool:
         """May ``name`` and ``secret`` authenticate over SMTP? A ``submit`` credential may;
@@ -386,12 +397,13 @@ class DataPlane:
                 tls_context=tls_context(self.settings.tls_cert, self.settings.tls_key),
                 relay_networks=list(self.settings.relay_networks),
                 caps=self.settings.session_caps,
+                session_counts=self.session_counts,
             )
             self.listener = await start_listener(
                 smtp_socket, self.intake, listener, self.auth_gate, self.metrics
             )
         if self.outbox is not None:
-            await self.outbox.start()
+            await self.outbox.start(first_attempt=0)  # never waits for the broker
         if self.feedback is not None:
             await self.feedback.start()
             if inbound_socket is not None:
@@ -436,6 +448,8 @@ class DataPlane:
             await self.inbound.stop(self.settings.shutdown_grace)
         if self.feedback is not None:
             await self.feedback.stop()
+        if self.session_counts is not None:
+            self.session_counts.close()
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()
@@ -444,6 +458,23 @@ class DataPlane:
         await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()
+
+    def dependencies(self) -> dict[str, Any]:
+        """The links to the services vmta needs only for part of its work (RabbitMQ,
+        Redis):
+        each up, or down since when and why (``/api/health``; start-up never waits for
+        them, docs/cluster.md)."""
+        links: dict[str, Any] = {}
+        for destination in self.events.destinations:
+            link = getattr(destination, "link", None)
+            if link is not None:
+                links[f"events:{destination.name}"] = link.report()
+        if self.outbox is not None:
+            links["amqp_outbox"] = self.outbox.link.report()
+        redis = getattr(self.throttles, "link", None)  # Redis throttles: limited paths wait
+        if redis is not None:
+            links["redis_throttles"] = redis.report()
+        return links
 
     def state(self) -> dict[str, Any]:
         return {

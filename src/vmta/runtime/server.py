@@ -170,6 +170,7 @@ async def serve(settings: Settings) -> None:
                 data_plane.events.recovered_in_flight,
             )
             app.state.wake_engine = data_plane.engine.wake
+            app.state.dependencies = data_plane.dependencies  # shown by /api/health
             app.state.intake = data_plane.intake  # POST /v1/inject
             app.state.submit = data_plane.intake.accept  # the HTTP Submission API
             app.state.hostname = settings.hostname

@@ -18,8 +18,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from vmta.domain.auth_failures import FailureDelays
+from vmta.domain.errors import TemporaryError
 
 CACHE_SECONDS = 5.0
+CHECK_DEADLINE = 25.0  # seconds
 _CACHE_MAX = 10_000
 
 Check = Callable[[str, str], bool]
@@ -34,6 +36,7 @@ class AuthGate:
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         cache_seconds: float = CACHE_SECONDS,
+        deadline: float = CHECK_DEADLINE,
     ) -> None:
         # Public so that tests can wrap or replace them (the clock and the sleep above all).
         self.check = check
@@ -41,6 +44,7 @@ class AuthGate:
         self.now = now
         self.sleep = sleep
         self._cache_seconds = cache_seconds
+        self._deadline = deadline
         self._cache: dict[str, float] = {}  # key -> when the positive answer expires
 
     async def verify(self, client: str, name: str, secret: str) -> bool:
@@ -55,7 +59,12 @@ class AuthGate:
         if expires is not None and self.now() < expires:
             self.delays.succeeded(client)
             return True
-        ok = await asyncio.to_thread(self.check, name, secret)
+        try:
+            # A deadline, as for every database wait on the injection path: a database
+            # that went silent costs the client this long, not the length of the outage.
+            ok = await asyncio.wait_for(asyncio.to_thread(self.check, name, secret), self._deadline)
+        except TimeoutError:
+            raise TemporaryError("the credential check got no answer in time") from None
         if ok:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()

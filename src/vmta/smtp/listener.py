@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
+from vmta.delivery.outage_log import OutageLog
 from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.mail_loops import TOO_MANY_HOPS_REPLY, TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage
@@ -30,9 +31,11 @@ from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.chunked_data import ChunkedDataSMTP
 from vmta.smtp.mail_path import has_control_character, plain_path
 from vmta.smtp.sasl_exchange import SaslExchange
+from vmta.smtp.session_counts import SharedSessionCounts
 from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 log = logging.getLogger(__name__)
+store_outage = OutageLog(log, "storing injected messages")
 
 # The kernel's queue of connections not yet accepted (listen(2)), shared by every process.
 ACCEPT_QUEUE = 1024
@@ -47,6 +50,8 @@ class ListenerSettings:
     relay_networks: Sequence[Network] = field(default_factory=list)
     max_recipients: int = MAX_RECIPIENTS
     caps: SessionCaps = field(default_factory=SessionCaps)
+    # The node's session counts shared with the other worker processes (VMTA_WORKERS > 1).
+    session_counts: SharedSessionCounts | None = None
 
 
 class InjectionObserver(Protocol):
@@ -138,9 +143,12 @@ class InjectionHandler:
             # A signing request that cannot be honoured: refused rather than sent unsigned.
             reason = "; ".join(exc.messages).replace("\r", " ").replace("\n", " ")[:400]
             return f"550 5.7.0 {reason}"
-        except Exception:
-            log.exception("could not store a message from %s", client_ip)
+        except Exception as exc:
+            # A database outage refuses every message: one traceback for the outage,
+            # then a line each (delivery/outage_log.py).
+            store_outage.failed("could not store a message from %s", exc, client_ip)
             return "451 4.3.0 Could not store the message; try again later"
+        store_outage.worked()
         if self.observer is not None:
             self.observer.injected(time.perf_counter() - started)
         return f"250 2.0.0 OK: queued as {queue_id}"
@@ -230,6 +238,14 @@ class InjectionSMTP(ChunkedDataSMTP, SaslExchange):
         if self.loop.time() < self._idle_deadline:  # active since the timer was armed
             self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
         else:
+            # RFC 5321 §3.8: a server that closes a session says 421 first (aiosmtpd
+            # closes silently); the stress timeout ends idle sessions this way.
+            transport = self.transport
+            if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+                transport.write(
+                    f"421 4.4.2 {self.registry.hostname} Idle too long, closing"
+                    " connection\r\n".encode("ascii", "replace")
+                )
             self._timeout_cb()  # type: ignore[no-untyped-call]  # aiosmtpd: logs, closes
 
     def stress_began(self) -> None:
@@ -320,7 +336,8 @@ async def start_listener(
     observer: InjectionObserver | None = None,
 ) -> Listener:
     handler = InjectionHandler(intake, settings, observer)
-    registry = SessionRegistry(settings.caps, settings.hostname)
+    registry = SessionRegistry(settings.caps, settings.hostname, settings.session_counts)
+    registry.start()
 
     def factory() -> SMTP:
         return InjectionSMTP(

@@ -5,6 +5,9 @@ Caps. Sessions overall and per client address are bounded; a connection over eit
 is answered ``421 4.7.0`` (RFC 5321 §3.8, RFC 3463 X.7.0) and closed before anything
 else, so 300 slowloris sessions cannot hold every slot.
 
+Caps and stress count the node's sessions: with ``VMTA_WORKERS`` > 1 the counts are
+shared by the processes (``session_counts``), so the caps hold for the node as a whole.
+
 Stress. When the sessions reach ``stress_fraction`` of the overall cap, every session's
 idle timeout becomes ``stress_timeout`` instead of ``timeout``: a session that sits idle
 then makes room for one that works, as Postfix's stress-dependent ``smtpd_timeout`` does
@@ -28,7 +31,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
+from vmta.smtp.session_counts import TOO_MANY, TOO_MANY_FROM_CLIENT, SharedSessionCounts
+
 STRESS_FRACTION = 0.8
+STRESS_CHECK = 1.0  # seconds between looks at the node's count (shared counts only)
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,21 @@ class Session(Protocol):
 
 
 class SessionRegistry:
-    def __init__(self, caps: SessionCaps, hostname: str) -> None:
+    def __init__(
+        self,
+        caps: SessionCaps,
+        hostname: str,
+        shared: SharedSessionCounts | None = None,
+        *,
+        stress_check: float = STRESS_CHECK,
+    ) -> None:
+        """``shared``: the node's counts, shared with the other worker processes
+        (smtp/session_counts.py); without it the counts are this process's own."""
         self.caps = caps
         self.hostname = hostname
+        self.shared = shared
+        self._stress_check = stress_check
+        self._watcher: asyncio.Task[None] | None = None
         self._sessions: set[Session] = set()
         self._per_client: Counter[str] = Counter()
         self._empty = asyncio.Event()
@@ -73,26 +91,55 @@ class SessionRegistry:
         """Register ``session``; or, over a cap (or stopping), the reply that refuses it."""
         if self.stopping:
             return self.goodbye
-        if len(self._sessions) >= self.caps.max_sessions:
+        if self.shared is not None:
+            over = self.shared.admit(
+                session.client, self.caps.max_sessions, self.caps.max_per_client
+            )
+        elif len(self._sessions) >= self.caps.max_sessions:
+            over = TOO_MANY
+        elif self._per_client[session.client] >= self.caps.max_per_client:
+            over = TOO_MANY_FROM_CLIENT
+        else:
+            over = None
+        if over == TOO_MANY:
             return f"421 4.7.0 {self.hostname} Too many connections, try again later"
-        if self._per_client[session.client] >= self.caps.max_per_client:
+        if over == TOO_MANY_FROM_CLIENT:
             return f"421 4.7.0 {self.hostname} Too many connections from your address"
         self._sessions.add(session)
         self._per_client[session.client] += 1
         self._empty.clear()
+        self._notice_stress(session)
+        return None
+
+    def _notice_stress(self, newcomer: Session | None = None) -> None:
         if not self._stressed and self._over_threshold():
             # Only on the crossing: re-arming on every new connection would keep pushing
             # an idle session's deadline back.
             self._stressed = True
             for other in list(self._sessions):
-                if other is not session:
+                if other is not newcomer:
                     other.stress_began()
-        return None
+        elif self._stressed and not self._over_threshold():
+            self._stressed = False
+
+    def start(self) -> None:
+        """With shared counts, watch for the node crossing the stress threshold through
+        the sessions of other processes too (this process's sessions idle meanwhile
+        would not notice it before their next command)."""
+        if self.shared is not None and self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(self._stress_check)
+            self._notice_stress()
 
     def release(self, session: Session) -> None:
         if session not in self._sessions:
             return
         self._sessions.discard(session)
+        if self.shared is not None:
+            self.shared.release(session.client)
         self._per_client[session.client] -= 1
         if self._per_client[session.client] <= 0:
             del self._per_client[session.client]
@@ -102,7 +149,8 @@ class SessionRegistry:
             self._stressed = False
 
     def _over_threshold(self) -> bool:
-        return len(self._sessions) >= self.caps.stress_fraction * self.caps.max_sessions
+        count = self.shared.total() if self.shared is not None else len(self._sessions)
+        return count >= self.caps.stress_fraction * self.caps.max_sessions
 
     def idle_timeout(self) -> float:
         """The idle timeout that applies now (see the module's docstring)."""
@@ -119,6 +167,8 @@ class SessionRegistry:
     async def drain(self, grace: float) -> None:
         """Say goodbye to every session; DATA in progress gets ``grace`` seconds."""
         self.stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
         for session in list(self._sessions):
             session.shutdown_requested()
         if self._sessions:

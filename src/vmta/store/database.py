@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import NullPool
 
 from vmta.domain.errors import PermanentError, TemporaryError
 
@@ -31,6 +39,17 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # tests/store/test_migrations.py checks that this is Alembic's head.
 SCHEMA_HEAD = "0013"
 PG_CONNECT_TIMEOUT = 10  # seconds; an unreachable host fails start-up instead of hanging
+# A PostgreSQL server that stops answering without resetting the connection (a partition,
+# a dead host) must not hold a connection for the ~15 minutes of Linux's retransmission
+# defaults: TCP keepalives probe an idle connection (libpq keepalives_*), and a TCP user
+# timeout (RFC 5482; Linux TCP_USER_TIMEOUT, libpq tcp_user_timeout) drops one whose sent
+# data stays unacknowledged. The server ends a statement that runs too long, and a
+# transaction whose client went silent (its locks on recipients released).
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5}
+PG_KEEPALIVE_COUNT = 3
+PG_TCP_USER_TIMEOUT_MS = 20_000
+PG_STATEMENT_TIMEOUT_MS = 60_000
+PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
 # The drivers vmta ships with (pyproject: psycopg 3; sqlite3 is in the standard library).
 _DRIVERS = {
@@ -119,8 +138,7 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     else:
         kwargs["pool_size"] = pool_size
         kwargs["pool_pre_ping"] = True
-        if "connect_timeout" not in parsed.query:
-            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
+        kwargs["connect_args"] = pg_connect_args(parsed)
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -137,6 +155,48 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
             f"cannot open database {safe_url(parsed)}: {reason_of(exc, parsed)}"
         ) from None
     return engine
+
+
+# What says the database is away rather than that it refused a statement: a lost or
+# refused connection, a timeout (TCP user timeout, statement timeout), a full pool.
+_AWAY = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, TimeoutError, OSError)
+
+
+def as_unavailable(exc: BaseException) -> BaseException:
+    """``exc`` as DatabaseUnavailable when it says the database is away (a TemporaryError:
+    what waits for the database waits on), else unchanged."""
+    if isinstance(exc, TemporaryError) or not isinstance(exc, _AWAY):
+        return exc
+    text = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0][:300]
+    error = DatabaseUnavailable(f"the database is unavailable: {type(exc).__name__}: {text}")
+    error.__cause__ = exc
+    return error
+
+
+def pg_connect_args(url: URL) -> dict[str, Any]:
+    """libpq parameters for a connection that fails rather than hangs (see above). What
+    the URL sets itself wins; server settings are added to its ``options``."""
+    query = url.query
+    args: dict[str, Any] = {}
+    defaults: dict[str, Any] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT,
+        **PG_KEEPALIVES,
+        "keepalives_count": PG_KEEPALIVE_COUNT,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+    }
+    for key, value in defaults.items():
+        if key not in query:
+            args[key] = value
+    own = query.get("options", "")
+    options = own if isinstance(own, str) else " ".join(own)
+    for name, value in (
+        ("statement_timeout", PG_STATEMENT_TIMEOUT_MS),
+        ("idle_in_transaction_session_timeout", PG_IDLE_IN_TRANSACTION_TIMEOUT_MS),
+    ):
+        if name not in options:
+            options = f"{options} -c {name}={value}".strip()
+    args["options"] = options
+    return args
 
 
 def reason_of(exc: SQLAlchemyError, url: URL) -> str:
@@ -185,6 +245,19 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
+def _without_statement_timeout(engine: Engine) -> Engine:
+    """For a migration: an index built over a large spool may rightly take longer than
+    a statement of the running vmta is allowed to (PostgreSQL only; no pool to dispose:
+    each connection closes when the migration is done with it)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    args = pg_connect_args(engine.url)
+    args["options"] = args["options"].replace(
+        f"statement_timeout={PG_STATEMENT_TIMEOUT_MS}", "statement_timeout=0"
+    )
+    return create_engine(engine.url, poolclass=NullPool, connect_args=args)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the schema to ``revision`` (Alembic); harmless when it is there already."""
     before = current_revision(engine)
@@ -194,7 +267,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic.util.exc import CommandError
 
     try:
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(alembic_config(_without_statement_timeout(engine)), revision)
     except CommandError as exc:
         # Typically: the database was migrated by a newer vmta, whose revision this one
         # does not know. Refuse rather than guess.

@@ -1,0 +1,65 @@
+"""A recipient whose configuration cannot be read (the database is away) is released,
+due again shortly, not deferred: no attempt is counted and no deferral event goes out.
+Router and recorder are stand-ins here (the dispatcher's decision is what is tested)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vmta.delivery.clock import ManualClock
+from vmta.delivery.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
+from vmta.delivery.throttle_backend import LocalThrottles
+from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.spool_records import Job
+from vmta.store.database import DatabaseUnavailable
+
+pytestmark = pytest.mark.one_database
+
+
+class AwayRouter:
+    async def decide(self, job: Job) -> Any:
+        raise DatabaseUnavailable("database postgresql://db failed: connection refused")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.released: list[tuple[list[int], float, str]] = []
+        self.deferred: list[Any] = []
+
+    async def release(self, jobs: list[Job], until: float, reason: str) -> None:
+        self.released.append(([j.recipient_id for j in jobs], until, reason))
+
+    async def defer_all(self, *args: Any) -> None:
+        self.deferred.append(args)
+
+    async def finish(self, *args: Any) -> None:
+        self.deferred.append(args)
+
+
+async def test_routing_without_the_database_releases_instead_of_deferring() -> None:
+    clock = ManualClock()
+    recorder = Recorder()
+
+    async def never(*_args: Any) -> None:
+        raise AssertionError("no connection may open")
+
+    dispatcher = Dispatcher(
+        router=AwayRouter(),  # type: ignore[arg-type]
+        throttles=LocalThrottles(clock),
+        recorder=recorder,  # type: ignore[arg-type]
+        clock=clock,
+        retry=RetrySchedule(),
+        settings=DispatchSettings(),
+        spawn=lambda coro: coro.close(),
+        open_connection=never,
+    )
+    now = clock.now()
+    jobs = [
+        Job(n, "M1", f"r{n}@dest.test", 0, "s@src.test", now, now + 3600, None, None, False)
+        for n in (1, 2)
+    ]
+    await dispatcher.dispatch(jobs)
+    assert recorder.deferred == []
+    assert recorder.released == [([1, 2], now + DATABASE_RECHECK, "Waiting for the database.")]
