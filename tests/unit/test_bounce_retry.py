@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.manual_clock import ManualClock
 from vmta.delivery.bounces import BounceMailer
-from vmta.delivery.clock import ManualClock
 from vmta.domain.spool_records import FAILED, Job, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable
 

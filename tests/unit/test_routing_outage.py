@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
 from vmta.delivery.throttle_backend import LocalThrottles
 from vmta.domain.retry_schedule import RetrySchedule

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.supervisor import log_failure, supervised
 from vmta.delivery.task_set import TaskSet
