@@ -39,15 +39,8 @@ from vmta.delivery.event_sender import EventDeliveryFailed
 from vmta.delivery.link_state import LONGEST_RETRY, LinkState
 from vmta.domain.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
 from vmta.domain.feedback_events import REPORT, REPORTS_QUEUE
+from vmta.domain.mailerq_result import DEFAULT_QUEUES
 from vmta.store.event_outbox import PendingEvent
-
-DEFAULT_QUEUES = {
-    "results": "results",
-    "success": "success",
-    "failure": "failure",
-    "retry": "retry",
-    REPORTS_QUEUE: "reports",
-}
 
 # What says the connection is gone (or never came): the next batch connects again.
 CONNECTION_LOST: tuple[type[BaseException], ...] = (

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vmta.delivery.event_amqp import DEFAULT_QUEUES, RabbitMqEventDestination
-from vmta.delivery.event_http import HttpEventDestination
 from vmta.delivery.event_sender import EventDestination, SenderSettings
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
+from vmta.domain.mailerq_result import DEFAULT_QUEUES
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,11 @@ class EventSettings:
 def event_destinations(settings: EventSettings) -> list[EventDestination]:
     destinations: list[EventDestination] = []
     type_urls = {kind: url for kind, url in settings.http_type_urls.items() if url}
+    # Each destination's client library is imported only when it is configured: httpx and
+    # aio-pika cost every process about 9 MB that a node without them never uses.
     if settings.http_url or type_urls:
+        from vmta.delivery.event_http import HttpEventDestination
+
         destinations.append(
             HttpEventDestination(
                 settings.http_url,
@@ -43,6 +46,8 @@ def event_destinations(settings: EventSettings) -> list[EventDestination]:
             )
         )
     if settings.rabbitmq_url and any(settings.rabbitmq_queues.values()):
+        from vmta.delivery.event_amqp import RabbitMqEventDestination
+
         destinations.append(
             RabbitMqEventDestination(settings.rabbitmq_url, queues=settings.rabbitmq_queues)
         )

@@ -9,9 +9,8 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vmta.delivery.amqp_outbox import OutboxConsumer
 from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
@@ -59,6 +58,9 @@ from vmta.store.event_outbox import EventOutbox
 from vmta.store.inbound_mail import verp_secret
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
+
+if TYPE_CHECKING:
+    from vmta.delivery.amqp_outbox import OutboxConsumer
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +356,8 @@ class DataPlane:
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
+            from vmta.delivery.amqp_outbox import OutboxConsumer  # aio-pika: only when used
+
             self.outbox = OutboxConsumer(
                 settings.rabbitmq_url,
                 settings.rabbitmq_outbox,

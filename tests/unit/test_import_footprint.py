@@ -1,0 +1,51 @@
+"""What a process of a plain node imports: each client library is loaded only where it is
+used, because every one is megabytes in every process of the node (docs/PERFORMANCE.md,
+"Memory, round 4"). Checked in a fresh interpreter that builds a worker's data plane the
+way `vmta serve` does, on a migrated SQLite store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vmta.store.store import Store
+
+# Client libraries a node needs only with the setting that names them (VMTA_REDIS_URL,
+# VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), or only to migrate a schema (Alembic, Mako).
+OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx")
+
+PROBE = """
+import sys
+from pathlib import Path
+from vmta.runtime.data_plane import data_plane_for
+from vmta.runtime.settings import load_settings
+from vmta.store.store import Store
+
+directory = Path(sys.argv[1])
+settings = load_settings(environ={"VMTA_DATA_DIR": str(directory), "VMTA_WORKERS": "2"})
+store = Store.open(f"sqlite:///{directory / 'vmta.db'}")
+data_plane_for(store, settings, worker=1)
+store.close()
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+@pytest.mark.one_database
+def test_a_worker_without_redis_rabbitmq_or_http_events_imports_none_of_their_clients(
+    tmp_path: Path,
+) -> None:
+    Store.open(f"sqlite:///{tmp_path / 'vmta.db'}").close()  # migrated, as by the parent
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split())
+    assert "vmta" in imported  # the probe ran
+    assert imported.isdisjoint(OPTIONAL), sorted(imported & set(OPTIONAL))
