@@ -25,6 +25,7 @@ from vmta.delivery.transport import (
 )
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.errors import PermanentError, TemporaryError
+from vmta.domain.relay_authentication import defer_unauthenticated
 from vmta.domain.relay_tls import RelayTlsPolicies
 from vmta.domain.smtp_reply import SmtpReply
 from vmta.egress.connector import open_connection
@@ -52,10 +53,19 @@ class TransportSettings:
 
 
 class SmtpConversation:
-    def __init__(self, session: SmtpSession, remote_ip: str, remote_host: str) -> None:
+    def __init__(
+        self,
+        session: SmtpSession,
+        remote_ip: str,
+        remote_host: str,
+        unauthenticated_relay: str | None = None,
+    ) -> None:
         self.session = session
         self.remote_ip: str | None = remote_ip
         self.remote_host = remote_host
+        # The relay server's name when vmta presented it no credentials: a demand for
+        # them is then a path-configuration problem (domain/relay_authentication.py).
+        self.unauthenticated_relay = unauthenticated_relay
 
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes
@@ -70,9 +80,13 @@ class SmtpConversation:
         except PermanentError as exc:  # an address the client will not even send
             reply = ReplyLine(553, f"5.1.3 {exc}")
             return TransactionReplies(mail=reply, rcpts=[reply] * len(recipients), data=None)
+        mail = reply_line(result.mail)
+        rcpts = [reply_line(r) for r in result.recipients]
+        if self.unauthenticated_relay is not None:
+            mail, rcpts = defer_unauthenticated(self.unauthenticated_relay, mail, rcpts)
         return TransactionReplies(
-            mail=reply_line(result.mail),
-            rcpts=[reply_line(r) for r in result.recipients],
+            mail=mail,
+            rcpts=rcpts,
             data=None if result.data is None else reply_line(result.data),
         )
 
@@ -165,7 +179,8 @@ class SmtpTransport:
                 writer.close()
                 failures.append(f"connection to {address} failed: {exc}")
                 continue
-            return SmtpConversation(session, address, host)
+            unauthenticated = path.relay_name if not options.has_credentials else None
+            return SmtpConversation(session, address, host, unauthenticated)
         if not candidates:
             failures.append(f"{path.destination_host} has no address")
         reason = "; ".join(failures[-3:])
