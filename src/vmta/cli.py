@@ -14,7 +14,7 @@ from pathlib import Path
 from vmta import queue_commands, sink
 from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
-from vmta.runtime import logs
+from vmta.runtime import data_dir_lock, logs
 from vmta.runtime.bootstrap import ensure_data_dir
 from vmta.runtime.settings import OPTIONS, Settings, load_settings
 from vmta.runtime.worker_pool import prepare_worker_metrics
@@ -103,13 +103,21 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    release = None
     if settings.workers > 1:
         # Before prometheus_client is first imported: it decides then where values live.
         ensure_data_dir(settings)
+        # The lock first: the metrics files of the data directory are removed next. With
+        # one process the server takes it after binding its ports (runtime/server.py).
+        release = data_dir_lock.hold(settings)
         prepare_worker_metrics(settings)
     from vmta.runtime.server import run  # uvicorn and the app: only when serving
 
-    run(settings)
+    try:
+        run(settings)
+    finally:
+        if release is not None:
+            release()
     return 0
 
 

@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from vmta.api.app import create_app
+from vmta.runtime import data_dir_lock
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.metrics import DeliveryMetrics
@@ -124,6 +125,7 @@ async def serve(settings: Settings) -> None:
             smtp_socket = bind_listener(settings.smtp_listen, "SMTP")
             stack.callback(smtp_socket.close)
             ensure_data_dir(settings)
+            stack.callback(data_dir_lock.hold(settings))  # one serve per SQLite data dir
             url = settings.effective_database_url
             store = Store.open(url)
             stack.callback(store.close)
