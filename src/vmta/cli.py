@@ -7,14 +7,15 @@ Exit status: 0 success, 1 failure (the message on stderr says why), 2 bad usage,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vmta import queue_commands, sink
+from vmta import __version__, queue_commands, sink
 from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
-from vmta.runtime import data_dir_lock, logs
+from vmta.runtime import data_dir_lock, logs, startup_report
 from vmta.runtime.bootstrap import ensure_data_dir
 from vmta.runtime.settings import OPTIONS, Settings, load_settings
 from vmta.runtime.worker_pool import prepare_worker_metrics
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="vmta outbound MTA. Settings: flags > VMTA_* environment > TOML file"
         " (--config) > defaults.",
     )
+    parser.add_argument("--version", action="version", version=f"vmta {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (and, with it, the MTA)")
@@ -103,6 +105,7 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    startup_report.report(settings, os.environ)
     release = None
     if settings.workers > 1:
         # Before prometheus_client is first imported: it decides then where values live.

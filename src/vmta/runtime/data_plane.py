@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmta.delivery.activity_log import ActivityLog
 from vmta.delivery.amqp_outbox import OutboxConsumer
 from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
@@ -74,6 +75,7 @@ class DataPlaneSettings:
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
+    log_messages: str = "each"  # delivery/activity_log.py
 
 
 class CommitNotifier:
@@ -148,6 +150,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         ),
         shutdown_grace=settings.smtp_shutdown_grace,
         smtp_auth_admin=settings.smtp_auth_admin,
+        log_messages=settings.log_messages,
         events=EventSettings(
             http_url=settings.events_http_url,
             http_batch=settings.events_http_batch,
@@ -238,6 +241,7 @@ class DataPlane:
         self.backoffs = backoffs or ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
+        self.activity = ActivityLog(settings.log_messages)
         self.journal = InflightJournal(data_dir / journal_name(worker))
         self.health = EgressHealth(
             threshold=settings.external_mta_failures, suspension=settings.external_mta_suspension
@@ -266,6 +270,7 @@ class DataPlane:
             hostname=settings.hostname,
             metrics=self.metrics,
             backoffs=self.backoffs,
+            activity=self.activity,
         )
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
@@ -281,6 +286,7 @@ class DataPlane:
             honour_x_virtual_mta=settings.honour_x_virtual_mta,
             max_lifetime=engine_settings.retry.max_lifetime,
             inflow=self.inflow,
+            activity=self.activity,
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
@@ -307,6 +313,7 @@ class DataPlane:
         await self.inflow.start()
         await self.events.start()
         await self.engine.start()
+        self.activity.start()
         if smtp_socket is not None:
             listener = ListenerSettings(
                 hostname=self.settings.hostname,
@@ -340,6 +347,7 @@ class DataPlane:
         if self.listener is not None:
             await self.listener.stop(self.settings.shutdown_grace)
         await self.engine.stop()
+        await self.activity.stop()
         await self.inflow.stop()
         await self.gateway.stop()
         await self.events.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from vmta.delivery.activity_log import ActivityLog
 from vmta.delivery.bounces import BounceMailer
 from vmta.delivery.clock import Clock
 from vmta.delivery.connection_worker import ConnectionWorker
@@ -39,6 +40,7 @@ def build_engine(
     hostname: str,
     metrics: EngineMetrics | None = None,
     backoffs: ThrottleBackoffs | None = None,
+    activity: ActivityLog | None = None,
 ) -> DeliveryEngine:
     due_now = asyncio.Event()
     tasks = TaskSet()
@@ -60,6 +62,7 @@ def build_engine(
         bounces=bounces,
         metrics=metrics,
         backoffs=backoffs,
+        activity=activity,
     )
     worker = ConnectionWorker(
         transport=transport,

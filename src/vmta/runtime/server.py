@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
+import signal
 import socket
 from collections.abc import Iterator
 from types import TracebackType
@@ -22,6 +24,7 @@ from vmta.api.app import create_app
 from vmta.runtime import data_dir_lock
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
+from vmta.runtime.log_files import LogFiles
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
@@ -136,6 +139,9 @@ async def serve(settings: Settings) -> None:
             await data_plane.start(smtp_socket)
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
+            log_files = LogFiles([data_plane.delivery_log])
+            log_files.install(loop)
+            stack.callback(log_files.remove, loop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
             if settings.workers > 1:
                 # After the data plane: the schema is migrated and this data directory's
@@ -143,6 +149,7 @@ async def serve(settings: Settings) -> None:
                 pool = WorkerPool(settings, smtp_socket, settings.workers - 1)
                 await pool.start()
                 stack.push_async_callback(pool.stop)  # before the data plane stops
+                log_files.also(functools.partial(pool.send_signal, signal.SIGHUP))
                 shutdown.on_force(pool.force)
             app = create_app(
                 store,

@@ -16,6 +16,7 @@ from vmta.runtime.setting_parsers import (
     _integer,
     _listen,
     _log_level,
+    _message_log,
     _namespace,
     _networks,
     _path,
@@ -283,5 +284,11 @@ OPTIONS: tuple[Option, ...] = (
         "rabbitmq_retry", "VMTA_RABBITMQ_RETRY", None, _result_queue,
         "queue for deferred attempts that will be retried; empty: none (default retry)",
         allow_empty=True,
+    ),
+    # ---- operators' first week (docs/operations.md) ----
+    Option(
+        "log_messages", "VMTA_LOG_MESSAGES", None, _message_log,
+        "each: one INFO line per accepted message and per final outcome; minute: one"
+        " summary line a minute; off: neither (default each)",
     ),
 )  # fmt: skip

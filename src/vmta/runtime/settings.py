@@ -95,6 +95,8 @@ class Settings:
     rabbitmq_success: str = "success"
     rabbitmq_failure: str = "failure"
     rabbitmq_retry: str = "retry"
+    # ---- operators' first week (docs/operations.md) ----
+    log_messages: str = "each"  # each | minute | off
 
     @property
     def effective_database_url(self) -> str:

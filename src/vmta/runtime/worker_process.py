@@ -14,11 +14,13 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import sys
 
 from vmta.runtime import logs
 from vmta.runtime.data_plane import data_plane_for
+from vmta.runtime.log_files import LogFiles
 from vmta.runtime.settings import Settings
 from vmta.runtime.shutdown import Shutdown
 from vmta.store.store import Store
@@ -49,6 +51,12 @@ async def serve_worker(
     store = Store.open(settings.effective_database_url, migrate=False)
     try:
         data_plane = data_plane_for(store, settings, worker=index)
+        # SIGHUP (passed on by the parent): reopen this worker's log files.
+        log_files = LogFiles([data_plane.delivery_log])
+        log_files.install(loop)
+        # Blocked by the parent until now (runtime/worker_pool.py); one that came while
+        # this process started is handled now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())

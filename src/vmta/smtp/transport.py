@@ -162,7 +162,9 @@ class SmtpTransport:
                     timeout=self.settings.connect_timeout,
                 )
             except EgressError as exc:
-                failures.append(f"{exc.stage} stage failed: {exc.reason} (egress {exc.route})")
+                # The route is named once: the reason often names it already.
+                route = "" if exc.route in exc.reason else f" (egress {exc.route})"
+                failures.append(f"{exc.stage} stage failed: {exc.reason}{route}")
                 continue
             try:
                 session = await SmtpSession.start(reader, writer, host, options, peer_ip=address)
@@ -183,7 +185,8 @@ class SmtpTransport:
             return SmtpConversation(session, address, host, unauthenticated)
         if not candidates:
             failures.append(f"{path.destination_host} has no address")
-        reason = "; ".join(failures[-3:])
+        # Each distinct failure once (several addresses of one host often fail alike).
+        reason = "; ".join(list(dict.fromkeys(failures))[-3:])
         raise ConnectFailed(
             reason,
             reply=last_reply,
