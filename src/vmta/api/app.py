@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 import vmta
-from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, queue
+from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, own_schemas, queue
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
@@ -82,7 +82,12 @@ def create_app(
             request.state.principal = principal
         return await call_next(request)
 
-    @app.get("/api/health", tags=["vmta"], summary="Liveness check (no credentials needed)")
+    @app.get(
+        "/api/health",
+        tags=["vmta"],
+        summary="Liveness check (no credentials needed)",
+        responses=own_schemas.ok(own_schemas.HEALTH, "Alive"),
+    )
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
