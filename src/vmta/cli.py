@@ -202,6 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`vmta queue list | head`): what it wanted it has. No
+        # traceback; stdout is pointed at /dev/null so the interpreter's final flush of
+        # it cannot fail again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
