@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from vmta.api.app import create_app
-from vmta.runtime import data_dir_lock
+from vmta.runtime import data_dir_lock, engine_state_board
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.log_files import LogFiles
@@ -146,6 +146,7 @@ async def serve(settings: Settings) -> None:
             if settings.workers > 1:
                 # After the data plane: the schema is migrated and this data directory's
                 # node registered before any worker starts (runtime/worker_pool.py).
+                engine_state_board.reset(settings.data_dir)
                 pool = WorkerPool(settings, smtp_socket, settings.workers - 1)
                 await pool.start()
                 stack.push_async_callback(pool.stop)  # before the data plane stops
@@ -158,6 +159,11 @@ async def serve(settings: Settings) -> None:
                 now=data_plane.clock.now,
             )
             app.state.engine_state = data_plane.state
+            if settings.workers > 1:
+                # /api/queue adds up every process (runtime/engine_state_board.py).
+                app.state.engine_state = lambda: engine_state_board.combined(
+                    data_plane.state(), engine_state_board.read_workers(settings.data_dir)
+                )
             app.state.event_destinations = lambda: (
                 data_plane.events.describe(),
                 data_plane.events.recovered_in_flight,

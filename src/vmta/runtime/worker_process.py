@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 
-from vmta.runtime import logs
+from vmta.runtime import engine_state_board, logs
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.log_files import LogFiles
 from vmta.runtime.settings import Settings
@@ -60,7 +60,11 @@ async def serve_worker(
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())
+        board = asyncio.create_task(
+            engine_state_board.publish(settings.data_dir, index, data_plane.state)
+        )
         log.info("worker %d stopping: %s", index, await shutdown.wait(parent))
+        await engine_state_board.stop(board)
         data_plane.stop_accepting()
         await data_plane.stop()
     finally:
