@@ -28,6 +28,8 @@ def test_queue_sums_every_worker_process(serve: ServeFactory, sink: RecordingSin
     serve.configure(VMTA_WORKERS="2")
     server = serve.start()
     relay_to(server, sink.port)
+    ready = "accepting and delivering"
+    wait_until(lambda: ready in server.log(), DEADLINE, "the worker to accept connections")
     gate = threading.Event()
     sink.data_gate = gate  # every DATA waits: the messages stay in memory meanwhile
     try:
