@@ -166,6 +166,11 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{current} (head)")
         else:
             print(f"{current or 'none'} (head is {head}; run `vmta db upgrade`)")
+        # The ids are not in numeric order: the chain says which is the latest.
+        chain = [f"[{rev}]" if rev == current else rev for rev in database.revision_chain()]
+        print(f"migrations in the order they apply: {' -> '.join(chain)}")
+        if current == head:
+            print(f"the database is at the latest migration, {head}")
         return 0
     finally:
         store.close()

@@ -178,6 +178,14 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
+def revision_chain() -> list[str]:
+    """Every schema revision this vmta knows, in the order they apply (oldest first). The
+    ids are names, not numbers: 0010 applies before 0005 (migrations written on parallel
+    branches were chained when merged, and applied revisions are never renamed)."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the schema to ``revision`` (Alembic); harmless when it is there already."""
     before = current_revision(engine)
