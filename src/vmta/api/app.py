@@ -24,7 +24,7 @@ from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.errors import TemporaryError
 from vmta.store.store import Store
 
-DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served by this listener
 
 
 def create_app(
@@ -40,9 +40,12 @@ def create_app(
     without a data plane, an empty one. ``now`` is the clock those answers are given at."""
     # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
     # host without internet access (common in sending networks); fastapi-offline ships
-    # the same Swagger UI and ReDoc files in its package and serves them from here.
+    # the same Swagger UI files in its package and serves them from here. ReDoc is not
+    # offered: its page still asks Google Fonts and its bundle a CDN for a logo, so it
+    # cannot be fully offline; /docs shows the same document.
     app = FastAPIOffline(
         static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="vmta",
         version=vmta.__version__,
         description=(
