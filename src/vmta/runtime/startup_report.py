@@ -18,8 +18,10 @@ from vmta.runtime.settings import Settings
 
 log = logging.getLogger("vmta.startup")
 
-# Read by vmta but not a setting of its own (the TOML file's path).
+# Read by vmta but not a setting of its own (the TOML file's path); and the test suite's
+# own variables (VMTA_TEST_WORKERS and the like), which vmta itself never reads.
 OTHER_VARIABLES = frozenset({"VMTA_CONFIG"})
+TEST_PREFIX = "VMTA_TEST_"
 
 
 def known_variables() -> frozenset[str]:
@@ -34,7 +36,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
     known = known_variables()
     found = []
     for name in sorted(environ):
-        if name.startswith("VMTA_") and name not in known:
+        if name.startswith("VMTA_") and name not in known and not name.startswith(TEST_PREFIX):
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
             found.append((name, close[0] if close else None))
     return found
