@@ -15,7 +15,7 @@ from pathlib import Path
 from vmta import __version__, queue_commands, sink
 from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
-from vmta.runtime import data_dir_lock, logs, startup_report
+from vmta.runtime import data_dir_lock, logs
 from vmta.runtime.bootstrap import ensure_data_dir
 from vmta.runtime.settings import OPTIONS, Settings, load_settings
 from vmta.runtime.worker_pool import prepare_worker_metrics
@@ -105,7 +105,6 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    startup_report.report(settings, os.environ)
     release = None
     if settings.workers > 1:
         # Before prometheus_client is first imported: it decides then where values live.

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from vmta.api.auth import CACHE_SECONDS
+from vmta.runtime.startup_report import hostname_problem
 from vmta.store.credentials import CredentialRepository
 from vmta.store.database import head_revision, revision_chain
 from vmta.store.store import Store
@@ -174,6 +175,10 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 def assert_clean(log: str) -> None:
     assert "Traceback" not in log
+    if hostname_problem(socket.getfqdn()) is not None:
+        # This host's own name is no FQDN (a container's "localhost"): the default host
+        # name, and vmta says so loudly at start, by design (runtime/startup_report.py).
+        log = "\n".join(line for line in log.splitlines() if " WARNING vmta.startup: " not in line)
     assert " ERROR " not in log and " WARNING " not in log and " CRITICAL " not in log
 
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import functools
 import logging
+import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from vmta.api.app import create_app
-from vmta.runtime import data_dir_lock, engine_state_board
+from vmta.runtime import data_dir_lock, engine_state_board, startup_report
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.log_files import LogFiles
@@ -133,6 +134,8 @@ async def serve(settings: Settings) -> None:
             store = Store.open(url)
             stack.callback(store.close)
             log.info("store ready: %s", safe_url(url))
+            # What runs, once it can run: a start that fails earlier says only why.
+            startup_report.report(settings, os.environ)
             ensure_admin_credential(store, settings)
             metrics = DeliveryMetrics()
             data_plane = data_plane_for(store, settings, metrics=metrics)
