@@ -102,7 +102,7 @@ def test_the_two_node_example_runs(pg_url: str, tmp_path: Path) -> None:
         for n in (1, 2):
             log = (tmp_path / f"node{n}-data.log").read_text()
             assert f"hostname: node{n}.example.com" in log
-            assert "redis: redis://127.0.0.1:6379/15" in log
+            assert "redis: 127.0.0.1:6379 database 15" in log
             assert not (tmp_path / f"node{n}-data" / "admin-token").exists()
     finally:
         stop(pids)

@@ -54,14 +54,14 @@ def test_passwords_never_reach_the_summary() -> None:
         data_dir=Path("d"),
         hostname="mta1.example.com",
         database_url="postgresql://vmta:db-secret@db.example.com:5432/vmta",
-        redis_url="redis://:redis-secret@127.0.0.1:6379/0",
+        redis_url="redis://vmta:redis-secret@127.0.0.1:6379/0",
         dns_servers=("127.0.0.1:5353",),
         retry_backoff=(60.0, 300.0),
     )
     text = "\n".join(summary(settings))
     assert "secret" not in text
     assert "database: postgresql://vmta:***@db.example.com:5432/vmta" in text
-    assert "redis: redis://:***@127.0.0.1:6379/0" in text
+    assert "redis: 127.0.0.1:6379 database 0" in text
     assert "DNS servers: 127.0.0.1:5353" in text
     assert "retry schedule (s): 60, 300;" in text
     assert without_password("redis://127.0.0.1:6379") == "redis://127.0.0.1:6379"

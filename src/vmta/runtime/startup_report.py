@@ -73,12 +73,23 @@ def without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
+def redis_location(url: str) -> str:
+    """Where Redis is, never its URL: the URL may carry a user and password, and vmta logs
+    no part of them (only host, port, database number, or the socket's path)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"socket {parts.path}"
+    database = parts.path.strip("/") or "0"
+    tls = " over TLS" if parts.scheme == "rediss" else ""
+    return f"{parts.hostname}:{parts.port or 6379} database {database}{tls}"
+
+
 def summary(settings: Settings) -> list[str]:
     """The settings in effect that an operator most often needs to check, one per line."""
     retry = ", ".join(f"{step:g}" for step in settings.retry_backoff)
     redis = "none (throttles are per node)"
     if settings.redis_url:
-        redis = without_password(settings.redis_url)
+        redis = redis_location(settings.redis_url)
     return [
         f"vmta {__version__} starting",
         f"hostname: {settings.hostname}",
