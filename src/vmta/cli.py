@@ -7,14 +7,15 @@ Exit status: 0 success, 1 failure (the message on stderr says why), 2 bad usage,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vmta import queue_commands, sink
+from vmta import __version__, queue_commands, sink
 from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
-from vmta.runtime import logs
+from vmta.runtime import data_dir_lock, logs
 from vmta.runtime.bootstrap import ensure_data_dir
 from vmta.runtime.settings import OPTIONS, Settings, load_settings
 from vmta.runtime.worker_pool import prepare_worker_metrics
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="vmta outbound MTA. Settings: flags > VMTA_* environment > TOML file"
         " (--config) > defaults.",
     )
+    parser.add_argument("--version", action="version", version=f"vmta {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (and, with it, the MTA)")
@@ -103,13 +105,21 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    release = None
     if settings.workers > 1:
         # Before prometheus_client is first imported: it decides then where values live.
         ensure_data_dir(settings)
+        # The lock first: the metrics files of the data directory are removed next. With
+        # one process the server takes it after binding its ports (runtime/server.py).
+        release = data_dir_lock.hold(settings)
         prepare_worker_metrics(settings)
     from vmta.runtime.server import run  # uvicorn and the app: only when serving
 
-    run(settings)
+    try:
+        run(settings)
+    finally:
+        if release is not None:
+            release()
     return 0
 
 
@@ -155,6 +165,11 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{current} (head)")
         else:
             print(f"{current or 'none'} (head is {head}; run `vmta db upgrade`)")
+        # The ids are not in numeric order: the chain says which is the latest.
+        chain = [f"[{rev}]" if rev == current else rev for rev in database.revision_chain()]
+        print(f"migrations in the order they apply: {' -> '.join(chain)}")
+        if current == head:
+            print(f"the database is at the latest migration, {head}")
         return 0
     finally:
         store.close()
@@ -191,6 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`vmta queue list | head`): what it wanted it has. No
+        # traceback; stdout is pointed at /dev/null so the interpreter's final flush of
+        # it cannot fail again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

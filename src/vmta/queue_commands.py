@@ -16,12 +16,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from vmta.domain.errors import InvalidRequest
+from vmta.domain.queue_selection import CRITERIA, parse_selection
+from vmta.domain.queue_selection import STATES as SELECTION_STATES
 from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED
+from vmta.store.message_search import MessageSearch, search_messages
+from vmta.store.queue_bulk import QueueBulk
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 STATES = (QUEUED, DELIVERED, FAILED)
 MAX_LIMIT = 10_000  # as GET /api/messages
+USAGE_ERROR = 2
 OWNER = "cli"  # a SqlSpool needs a lease owner; these commands never take a lease
 
 RETRY_HELP = (
@@ -44,7 +50,7 @@ def register(
     """Add `queue` and its sub-commands to ``commands`` (the top-level sub-parsers)."""
     queue = commands.add_parser(
         "queue",
-        help="inspect the spool; retry or delete a message",
+        help="inspect the spool; retry, delete, hold or release messages",
         description="The spool of the configured database; works while `vmta serve` runs.",
     )
     settings_flags(queue)
@@ -59,6 +65,11 @@ def register(
     listing.add_argument(
         "--limit", type=_limit, default=100, metavar="N", help="at most N messages (default 100)"
     )
+    listing.add_argument("--recipient", metavar="ADDRESS", help="only messages to ADDRESS")
+    listing.add_argument("--sender", metavar="ADDRESS", help="only messages from ADDRESS")
+    listing.add_argument(
+        "--message-id", metavar="ID", help="only the message whose Message-ID field is ID"
+    )
     listing.add_argument(
         "--json",
         action="store_true",
@@ -72,13 +83,39 @@ def register(
     show.add_argument("queue_id", metavar="ID")
     settings_flags(show)
 
-    retry = actions.add_parser("retry", help=RETRY_HELP)
-    retry.add_argument("queue_id", metavar="ID")
+    retry = actions.add_parser("retry", help=RETRY_HELP + "; or every selected recipient")
+    retry.add_argument("queue_id", metavar="ID", nargs="?")
+    _selection_flags(retry)
     settings_flags(retry)
 
-    delete = actions.add_parser("delete", help="remove message ID, its recipients and attempts")
-    delete.add_argument("queue_id", metavar="ID")
+    delete = actions.add_parser(
+        "delete",
+        help="remove message ID, its recipients and attempts; or every selected recipient",
+    )
+    delete.add_argument("queue_id", metavar="ID", nargs="?")
+    _selection_flags(delete)
     settings_flags(delete)
+
+    hold = actions.add_parser("hold", help="hold the selected queued recipients until released")
+    _selection_flags(hold)
+    settings_flags(hold)
+    release = actions.add_parser("release", help="make the selected held recipients due now")
+    _selection_flags(release)
+    settings_flags(release)
+
+
+def _selection_flags(parser: argparse.ArgumentParser) -> None:
+    """The recipients a bulk action is about (domain/queue_selection.py): all must hold."""
+    group = parser.add_argument_group(
+        "selection", "every criterion given must hold; recipients a node is sending are left alone"
+    )
+    group.add_argument("--virtual-mta", dest="virtual_mta", metavar="NAME")
+    group.add_argument("--domain", metavar="DOMAIN", help="recipient domain")
+    group.add_argument("--sender", metavar="ADDRESS", help="envelope sender ('' for <>)")
+    group.add_argument("--state", choices=SELECTION_STATES)
+    group.add_argument(
+        "--older-than", dest="older_than", metavar="SECONDS", help="received that long ago"
+    )
 
 
 def run(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> int:
@@ -87,8 +124,21 @@ def run(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> in
     spool = SqlSpool(store, OWNER)
     action: str = args.action
     if action == "list":
-        return _list(spool, args.state, args.limit, args.json, out)
-    queue_id: str = args.queue_id
+        search = MessageSearch(
+            state=args.state,
+            recipient=args.recipient,
+            sender=args.sender,
+            message_id=args.message_id,
+        )
+        return _list(spool, search, args.limit, args.json, out)
+    queue_id: str | None = getattr(args, "queue_id", None)
+    raw = {n: v for n in CRITERIA if (v := getattr(args, n, None)) is not None}
+    if action in ("hold", "release") or (queue_id is None and action in ("retry", "delete")):
+        return _bulk(store, action, raw, out)
+    if raw:
+        print("vmta: give a queue id or a selection, not both", file=sys.stderr)
+        return USAGE_ERROR
+    assert queue_id is not None
     if action == "show":
         view = spool.message(queue_id)
         if view is None:
@@ -113,18 +163,35 @@ def run(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> in
     return 0
 
 
+def _bulk(store: Store, action: str, raw: dict[str, str], out: TextIO) -> int:
+    try:
+        selection = parse_selection(raw)
+    except InvalidRequest as exc:
+        print(f"vmta: {exc} (or give one queue id)", file=sys.stderr)
+        return USAGE_ERROR
+    result = QueueBulk(store).apply(action, selection, time.time())
+    done = {"retry": "due now", "delete": "deleted", "hold": "held", "release": "released"}
+    line = f"{result.changed} recipient(s) {done[action]}"
+    if result.messages_deleted:
+        line += f", {result.messages_deleted} message(s) removed"
+    if result.in_flight:
+        line += f"; {result.in_flight} left alone: a node is sending them"
+    out.write(line + "\n")
+    return 0
+
+
 def _not_found(queue_id: str) -> int:
     print(f"vmta: no message with queue id {queue_id!r}", file=sys.stderr)
     return 1
 
 
-def _list(spool: SqlSpool, state: str | None, limit: int, as_json: bool, out: TextIO) -> int:
+def _list(spool: SqlSpool, search: MessageSearch, limit: int, as_json: bool, out: TextIO) -> int:
     # Imported here: the summary is the API's own (one definition of the counts), and the
     # API package pulls in FastAPI, which the other commands need not load.
     from vmta.api.queue import queue_summary
 
     summary = queue_summary(spool.counts())
-    rows = spool.list_messages(state, limit)
+    rows = search_messages(spool.store, search, limit)
     if as_json:
         from vmta.store.queue_report import deferred_recipients
 

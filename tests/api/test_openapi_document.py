@@ -48,7 +48,9 @@ def test_query_parameters_are_declared(client: TestClient) -> None:
     assert query_parameters(document, f"{GA}/ip_addresses") == page | {"name", "ip", "hostname"}
     for plural in ("relay_servers", "routing_rules", "throttling_templates", "virtual_mtas"):
         assert query_parameters(document, f"{GA}/{plural}") == page | {"name"}, plural
-    assert query_parameters(document, "/api/messages") == {"state", "limit"}
+    assert query_parameters(document, "/api/messages") == {
+        "state", "limit", "recipient", "sender", "message_id"
+    }  # fmt: skip
 
 
 def test_creates_link_to_the_new_record(client: TestClient) -> None:

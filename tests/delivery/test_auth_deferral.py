@@ -102,3 +102,25 @@ async def test_the_deferred_attempt_names_the_peer_it_talked_to(
     attempt = await _first_attempt(plane, raw_server)
     assert attempt["remote_ip"] == "127.0.0.1"
     assert attempt["remote_host"] == "127.0.0.1"
+
+
+async def test_a_refused_connection_is_said_once(raw_server: Any) -> None:
+    """Two addresses that fail alike, and a route the reason already names: one clause."""
+    server = await raw_server(smtp_script("220 odd.test", ODD_AUTH))
+    port = server.port
+    await server.close()
+    path = EgressPath(
+        throttle_key=("relay_server", "1"),
+        destination_host="127.0.0.1",
+        destination_port=port,
+        route=direct_route("127.0.0.1"),
+        ehlo_name="mta1.vmta.test",
+        candidates=(("a.test", "127.0.0.1"), ("b.test", "127.0.0.1")),
+    )
+    transport = SmtpTransport(TransportSettings(connect_timeout=10.0, command_timeout=10.0))
+    with pytest.raises(ConnectFailed) as caught:
+        await transport.open(path)
+    assert caught.value.reason == (
+        f"connect stage failed: connection to 127.0.0.1:{port} from 127.0.0.1 failed:"
+        " connection refused"
+    )

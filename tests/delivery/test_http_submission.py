@@ -56,7 +56,9 @@ async def test_mtaid_selects_the_relay_whose_sink_receives_it(
         response = await client.post(URL, json=DOCUMENT)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["success"] == 1 and set(body) == {"success", "message_id"}
+    assert body["success"] == 1 and set(body) == {"success", "message_id", "queue_id"}
+    # The queue id names the message in vmta's own API.
+    assert plane.message(body["queue_id"]) is not None
     assert body["message_id"].startswith("mid-") and body["message_id"].endswith("@vmta.test")
 
     seen = (await eventually(lambda: two.messages, what="delivery through relay-2"))[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import smtplib
 import ssl
 import time
@@ -241,6 +242,8 @@ async def test_delivery_log_has_one_json_line_per_attempt(
     assert [r["outcome"] for r in records] == ["deferred", "delivered"]
     assert all(r["queue_id"] == queue_id and r["source_ip"] == "127.0.0.2" for r in records)
     assert records[0]["reply"].startswith("451")
+    # ISO 8601 in UTC, to the millisecond.
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["time"]) for r in records)
 
 
 async def test_injection_auth_uses_submit_credentials(

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import skip_or_fail
@@ -163,3 +164,15 @@ def test_docs_render_with_no_network(vmta_api: str, tmp_path: Path) -> None:
     assert dom.count("opblock-summary-path") > 10, dom[-2000:]
     assert "/ga/api/v3/eng/relay_servers" in dom and "/api/queue" in dom
     assert screenshot.stat().st_size > 10_000
+
+
+def test_no_redoc_page_that_would_need_the_network(vmta_api: str) -> None:
+    """ReDoc's page asks Google Fonts and a CDN for a logo: it is not served at all."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    response = httpx.get(f"http://{vmta_api}/redoc", headers=headers, timeout=30)
+    assert response.status_code == 404
+    docs = httpx.get(f"http://{vmta_api}/docs", headers=headers, timeout=30)
+    assert docs.status_code == 200
+    # The Swagger UI page names no other host: every asset is vmta's own.
+    assert "http://" not in docs.text.replace(f"http://{vmta_api}", "")
+    assert "https://" not in docs.text

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import smtplib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +235,64 @@ def test_envelope_text_cannot_drive_the_terminal(serve: ServeFactory, sink: Reco
     assert message["mail_from"] == "good@client.test"
     assert message["vmta_selector"] is None
     assert "\x1b" not in out
+
+
+def test_bulk_hold_release_delete_and_search(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    server, ids = spool
+
+    def listed(*args: str) -> list[str]:
+        return [line.split()[0] for line in ok(serve, "list", *args).splitlines()[5:]]
+
+    assert listed("--recipient", DEFERRED.upper()) == [ids[DEFERRED]]
+    assert listed("--sender", "sender@client.test") == [ids[DEFERRED], ids[DELIVERED]]
+    assert ok(serve, "hold", "--domain", "sink.test") == "1 recipient(s) held\n"
+    assert recipient(server, ids[DEFERRED])["waiting_reason"] == "held by an operator"
+    assert ok(serve, "retry", "--state", "queued") == "0 recipient(s) due now\n"
+    assert ok(serve, "release", "--state", "held") == "1 recipient(s) released\n"
+    assert ok(serve, "delete", "--state", "failed", "--sender", "") == (
+        "1 recipient(s) deleted, 1 message(s) removed\n"
+    )
+    assert server.api().get(f"/api/messages/{ids[REFUSED]}").status_code == 404
+    both = serve.cli("queue", "delete", ids[DELIVERED], "--state", "delivered")
+    assert (both.returncode, both.stderr) == (2, "vmta: give a queue id or a selection, not both\n")
+    none = serve.cli("queue", "hold")
+    assert none.returncode == 2 and "give at least one of" in none.stderr
+
+
+def test_list_into_head_is_quiet(tmp_path: Path) -> None:
+    """`vmta queue list | head -1`: the reader leaves early; no BrokenPipe traceback."""
+    from vmta.domain.spool_records import NewMessage
+    from vmta.store.spool import SqlSpool
+    from vmta.store.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    store = Store.open(f"sqlite:///{data / 'vmta.db'}")
+    batch = [
+        NewMessage(
+            id=f"Q{n:06d}",
+            received_at=1e9 + n,
+            expires_at=2e9,
+            mail_from="s@x.test",
+            recipients=["r@y.test"],
+            body=b"Subject: x\r\n\r\nx\r\n",
+        )
+        for n in range(3000)
+    ]
+    SqlSpool(store, "test").accept(batch, lease_until=None)
+    store.close()
+    vmta_bin = Path(sys.executable).with_name("vmta")
+    result = subprocess.run(
+        f"'{vmta_bin}' queue list --limit 10000 --data-dir '{data}' | head -1",
+        shell=True,  # a fixed pipeline of our own
+        executable="/bin/bash",
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout.startswith("recipients: 3000 queued")
+    assert result.stderr == "", result.stderr

@@ -13,7 +13,16 @@ from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 import vmta
-from vmta.api import errors, events, http_submission, metrics_endpoint, openapi, queue, reports
+from vmta.api import (
+    errors,
+    events,
+    http_submission,
+    metrics_endpoint,
+    openapi,
+    own_schemas,
+    queue,
+    reports,
+)
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.body_limit import BodyLimit
 from vmta.api.greenarrow import engine
@@ -25,7 +34,7 @@ from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.errors import TemporaryError
 from vmta.store.store import Store
 
-DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's files, served by this listener
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served by this listener
 
 
 def create_app(
@@ -41,9 +50,12 @@ def create_app(
     without a data plane, an empty one. ``now`` is the clock those answers are given at."""
     # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
     # host without internet access (common in sending networks); fastapi-offline ships
-    # the same Swagger UI and ReDoc files in its package and serves them from here.
+    # the same Swagger UI files in its package and serves them from here. ReDoc is not
+    # offered: its page still asks Google Fonts and its bundle a CDN for a logo, so it
+    # cannot be fully offline; /docs shows the same document.
     app = FastAPIOffline(
         static_url=DOCS_ASSETS,
+        redoc_url=None,
         title="vmta",
         version=vmta.__version__,
         description=(
@@ -83,7 +95,12 @@ def create_app(
             request.state.principal = principal
         return await call_next(request)
 
-    @app.get("/api/health", tags=["vmta"], summary="Liveness check (no credentials needed)")
+    @app.get(
+        "/api/health",
+        tags=["vmta"],
+        summary="Liveness check (no credentials needed)",
+        responses=own_schemas.ok(own_schemas.HEALTH, "Alive"),
+    )
     async def health(request: Request) -> dict[str, Any]:
         # Alive whatever RabbitMQ does: the links are shown, they never fail the check.
         links = getattr(request.app.state, "dependencies", None)

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from vmta.api import own_schemas
 from vmta.api.dependencies import store_of
 from vmta.store.event_outbox import DestinationStatus, EventOutbox
 
@@ -67,6 +68,7 @@ def router() -> APIRouter:
     @api.get(
         "/events",
         summary="Event destinations: backlog, oldest undelivered event, last error",
+        responses=own_schemas.ok(own_schemas.EVENTS, "Every event destination"),
     )
     async def events(request: Request) -> dict[str, Any]:
         now = time.time()

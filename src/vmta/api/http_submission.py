@@ -131,7 +131,9 @@ def router() -> APIRouter:
             except TooManyHops as exc:  # a mail loop (domain/mail_loops.py); nothing stored
                 return {"success": 0, "id": client_id, "error": str(exc)}
             log.info("HTTP submission %s queued as %s", message_id, queue_id)
-            return {"success": 1, "id": client_id, "message_id": message_id}
+            # GreenArrow answers {"success": 1, "message_id": ...}; the queue id is added
+            # (one more key) so that /api/messages/{queue_id} can be asked at once.
+            return {"success": 1, "id": client_id, "message_id": message_id, "queue_id": queue_id}
 
         if single is not None:
             result = await one(single)
@@ -175,7 +177,9 @@ def router() -> APIRouter:
                 }
             },
             responses={
-                200: {"description": "{success: 1, message_id} or, for a batch, per message"},
+                200: {
+                    "description": "{success: 1, message_id, queue_id} or, for a batch, per message"
+                },
                 **{code: _REFUSAL for code in (400, 401, 413, 503)},
             },
         )

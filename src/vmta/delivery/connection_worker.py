@@ -188,7 +188,9 @@ class ConnectionWorker:
     ) -> None:
         """No session. The delivery goes back to the queue unattempted, unless this
         failure delays the path, which defers everything waiting (one attempt each)."""
-        log.info("connection to %s failed: %s", queue.path.describe(), exc.reason)
+        path = queue.path
+        where = f"{path.destination_host}:{path.destination_port}"
+        log.info("no session with %s: %s", where, exc.reason)
         now = self._clock.now()
         route = queue.path.route
         public_ip = route.public_ip if route.protocol is not EgressProtocol.DIRECT else None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
+from vmta.delivery.activity_log import ActivityLog
 from vmta.delivery.clock import Clock
 from vmta.delivery.engine import DeliveryEngine
 from vmta.delivery.inflow import InflowGate
@@ -68,10 +69,12 @@ class Intake:
         inflow: InflowGate | None = None,
         signer: MessageSigner | None = None,
         max_hops: int = DEFAULT_MAX_HOPS,
+        activity: ActivityLog | None = None,
     ) -> None:
         self.inflow = inflow
         self.signer = signer
         self.max_hops = max_hops
+        self.activity = activity or ActivityLog("off")
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
@@ -140,6 +143,13 @@ class Intake:
         if self.inflow is not None:
             self.inflow.accepted(len(message.recipients))
         self.engine.submit(jobs)
+        self.activity.accepted(
+            queue_id,
+            client=arrival.client_ip,
+            auth_name=arrival.auth_name,
+            data=arrival.data,
+            recipients=len(message.recipients),
+        )
         return queue_id
 
     async def accept_mq(

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from vmta.delivery.activity_log import ActivityLog
 from vmta.delivery.bounces import BounceMailer
 from vmta.delivery.clock import Clock
-from vmta.delivery.delivery_log import DeliveryLog
+from vmta.delivery.delivery_log import DeliveryLog, iso_time
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics
 from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.router import Deliver, Hold, Refuse
@@ -56,8 +57,10 @@ class OutcomeRecorder:
         bounces: BounceMailer | None,
         metrics: EngineMetrics | None = None,
         backoffs: ThrottleBackoffs | None = None,
+        activity: ActivityLog | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
+        self._activity = activity or ActivityLog("off")
         self._backoffs = backoffs
         self._spool = spool
         self._clock = clock
@@ -94,6 +97,7 @@ class OutcomeRecorder:
             self._occupancy.give_back(len(jobs))
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._log_attempt(job, outcome)
+            self._activity.outcome(job, outcome)
             if outcome.state == DELIVERED and outcome.recipient_id not in unstored:
                 self._metrics.delivered(outcome.at - job.received_at)
         if self._backoffs is not None and isinstance(decision, Deliver):
@@ -284,7 +288,7 @@ class OutcomeRecorder:
     def _log_attempt(self, job: Job, outcome: Outcome) -> None:
         self._log.write(
             {
-                "time": outcome.at,
+                "time": iso_time(outcome.at),
                 "queue_id": job.message_id,
                 "recipient": job.address,
                 "outcome": outcome.outcome_label,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmta.delivery.activity_log import ActivityLog
 from vmta.delivery.clock import Clock, SystemClock
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.delivery_log import DeliveryLog
@@ -95,6 +96,7 @@ class DataPlaneSettings:
     max_hops: int = DEFAULT_MAX_HOPS
     mx_allow_loopback: bool = False
     workers: int = 1  # VMTA_WORKERS: more than 1 shares the session counts of the node
+    log_messages: str = "each"  # delivery/activity_log.py
 
 
 class CommitNotifier:
@@ -169,6 +171,7 @@ def data_plane_settings(settings: Settings) -> DataPlaneSettings:
         ),
         shutdown_grace=settings.smtp_shutdown_grace,
         smtp_auth_admin=settings.smtp_auth_admin,
+        log_messages=settings.log_messages,
         events=EventSettings(
             http_url=settings.events_http_url,
             http_batch=settings.events_http_batch,
@@ -287,6 +290,7 @@ class DataPlane:
         self.backoffs = backoffs or ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
         self.delivery_log = DeliveryLog(self.delivery_log_path if settings.delivery_log else None)
+        self.activity = ActivityLog(settings.log_messages)
         self.journal = InflightJournal(data_dir / journal_name(worker))
         self.health = EgressHealth(
             threshold=settings.external_mta_failures, suspension=settings.external_mta_suspension
@@ -336,6 +340,7 @@ class DataPlane:
             metrics=self.metrics,
             backoffs=self.backoffs,
             senders=VerpSigner(self.mailbox_book),
+            activity=self.activity,
         )
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
@@ -353,6 +358,7 @@ class DataPlane:
             inflow=self.inflow,
             signer=MessageSigner(Keyring(store, self.clock), self.clock),
             max_hops=settings.max_hops,
+            activity=self.activity,
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
@@ -392,6 +398,7 @@ class DataPlane:
         await self.inflow.start()
         await self.events.start()
         await self.engine.start()
+        self.activity.start()
         if smtp_socket is not None:
             host, port = smtp_socket.getsockname()[:2]
             self.own_listeners.add(host, port)
@@ -455,6 +462,7 @@ class DataPlane:
         if self.session_counts is not None:
             self.session_counts.close()
         await self.engine.stop()
+        await self.activity.stop()
         await self.inflow.stop()
         await self.gateway.stop()
         await self.events.stop()

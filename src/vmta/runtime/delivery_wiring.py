@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from vmta.delivery.activity_log import ActivityLog
 from vmta.delivery.bounces import BounceMailer
 from vmta.delivery.clock import Clock
 from vmta.delivery.connection_worker import ConnectionWorker
@@ -41,6 +42,7 @@ def build_engine(
     metrics: EngineMetrics | None = None,
     backoffs: ThrottleBackoffs | None = None,
     senders: EnvelopeSenders | None = None,
+    activity: ActivityLog | None = None,
 ) -> DeliveryEngine:
     due_now = asyncio.Event()
     tasks = TaskSet()
@@ -62,6 +64,7 @@ def build_engine(
         bounces=bounces,
         metrics=metrics,
         backoffs=backoffs,
+        activity=activity,
     )
     worker = ConnectionWorker(
         transport=transport,

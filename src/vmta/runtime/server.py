@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,8 +23,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from vmta.api.app import create_app
+from vmta.runtime import data_dir_lock, engine_state_board, startup_report
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
+from vmta.runtime.log_files import LogFiles
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.settings import Listen, Settings, SettingsError
 from vmta.runtime.shutdown import Shutdown
@@ -135,25 +140,33 @@ async def serve(settings: Settings) -> None:
             if inbound_socket is not None:  # nor to the inbound listener
                 settings = replace(settings, inbound_listen=bound_address(inbound_socket))
             ensure_data_dir(settings)
+            stack.callback(data_dir_lock.hold(settings))  # one serve per SQLite data dir
             url = settings.effective_database_url
             store = Store.open(url)
             stack.callback(store.close)
             log.info("store ready: %s", safe_url(url))
+            # What runs, once it can run: a start that fails earlier says only why.
+            startup_report.report(settings, os.environ)
             ensure_admin_credential(store, settings)
             metrics = DeliveryMetrics()
             data_plane = data_plane_for(store, settings, metrics=metrics)
             await data_plane.start(smtp_socket, inbound_socket)
             # Registered after the store's close, so it runs before it (LIFO).
             stack.push_async_callback(data_plane.stop)
+            log_files = LogFiles([data_plane.delivery_log])
+            log_files.install(loop)
+            stack.callback(log_files.remove, loop)
             log.info("SMTP listening on %s", bound_address(smtp_socket))
             if inbound_socket is not None:
                 log.info("inbound SMTP listening on %s", bound_address(inbound_socket))
             if settings.workers > 1:
                 # After the data plane: the schema is migrated and this data directory's
                 # node registered before any worker starts (runtime/worker_pool.py).
+                engine_state_board.reset(settings.data_dir)
                 pool = WorkerPool(settings, smtp_socket, settings.workers - 1)
                 await pool.start()
                 stack.push_async_callback(pool.stop)  # before the data plane stops
+                log_files.also(functools.partial(pool.send_signal, signal.SIGHUP))
                 shutdown.on_force(pool.force)
             # Delivery never connects to the API either (a mail loop would be a relay
             # server pointed at it by mistake; domain/mail_loops.py).
@@ -165,6 +178,11 @@ async def serve(settings: Settings) -> None:
                 now=data_plane.clock.now,
             )
             app.state.engine_state = data_plane.state
+            if settings.workers > 1:
+                # /api/queue adds up every process (runtime/engine_state_board.py).
+                app.state.engine_state = lambda: engine_state_board.combined(
+                    data_plane.state(), engine_state_board.read_workers(settings.data_dir)
+                )
             app.state.event_destinations = lambda: (
                 data_plane.events.describe(),
                 data_plane.events.recovered_in_flight,

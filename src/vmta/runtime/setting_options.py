@@ -16,6 +16,7 @@ from vmta.runtime.setting_parsers import (
     _integer,
     _listen,
     _log_level,
+    _message_log,
     _namespace,
     _networks,
     _path,
@@ -345,5 +346,11 @@ OPTIONS: tuple[Option, ...] = (
         "use MX answers and address literals that are loopback, unspecified or link-local"
         " (default false: such mail fails with 5.4.6; tests publishing loopback MX hosts"
         " set it)",
+    ),
+    # ---- operators' first week (docs/operations.md) ----
+    Option(
+        "log_messages", "VMTA_LOG_MESSAGES", None, _message_log,
+        "each: one INFO line per accepted message and per final outcome; minute: one"
+        " summary line a minute; off: neither (default each)",
     ),
 )  # fmt: skip

@@ -272,3 +272,13 @@ def _result_queue(value: object, origin: str) -> str:
     if len(name.encode("utf-8")) > 255 or any(ord(ch) < 32 for ch in name):
         raise SettingsError(f"{origin} must be a queue name of at most 255 bytes, or empty")
     return name
+
+
+MESSAGE_LOG_MODES = ("each", "minute", "off")
+
+
+def _message_log(value: object, origin: str) -> str:
+    mode = _text(value, origin).strip().lower()
+    if mode not in MESSAGE_LOG_MODES:
+        raise SettingsError(f"{origin} must be each, minute or off, not {value!r}")
+    return mode

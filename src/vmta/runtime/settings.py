@@ -111,6 +111,8 @@ class Settings:
     # ---- mail loops (domain/mail_loops.py) ----
     max_hops: int = 100
     mx_allow_loopback: bool = False
+    # ---- operators' first week (docs/operations.md) ----
+    log_messages: str = "each"  # each | minute | off
 
     @property
     def effective_database_url(self) -> str:

@@ -80,7 +80,15 @@ class WorkerPool:
         # hold secrets (a Redis or RabbitMQ password), and both of those are readable by
         # other users of the machine (/proc/PID/cmdline, /proc/PID/environ to root).
         # S603: the command is this interpreter and fixed arguments, no outside input.
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(fd,))  # noqa: S603
+        # SIGHUP blocked for the child from its first instruction (the signal mask is
+        # inherited across fork and exec) until it can handle it: a SIGHUP passed on
+        # while it starts would otherwise end it (runtime/log_files.py). Pending, it is
+        # handled once the worker unblocks it.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=(fd,))  # noqa: S603
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         assert process.stdin is not None
         with contextlib.suppress(BrokenPipeError):
             process.stdin.write(pickle.dumps(self._settings))
@@ -119,6 +127,12 @@ class WorkerPool:
     def _restart(self, worker: _Worker) -> None:
         if not self._stopping and worker.process is None:
             self._spawn(worker)
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Pass ``sig`` on to every running worker (SIGHUP: reopen the log files)."""
+        for worker in self._workers:
+            if worker.process is not None and worker.process.poll() is None:
+                worker.process.send_signal(sig)
 
     def force(self) -> None:
         """A second stop signal: passed on, so workers stop waiting for DATA too."""

@@ -14,11 +14,13 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import sys
 
-from vmta.runtime import logs
+from vmta.runtime import engine_state_board, logs
 from vmta.runtime.data_plane import data_plane_for
+from vmta.runtime.log_files import LogFiles
 from vmta.runtime.settings import Settings
 from vmta.runtime.shutdown import Shutdown
 from vmta.store.store import Store
@@ -54,10 +56,20 @@ async def serve_worker(
         if settings.inbound_listen is not None:  # the parent's inbound listener, as bound
             inbound = settings.inbound_listen
             data_plane.own_listeners.add(inbound.host, inbound.port)
+        # SIGHUP (passed on by the parent): reopen this worker's log files.
+        log_files = LogFiles([data_plane.delivery_log])
+        log_files.install(loop)
+        # Blocked by the parent until now (runtime/worker_pool.py); one that came while
+        # this process started is handled now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())
+        board = asyncio.create_task(
+            engine_state_board.publish(settings.data_dir, index, data_plane.state)
+        )
         log.info("worker %d stopping: %s", index, await shutdown.wait(parent))
+        await engine_state_board.stop(board)
         data_plane.stop_accepting()
         await data_plane.stop()
     finally:

@@ -177,7 +177,7 @@ class InjectionSMTP(ChunkedDataSMTP, SaslExchange):
     def __init__(self, *args: Any, registry: SessionRegistry, auth_gate: AuthGate, **kw: Any):
         super().__init__(*args, **kw)
         self.registry = registry
-        self.auth_gate = auth_gate
+        self.sasl_gate = auth_gate
         self.client = ""
         self._refused = False
         self._in_data = False

@@ -6,6 +6,10 @@ database and may compute scrypt, so these mechanisms are re-implemented here aro
 awaitable ``verify`` (``AuthGate``). Two more fixes over aiosmtpd's own: a response line
 longer than the listener's line limit gets one ``500 5.5.6`` (RFC 4954 §6) instead of a
 traceback and ``421``; and a refused exchange is answered once, never twice.
+
+aiosmtpd takes every attribute whose name starts with ``auth_`` for a mechanism and
+advertises it in EHLO, so nothing here may be named so except the mechanisms themselves
+(the gate is ``sasl_gate``).
 """
 
 from __future__ import annotations
@@ -33,10 +37,14 @@ class _AuthLineTooLong(Exception):
 class SaslExchange(SMTP):
     """aiosmtpd's SMTP with PLAIN and LOGIN checked through an ``AuthGate``."""
 
-    auth_gate: AuthGate | None = None  # set by the listener's factory
+    sasl_gate: AuthGate | None = None  # set by the listener's factory
 
     @functools.wraps(SMTP.smtp_AUTH)
     async def smtp_AUTH(self, arg: str | None) -> None:
+        if self.envelope is not None and self.envelope.mail_from is not None:
+            # RFC 4954 §4: "The AUTH command is not permitted during a mail transaction."
+            await self.push("503 5.5.1 AUTH not permitted during a mail transaction")
+            return
         try:
             await super().smtp_AUTH(arg)
         except _AuthLineTooLong:
@@ -72,6 +80,12 @@ class SaslExchange(SMTP):
         if len(parts) != 3:  # RFC 4616 §2: [authzid] NUL authcid NUL passwd
             await self.push("501 5.5.2 Can't split auth value")
             return AuthResult(success=False, handled=True)
+        if parts[0] and parts[0] != parts[1]:
+            # RFC 4616 §2: an authorization identity asks to act as someone else. vmta
+            # has no proxy rights, so only the empty one or the user's own is honoured;
+            # any other is refused, never silently dropped.
+            await self.push("535 5.7.8 Authorization identity must be empty or the user name")
+            return AuthResult(success=False, handled=True)
         return await self._verify("PLAIN", LoginPassword(parts[1], parts[2]))
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -90,12 +104,12 @@ class SaslExchange(SMTP):
         return await self._verify("LOGIN", LoginPassword(login, password))
 
     async def _verify(self, mechanism: str, data: LoginPassword) -> AuthResult:
-        assert self.session is not None and self.auth_gate is not None
+        assert self.session is not None and self.sasl_gate is not None
         peer = self.session.peer
         client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         name = data.login.decode("utf-8", "replace")
         secret = data.password.decode("utf-8", "replace")
-        if await self.auth_gate.verify(client, name, secret):
+        if await self.sasl_gate.verify(client, name, secret):
             return AuthResult(success=True, auth_data=data)
         log.info("SMTP AUTH %s failed for %r from %s", mechanism, name, client)
         return AuthResult(success=False, handled=False, message=INVALID)

@@ -27,6 +27,7 @@ from vmta.delivery.transport import (
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.errors import PermanentError, TemporaryError
 from vmta.domain.mail_loops import LOOP_CODE, loops_back_text
+from vmta.domain.relay_authentication import defer_unauthenticated
 from vmta.domain.relay_tls import RelayTlsPolicies
 from vmta.domain.smtp_reply import SmtpReply
 from vmta.egress.connector import open_connection
@@ -54,10 +55,19 @@ class TransportSettings:
 
 
 class SmtpConversation:
-    def __init__(self, session: SmtpSession, remote_ip: str, remote_host: str) -> None:
+    def __init__(
+        self,
+        session: SmtpSession,
+        remote_ip: str,
+        remote_host: str,
+        unauthenticated_relay: str | None = None,
+    ) -> None:
         self.session = session
         self.remote_ip: str | None = remote_ip
         self.remote_host = remote_host
+        # The relay server's name when vmta presented it no credentials: a demand for
+        # them is then a path-configuration problem (domain/relay_authentication.py).
+        self.unauthenticated_relay = unauthenticated_relay
 
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes
@@ -79,12 +89,15 @@ class SmtpConversation:
             reply = ReplyLine(553, f"5.1.3 {exc}", stage="process", ended="invalid")
             return TransactionReplies(mail=reply, rcpts=[reply] * len(recipients), data=None)
         data_stage = "message" if result.after_dot else "data"
+        mail = reply_line(result.mail, "mailfrom")
+        rcpts = [
+            reply_line(r, "mailfrom" if r is result.mail else "rcptto") for r in result.recipients
+        ]
+        if self.unauthenticated_relay is not None:
+            mail, rcpts = defer_unauthenticated(self.unauthenticated_relay, mail, rcpts)
         return TransactionReplies(
-            mail=reply_line(result.mail, "mailfrom"),
-            rcpts=[
-                reply_line(r, "mailfrom" if r is result.mail else "rcptto")
-                for r in result.recipients
-            ],
+            mail=mail,
+            rcpts=rcpts,
             data=None if result.data is None else reply_line(result.data, data_stage),
             messages=session.transactions,
             dsn="DSN" in session.extensions,
@@ -172,7 +185,9 @@ class SmtpTransport:
                     timeout=self.settings.connect_timeout,
                 )
             except EgressError as exc:
-                failures.append(f"{exc.stage} stage failed: {exc.reason} (egress {exc.route})")
+                # The route is named once: the reason often names it already.
+                route = "" if exc.route in exc.reason else f" (egress {exc.route})"
+                failures.append(f"{exc.stage} stage failed: {exc.reason}{route}")
                 # MailerQ's "bind": the source address could not be bound.
                 stage = "bind" if exc.reason.startswith("cannot bind") else "connect"
                 timed_out = "timed out" in exc.reason
@@ -195,10 +210,12 @@ class SmtpTransport:
                 failures.append(f"connection to {address} failed: {exc}")
                 stage, timed_out = "intro", False
                 continue
-            return SmtpConversation(session, address, host)
+            unauthenticated = path.relay_name if not options.has_credentials else None
+            return SmtpConversation(session, address, host, unauthenticated)
         if not candidates:
             failures.append(f"{path.destination_host} has no address")
-        reason = "; ".join(failures[-3:])
+        # Each distinct failure once (several addresses of one host often fail alike).
+        reason = "; ".join(list(dict.fromkeys(failures))[-3:])
         raise ConnectFailed(
             reason,
             reply=last_reply,

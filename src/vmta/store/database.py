@@ -258,6 +258,16 @@ def _without_statement_timeout(engine: Engine) -> Engine:
     return create_engine(engine.url, poolclass=NullPool, connect_args=args)
 
 
+def revision_chain() -> list[str]:
+    """Every schema revision this vmta knows, in the order they apply (oldest first). The
+    ids are names, not numbers: 0010 applies before 0005 (migrations written on parallel
+    branches were chained when merged, and applied revisions are never renamed)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the schema to ``revision`` (Alembic); harmless when it is there already."""
     before = current_revision(engine)
