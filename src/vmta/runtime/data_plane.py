@@ -23,6 +23,7 @@ from vmta.delivery.inflight_journal import InflightJournal
 from vmta.delivery.inflow import InflowGate, InflowSettings
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
+from vmta.delivery.pause_release import PauseRelease
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
@@ -267,6 +268,8 @@ class DataPlane:
             metrics=self.metrics,
             backoffs=self.backoffs,
         )
+        # A removed pause releases its held mail within seconds, not at the recheck.
+        self.pause_release = PauseRelease(store, self.config, self.clock, self.engine.wake)
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
             data_dir=data_dir,
@@ -307,6 +310,7 @@ class DataPlane:
         await self.inflow.start()
         await self.events.start()
         await self.engine.start()
+        self.pause_release.start()
         if smtp_socket is not None:
             listener = ListenerSettings(
                 hostname=self.settings.hostname,
@@ -339,6 +343,7 @@ class DataPlane:
             await self.outbox.stop()
         if self.listener is not None:
             await self.listener.stop(self.settings.shutdown_grace)
+        await self.pause_release.stop()
         await self.engine.stop()
         await self.inflow.stop()
         await self.gateway.stop()

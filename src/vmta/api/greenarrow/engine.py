@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from vmta.api.errors import GREENARROW_PREFIX
 from vmta.api.greenarrow import (
+    disk_queue_summary,
     ip_addresses,
     relay_servers,
     routing_rules,
@@ -39,6 +40,7 @@ def router() -> APIRouter:
         throttle_programs.router(),
         throttles.router(),
         virtual_mtas.router(),
+        disk_queue_summary.router(),
     ]
     api = APIRouter()
     for resource in resources:

@@ -1,0 +1,116 @@
+"""What each console page shows, read from the same sources as the JSON endpoints: the
+queue summary of ``/ga/api/v3/eng/disk_queue_summary``, the throttles of
+``/throttles_in_backoff``, the pauses and forced errors of ``/v1/pauses`` and
+``/v1/errors``, the event status of ``/api/events``, the spool of ``/api/messages``.
+Nothing here reads a secret: relay passwords, private keys and credential secrets are
+never selected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+
+from vmta.api.console.charts import rates_chart
+from vmta.api.dependencies import store_of
+from vmta.api.events import events_report
+from vmta.api.greenarrow import disk_queue_summary
+from vmta.api.greenarrow.throttles import ThrottleStates, render
+from vmta.api.mailerq.delivery_controls import render_error, render_pause
+from vmta.api.queue import QUEUE_ID_MAX
+from vmta.domain.delivery_controls import is_active
+from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
+from vmta.store.delivery_rates import OUTCOMES, recent_rates
+from vmta.store.event_outbox import EventOutbox
+from vmta.store.message_search import find_messages, pending_events
+from vmta.store.queue_summary import GroupBy
+from vmta.store.spool import SqlSpool
+
+
+def when(moment: float | None) -> str:
+    if moment is None:
+        return "—"
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _now(request: Request) -> float:
+    clock: Callable[[], float] = getattr(request.app.state, "now", time.time)
+    return clock()
+
+
+async def queue(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    by = GroupBy.MOST_RECENT if params.get("group_by") == GroupBy.MOST_RECENT else GroupBy.INJECTED
+    variant = "throttle" if params.get("variant") == "throttle" else "domain"
+    rows = await run_in_threadpool(disk_queue_summary.summary, store_of(request), by, variant)
+    totals = {k: sum(r[k] for r in rows) for k in ("messages", "recipients", "bytes")}
+    return {"rows": rows, "group_by": by.value, "variant": variant, "totals": totals}
+
+
+async def throttles(request: Request) -> dict[str, Any]:
+    states: ThrottleStates = request.app.state.throttle_states
+    await states.refresh()
+    return {"throttles": [render(s) for s in states.in_backoff(_now(request))]}
+
+
+async def controls(request: Request) -> dict[str, Any]:
+    store, now = store_of(request), _now(request)
+
+    def work() -> dict[str, Any]:
+        with store.read() as conn:
+            pauses = [p for p in PauseRepository(conn).all() if is_active(p.expire, now)]
+            errors = [e for e in ForcedErrorRepository(conn).all() if is_active(e.expire, now)]
+        return {
+            "pauses": [render_pause(p) for p in pauses],
+            "errors": [render_error(e) for e in errors],
+        }
+
+    return await run_in_threadpool(work)
+
+
+async def rates(request: Request) -> dict[str, Any]:
+    found = await run_in_threadpool(recent_rates, store_of(request), _now(request))
+    table = [
+        {"outcome": o, "minute": found.last_minute(o), "hour": found.last_hour(o)} for o in OUTCOMES
+    ]
+    return {"table": table, "chart": rates_chart(found)}
+
+
+async def search(request: Request) -> dict[str, Any]:
+    query = request.query_params.get("q", "").strip()[:320]
+    store = store_of(request)
+    if not query:
+        return {"q": "", "results": [], "detail": None}
+
+    def work() -> dict[str, Any]:
+        results = find_messages(store, query)
+        detail = None
+        if len(results) == 1 or (results and results[0]["id"] == query[:QUEUE_ID_MAX]):
+            view = SqlSpool(store, owner="console").message(results[0]["id"])
+            if view is not None:
+                detail = {"message": view, "events": pending_events(store, view.id)}
+        return {"q": query, "results": results, "detail": detail}
+
+    return await run_in_threadpool(work)
+
+
+async def events(request: Request) -> dict[str, Any]:
+    now = time.time()
+    statuses = await run_in_threadpool(EventOutbox(store_of(request), owner="console").status, now)
+    provider = getattr(request.app.state, "event_destinations", None)
+    configured, recovered = provider() if provider is not None else ([], 0)
+    return events_report(statuses, configured, recovered, now)
+
+
+READERS: dict[str, Callable[[Request], Any]] = {
+    "queue": queue,
+    "throttles": throttles,
+    "controls": controls,
+    "rates": rates,
+    "search": search,
+    "events": events,
+}
