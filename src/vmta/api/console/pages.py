@@ -37,6 +37,13 @@ def when(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def iso_shown(text: str | None) -> str:
+    """An API time (ISO 8601, UTC) as the console shows times: ``YYYY-MM-DD HH:MM:SS``."""
+    if not text:
+        return "—"
+    return text.replace("T", " ").removesuffix("+00:00")
+
+
 def _now(request: Request) -> float:
     clock: Callable[[], float] = getattr(request.app.state, "now", time.time)
     return clock()

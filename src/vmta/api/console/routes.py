@@ -83,6 +83,7 @@ _templates = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
 )
 _templates.filters["when"] = pages.when
+_templates.filters["iso"] = pages.iso_shown
 
 
 def _html(template: str, status: int = 200, **values: Any) -> HTMLResponse:
