@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 from vmta.api.auth import Authenticator, Principal
 from vmta.api.errors import CHALLENGE
 from vmta.delivery.intake import Arrival
+from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.submitted_message import SubmissionRefused, build, parse_message
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,10 @@ def router() -> APIRouter:
                 auth_name=principal.name,
                 tls=request.url.scheme == "https",
             )
-            queue_id = await submit(arrival)  # returns once committed to the spool
+            try:
+                queue_id = await submit(arrival)  # returns once committed to the spool
+            except DkimRequestRefused as exc:  # X-GreenArrow-DKIM in its headers
+                return {"success": 0, "id": client_id, "error": "; ".join(exc.messages)}
             log.info("HTTP submission %s queued as %s", message_id, queue_id)
             return {"success": 1, "id": client_id, "message_id": message_id}
 

@@ -15,11 +15,13 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.engine import DeliveryEngine
 from vmta.delivery.inflow import InflowGate
 from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.domain.dkim_request import Directive, MqSignature, header_values, parse_directives
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.message_retry_policy import lifetime_end
 from vmta.domain.mq_message import MqMessage, read_options, take_mq_headers
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_records import NewMessage
+from vmta.signing.message_signer import MessageSigner
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Arrival:
     helo: str | None
     auth_name: str | None
     tls: bool
+    # May this client relay (loopback, authenticated, an allowed network)? Only then is
+    # its X-GreenArrow-DKIM honoured; from anyone else it is removed and ignored.
+    may_relay: bool = True
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,8 +56,10 @@ class Intake:
         honour_x_virtual_mta: bool,
         max_lifetime: float,
         inflow: InflowGate | None = None,
+        signer: MessageSigner | None = None,
     ) -> None:
         self.inflow = inflow
+        self.signer = signer
         self.gateway = gateway
         self.engine = engine
         self.clock = clock
@@ -66,21 +73,37 @@ class Intake:
         return self.inflow.refusal() if self.inflow is not None else None
 
     async def accept(
-        self, arrival: Arrival, mq_document: Mapping[str, Any] | None = None, via: str = ""
+        self,
+        arrival: Arrival,
+        mq_document: Mapping[str, Any] | None = None,
+        via: str = "",
+        mq_dkim: Sequence[MqSignature] = (),
     ) -> str:
         """Store the message durably and hand it to the engine; returns its queue id.
 
         Selector headers and every ``x-mq-*`` header are removed; the MailerQ options they
         carry, or those of ``mq_document`` (a MailerQ message JSON without its ``mime``,
         from ``/v1/inject`` or the AMQP outbox), travel with the message. A bad MailerQ
-        option raises ``InvalidMqMessage`` before anything is stored."""
+        option raises ``InvalidMqMessage`` before anything is stored.
+
+        The message is DKIM-signed here, once, after vmta's own header changes and before
+        the commit (``MessageSigner``): by the default keys, or as ``X-GreenArrow-DKIM``
+        asks, plus MailerQ's per-message keys (``mq_dkim``). A signing request that cannot
+        be honoured raises ``DkimRequestRefused``, and nothing is stored."""
         now = self.clock.now()
         queue_id = new_queue_id(now)
+        directives: list[Directive] | None = None
+        if self.signer is not None and arrival.may_relay:
+            values = header_values(arrival.data)
+            directives = parse_directives(values) if values else None
         selection = take_selector(arrival.data, honour_powermta=self.honour_x_virtual_mta)
         headers = take_mq_headers(selection.data)
         document = {**headers.keys, **(mq_document or {})}
         options = read_options(document, now) if document else None
-        body = with_trace_header(headers.data, self.received(arrival, queue_id, now, via))
+        data = headers.data
+        if self.signer is not None:
+            data = await self.signer.sign(data, directives=directives, per_message=mq_dkim)
+        body = with_trace_header(data, self.received(arrival, queue_id, now, via))
         message = NewMessage(
             id=queue_id,
             received_at=now,
@@ -118,7 +141,7 @@ class Intake:
             tls=False,
         )
         document = dict(message.options.get("document") or {})
-        return await self.accept(arrival, document, via)
+        return await self.accept(arrival, document, via, message.dkim)
 
     def received(self, arrival: Arrival, queue_id: str, now: float, via: str = "") -> str:
         """A Received field (RFC 5321 §4.4) with the protocol keyword of RFC 3848 (for

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmta.domain.delivery_controls import canonical_address, parse_expire
+from vmta.domain.dkim_request import DkimRequestRefused, MqSignature, parse_mq_dkim, without_keys
 from vmta.domain.errors import ValidationFailed
 from vmta.domain.ip_pool import pool_name_problem
 from vmta.domain.message_headers import field_name, field_value, split_headers
@@ -52,6 +53,8 @@ class MqMessage:
     envelope: str  # "" for the null reverse-path <>
     mime: bytes
     options: dict[str, Any]  # what is stored as messages.mq_options
+    # MailerQ's ``dkim`` property: used to sign at intake, never stored (keys are secrets).
+    dkim: tuple[MqSignature, ...] = ()
 
 
 def _shown(value: Any) -> str:
@@ -179,6 +182,8 @@ def read_options(doc: Mapping[str, Any], received_at: float) -> dict[str, Any]:
     if problems:
         raise InvalidMqMessage(problems)
     document = {k: v for k, v in doc.items() if k != "mime"}
+    if "dkim" in document:  # results carry it back, but never its private keys
+        document["dkim"] = without_keys(document["dkim"])
     if document:
         options["document"] = document
     return options
@@ -221,9 +226,14 @@ def read_message(doc: Any, received_at: float) -> MqMessage:
         options = read_options(doc, received_at)
     except InvalidMqMessage as exc:
         problems.extend(exc.messages)
+    dkim: list[MqSignature] = []
+    try:
+        dkim = parse_mq_dkim(doc.get("dkim"))
+    except DkimRequestRefused as exc:
+        problems.extend(exc.messages)
     if problems:
         raise InvalidMqMessage(problems)
-    return MqMessage(recipient, envelope, body, options)
+    return MqMessage(recipient, envelope, body, options, tuple(dkim))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings, SettingsError
 from vmta.runtime.throttles import PACING_FILE, throttle_backend, throttle_backoffs
+from vmta.signing.keyring import Keyring
+from vmta.signing.message_signer import MessageSigner
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.listener import Listener, ListenerSettings, start_listener
 from vmta.smtp.session_registry import SessionCaps
@@ -284,6 +286,7 @@ class DataPlane:
             honour_x_virtual_mta=settings.honour_x_virtual_mta,
             max_lifetime=engine_settings.retry.max_lifetime,
             inflow=self.inflow,
+            signer=MessageSigner(Keyring(store, self.clock), self.clock),
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:

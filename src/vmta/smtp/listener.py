@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
 from vmta.delivery.intake import Arrival, Intake
+from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
 from vmta.smtp.auth_gate import AuthGate
@@ -118,6 +119,9 @@ class InjectionHandler:
             helo=session.host_name,
             auth_name=_auth_name(session),
             tls=session.ssl is not None,
+            may_relay=may_relay(
+                client_ip, bool(session.authenticated), self.settings.relay_networks
+            ),
         )
         started = time.perf_counter()
         try:
@@ -127,6 +131,10 @@ class InjectionHandler:
             # sending it again unchanged would fail the same way, so the reply is permanent.
             reason = "; ".join(exc.messages).replace("\r", " ").replace("\n", " ")[:400]
             return f"554 5.6.0 Bad x-mq-* header: {reason}"
+        except DkimRequestRefused as exc:
+            # A signing request that cannot be honoured: refused rather than sent unsigned.
+            reason = "; ".join(exc.messages).replace("\r", " ").replace("\n", " ")[:400]
+            return f"550 5.7.0 {reason}"
         except Exception:
             log.exception("could not store a message from %s", client_ip)
             return "451 4.3.0 Could not store the message; try again later"

@@ -397,3 +397,35 @@ Index(
 
 # ip_address: its own throttling rules, in the shape of a template's rules (null = none).
 virtual_mtas.append_column(Column("throttle_rules", JSON, nullable=True))
+
+# ---- DKIM signing keys (migration 0011) ----------------------------------------------
+
+# One row per key (RFC 6376 §3.6); domain and selector are unique together ignoring case
+# (``domain_key``, ``selector_key``: lower-case copies). The private key is stored as PEM:
+# the database is vmta's alone (data files 0600; PostgreSQL access is the operator's).
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(200), nullable=False),
+    Column("domain_key", String(200), nullable=False),
+    Column("selector", String(200), nullable=False),
+    Column("selector_key", String(200), nullable=False),
+    Column("default_for_domain", Boolean, nullable=False, server_default=false()),
+    Column("key_type", String(16), nullable=False),
+    Column("key_bits", Integer, nullable=False),
+    Column("private_pem", Text, nullable=False),
+    Column("public_key", Text, nullable=False),
+    # A fresh item id at every insert and update (item_ids): signers compare count, max
+    # and sum of it to reload their keys only when the table changed.
+    Column("revision", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    sqlite_autoincrement=True,
+)
+Index(
+    "ix_dkim_keys_domain_key_selector_key",
+    dkim_keys.c.domain_key,
+    dkim_keys.c.selector_key,
+    unique=True,
+)

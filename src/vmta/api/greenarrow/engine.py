@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from vmta.api.errors import GREENARROW_PREFIX
 from vmta.api.greenarrow import (
     disk_queue_summary,
+    dkim_keys,
     ip_addresses,
     relay_servers,
     routing_rules,
@@ -41,6 +42,7 @@ def router() -> APIRouter:
         throttles.router(),
         virtual_mtas.router(),
         disk_queue_summary.router(),
+        dkim_keys.router(),
     ]
     api = APIRouter()
     for resource in resources:

@@ -1,0 +1,70 @@
+"""Signing one message at intake: the keys chosen for it (``choice``) and MailerQ's
+per-message keys, then the signer, in a worker thread (RSA in OpenSSL releases the GIL),
+so that the event loop keeps serving other clients meanwhile.
+
+Signing happens once, before the message is committed to the spool: every attempt and
+every recipient gets the same signed bytes, and a per-message key is never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from vmta.delivery.clock import Clock
+from vmta.domain.dkim_request import Directive, MqSignature
+from vmta.domain.message_headers import split_headers
+from vmta.domain.mq_message import InvalidMqMessage
+from vmta.signing.choice import default_choice, directed_choice
+from vmta.signing.keyring import Keyring
+from vmta.signing.keys import KeyRefused, load
+from vmta.signing.signer import Signature, sign
+
+
+class MessageSigner:
+    def __init__(self, keyring: Keyring, clock: Clock) -> None:
+        self.keyring = keyring
+        self.clock = clock
+
+    async def sign(
+        self,
+        data: bytes,
+        *,
+        directives: Sequence[Directive] | None,
+        per_message: Sequence[MqSignature] = (),
+    ) -> bytes:
+        """``data`` signed as asked; raises DkimRequestRefused (a directive names no key)
+        or InvalidMqMessage (a per-message key cannot be used)."""
+        keys = await self.keyring.keys()
+        fields = split_headers(data).headers
+        if directives is None:
+            choices = default_choice(fields, keys)
+        else:
+            choices = directed_choice(fields, directives, keys)
+        signatures = [Signature(c.domain, c.selector, c.key.key) for c in choices]
+        problems: list[str] = []
+        for index, wanted in enumerate(per_message):
+            where = "dkim" if len(per_message) == 1 else f"dkim[{index}]"
+            try:
+                key = load(wanted.key_pem)
+            except KeyRefused as refused:
+                problems.append(f"{where}.key {refused}")
+                continue
+            signatures.append(
+                Signature(
+                    wanted.domain,
+                    wanted.selector,
+                    key,
+                    header_canon=wanted.header_canon,
+                    body_canon=wanted.body_canon,
+                    extra_headers=wanted.headers,
+                    oversign_all=wanted.oversign,
+                    expire=wanted.expire,
+                    report=wanted.report,
+                )
+            )
+        if problems:
+            raise InvalidMqMessage(problems)
+        if not signatures:
+            return data
+        return await asyncio.to_thread(sign, data, signatures, int(self.clock.now()))
