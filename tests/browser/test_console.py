@@ -2,7 +2,8 @@
 (a wrong secret and a submit credential refused), the queue a test built (three messages
 for a relay server whose destination is a dead port), pause and resume a domain with a
 real sink receiving the held message within 5 s of the resume, a message search with its
-attempts, the session cookie's flags, a POST without the CSRF token refused; no request
+attempts, the DKIM keys with their DNS records and no private key, the session cookie's
+flags, a POST without the CSRF token refused; no request
 leaves 127.0.0.1 and the console logs no error. The queue page is saved as
 docs/console.png, which the README shows."""
 
@@ -90,6 +91,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         server = factory.start()
         relay(server, "dead", free_port())  # nothing listens there: the mail stays queued
         relay(server, "live", sink.port)
+        key = server.api().post(
+            f"{GA}/dkim_keys",
+            json={"dkim_key": {"domain": "src.test", "selector": "s1", "key": {"bits": 1024}}},
+        )
+        assert key.status_code == 200, key.text
         created = factory.cli("credentials", "create", "sender", "--scope", "submit")
         assert created.returncode == 0, created.stderr
         dead = [send(factory.smtp_port, "dead", "rcpt@dest.test", f"dead-{i}") for i in range(3)]
@@ -224,10 +230,15 @@ def test_every_page_renders_and_the_screenshot(browser: webdriver.Chrome, world:
         ("Throttles", "#throttle-table"),
         ("Rates", "#rate-table"),
         ("Events", "#event-table"),
+        ("DKIM keys", "#dkim-table"),
         ("Queue", "#queue-table"),
     ):
         browser.find_element(By.LINK_TEXT, link).click()
         wait_for(browser, part)
+        if link == "DKIM keys":
+            wait_for(browser, "#dkim-table", "s1._domainkey.src.test")
+            wait_for(browser, "#dkim-table", "v=DKIM1; k=rsa; p=MI")  # the public key
+            assert "PRIVATE" not in browser.page_source
     wait_for(browser, "#queue-table", "dead")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(SCREENSHOT))

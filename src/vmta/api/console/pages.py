@@ -25,6 +25,7 @@ from vmta.api.queue import QUEUE_ID_MAX
 from vmta.domain.delivery_controls import is_active
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 from vmta.store.delivery_rates import OUTCOMES, recent_rates
+from vmta.store.dkim_keys import DkimKeyRepository
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.message_search import find_messages, pending_events
 from vmta.store.queue_summary import GroupBy
@@ -113,6 +114,30 @@ async def events(request: Request) -> dict[str, Any]:
     return events_report(statuses, configured, recovered, now)
 
 
+async def dkim(request: Request) -> dict[str, Any]:
+    """The DKIM keys and the TXT record each needs (RFC 6376 §3.6.1); the repository's
+    list never reads a private key."""
+    store = store_of(request)
+
+    def work() -> list[dict[str, Any]]:
+        with store.read() as conn:
+            rows = DkimKeyRepository(conn).list()
+        return [
+            {
+                "domain": row.domain,
+                "selector": row.selector,
+                "default": row.default_for_domain,
+                "type": row.key_type,
+                "bits": row.key_bits,
+                "dns_name": row.dns_name,
+                "dns_value": f"v=DKIM1; {row.dns_value}",
+            }
+            for row in rows
+        ]
+
+    return {"keys": await run_in_threadpool(work)}
+
+
 READERS: dict[str, Callable[[Request], Any]] = {
     "queue": queue,
     "throttles": throttles,
@@ -120,4 +145,5 @@ READERS: dict[str, Callable[[Request], Any]] = {
     "rates": rates,
     "search": search,
     "events": events,
+    "dkim": dkim,
 }

@@ -58,8 +58,9 @@ PAGES = {
     "rates": "Rates",
     "search": "Search",
     "events": "Events",
+    "dkim": "DKIM keys",
 }
-REFRESH_MS = {"rates": 10_000, "search": 5_000}  # others: every 3 s
+REFRESH_MS = {"rates": 10_000, "search": 5_000, "dkim": 10_000}  # others: every 3 s
 MATCHER_FORM = ("pool", "mta", "domain", "ip", "tag")
 # The whole console is its own files: a page may load nothing from elsewhere.
 SECURITY_HEADERS = {
