@@ -100,7 +100,8 @@ def create_app(
     app.include_router(events.router())
     app.include_router(metrics_endpoint.router())
     app.include_router(http_submission.router())
-    app.include_router(console_routes.router(console_routes.Console(authenticator)))
+    app.state.console = console_routes.Console(authenticator)
+    app.include_router(console_routes.router(app.state.console))
     app.include_router(console_routes.favicon_router())
     # vmta's own paths answer a method they do not support 405 with an Allow header that
     # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.
