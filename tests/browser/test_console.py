@@ -223,6 +223,13 @@ def test_search_a_message_and_see_its_attempts(browser: webdriver.Chrome, world:
     browser.find_element(By.NAME, "q").clear()
     browser.find_element(By.NAME, "q").send_keys("rcpt@dest.test", Keys.ENTER)  # by recipient
     wait_for(browser, "#result-table", world.dead_ids[2])
+    # The queue's domain links to its messages.
+    browser.find_element(By.LINK_TEXT, "Queue").click()
+    wait_for(browser, "#queue-table", "dest.test")
+    browser.find_element(By.LINK_TEXT, "dest.test").click()
+    wait_for(browser, "#result-table", world.dead_ids[0])
+    found = browser.find_elements(By.CSS_SELECTOR, "#result-table tbody tr")
+    assert sorted(r.find_element(By.TAG_NAME, "td").text for r in found) == sorted(world.dead_ids)
 
 
 def test_every_page_renders_and_the_screenshot(browser: webdriver.Chrome, world: World) -> None:
@@ -241,6 +248,7 @@ def test_every_page_renders_and_the_screenshot(browser: webdriver.Chrome, world:
             assert "PRIVATE" not in browser.page_source
     wait_for(browser, "#queue-table", "dead")
     SCREENSHOT.parent.mkdir(exist_ok=True)
+    browser.set_window_size(1280, 520)  # the page, without the empty space below it
     assert browser.save_screenshot(str(SCREENSHOT))
     page = browser.page_source
     assert API_TOKEN not in page and world.submit_secret not in page
