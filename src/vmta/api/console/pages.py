@@ -16,6 +16,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api.console.charts import rates_chart
+from vmta.api.console.readings_cache import ReadingsCache
 from vmta.api.dependencies import store_of
 from vmta.api.events import events_report
 from vmta.api.greenarrow import disk_queue_summary
@@ -24,7 +25,7 @@ from vmta.api.mailerq.delivery_controls import render_error, render_pause
 from vmta.api.queue import QUEUE_ID_MAX
 from vmta.domain.delivery_controls import is_active
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
-from vmta.store.delivery_rates import OUTCOMES, recent_rates
+from vmta.store.delivery_rates import OUTCOMES, Rates, recent_rates
 from vmta.store.dkim_keys import DkimKeyRepository
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.message_search import find_messages, pending_events
@@ -45,6 +46,11 @@ def iso_shown(text: str | None) -> str:
     return text.replace("T", " ").removesuffix("+00:00")
 
 
+def _cache(request: Request) -> ReadingsCache:
+    cache: ReadingsCache = request.app.state.console.readings
+    return cache
+
+
 def _now(request: Request) -> float:
     clock: Callable[[], float] = getattr(request.app.state, "now", time.time)
     return clock()
@@ -54,7 +60,12 @@ async def queue(request: Request) -> dict[str, Any]:
     params = request.query_params
     by = GroupBy.MOST_RECENT if params.get("group_by") == GroupBy.MOST_RECENT else GroupBy.INJECTED
     variant = "throttle" if params.get("variant") == "throttle" else "domain"
-    rows = await run_in_threadpool(disk_queue_summary.summary, store_of(request), by, variant)
+    store = store_of(request)
+
+    async def read() -> list[dict[str, Any]]:
+        return await run_in_threadpool(disk_queue_summary.summary, store, by, variant)
+
+    rows = await _cache(request).get(("queue", by, variant), read)
     totals = {k: sum(r[k] for r in rows) for k in ("messages", "recipients", "bytes")}
     return {"rows": rows, "group_by": by.value, "variant": variant, "totals": totals}
 
@@ -81,7 +92,12 @@ async def controls(request: Request) -> dict[str, Any]:
 
 
 async def rates(request: Request) -> dict[str, Any]:
-    found = await run_in_threadpool(recent_rates, store_of(request), _now(request))
+    store, now = store_of(request), _now(request)
+
+    async def read() -> Rates:
+        return await run_in_threadpool(recent_rates, store, now)
+
+    found: Rates = await _cache(request).get(("rates",), read)
     table = [
         {"outcome": o, "minute": found.last_minute(o), "hour": found.last_hour(o)} for o in OUTCOMES
     ]

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vmta.api.auth import Authenticator
 from vmta.api.console import pages
+from vmta.api.console.readings_cache import ReadingsCache
 from vmta.api.console.sessions import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -123,6 +124,7 @@ class Console:
         self.authenticator = authenticator
         self.sessions = Sessions()
         self.failures = FailureDelays()
+        self.readings = ReadingsCache()
 
     def session(self, request: Request) -> Session | None:
         return self.sessions.find(request.cookies.get(SESSION_COOKIE), time.monotonic())
