@@ -150,3 +150,22 @@ def test_pages_send_a_content_security_policy_of_their_own_files(browser_like: T
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["x-frame-options"] == "DENY"
     assert "http://" not in page.text.replace('http://"', "") and "https://" not in page.text
+
+
+def test_cookies_are_secure_over_tls(store: Store) -> None:
+    app = create_app(store)
+    with TestClient(app, base_url="https://vmta.test") as client:
+        client.get("/console")
+        token = client.cookies.get("vmta_console_csrf")
+        answer = client.post(
+            "/console/sign-in",
+            data={"name": "admin", "secret": TEST_SECRET, "csrf_token": token},
+            follow_redirects=False,
+        )
+    assert answer.status_code == 303
+    cookies = answer.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("vmta_console_session="))
+    csrf = next(c for c in cookies if c.startswith("vmta_console_csrf="))
+    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/console"):
+        assert flag in session
+    assert "Secure" in csrf and "HttpOnly" not in csrf
