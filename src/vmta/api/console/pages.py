@@ -51,7 +51,7 @@ def _cache(request: Request) -> ReadingsCache:
     return cache
 
 
-def _now(request: Request) -> float:
+def now_of(request: Request) -> float:
     clock: Callable[[], float] = getattr(request.app.state, "now", time.time)
     return clock()
 
@@ -73,11 +73,11 @@ async def queue(request: Request) -> dict[str, Any]:
 async def throttles(request: Request) -> dict[str, Any]:
     states: ThrottleStates = request.app.state.throttle_states
     await states.refresh()
-    return {"throttles": [render(s) for s in states.in_backoff(_now(request))]}
+    return {"throttles": [render(s) for s in states.in_backoff(now_of(request))]}
 
 
 async def controls(request: Request) -> dict[str, Any]:
-    store, now = store_of(request), _now(request)
+    store, now = store_of(request), now_of(request)
 
     def work() -> dict[str, Any]:
         with store.read() as conn:
@@ -92,7 +92,7 @@ async def controls(request: Request) -> dict[str, Any]:
 
 
 async def rates(request: Request) -> dict[str, Any]:
-    store, now = store_of(request), _now(request)
+    store, now = store_of(request), now_of(request)
 
     async def read() -> Rates:
         return await run_in_threadpool(recent_rates, store, now)

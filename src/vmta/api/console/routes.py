@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vmta.api.auth import Authenticator
-from vmta.api.console import pages
+from vmta.api.console import actions, pages
 from vmta.api.console.readings_cache import ReadingsCache
 from vmta.api.console.sessions import (
     CSRF_COOKIE,
@@ -36,12 +36,9 @@ from vmta.api.console.sessions import (
     same_token,
 )
 from vmta.api.dependencies import store_of
-from vmta.api.greenarrow.throttles import ThrottleStates
-from vmta.api.mailerq.delivery_controls import matcher_of, parse_error, parse_pause
 from vmta.domain.auth_failures import FailureDelays
-from vmta.domain.errors import InvalidRequest, PermanentError, TemporaryError
+from vmta.domain.errors import PermanentError, TemporaryError
 from vmta.store.credentials import CredentialRepository
-from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 
 log = logging.getLogger("vmta.console")
 
@@ -62,7 +59,6 @@ PAGES = {
     "dkim": "DKIM keys",
 }
 REFRESH_MS = {"rates": 10_000, "search": 5_000, "dkim": 10_000}  # others: every 3 s
-MATCHER_FORM = ("pool", "mta", "domain", "ip", "tag")
 # The whole console is its own files: a page may load nothing from elsewhere.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self';"
@@ -267,7 +263,7 @@ def router(console: Console) -> APIRouter:
                 "console %s by %s refused: CSRF token missing or wrong", action, session.name
             )
             return HTMLResponse("CSRF token missing or wrong.", 403, headers=SECURITY_HEADERS)
-        handler = ACTIONS.get(action)
+        handler = actions.ACTIONS.get(action)
         if handler is None:
             return HTMLResponse("No such action.", 404, headers=SECURITY_HEADERS)
         fields = {k: v.strip() for k, v in form.items() if k != CSRF_FIELD and v.strip()}
@@ -309,56 +305,3 @@ def favicon_router() -> APIRouter:
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     return api
-
-
-# ---- actions ---------------------------------------------------------------------------
-
-
-async def _end_backoff(request: Request, fields: dict[str, str]) -> str:
-    states: ThrottleStates = request.app.state.throttle_states
-    raw = fields.get("throttle", "")
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
-        raise InvalidRequest("throttle must be a throttle id.")
-    await states.refresh()
-    now = pages._now(request)
-    found = next((s for s in states.in_backoff(now) if s.id == int(raw)), None)
-    if found is None:
-        raise InvalidRequest(f"Throttle {raw} is not in backoff.")
-    await states.end_everywhere(found.key)
-    return f"ended the backoff of throttle {raw}"
-
-
-def _controls(kind: str, remove: bool) -> Any:
-    async def handler(request: Request, fields: dict[str, str]) -> str:
-        store, now = store_of(request), pages._now(request)
-        if remove:
-            m = matcher_of({k: v for k, v in fields.items() if k in MATCHER_FORM}, MATCHER_FORM)
-        control = None if remove else (parse_pause if kind == "pause" else parse_error)(fields, now)
-
-        def work() -> bool:
-            with store.write() as conn:
-                repo = PauseRepository(conn) if kind == "pause" else ForcedErrorRepository(conn)
-                if remove:
-                    return repo.remove(m) is not None
-                repo.put(control)  # type: ignore[arg-type]
-                return True
-
-        if not await run_in_threadpool(work):
-            raise InvalidRequest(f"No such {kind}.")
-        matched = control.matcher.as_dict() if control is not None else m.as_dict()
-        described = ", ".join(f"{k}={v}" for k, v in matched.items()) or "everything"
-        wake = getattr(request.app.state, "wake_engine", None)
-        if wake is not None:
-            wake()
-        return f"{'removed' if remove else 'set'} {kind} ({described})"
-
-    return handler
-
-
-ACTIONS = {
-    "end-backoff": _end_backoff,
-    "add-pause": _controls("pause", remove=False),
-    "remove-pause": _controls("pause", remove=True),
-    "add-error": _controls("error", remove=False),
-    "remove-error": _controls("error", remove=True),
-}
