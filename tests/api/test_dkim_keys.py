@@ -220,6 +220,8 @@ BAD_RECORDS: list[tuple[dict[str, Any], list[str]]] = [
      ["key.bits must be absent for an ed25519 key"]),
     ({"domain": "a.com", "selector": "s", "default_for_domain": "yes", "key": {"bits": 1024}},
      ["default_for_domain must be true or false"]),
+    ({"domain": "a.com", "selector": "s", "key": {"bits": " 1024", "public": 7}},
+     ["key.bits must be an integer", "key.public must be a string"]),
     ({"domain": 5, "selector": None, "key": []},
      ["domain must be a string", "selector must be a string", "key must be a hash"]),
 ]  # fmt: skip

@@ -25,13 +25,17 @@ from sqlalchemy import func, select
 
 from tests.conftest import TEST_SECRET
 from tests.delivery.conftest import RunningPlane, eventually, insert, rule
+from tests.delivery.test_amqp_outbox import AMQP_URL, channel, publish, queue_name
 from tests.peers.sink import RecordingSink, SeenTransaction
 from vmta.api.app import create_app
+from vmta.delivery.amqp_outbox import OutboxConsumer
 from vmta.delivery.intake import Arrival
 from vmta.domain.virtual_mta import RandomizationType, Ref
+from vmta.runtime import logs
 from vmta.signing import keys as key_material
 from vmta.store.tables import messages
 
+__all__ = ["channel", "queue_name"]  # RabbitMQ fixtures, shared with the outbox tests
 GA = "/ga/api/v3/eng/dkim_keys"
 # Awkward bodies (RFC 6376 §3.4.3-3.4.4, RFC 5321 §4.5.2): leading dots, trailing white
 # space, a long line, 8-bit text, blank lines at the end.
@@ -348,6 +352,14 @@ async def test_mailerq_per_message_keys_with_each_canonicalization(
         )
         assert response.status_code == 400 and reason in response.json()["error"], response.text
         assert own.splitlines()[2] not in response.text
+    # An X-GreenArrow-DKIM in the mime that names no key refuses the message as well.
+    response = await world.api.post(
+        "/v1/inject",
+        json={"recipient": "rcpt@dest.test",
+              "mime": 'X-GreenArrow-DKIM: {"domain": "none.test"}\r\n' + mime},
+    )  # fmt: skip
+    assert response.status_code == 400, response.text
+    assert "X-GreenArrow-DKIM names a DKIM key that does not exist" in response.text
     # The key is in no stored message, no result document and no log line.
     secret_line = own.splitlines()[2]
     with world.plane.store.read() as conn:
@@ -376,3 +388,71 @@ async def test_signed_through_a_redirect_and_a_routing_rule(
     tags = verify_all(seen.data, world.dns)
     assert [(t[b"d"], t[b"s"]) for t in tags] == [(b"from.test", b"default")]
     assert world.sink.messages == []
+
+
+async def test_amqp_outbox_signs_per_message_keys_and_rejects_a_bad_dkim(
+    world: World, channel: Any, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    logs.configure("DEBUG")  # as `vmta serve` sets logging up, at its most talkative
+    root.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    try:
+        await _outbox_case(world, channel, queue_name, caplog)
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        logging.getLogger("aiormq").setLevel(logging.NOTSET)
+
+
+async def _outbox_case(
+    world: World, channel: Any, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    own = pem_of(ed25519.Ed25519PrivateKey.generate())
+    material = key_material.imported(own)
+    world.dns.records["amqp._domainkey.mq.test"] = f"v=DKIM1; k=ed25519; p={material.public}"
+    mime = message("From: ann@from.test\r\n").decode()
+    good = {"domain": "mq.test", "selector": "amqp", "key": own}
+    bad = {"domain": "mq.test", "selector": "amqp", "key": own, "protocols": ["arc", "dkim"]}
+    consumer = OutboxConsumer(AMQP_URL, queue_name, world.plane.plane.intake)
+    await consumer.start()
+    try:
+        for wanted in (bad, good):
+            body = {"recipient": "rcpt@dest.test", "mime": mime, "dkim": wanted}
+            await publish(channel, queue_name, json.dumps(body).encode())
+        (seen,) = await world.delivered(1)
+        await eventually(lambda: consumer.rejected == 1, what="the bad dkim rejected")
+    finally:
+        await consumer.stop()
+    await channel.queue_delete(queue_name)
+    tags = verify_all(seen.data, world.dns)
+    assert [(t[b"d"], t[b"s"], t[b"c"]) for t in tags] == [(b"mq.test", b"amqp", b"relaxed/simple")]
+    assert "protocols" in caplog.text  # the reason, logged ...
+    assert own.splitlines()[1] not in caplog.text  # ... without the key
+
+
+@pytest.mark.one_database  # the store's part is in tests/store/test_dkim_keys.py
+async def test_rotation_new_selector_made_default_then_old_deleted(world: World) -> None:
+    old = await world.key(
+        domain="from.test", selector="s2026", default_for_domain=True, key={"bits": 1024}
+    )
+    await world.plane.asend(message("From: ann@from.test\r\n"))
+    new = await world.key(domain="from.test", selector="s2027", key={"bits": 1024})
+    await world.plane.asend(message("From: ann@from.test\r\n"))  # still the old default
+    response = await world.api.put(
+        f"{GA}/{new['id']}", json={"dkim_key": {"default_for_domain": True}}
+    )
+    assert response.json()["data"]["dkim_key"]["default_for_domain"] is True
+    signer = world.plane.plane.intake.signer
+    assert signer is not None
+    signer.keyring.invalidate()  # rather than waiting for the keyring's second
+    await world.plane.asend(message("From: ann@from.test\r\n"))
+    assert (await world.api.delete(f"{GA}/{old['id']}")).status_code == 200
+    signer.keyring.invalidate()
+    await world.plane.asend(message("From: ann@from.test\r\n"))
+    selectors = []
+    for seen in await world.delivered(4):
+        (tags,) = verify_all(seen.data, world.dns)
+        selectors.append(tags[b"s"])
+    assert selectors == [b"s2026", b"s2026", b"s2027", b"s2027"]

@@ -15,10 +15,16 @@ from vmta.delivery.clock import Clock
 from vmta.delivery.engine import DeliveryEngine
 from vmta.delivery.inflow import InflowGate
 from vmta.delivery.spool_gateway import SpoolGateway
-from vmta.domain.dkim_request import Directive, MqSignature, header_values, parse_directives
+from vmta.domain.dkim_request import (
+    Directive,
+    DkimRequestRefused,
+    MqSignature,
+    header_values,
+    parse_directives,
+)
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.message_retry_policy import lifetime_end
-from vmta.domain.mq_message import MqMessage, read_options, take_mq_headers
+from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_options, take_mq_headers
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_records import NewMessage
 from vmta.signing.message_signer import MessageSigner
@@ -141,7 +147,12 @@ class Intake:
             tls=False,
         )
         document = dict(message.options.get("document") or {})
-        return await self.accept(arrival, document, via, message.dkim)
+        try:
+            return await self.accept(arrival, document, via, message.dkim)
+        except DkimRequestRefused as exc:
+            # An X-GreenArrow-DKIM in its mime that cannot be honoured: a bad message, as
+            # MailerQ's own problems are (400 at /v1/inject, rejected on the outbox).
+            raise InvalidMqMessage(exc.messages) from None
 
     def received(self, arrival: Arrival, queue_id: str, now: float, via: str = "") -> str:
         """A Received field (RFC 5321 §4.4) with the protocol keyword of RFC 3848 (for

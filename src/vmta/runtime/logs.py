@@ -24,3 +24,6 @@ def configure(level: str, *, tag: str | None = None) -> None:
     # that matters, a migration that changed the schema. DEBUG shows Alembic's detail.
     if level != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiormq's DEBUG lines print whole AMQP frames: MailerQ messages with their per-message
+    # DKIM private keys. Never below INFO, whatever the level.
+    logging.getLogger("aiormq").setLevel(logging.INFO)

@@ -65,8 +65,8 @@ def _bits(f: Fields, key: JsonObject) -> int | None:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.isascii() and value.strip().isdigit():
-        number = int(value.strip()) if len(value.strip()) <= 6 else None
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
+        number = int(value)
     if number is None or not MIN_RSA_BITS <= number <= MAX_RSA_BITS:
         shown = kind_of(value) if not isinstance(value, int | str) else repr(value)[:20]
         f.problem(
@@ -76,6 +76,14 @@ def _bits(f: Fields, key: JsonObject) -> int | None:
         )
         return None
     return number
+
+
+def _public(f: Fields, key: JsonObject) -> None:
+    """``key.public`` is read-only (derived from the private key); a GET's record sent back
+    carries it, so a string is accepted and ignored."""
+    value = key.get("public")
+    if value is not None and not isinstance(value, str):
+        f.problem("key.public", f"must be a string (it is read-only), not {kind_of(value)}")
 
 
 def _private(f: Fields, key: JsonObject) -> str | None:
@@ -112,6 +120,7 @@ def parse_create(doc: JsonObject) -> KeyPlan:
     material: KeyMaterial | None = None
     if key is not None:
         f.known(key, "key", KEY_FIELDS)
+        _public(f, key)
         key_type = _key_type(f, key)
         bits = _bits(f, key)
         private = _private(f, key)
@@ -154,6 +163,7 @@ def parse_update(current: DkimKey, doc: JsonObject) -> DkimKey:
     key = f.hash(doc, "key", "", required=False)
     if key is not None:
         f.known(key, "key", KEY_FIELDS)
+        _public(f, key)
         key_type = _key_type(f, key)
         # A GET's record sent back whole: an Ed25519 key shows bits 256.
         echoed = material.type == ED25519 and key.get("bits") in (ED25519_BITS, str(ED25519_BITS))

@@ -61,10 +61,17 @@ _PRIVATE: dict[str, Any] = {
 }
 
 
+# A GET's record sent back in a PUT: an Ed25519 key shows its own bits, 256.
+_BITS_OF_UPDATE: dict[str, Any] = {
+    "anyOf": [*_BITS["anyOf"], {"type": "integer", "enum": [256]}],
+    "description": "the key's own size (a key's size cannot change); 256 for Ed25519",
+}
+
+
 def key_schema(*, create: bool) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "type": {"type": "string", "enum": ["rsa", "ed25519"]},
-        "bits": _BITS,
+        "bits": _BITS if create else _BITS_OF_UPDATE,
         "private": _PRIVATE,
         "public": {"type": "string", "description": "read-only; ignored"},
     }
