@@ -169,3 +169,23 @@ def test_cookies_are_secure_over_tls(store: Store) -> None:
     for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/console"):
         assert flag in session
     assert "Secure" in csrf and "HttpOnly" not in csrf
+
+
+def test_every_part_renders_for_a_signed_in_operator(browser_like: TestClient) -> None:
+    assert sign_in(browser_like, "admin", TEST_SECRET) == 303
+    for path in (
+        "/console/partials/queue?group_by=virtualmta_most_recent&variant=throttle",
+        "/console/partials/queue?group_by=nonsense&variant=nonsense",  # the defaults
+        "/console/partials/throttles",
+        "/console/partials/controls",
+        "/console/partials/rates",
+        "/console/partials/search?q=%40nowhere.test",
+        "/console/partials/search?q=" + "x" * 5000,  # cut, not refused
+        "/console/partials/events",
+        "/console/partials/dkim",
+    ):
+        answer = browser_like.get(path)
+        assert answer.status_code == 200, path
+        assert answer.headers["content-type"].startswith("text/html")
+    assert browser_like.get("/console/partials/nothing").status_code == 404
+    assert browser_like.get("/console/nothing").status_code == 404
