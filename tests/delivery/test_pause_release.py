@@ -99,3 +99,24 @@ async def test_the_release_is_repeated_once_for_a_hold_decided_meanwhile(store: 
     clock.advance(2.0)
     held(SqlSpool(store, "node-b"), "Q2", "v@c.test", f"{PAUSED_REASON_PREFIX}domain c.test).")
     assert await watcher.look() == 0  # then it stops looking until a pause goes away
+
+
+async def test_every_node_forgets_the_removed_pause_at_its_next_look(store: Store) -> None:
+    """Two nodes on one database, each with its own cached controls: the one that did not
+    remove the pause stops holding mail for it at its next look, without waiting for its
+    cache to expire (the clock does not move here)."""
+    clock = ManualClock(T0)
+    views = [ConfigView(store, clock, ttl=3600.0) for _ in range(2)]
+    watchers = [PauseRelease(store, view, clock, lambda: None) for view in views]
+    with store.write() as conn:
+        PauseRepository(conn).put(Pause(matcher(domain="c.test")))
+    for view, watcher in zip(views, watchers, strict=True):
+        assert len((await view.delivery_controls()).pauses) == 1
+        assert await watcher.look() == 0
+    held(SqlSpool(store, "node-b"), "Q1", "u@c.test", f"{PAUSED_REASON_PREFIX}domain c.test).")
+    with store.write() as conn:
+        PauseRepository(conn).remove(matcher(domain="c.test"))
+    released = [await watcher.look() for watcher in watchers]
+    assert sorted(released) == [0, 1]  # one node releases it; the other finds it due
+    for view in views:
+        assert (await view.delivery_controls()).pauses == ()
