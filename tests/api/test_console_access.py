@@ -189,3 +189,22 @@ def test_every_part_renders_for_a_signed_in_operator(browser_like: TestClient) -
         assert answer.headers["content-type"].startswith("text/html")
     assert browser_like.get("/console/partials/nothing").status_code == 404
     assert browser_like.get("/console/nothing").status_code == 404
+
+
+def test_a_forced_error_is_added_listed_and_removed(browser_like: TestClient, store: Store) -> None:
+    assert sign_in(browser_like, "admin", TEST_SECRET) == 303
+    csrf = {"X-CSRF-Token": browser_like.cookies.get("vmta_console_csrf") or ""}
+    fields = {"domain": "b.test", "code": "421", "extended": "4.7.0", "description": "slow"}
+    added = browser_like.post("/console/actions/add-error", data=fields, headers=csrf)
+    assert added.status_code == 200 and added.text == "set forced error (domain=b.test)"
+    listed = browser_like.get("/console/partials/controls").text
+    assert "b.test" in listed and "421 4.7.0 slow" in listed
+    removed = browser_like.post(
+        "/console/actions/remove-error", data={"domain": "b.test"}, headers=csrf
+    )
+    assert removed.status_code == 200
+    again = browser_like.post(
+        "/console/actions/remove-error", data={"domain": "b.test"}, headers=csrf
+    )
+    assert again.status_code == 400 and again.text == "No such forced error."
+    assert "No forced error." in browser_like.get("/console/partials/controls").text

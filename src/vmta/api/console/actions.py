@@ -37,6 +37,8 @@ async def _end_backoff(request: Request, fields: dict[str, str]) -> str:
 
 
 def _controls(kind: str, remove: bool) -> Action:
+    label = "pause" if kind == "pause" else "forced error"
+
     async def handler(request: Request, fields: dict[str, str]) -> str:
         store, now = store_of(request), pages.now_of(request)
         if remove:
@@ -52,13 +54,13 @@ def _controls(kind: str, remove: bool) -> Action:
                 return True
 
         if not await run_in_threadpool(work):
-            raise InvalidRequest(f"No such {kind}.")
+            raise InvalidRequest(f"No such {label}.")
         matched = control.matcher.as_dict() if control is not None else m.as_dict()
         described = ", ".join(f"{k}={v}" for k, v in matched.items()) or "everything"
         wake = getattr(request.app.state, "wake_engine", None)
         if wake is not None:
             wake()
-        return f"{'removed' if remove else 'set'} {kind} ({described})"
+        return f"{'removed' if remove else 'set'} {label} ({described})"
 
     return handler
 
