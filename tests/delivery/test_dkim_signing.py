@@ -248,20 +248,32 @@ async def test_header_that_cannot_be_honoured_is_refused_at_data(world: World) -
 
 
 async def test_client_not_allowed_to_relay_cannot_pick_a_key(world: World) -> None:
+    """Mail from a client that may not relay (inbound mail a mailbox forwards, say) is
+    taken, its X-GreenArrow-DKIM removed and ignored, even one that would be refused, and
+    nothing signs it: a signature vouches for the message. The same message from a relay
+    client is signed as its header asks."""
     await world.key(
         domain="from.test", selector="default", default_for_domain=True, key={"bits": 1024}
     )
     await world.key(domain="from.test", selector="second", key={"bits": 1024})
     intake = world.plane.plane.intake
-    for value in ('{"domain": "from.test", "selector": "second"}', "not json at all"):
+    picks = ('{"domain": "from.test", "selector": "second"}', "not json at all")
+    for value in picks:
         data = message(f"From: ann@from.test\r\nX-GreenArrow-DKIM: {value}\r\n")
         arrival = Arrival("ann@from.test", ["rcpt@dest.test"], data, "192.0.2.7", "h", None,
                           False, may_relay=False)  # fmt: skip
         await intake.accept(arrival)
-    for seen in await world.delivered(2):
-        tags = verify_all(seen.data, world.dns)
-        assert [(t[b"d"], t[b"s"]) for t in tags] == [(b"from.test", b"default")]
+    data = message(f"From: ann@from.test\r\nX-GreenArrow-DKIM: {picks[0]}\r\n")
+    await intake.accept(
+        Arrival("ann@from.test", ["rcpt@dest.test"], data, "127.0.0.1", "h", None, False,
+                may_relay=True)
+    )  # fmt: skip
+    *untrusted, trusted = await world.delivered(3)
+    for seen in untrusted:
+        assert signatures(seen.data) == []
         assert b"x-greenarrow" not in seen.data.lower()
+    tags = verify_all(trusted.data, world.dns)
+    assert [(t[b"d"], t[b"s"]) for t in tags] == [(b"from.test", b"second")]
 
 
 async def test_send_json_headers_sign_and_refuse(world: World) -> None:

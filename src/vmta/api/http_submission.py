@@ -121,6 +121,7 @@ def router() -> APIRouter:
                 helo=None,
                 auth_name=principal.name,
                 tls=request.url.scheme == "https",
+                may_relay=True,  # authenticated with a vmta credential
             )
             try:
                 queue_id = await submit(arrival)  # returns once committed to the spool

@@ -39,9 +39,12 @@ class Arrival:
     helo: str | None
     auth_name: str | None
     tls: bool
-    # May this client relay (loopback, authenticated, an allowed network)? Only then is
-    # its X-GreenArrow-DKIM honoured; from anyone else it is removed and ignored.
-    may_relay: bool = True
+    # May this client relay (loopback, authenticated, an allowed network, an API
+    # credential)? Only its mail is DKIM-signed, and only its X-GreenArrow-DKIM honoured:
+    # signing vouches for a message, so mail from anyone else (inbound mail forwarded, say)
+    # is never signed with the operator's keys, and its X-GreenArrow-DKIM is removed and
+    # ignored. False unless the edge that took the message says otherwise.
+    may_relay: bool = False
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,10 +95,11 @@ class Intake:
         from ``/v1/inject`` or the AMQP outbox), travel with the message. A bad MailerQ
         option raises ``InvalidMqMessage`` before anything is stored.
 
-        The message is DKIM-signed here, once, after vmta's own header changes and before
-        the commit (``MessageSigner``): by the default keys, or as ``X-GreenArrow-DKIM``
-        asks, plus MailerQ's per-message keys (``mq_dkim``). A signing request that cannot
-        be honoured raises ``DkimRequestRefused``, and nothing is stored."""
+        When the client may relay, the message is DKIM-signed here, once, after vmta's own
+        header changes and before the commit (``MessageSigner``): by the default keys, or
+        as ``X-GreenArrow-DKIM`` asks, plus MailerQ's per-message keys (``mq_dkim``). A
+        signing request that cannot be honoured raises ``DkimRequestRefused``, and nothing
+        is stored."""
         now = self.clock.now()
         queue_id = new_queue_id(now)
         directives: list[Directive] | None = None
@@ -107,7 +111,7 @@ class Intake:
         document = {**headers.keys, **(mq_document or {})}
         options = read_options(document, now) if document else None
         data = headers.data
-        if self.signer is not None:
+        if self.signer is not None and arrival.may_relay:
             data = await self.signer.sign(data, directives=directives, per_message=mq_dkim)
         body = with_trace_header(data, self.received(arrival, queue_id, now, via))
         message = NewMessage(
@@ -145,6 +149,7 @@ class Intake:
             helo=None,
             auth_name=auth_name,
             tls=False,
+            may_relay=True,  # an API credential, or the operator's own RabbitMQ outbox
         )
         document = dict(message.options.get("document") or {})
         try:

@@ -28,6 +28,7 @@ HEADER = "X-GreenArrow-DKIM"
 HEADER_NAME = HEADER.lower()
 MAX_SIGNATURES = 10
 MAX_HEADER_BYTES = 4096
+MAX_MQ_HEADERS = 50  # extra header names one MailerQ signature may sign
 _HEADER_LINE = re.compile(rb"(?im)^x-greenarrow-dkim[ \t]*:")
 DIRECTIVE_FIELDS = ("domain", "selector", "from_domain", "use_key_from", "allow_duplicate")
 CANONICALIZATIONS = ("simple/simple", "simple/relaxed", "relaxed/simple", "relaxed/relaxed")
@@ -209,13 +210,19 @@ def _mq_headers(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
     if value in (None, "", []):
         return ()
     names = value.split(":") if isinstance(value, str) else value
-    if not isinstance(names, list) or not all(
-        isinstance(n, str)
-        and n.strip()
-        and all(33 <= ord(c) <= 126 and c != ":" for c in n.strip())
-        for n in names
+    if (
+        not isinstance(names, list)
+        or len(names) > MAX_MQ_HEADERS
+        or not all(
+            isinstance(n, str)
+            and n.strip()
+            and all(33 <= ord(c) <= 126 and c != ":" for c in n.strip())
+            for n in names
+        )
     ):
-        problems.append(f"{where}.headers must be an array of header names")
+        problems.append(
+            f"{where}.headers must be an array of at most {MAX_MQ_HEADERS} header names"
+        )
         return ()
     return tuple(n.strip().lower() for n in names)
 

@@ -129,6 +129,19 @@ def _sign_bytes(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data, padding.PKCS1v15(), hashes.SHA256())  # RFC 6376 §3.3.1
 
 
+def _folded_names(names: Sequence[str]) -> str:
+    """The ``h=`` value, folded before a colon when a line would pass 72 characters
+    (RFC 6376 §3.5 allows FWS there), so no line nears SMTP's 998-character limit."""
+    lines = [""]
+    for name in names:
+        piece = name if not lines[-1] else ":" + name
+        if lines[-1] and len(lines[-1]) + len(piece) > _B64_LINE:
+            lines.append(piece)
+        else:
+            lines[-1] += piece
+    return "\r\n\t".join(lines)
+
+
 def _fold(value: str) -> str:
     return "\r\n\t".join(value[i : i + _B64_LINE] for i in range(0, len(value), _B64_LINE))
 
@@ -159,7 +172,7 @@ def signature_field(
     if signature.report:
         tags.append("r=y")
     head = "DKIM-Signature: " + "; ".join(tags) + ";\r\n"
-    head += "\th=" + ":".join(names) + ";\r\n"
+    head += "\th=" + _folded_names(names) + ";\r\n"
     head += f"\tbh={body_hashes[canon]};\r\n\tb="
     unsigned = head.encode("ascii")
     # §3.7: the selected fields, then this field without its b= value and without CRLF.
