@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from tests.api.test_queue_endpoint import T0
 from tests.store.test_control_writes import relay as relay_server
 from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
-from vmta.domain.virtual_mta import IpAddress
+from vmta.domain.virtual_mta import IpAddress, Ref
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository
@@ -117,7 +117,7 @@ def test_most_recent_virtual_mta_and_no_variant(
 
 
 def test_throttle_variant_names_the_ip_address_throttle(
-    client: TestClient, queue: dict[str, int]
+    client: TestClient, store: Store, queue: dict[str, int]
 ) -> None:
     rows = client.get(URL, params={"group_variant": "throttle"}).json()["data"][
         "disk_queue_summary"
@@ -127,6 +127,15 @@ def test_throttle_variant_names_the_ip_address_throttle(
     throttle = by_vmta["ip1"]
     assert throttle["ip_address"] == {"id": queue["ip"], "name": "ip1"}
     assert isinstance(throttle["id"], int) and throttle["id"] > 0
+    assert by_vmta[None] is None  # no default VirtualMTA yet: no throttle
+
+    with store.write() as conn:
+        VirtualMtaRepository(conn).set_default(Ref(id=queue["ip"]))
+    rows = client.get(URL, params={"group_variant": "throttle"}).json()["data"][
+        "disk_queue_summary"
+    ]
+    unnamed = next(r for r in rows if r["virtual_mta"] is None)
+    assert unnamed["throttle"]["ip_address"] == {"id": queue["ip"], "name": "ip1"}
 
 
 def test_counts_agree_with_the_queue_endpoint_and_metrics(

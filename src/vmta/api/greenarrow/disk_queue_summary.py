@@ -118,6 +118,7 @@ class _Resolver:
         self.repo = VirtualMtaRepository(conn)
         self.templates = ThrottlingTemplateRepository(conn)
         self._vmtas: dict[str | None, VirtualMta | None] = {}
+        self._defaults: dict[str, VirtualMta | None] = {}
 
     def virtual_mta(self, selector: str | None) -> VirtualMta | None:
         if selector not in self._vmtas:
@@ -132,10 +133,18 @@ class _Resolver:
             return self.repo.get(target.id)
         return None if target.name is None else self.repo.get_by_name(target.name)
 
+    def _default(self) -> VirtualMta | None:
+        """The default VirtualMTA, which carries mail that names none."""
+        if "default" not in self._defaults:
+            ref = self.repo.default()
+            self._defaults["default"] = (
+                None if ref is None or ref.id is None else self.repo.get(ref.id)
+            )
+        return self._defaults["default"]
+
     def throttle(self, vmta: VirtualMta | None, domain: str) -> dict[str, Any] | None:
         if vmta is None:
-            default = self.repo.default()
-            vmta = None if default is None or default.id is None else self.repo.get(default.id)
+            vmta = self._default()
         if not isinstance(vmta, IpAddress):
             return None
         template = None
