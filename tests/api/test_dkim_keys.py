@@ -222,6 +222,8 @@ BAD_RECORDS: list[tuple[dict[str, Any], list[str]]] = [
      ["default_for_domain must be true or false"]),
     ({"domain": "a.com", "selector": "s", "key": {"bits": " 1024", "public": 7}},
      ["key.bits must be an integer", "key.public must be a string"]),
+    ({"domain": "a.com", "selector": "s", "key": {"type": None, "bits": None, "private": None}},
+     ["key.type must be one of", "key.bits must be an integer", "key.private must be a PEM"]),
     ({"domain": 5, "selector": None, "key": []},
      ["domain must be a string", "selector must be a string", "key must be a hash"]),
 ]  # fmt: skip

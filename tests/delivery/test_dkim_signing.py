@@ -468,3 +468,20 @@ async def test_rotation_new_selector_made_default_then_old_deleted(world: World)
         (tags,) = verify_all(seen.data, world.dns)
         selectors.append(tags[b"s"])
     assert selectors == [b"s2026", b"s2026", b"s2027", b"s2027"]
+
+
+@pytest.mark.one_database
+async def test_a_key_named_just_after_it_was_created_is_found(world: World) -> None:
+    """The keyring looks at the table at most once a second; a header naming a key it does
+    not hold makes it look again at once, so a key is usable as soon as POST answered."""
+    await world.plane.asend(message("From: ann@from.test\r\n"))  # the keyring has looked
+    response = await world.api.post(
+        GA, json={"dkim_key": {"domain": "from.test", "selector": "fresh", "key": {"bits": 1024}}}
+    )
+    world.dns.publish(response.json()["data"]["dkim_key"])  # no keyring.invalidate() here
+    header = '{"domain": "from.test", "selector": "fresh"}'
+    await world.plane.asend(message(f"From: ann@from.test\r\nX-GreenArrow-DKIM: {header}\r\n"))
+    unsigned, signed = await world.delivered(2)
+    assert signatures(unsigned.data) == []
+    tags = verify_all(signed.data, world.dns)
+    assert [(t[b"d"], t[b"s"]) for t in tags] == [(b"from.test", b"fresh")]

@@ -18,6 +18,11 @@ from vmta.domain.message_headers import field_name, field_value
 from vmta.signing.keyring import KeySet, LoadedKey
 
 
+class UnknownKey(DkimRequestRefused):
+    """A directive names a key the keyring does not hold (perhaps not yet: a key created
+    within the keyring's last second)."""
+
+
 @dataclass(frozen=True)
 class Choice:
     domain: str  # d=
@@ -71,7 +76,7 @@ def directed_choice(
                 f"/{directive.selector}" if directive.selector else " (its default key)"
             )
         if key is None:
-            raise DkimRequestRefused(f"{HEADER} names a DKIM key that does not exist: {wanted}")
+            raise UnknownKey(f"{HEADER} names a DKIM key that does not exist: {wanted}")
         selector = directive.selector or key.selector
         identity = (key.domain.lower(), key.selector.lower(), domain.lower(), selector.lower())
         if identity in seen and not directive.allow_duplicate:

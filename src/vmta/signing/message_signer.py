@@ -15,7 +15,7 @@ from vmta.delivery.clock import Clock
 from vmta.domain.dkim_request import Directive, MqSignature
 from vmta.domain.message_headers import split_headers
 from vmta.domain.mq_message import InvalidMqMessage
-from vmta.signing.choice import default_choice, directed_choice
+from vmta.signing.choice import UnknownKey, default_choice, directed_choice
 from vmta.signing.keyring import Keyring
 from vmta.signing.keys import KeyRefused, load
 from vmta.signing.signer import Signature, sign
@@ -42,7 +42,13 @@ class MessageSigner:
         if directives is None:
             choices = default_choice(fields, keys)
         else:
-            choices = directed_choice(fields, directives, keys)
+            try:
+                choices = directed_choice(fields, directives, keys)
+            except UnknownKey:
+                # Perhaps created since the keyring last looked: look again, once.
+                self.keyring.invalidate()
+                keys = await self.keyring.keys()
+                choices = directed_choice(fields, directives, keys)
         signatures = [Signature(c.domain, c.selector, c.key.key) for c in choices]
         problems: list[str] = []
         for index, wanted in enumerate(per_message):

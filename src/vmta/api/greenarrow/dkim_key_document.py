@@ -60,7 +60,7 @@ def strip_read_only(doc: JsonObject) -> JsonObject:
 
 def _bits(f: Fields, key: JsonObject) -> int | None:
     value = key.get("bits", _MISSING)
-    if value is _MISSING or value is None:
+    if value is _MISSING:
         return None
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -81,15 +81,15 @@ def _bits(f: Fields, key: JsonObject) -> int | None:
 def _public(f: Fields, key: JsonObject) -> None:
     """``key.public`` is read-only (derived from the private key); a GET's record sent back
     carries it, so a string is accepted and ignored."""
-    value = key.get("public")
-    if value is not None and not isinstance(value, str):
+    value = key.get("public", _MISSING)
+    if value is not _MISSING and not isinstance(value, str):
         f.problem("key.public", f"must be a string (it is read-only), not {kind_of(value)}")
 
 
 def _private(f: Fields, key: JsonObject) -> str | None:
     """``key.private``: PEM text has line breaks, which other text fields refuse."""
-    value = key.get("private")
-    if value is None:
+    value = key.get("private", _MISSING)
+    if value is _MISSING:
         return None
     if not isinstance(value, str):
         f.problem("key.private", f"must be a PEM private key, not {kind_of(value)}")
@@ -99,7 +99,7 @@ def _private(f: Fields, key: JsonObject) -> str | None:
 
 def _key_type(f: Fields, key: JsonObject) -> str | None:
     value = key.get("type", _MISSING)
-    if value is _MISSING or value is None:
+    if value is _MISSING:
         return None
     if value not in KEY_TYPES:
         f.problem("key.type", f"must be one of {', '.join(KEY_TYPES)}")
@@ -140,8 +140,6 @@ def parse_create(doc: JsonObject) -> KeyPlan:
                 f.problem("key.bits", "must be absent for an ed25519 key (it has no size)")
         elif "bits" not in key and "private" not in key:
             f.problem("key", "must give bits (to generate a key) or private (to import one)")
-        elif bits is None and "bits" not in key:
-            f.problem("key.bits", "is required when key.private is not given")
     f.check()
     assert domain is not None and selector is not None and key is not None
     return KeyPlan(domain, selector, default, key_type or RSA, bits, material)
