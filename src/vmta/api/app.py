@@ -25,6 +25,7 @@ from vmta.api import (
 )
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.body_limit import BodyLimit
+from vmta.api.console import routes as console_routes
 from vmta.api.greenarrow import engine
 from vmta.api.greenarrow.engine import MethodNotAllowed, methods_by_path
 from vmta.api.greenarrow.throttles import ThrottleStates
@@ -80,6 +81,8 @@ def create_app(
         # The HTTP Submission API may carry its credentials in the body; it checks them
         # itself, and only for the methods it serves.
         checks_itself = path in SELF_AUTHENTICATING_PATHS and request.method in ("POST", "PUT")
+        # The console checks its own session cookie (api/console/routes.py).
+        checks_itself = checks_itself or console_routes.is_console_path(path)
         if path not in OPEN_PATHS and not checks_itself:
             header = request.headers.get("authorization")
             try:
@@ -118,6 +121,9 @@ def create_app(
     app.include_router(metrics_endpoint.router())
     app.include_router(http_submission.router())
     app.include_router(reports.router())  # what came back (docs/feedback.md)
+    app.state.console = console_routes.Console(authenticator)
+    app.include_router(console_routes.router(app.state.console))
+    app.include_router(console_routes.favicon_router())
     # vmta's own paths answer a method they do not support 405 with an Allow header that
     # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.
     allowed = {"/api/health": ["GET"], **methods_by_path([own])}

@@ -28,6 +28,8 @@ from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
 
 WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
+# The waiting_reason of mail a pause holds starts so (delivery/pause_release.py finds it).
+PAUSED_REASON_PREFIX = "Paused ("
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class Router:
             left = soonest_expiry([paused.control], now)
             described = ", ".join(f"{k} {v}" for k, v in paused.control.matcher.as_dict().items())
             return Hold(
-                reason=f"Paused ({described or 'everything'}).",
+                reason=f"{PAUSED_REASON_PREFIX}{described or 'everything'}).",
                 retry_in=min(self.settings.recheck, left) if left else self.settings.recheck,
                 chosen=decision.chosen,
                 effective=decision.effective,

@@ -24,6 +24,7 @@ from vmta.delivery.inflow import InflowGate, InflowSettings
 from vmta.delivery.intake import Intake
 from vmta.delivery.mx_resolver import MxResolver
 from vmta.delivery.own_listeners import OwnListeners
+from vmta.delivery.pause_release import PauseRelease
 from vmta.delivery.router import Router, RouterSettings
 from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
@@ -342,6 +343,8 @@ class DataPlane:
             senders=VerpSigner(self.mailbox_book),
             activity=self.activity,
         )
+        # A removed pause releases its held mail within seconds, not at the recheck.
+        self.pause_release = PauseRelease(store, self.config, self.clock, self.engine.wake)
         self.inflow = InflowGate(
             count_queued=self.gateway.queued_count,
             data_dir=data_dir,
@@ -399,6 +402,7 @@ class DataPlane:
         await self.events.start()
         await self.engine.start()
         self.activity.start()
+        self.pause_release.start()
         if smtp_socket is not None:
             host, port = smtp_socket.getsockname()[:2]
             self.own_listeners.add(host, port)
@@ -461,6 +465,7 @@ class DataPlane:
             await self.feedback.stop()
         if self.session_counts is not None:
             self.session_counts.close()
+        await self.pause_release.stop()
         await self.engine.stop()
         await self.activity.stop()
         await self.inflow.stop()

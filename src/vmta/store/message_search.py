@@ -1,10 +1,11 @@
-"""Finding messages for people: by recipient address, envelope sender, Message-ID or
-recipient state (``GET /api/messages``, ``vmta queue list``), oldest first.
+"""Finding messages for people: for ``GET /api/messages`` and ``vmta queue list`` by
+recipient address, envelope sender, Message-ID or recipient state, oldest first
+(``search_messages``); for the console's one search box by queue id, recipient (or
+``@domain``) or Message-ID, newest first (``find_messages``).
 
-The spool keeps no column for the Message-ID field: it is looked up in the stored
-message itself (a scan of the messages that match the other criteria; an operator's
-search, not a hot path), and each candidate's header section is checked so that the
-same text in a body does not count.
+The spool keeps no column for the Message-ID field (RFC 5322 §3.6.4): it is looked up in
+the stored message itself, an operator's search and not a hot path. ``search_messages``
+checks each candidate's header section, so that the same text in a body does not count.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, LargeBinary, bindparam, case, func, select
+from sqlalchemy import ColumnElement, LargeBinary, bindparam, case, func, or_, select
 
 from vmta.domain.message_id_field import message_id_of
 from vmta.domain.spool_records import QUEUED
 from vmta.store.store import Store
-from vmta.store.tables import messages, recipients
+from vmta.store.tables import events, messages, recipients
 
 R = recipients.c
 M = messages.c
+E = events.c
 SCAN_BATCH = 200
+LIMIT = 50  # the console's answers
 
 
 @dataclass(frozen=True)
@@ -88,3 +91,54 @@ def _body_contains(store: Store, needle: bytes) -> ColumnElement[bool]:
         pattern = bindparam("needle", b"%" + escaped + b"%", type_=LargeBinary)
         return M.body.op("LIKE")(pattern)
     return func.instr(M.body, bindparam("needle", needle, type_=LargeBinary)) > 0
+
+
+def find_messages(store: Store, query: str, limit: int = LIMIT) -> list[dict[str, Any]]:
+    """Messages whose queue id is ``query``, with a recipient ``query`` (``@domain``: any
+    recipient of that domain) or whose Message-ID is ``query`` (angle brackets optional),
+    newest first."""
+    query = query.strip()
+    if not query:
+        return []
+    needle = query.lower()
+    if needle.startswith("@"):
+        by_recipient = func.lower(R.address).endswith(needle, autoescape=True)
+    else:
+        by_recipient = func.lower(R.address) == needle
+    by_msgid = _body_contains(store, ("<" + query.strip("<>") + ">").encode())
+    with_recipient = select(R.message_id).where(by_recipient).scalar_subquery()
+    found = (
+        select(M.id, M.received_at, M.mail_from, M.size, M.vmta_selector)
+        .where(or_(M.id == query[:32], M.id.in_(with_recipient), by_msgid))
+        .order_by(M.received_at.desc(), M.id)
+        .limit(limit)
+    )
+    with store.read() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(found)]
+        ids = [row["id"] for row in rows]
+        counts = {
+            r.message_id: (int(r.n), int(r.queued or 0))
+            for r in conn.execute(
+                select(
+                    R.message_id,
+                    func.count().label("n"),
+                    func.sum(case((R.state == QUEUED, 1), else_=0)).label("queued"),
+                )
+                .where(R.message_id.in_(ids))
+                .group_by(R.message_id)
+            )
+        }
+    for row in rows:
+        row["recipients"], row["queued"] = counts.get(row["id"], (0, 0))
+    return rows
+
+
+def pending_events(store: Store, message_id: str) -> list[dict[str, Any]]:
+    """The events of a message still in the outbox (sent ones are gone from it)."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(E.id, E.created_at, E.event_type, E.payload)
+            .where(E.message_id == message_id)
+            .order_by(E.id)
+        )
+        return [dict(row._mapping) for row in rows]

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from vmta.api.errors import GREENARROW_PREFIX
 from vmta.api.greenarrow import (
+    disk_queue_summary,
     dkim_keys,
     incoming_email_domains,
     ip_addresses,
@@ -41,6 +42,7 @@ def router() -> APIRouter:
         throttle_programs.router(),
         throttles.router(),
         virtual_mtas.router(),
+        disk_queue_summary.router(),
         dkim_keys.router(),
         incoming_email_domains.router(),
     ]

@@ -1,0 +1,2 @@
+"""The operator console at ``/console``: server-rendered pages, a stylesheet and a little
+script, every file in this package (no CDN, no build step)."""
