@@ -168,6 +168,31 @@ EVENTS = {
 }
 
 
+REPORTS = {
+    "type": "object",
+    "required": ["reports"],
+    "properties": {
+        "reports": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "received_at", "kind", "matched"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "received_at": {"type": "number"},
+                    "kind": {"type": "string"},
+                    "matched": {"type": "boolean"},
+                    "mailbox": _TEXT_OR_NULL,
+                    "queue_id": _TEXT_OR_NULL,
+                    "recipient": _TEXT_OR_NULL,
+                    "report": {"type": ["object", "null"]},
+                },
+            },
+        }
+    },
+}
+
+
 def ok(schema: dict[str, Any], description: str) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route answering ``schema`` with 200."""
     return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
+from vmta.api import own_schemas
 from vmta.api.dependencies import store_of
 from vmta.api.openapi import query, with_query
 from vmta.api.queue import parse_limit
@@ -41,6 +42,7 @@ def router() -> APIRouter:
     @api.get(
         "/api/reports",
         summary="Bounces and complaints received, newest first",
+        responses=own_schemas.ok(own_schemas.REPORTS, "What came back"),
         openapi_extra=with_query(
             {},
             query("matched", {"type": "string", "enum": ["true", "false"]}, "only these"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vmta.delivery.clock import Clock
@@ -69,13 +70,15 @@ class Keyring:
         self._fingerprint: tuple[int, int, int] | None = None
         self._checked_until = float("-inf")
         self._lock = asyncio.Lock()
+        # Its own thread, for the reason of message_signer.SIGNING_THREADS.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="dkim-keyring")
 
     async def keys(self) -> KeySet:
         if self._clock.now() < self._checked_until:
             return self._keys
         async with self._lock:
             if self._clock.now() >= self._checked_until:
-                await asyncio.to_thread(self._refresh)
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._refresh)
                 self._checked_until = self._clock.now() + self._ttl
         return self._keys
 
