@@ -1,8 +1,10 @@
 """The stored DKIM keys as ``cryptography`` key objects, loaded once and reloaded only
 when the table changed: a signer never parses a PEM per message.
 
-At most once a second (``ttl``) a worker thread reads the table's fingerprint (count and
-revisions, ``DkimKeyRepository.fingerprint``); only a different one loads the keys again.
+At most once a second (``ttl``) a thread of its own reads the table's fingerprint (count
+and revisions, ``DkimKeyRepository.fingerprint``), in the background: only a different
+one loads the keys again, and no message waits for it once the keys were loaded (an
+injection must answer within its deadline when the database stops answering).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.outage_log import OutageLog
 from vmta.domain.dkim_key import DkimKey, key_of
 from vmta.signing.keys import KeyRefused, PrivateKey, load
 from vmta.store.dkim_keys import DkimKeyRepository
@@ -70,20 +73,42 @@ class Keyring:
         self._fingerprint: tuple[int, int, int] | None = None
         self._checked_until = float("-inf")
         self._lock = asyncio.Lock()
+        self._reloading: asyncio.Task[None] | None = None
+        self._outage = OutageLog(log, "the DKIM keys' table")
         # Its own thread, for the reason of message_signer.SIGNING_THREADS.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="dkim-keyring")
 
-    async def keys(self) -> KeySet:
-        if self._clock.now() < self._checked_until:
-            return self._keys
-        async with self._lock:
-            if self._clock.now() >= self._checked_until:
-                await asyncio.get_running_loop().run_in_executor(self._thread, self._refresh)
+    async def keys(self, *, fresh: bool = False) -> KeySet:
+        """The keys. Once they are loaded, a message never waits for the database: past
+        ``ttl`` a reload starts in the background and the keys held serve meanwhile (a
+        key changed this very second may miss a message, as every cached setting may).
+        The first load waits, and so does ``fresh`` (a message names a key not held)."""
+        if self._fingerprint is None or fresh:
+            async with self._lock:
+                await self._reload()
                 self._checked_until = self._clock.now() + self._ttl
+            return self._keys
+        now = self._clock.now()
+        if now >= self._checked_until and (self._reloading is None or self._reloading.done()):
+            self._checked_until = now + self._ttl
+            self._reloading = asyncio.create_task(self._reload_in_background())
         return self._keys
 
     def invalidate(self) -> None:
-        self._checked_until = float("-inf")
+        """Forget what is held: the next ``keys()`` waits for a load."""
+        self._fingerprint = None
+
+    async def _reload(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._refresh)
+
+    async def _reload_in_background(self) -> None:
+        try:
+            async with self._lock:
+                await self._reload()
+        except Exception as exc:  # the database away: the keys held go on signing
+            self._outage.failed("reloading the DKIM keys failed; signing with those held", exc)
+        else:
+            self._outage.worked()
 
     def _refresh(self) -> None:
         with self._store.read() as conn:

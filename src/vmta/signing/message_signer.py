@@ -54,8 +54,7 @@ class MessageSigner:
                 choices = directed_choice(fields, directives, keys)
             except UnknownKey:
                 # Perhaps created since the keyring last looked: look again, once.
-                self.keyring.invalidate()
-                keys = await self.keyring.keys()
+                keys = await self.keyring.keys(fresh=True)
                 choices = directed_choice(fields, directives, keys)
         signatures = [Signature(c.domain, c.selector, c.key.key) for c in choices]
         problems: list[str] = []
