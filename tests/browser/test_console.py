@@ -124,9 +124,18 @@ def sign_in(driver: webdriver.Chrome, base: str, name: str, secret: str) -> None
     box.send_keys(secret, Keys.ENTER)  # sent with Enter
 
 
+def signed_in(driver: webdriver.Chrome, world: World) -> None:
+    """Signed in as admin, whatever ran before on this browser: pytest-xdist may hand this
+    module's tests to several processes, each with a browser of its own."""
+    if driver.get_cookie("vmta_console_session") is None:
+        sign_in(driver, world.base, "admin", API_TOKEN)
+        wait_for(driver, "#queue-table tbody", "dead")
+
+
 def test_wrong_secret_and_submit_credential_are_refused(
     browser: webdriver.Chrome, world: World
 ) -> None:
+    browser.delete_all_cookies()  # signed out, whatever ran before on this browser
     sign_in(browser, world.base, "admin", "not-the-secret-0123456789")
     wait_for(browser, "p.error", "Sign-in refused")
     sign_in(browser, world.base, "sender", world.submit_secret)
@@ -158,6 +167,7 @@ def test_sign_in_shows_the_queue_built_by_the_test(browser: webdriver.Chrome, wo
 
 
 def test_a_post_without_the_csrf_token_is_refused(browser: webdriver.Chrome, world: World) -> None:
+    signed_in(browser, world)
     session = browser.get_cookie("vmta_console_session")
     assert session is not None
     with httpx.Client(base_url=world.base, cookies={session["name"]: session["value"]}) as http:
@@ -177,6 +187,7 @@ def test_a_post_without_the_csrf_token_is_refused(browser: webdriver.Chrome, wor
 
 
 def test_pause_and_resume_a_domain(browser: webdriver.Chrome, world: World) -> None:
+    signed_in(browser, world)
     browser.find_element(By.LINK_TEXT, "Pauses & errors").click()
     wait_for(browser, "#pause-table", "Nothing is paused")
     field = browser.find_element(By.CSS_SELECTOR, "input[aria-label='pause domain']")
@@ -206,6 +217,7 @@ def test_pause_and_resume_a_domain(browser: webdriver.Chrome, world: World) -> N
 
 
 def test_search_a_message_and_see_its_attempts(browser: webdriver.Chrome, world: World) -> None:
+    signed_in(browser, world)
     queue_id = world.dead_ids[0]
 
     def attempted() -> bool:
@@ -233,6 +245,7 @@ def test_search_a_message_and_see_its_attempts(browser: webdriver.Chrome, world:
 
 
 def test_every_page_renders_and_the_screenshot(browser: webdriver.Chrome, world: World) -> None:
+    signed_in(browser, world)
     for link, part in (
         ("Throttles", "#throttle-table"),
         ("Rates", "#rate-table"),

@@ -23,8 +23,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.api.test_throttles import START, drive_into_backoff, setup_ip
 from tests.browser.conftest import console_errors, requested_hosts
 from tests.conftest import TEST_SECRET
+from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
-from vmta.delivery.clock import ManualClock
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
 from vmta.store.store import Store
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from vmta.delivery.clock import ManualClock
+from tests.manual_clock import ManualClock
 from vmta.delivery.config_view import ConfigView
 from vmta.delivery.pause_release import PauseRelease
 from vmta.delivery.router import PAUSED_REASON_PREFIX
