@@ -22,11 +22,12 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 class ProcessTree:
-    """A root process and its descendants, found anew on every reading (Postfix starts and
-    ends daemons all the time)."""
+    """Root processes and their descendants, found anew on every reading (Postfix starts
+    and ends daemons all the time). Several roots make one server of several programs:
+    Postfix's master and the OpenDKIM milter it signs through."""
 
-    def __init__(self, root: int) -> None:
-        self.root = root
+    def __init__(self, root: int, *more_roots: int) -> None:
+        self.roots = (root, *more_roots)
 
     def pids(self) -> list[int]:
         children: dict[int, list[int]] = {}
@@ -36,7 +37,7 @@ class ProcessTree:
                 if fields is not None:
                     children.setdefault(int(fields[1]), []).append(int(entry))
         found: list[int] = []
-        todo = [self.root]
+        todo = list(self.roots)
         while todo and len(found) < 10_000:
             pid = todo.pop()
             found.append(pid)

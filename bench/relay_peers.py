@@ -1,5 +1,6 @@
 """The programs of the relay benchmark: a counting smtp-sink, `vmta serve` relaying to it
-through a relay server VirtualMTA, and a private Postfix instance relaying to it.
+through a relay server VirtualMTA, and a private Postfix instance relaying to it; for the
+DKIM variant, one signing key and an OpenDKIM milter that signs Postfix's mail with it.
 
 Each is a context manager that starts the program on free ports of 127.0.0.1, waits until
 it answers (bounded), and stops it afterwards. Nothing touches the system's Postfix: the
@@ -8,6 +9,7 @@ private instance has its own config_directory, queue_directory and data_director
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -21,12 +23,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from process_tree import ProcessTree
 
 FROM = "sender@bench.test"
 TO = "rcpt@sink.test"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+OPENDKIM = shutil.which("opendkim") or "/usr/sbin/opendkim"
+DKIM_DOMAIN = FROM.rpartition("@")[2]  # both relays sign for the From domain
+DKIM_SELECTOR = "bench"
 VMTA = Path(sys.executable).with_name("vmta")
 TOKEN = "relay-bench-token-0123456789abcdefghij"  # a throw-away secret for a throw-away vmta
 START_SECONDS = 60.0
@@ -98,6 +105,92 @@ def _end(process: subprocess.Popen[bytes] | None) -> None:
             process.wait(timeout=30)
 
 
+class DkimKey:
+    """One RSA key that both relays sign with (RFC 6376 §3.3.3: 2048 bits, as providers
+    ask of bulk senders)."""
+
+    def __init__(self, bits: int = 2048) -> None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        self.bits = bits
+        self.private_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1, as opendkim-genkey
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.public_b64 = base64.b64encode(der).decode("ascii")
+
+    def txt_record(self) -> bytes:
+        """What ``<selector>._domainkey.<domain>`` would publish (RFC 6376 §3.6.1)."""
+        return f"v=DKIM1; k=rsa; p={self.public_b64}".encode("ascii")
+
+
+OPENDKIM_CONF = """\
+# A private OpenDKIM for the benchmark: signs what Postfix relays, like a production milter.
+Syslog no
+Mode s
+Domain {domain}
+Selector {selector}
+KeyFile {key}
+Socket inet:{port}@127.0.0.1
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+OversignHeaders From
+RequireSafeKeys false
+UserID postfix
+PidFile {dir}/opendkim.pid
+"""
+
+
+class OpenDkim(_Managed):
+    """`opendkim -f` in signing mode with the benchmark's key, a milter on 127.0.0.1."""
+
+    def __init__(self, directory: Path, key: DkimKey) -> None:
+        self.directory = directory
+        self.key = key
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True)
+        key_file = self.directory / "bench.private"
+        key_file.write_text(self.key.private_pem)
+        shutil.chown(key_file, "postfix")
+        key_file.chmod(0o600)
+        conf = self.directory / "opendkim.conf"
+        conf.write_text(
+            OPENDKIM_CONF.format(
+                domain=DKIM_DOMAIN,
+                selector=DKIM_SELECTOR,
+                key=key_file,
+                port=self.port,
+                dir=self.directory,
+            )
+        )
+        shutil.chown(self.directory, "postfix")
+        with (self.directory / "opendkim.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [OPENDKIM, "-f", "-x", str(conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_SECONDS
+        while True:  # a milter has no banner: wait until it accepts connections
+            if self.process.poll() is not None:
+                log_text = (self.directory / "opendkim.log").read_text(errors="replace")
+                raise SystemExit(f"opendkim exited with {self.process.returncode}: {log_text}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("opendkim did not listen within 60 s") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        _end(self.process)
+
+
 class Sink(_Managed):
     """smtp-sink -c: it prints "sess=N quit=N mesg=N" and a carriage return each time a
     message ends (flushed at once); ``count`` reads what has accumulated."""
@@ -159,8 +252,10 @@ class Vmta(_Managed):
         *,
         per_hour: int = 0,
         env: dict[str, str] | None = None,
+        dkim: DkimKey | None = None,
     ) -> None:
         self.directory = directory
+        self.dkim = dkim  # signs every message with it: the From domain's default key
         self.sink_port = sink_port
         self.connections = connections
         self.per_hour = per_hour  # the relay server's max_messages_per_hour (0: none)
@@ -209,6 +304,14 @@ class Vmta(_Managed):
         }
         self._call("POST", "/ga/api/v3/eng/relay_servers", {"relay_server": relay})
         self._call("PUT", "/ga/api/v3/eng/virtual_mtas/default", {"virtual_mta": {"name": "sink"}})
+        if self.dkim is not None:
+            key = {
+                "domain": DKIM_DOMAIN,
+                "selector": DKIM_SELECTOR,
+                "default_for_domain": True,
+                "key": {"private": self.dkim.private_pem},
+            }
+            self._call("POST", "/ga/api/v3/eng/dkim_keys", {"dkim_key": key})
         wait_for_banner(self.smtp_port, "vmta", self.process)
 
     def _call(self, method: str, path: str, body: object) -> None:
@@ -251,6 +354,7 @@ smtp_destination_concurrency_limit = {connections}
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
 biff = no
+{milter}
 # Logging stays inside the measured process tree (postlogd), as vmta's delivery log does.
 maillog_file = {dir}/maillog
 maillog_file_prefixes = {dir}
@@ -290,8 +394,18 @@ class Postfix(_Managed):
 
     name = "postfix"
 
-    def __init__(self, directory: Path, sink_port: int, connections: int, sessions: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        sink_port: int,
+        connections: int,
+        sessions: int,
+        dkim: DkimKey | None = None,
+    ) -> None:
         self.directory = directory
+        # With a key, Postfix signs through an OpenDKIM milter (Postfix's MILTER_README),
+        # and the milter's CPU and memory count as Postfix's.
+        self.opendkim = OpenDkim(directory / "opendkim", dkim) if dkim is not None else None
         self.sink_port = sink_port
         self.connections = connections
         self.sessions = sessions
@@ -312,6 +426,8 @@ class Postfix(_Managed):
         pid = self.master_pid()
         if pid is None:
             raise SystemExit("Postfix's master.pid is missing")
+        if self.opendkim is not None and self.opendkim.process is not None:
+            return ProcessTree(pid, self.opendkim.process.pid)
         return ProcessTree(pid)
 
     def _postfix(self, action: str) -> subprocess.CompletedProcess[str]:
@@ -327,8 +443,21 @@ class Postfix(_Managed):
         for sub in ("etc", "queue", "data"):
             (self.directory / sub).mkdir(parents=True)
         shutil.chown(self.directory / "data", "postfix")  # master.lock, as Debian has it
+        milter = ""
+        if self.opendkim is not None:
+            self.opendkim.start()
+            # tempfail: a milter that fails must not let unsigned mail through
+            milter = (
+                f"smtpd_milters = inet:127.0.0.1:{self.opendkim.port}\n"
+                "non_smtpd_milters = $smtpd_milters\nmilter_default_action = tempfail"
+            )
         (self.config / "main.cf").write_text(
-            MAIN_CF.format(dir=self.directory, sink=self.sink_port, connections=self.connections)
+            MAIN_CF.format(
+                dir=self.directory,
+                sink=self.sink_port,
+                connections=self.connections,
+                milter=milter,
+            )
         )
         (self.config / "master.cf").write_text(
             MASTER_CF.format(port=self.smtp_port, smtpd=max(100, self.sessions + 10))
@@ -342,6 +471,8 @@ class Postfix(_Managed):
         wait_for_banner(self.smtp_port, "Postfix", None)
 
     def stop(self) -> None:
+        if self.opendkim is not None:
+            self.opendkim.stop()
         if not self.started:
             return
         pid = self.master_pid()
@@ -352,3 +483,39 @@ class Postfix(_Managed):
                 self._postfix("abort")
                 break
             time.sleep(0.1)
+
+
+class CaptureSink(_Managed):
+    """An in-process SMTP server (aiosmtpd) that keeps every message it receives, to look
+    at what a relay really sent (the DKIM variant verifies a signature on it)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[bytes] = []
+        self._controller: object | None = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Keep:
+            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+                sink.messages.append(bytes(envelope.original_content))  # type: ignore[attr-defined]
+                return "250 kept"
+
+        controller = Controller(Keep(), hostname="127.0.0.1", port=self.port)
+        controller.start()
+        self._controller = controller
+
+    def wait_for(self, count: int, max_seconds: float = 60.0) -> list[bytes]:
+        deadline = time.monotonic() + max_seconds
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the capture sink received {len(self.messages)} of {count}")
+            time.sleep(0.05)
+        return self.messages
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()  # type: ignore[attr-defined]
