@@ -169,10 +169,7 @@ def _counts(outcome: Outcome) -> bool:
 def _suppress(conn: Connection, recipient: str, reason: str) -> None:
     """Add the address to the suppression list, unless it is there already: an entry an
     operator made (with its own code and text) is kept as it is."""
-    repository = SuppressionRepository(conn)
-    if repository.get(recipient) is not None:
-        return
-    repository.put(
+    SuppressionRepository(conn).add_unless_listed(
         Suppression(
             value=recipient.strip(),
             type=SuppressionType.ADDRESS,

@@ -282,10 +282,7 @@ def finish_inbound(
 def _suppress_complainer(conn: Connection, recipient: str) -> None:
     """A recipient who complained joins the suppression list (an entry already there,
     an operator's own among them, is kept as it is)."""
-    repository = SuppressionRepository(conn)
-    if repository.get(recipient) is not None:
-        return
-    repository.put(
+    SuppressionRepository(conn).add_unless_listed(
         Suppression(
             value=recipient.strip(),
             type=SuppressionType.ADDRESS,

@@ -55,6 +55,13 @@ class SuppressionRepository:
         ).first()
         return None if row is None else _from_row(row._mapping)
 
+    def add_unless_listed(self, entry: Suppression) -> None:
+        """Add ``entry`` unless its address is listed already: an entry an operator made
+        (with its own code and text) is kept as it is. What vmta adds by itself (a bad
+        address, a complaint) goes through here."""
+        if self.get(entry.value) is None:
+            self.put(entry)
+
     def put(self, entry: Suppression) -> Suppression:
         values = {
             "value_key": entry.key,

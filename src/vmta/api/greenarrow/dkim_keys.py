@@ -22,15 +22,14 @@ from vmta.api.greenarrow import dkim_key_schemas as schemas
 from vmta.api.greenarrow.envelope import success
 from vmta.api.greenarrow.fields import JsonObject, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
+from vmta.api.greenarrow.virtual_mta_resource import FILTER_MAX, text_filter
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, query, ref, with_query
 from vmta.api.schema_patterns import text
-from vmta.domain.bounds import has_control_character
 from vmta.domain.dkim_key import DkimKey, domain_problems, selector_problems
 from vmta.domain.errors import InvalidRequest, NotFound, ValidationFailed
 from vmta.store.dkim_keys import DkimKeyRepository
 
 PATH = f"/{document.PLURAL}"
-FILTER_MAX = 200
 
 
 def read_body(body: bytes) -> JsonObject:
@@ -49,15 +48,6 @@ def read_body(body: bytes) -> JsonObject:
     if not isinstance(inner, dict):
         raise InvalidRequest(f'"{document.SINGULAR}" must be a JSON object.')
     return inner
-
-
-def _domain_filter(request: Request) -> str | None:
-    value = request.query_params.get("domain")
-    if value is not None and (len(value) > FILTER_MAX or has_control_character(value)):
-        raise InvalidRequest(
-            f"domain must be at most {FILTER_MAX} characters without control characters."
-        )
-    return value
 
 
 def _one(repo: DkimKeyRepository, key_id: int) -> DkimKey:
@@ -83,7 +73,7 @@ def router() -> APIRouter:
         ),
     )
     async def list_keys(request: Request) -> JSONResponse:
-        domain = _domain_filter(request)
+        domain = text_filter(request, "domain")
         scope = document.PLURAL if domain is None else f"{document.PLURAL}|domain={domain.lower()}"
         page = page_request(request.query_params, scope)
         store = store_of(request)

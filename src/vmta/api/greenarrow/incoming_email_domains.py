@@ -19,7 +19,7 @@ from vmta.api.greenarrow import incoming_email_domain_schemas as schemas
 from vmta.api.greenarrow.envelope import read_wrapped, success
 from vmta.api.greenarrow.fields import Fields, JsonObject, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
-from vmta.api.greenarrow.virtual_mta_resource import FILTER_MAX
+from vmta.api.greenarrow.virtual_mta_resource import FILTER_MAX, text_filter
 from vmta.api.openapi import (
     PAGE_PARAMETERS,
     envelope_responses,
@@ -29,7 +29,7 @@ from vmta.api.openapi import (
     with_query,
 )
 from vmta.domain.bounds import has_control_character
-from vmta.domain.errors import InvalidRequest, NotFound
+from vmta.domain.errors import NotFound
 from vmta.domain.incoming_domain import (
     BOUNCE,
     EMAIL_STATUSES,
@@ -128,15 +128,6 @@ def _strip_read_only(doc: JsonObject) -> JsonObject:
     return {k: v for k, v in doc.items() if k not in ("id", "type")}
 
 
-def _domain_filter(request: Request) -> str | None:
-    value = request.query_params.get("domain")
-    if value is not None and (len(value) > FILTER_MAX or has_control_character(value)):
-        raise InvalidRequest(
-            f"domain must be at most {FILTER_MAX} characters without control characters."
-        )
-    return value
-
-
 def _found(repo: IncomingDomainRepository, rid: int) -> IncomingDomain:
     domain = repo.get(rid)
     if domain is None:
@@ -165,7 +156,7 @@ def router() -> APIRouter:
         openapi_extra=with_query({}, *PAGE_PARAMETERS, domain_param),
     )
     async def list_incoming_email_domains(request: Request) -> JSONResponse:
-        domain = _domain_filter(request)
+        domain = text_filter(request, "domain")
         scope = "incoming_email_domains" + ("" if domain is None else f"|domain={domain}")
         page = page_request(request.query_params, scope)
         store = store_of(request)

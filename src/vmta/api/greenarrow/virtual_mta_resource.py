@@ -56,7 +56,7 @@ class ResourceSpec:
 # Longest value a list filter can match: names and hostnames are at most 200 characters.
 FILTER_MAX = 200
 
-__all__ = ["FILTER_MAX", "name_filter", "name_parameter", "parse_record_id"]
+__all__ = ["FILTER_MAX", "name_filter", "name_parameter", "parse_record_id", "text_filter"]
 
 
 _FILTERS = {
@@ -81,6 +81,17 @@ def _list_filter(request: Request, allowed: Sequence[str]) -> ListFilter:
     if problems:
         raise InvalidRequest(problems)
     return ListFilter(**values)
+
+
+def text_filter(request: Request, key: str) -> str | None:
+    """``?KEY=`` of a list (``domain`` of DKIM keys and incoming email domains), checked
+    like the filters above."""
+    value = request.query_params.get(key)
+    if value is not None and (len(value) > FILTER_MAX or has_control_character(value)):
+        raise InvalidRequest(
+            f"{key} must be at most {FILTER_MAX} characters without control characters."
+        )
+    return value
 
 
 def name_filter(request: Request) -> str | None:
