@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' peers
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink
 
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener
 from vmta.runtime.settings import Listen
 from vmta.store.store import Store

@@ -31,7 +31,8 @@ from vmta.domain.virtual_mta import (
     RoutingRule,
     VirtualMta,
 )
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener
 from vmta.runtime.settings import Listen
 from vmta.store.credentials import CredentialRepository

@@ -23,7 +23,8 @@ from vmta.domain.credential import hash_secret
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.virtual_mta import Limits, Ref, RelayServer
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from tests.conftest import skip_or_fail
 from tests.delivery.conftest import ExternalProxy, eventually
+from tests.delivery.test_events_vendor_vocabulary import RESULT_KEYS
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
 from vmta.delivery.amqp_outbox import OutboxConsumer
@@ -149,19 +150,7 @@ async def test_bad_messages_go_to_the_failure_queue_and_good_ones_still_go(
         last = result["results"][-1]
         assert (last["state"], last["result"]) == ("process", "invalid")
         assert why in last["description"]
-        assert set(last) == {
-            "time",
-            "from",
-            "to",
-            "mta",
-            "messages",
-            "code",
-            "status",
-            "description",
-            "dsn",
-            "state",
-            "result",
-        }
+        assert set(last) == RESULT_KEYS
     # Every original was acked: none is left, none was dead-lettered.
     declared = await channel.declare_queue(queue_name, passive=True)
     assert declared.declaration_result.message_count == 0

@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 from tests.delivery.conftest import FAST, RunningPlane, eventually
 from tests.peers.forwarder import TcpForwarder
 from tests.peers.sink import RecordingSink
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener
 from vmta.runtime.settings import Listen
 from vmta.store.store import Store

@@ -37,7 +37,8 @@ from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.throttle_backoff import WINDOW_SECONDS
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 from vmta.store.throttle_programs import ThrottleProgramRepository

@@ -16,7 +16,8 @@ from tests.peers.forwarder import TcpForwarder
 from tests.peers.redis_db import RedisDb
 from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.domain.virtual_mta import Limits
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener
 from vmta.runtime.settings import Listen
 from vmta.store.store import Store

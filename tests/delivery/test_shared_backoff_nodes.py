@@ -27,7 +27,8 @@ from vmta.delivery.redis_throttles import RedisThrottles
 from vmta.domain.credential import hash_secret
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
-from vmta.runtime.data_plane import DataPlane, DataPlaneSettings
+from vmta.runtime.data_plane import DataPlane
+from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 from vmta.store.throttle_programs import ThrottleProgramRepository

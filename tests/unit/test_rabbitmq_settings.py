@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.runtime.data_plane import data_plane_settings
+from vmta.runtime.data_plane_settings import data_plane_settings
 from vmta.runtime.settings import SettingsError, load_settings
 
 URL = "amqp://user:s3cret-pass@127.0.0.1:5672/vhost"

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import Event, EventSubscription
@@ -158,52 +159,32 @@ class FeedbackProcessor:
                                 fields=match.common(at),
                             )
                         )
-                    reports.append(
-                        stored(
-                            at=at,
-                            kind=kinds.BOUNCE,
-                            mailbox=rcpt,
-                            parsed=parsed,
-                            match=match,
-                            failure=failure,
-                        )
-                    )
-                    events.append(
-                        report_event(
-                            at=at,
-                            kind=kinds.BOUNCE,
-                            mail_from=message.mail_from,
-                            mailbox=rcpt,
-                            parsed=parsed,
-                            match=match,
-                            failure=failure,
-                        )
+                    _keep(
+                        reports,
+                        events,
+                        message.mail_from,
+                        at=at,
+                        kind=kinds.BOUNCE,
+                        mailbox=rcpt,
+                        parsed=parsed,
+                        match=match,
+                        failure=failure,
                     )
             elif box_kind == SPAM_COMPLAINT and parsed.kind == kinds.COMPLAINT:
                 match = match_complaint(self.store, directory, secret, parsed)
                 if match is not None:
                     events.append(complaint_event(match, at))
                     complained.append(match.email)
-                reports.append(
-                    stored(
-                        at=at,
-                        kind=kinds.COMPLAINT,
-                        mailbox=rcpt,
-                        parsed=parsed,
-                        match=match,
-                        failure=None,
-                    )
-                )
-                events.append(
-                    report_event(
-                        at=at,
-                        kind=kinds.COMPLAINT,
-                        mail_from=message.mail_from,
-                        mailbox=rcpt,
-                        parsed=parsed,
-                        match=match,
-                        failure=None,
-                    )
+                _keep(
+                    reports,
+                    events,
+                    message.mail_from,
+                    at=at,
+                    kind=kinds.COMPLAINT,
+                    mailbox=rcpt,
+                    parsed=parsed,
+                    match=match,
+                    failure=None,
                 )
             else:
                 log.info(
@@ -214,3 +195,10 @@ class FeedbackProcessor:
                     parsed.source,
                 )
         return Findings(reports, events, bounces, complained)
+
+
+def _keep(reports: list[StoredReport], events: list[Event], mail_from: str, **report: Any) -> None:
+    """A report kept (``GET /api/reports``) and the event that publishes it (RabbitMQ's
+    reports queue): the same fields for both."""
+    reports.append(stored(**report))
+    events.append(report_event(mail_from=mail_from, **report))
