@@ -13,7 +13,8 @@ from tests.api.helpers import GA, failed, ok
 from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs, throttle_origin
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.throttle_identity import throttle_origin
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.store.store import Store
 from vmta.store.throttle_programs import ThrottleProgramRepository

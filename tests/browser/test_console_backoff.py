@@ -25,7 +25,7 @@ from tests.browser.conftest import console_errors, requested_hosts
 from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.store.store import Store
 
 pytestmark = [pytest.mark.peers, pytest.mark.one_database]

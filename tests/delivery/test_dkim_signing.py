@@ -28,8 +28,8 @@ from tests.delivery.conftest import RunningPlane, eventually, insert, rule
 from tests.delivery.test_amqp_outbox import AMQP_URL, channel, publish, queue_name
 from tests.peers.sink import RecordingSink, SeenTransaction
 from vmta.api.app import create_app
-from vmta.delivery.amqp_outbox import OutboxConsumer
-from vmta.delivery.intake import Arrival
+from vmta.delivery.ingress.amqp_outbox import OutboxConsumer
+from vmta.domain.arrival import Arrival
 from vmta.domain.virtual_mta import RandomizationType, Ref
 from vmta.runtime import logs
 from vmta.signing import keys as key_material

@@ -30,8 +30,8 @@ from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
-from vmta.delivery.engine import EngineSettings
-from vmta.delivery.intake import Arrival
+from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.domain.arrival import Arrival
 from vmta.domain.credential import hash_secret
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.throttle_backoff import WINDOW_SECONDS

@@ -13,8 +13,8 @@ from typing import Any
 
 from tests.delivery.conftest import eventually
 from tests.delivery.engine_harness import Harness
-from vmta.delivery.inflow import InflowSettings
-from vmta.delivery.path import EgressPath
+from vmta.delivery.ingress.inflow import InflowSettings
+from vmta.domain.egress_path import EgressPath
 from vmta.domain.egress_route import direct_route
 from vmta.domain.virtual_mta import Limits
 

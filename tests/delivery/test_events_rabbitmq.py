@@ -20,8 +20,8 @@ from yarl import URL
 from tests.conftest import TEST_SECRET, skip_or_fail
 from tests.delivery.conftest import RunningPlane, eventually, free_port
 from vmta.api.app import create_app
-from vmta.delivery.event_sender import SenderSettings
-from vmta.delivery.event_setup import EventSettings
+from vmta.delivery.events.event_sender import SenderSettings
+from vmta.delivery.events.event_setup import EventSettings
 from vmta.runtime.server import ApiServer, bind_listener
 from vmta.runtime.settings import Listen
 

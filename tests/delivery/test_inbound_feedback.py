@@ -378,7 +378,7 @@ async def test_parsed_report_reaches_the_reports_queue(inbound: Inbound) -> None
     import aio_pika
 
     from tests.delivery.test_events_rabbitmq import AMQP_URL, drain
-    from vmta.delivery.event_amqp import RabbitMqEventDestination
+    from vmta.delivery.events.event_amqp import RabbitMqEventDestination
     from vmta.store.event_outbox import PendingEvent
 
     await asyncio.to_thread(smtp, inbound.port, "", [inbound.verp], postfix_style_dsn(inbound.verp))

@@ -1,4 +1,4 @@
-"""The spool gateway's writer cycles (delivery/spool_gateway.py) on a real store, SQLite and
+"""The spool gateway's writer cycles (delivery/engine/spool_gateway.py) on a real store, SQLite and
 PostgreSQL: accepts and outcomes that arrive together share one transaction (one commit);
 an outcome the store refuses fails only its own caller, never the accepts of its cycle nor
 the other outcomes."""
@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.delivery.engine.spool_gateway import SpoolGateway
 from vmta.domain.spool_records import DELIVERED, NewMessage, Outcome
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

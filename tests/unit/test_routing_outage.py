@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
-from vmta.delivery.throttle_backend import LocalThrottles
+from vmta.delivery.engine.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
+from vmta.delivery.throttles.throttle_backend import LocalThrottles
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
 from vmta.store.database import DatabaseUnavailable

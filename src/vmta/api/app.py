@@ -31,7 +31,7 @@ from vmta.api.greenarrow.engine import MethodNotAllowed, methods_by_path
 from vmta.api.greenarrow.throttles import ThrottleStates
 from vmta.api.json_bounds import MAX_BODY_BYTES
 from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.errors import TemporaryError
 from vmta.store.store import Store
 

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 
 from vmta.api.auth import Authenticator, Principal
 from vmta.api.errors import CHALLENGE
-from vmta.delivery.intake import Arrival
+from vmta.domain.arrival import Arrival
 from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.submitted_message import SubmissionRefused, build, parse_message

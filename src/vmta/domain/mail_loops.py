@@ -7,7 +7,7 @@ hosts unless told otherwise. vmta does the three things:
 
 - a message with more than ``max_hops`` Received fields is refused at DATA;
 - a destination that is one of vmta's own listening addresses and ports fails the
-  attempt permanently (``delivery/own_listeners.py`` knows those);
+  attempt permanently (``delivery/routing/own_listeners.py`` knows those);
 - MX answers and address literals that are loopback, unspecified or link-local are not
   used: a domain of the internet whose MX is 127.0.0.1 is a misconfiguration or an
   attack, never a real mailbox (tests that publish loopback MX hosts allow them).

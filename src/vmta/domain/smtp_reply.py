@@ -80,7 +80,7 @@ class SmtpReply:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyLine:
+class WireReplyLine:
     """One line of a reply: its code, whether it is the last line, and its text."""
 
     code: int
@@ -88,7 +88,7 @@ class ReplyLine:
     text: str
 
 
-def parse_reply_line(line: str) -> ReplyLine:
+def parse_reply_line(line: str) -> WireReplyLine:
     """Split one line (without its CRLF) into code, continuation mark and text.
 
     RFC 5321 §4.2: ``code "-" text`` continues the reply, ``code SP text`` or a bare
@@ -98,10 +98,10 @@ def parse_reply_line(line: str) -> ReplyLine:
     if match is None:
         raise MalformedReply(f"not an SMTP reply line: {_excerpt(line)}")
     code, separator, text = match.groups()
-    return ReplyLine(code=int(code), last=separator != "-", text=text)
+    return WireReplyLine(code=int(code), last=separator != "-", text=text)
 
 
-def build_reply(lines: Iterable[ReplyLine]) -> SmtpReply:
+def build_reply(lines: Iterable[WireReplyLine]) -> SmtpReply:
     """Join parsed lines of one reply; every line must carry the same code."""
     collected = list(lines)
     if not collected:
@@ -143,7 +143,7 @@ class ReplyAssembler:
     """Collects reply lines as they arrive and yields the reply once it is complete."""
 
     def __init__(self) -> None:
-        self._lines: list[ReplyLine] = []
+        self._lines: list[WireReplyLine] = []
 
     def feed(self, line: str) -> SmtpReply | None:
         """Add one line (CRLF removed); returns the reply when this line ended it."""

@@ -9,10 +9,10 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmta.delivery.engine import EngineSettings
-from vmta.delivery.event_sender import SenderSettings
-from vmta.delivery.event_setup import EventSettings
-from vmta.delivery.inflow import InflowSettings
+from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.delivery.events.event_sender import SenderSettings
+from vmta.delivery.events.event_setup import EventSettings
+from vmta.delivery.ingress.inflow import InflowSettings
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.feedback_events import REPORTS_QUEUE
 from vmta.domain.mail_loops import DEFAULT_MAX_HOPS
@@ -52,7 +52,7 @@ class DataPlaneSettings:
     max_hops: int = DEFAULT_MAX_HOPS
     mx_allow_loopback: bool = False
     workers: int = 1  # VMTA_WORKERS: more than 1 shares the session counts of the node
-    log_messages: str = "each"  # delivery/activity_log.py
+    log_messages: str = "each"  # delivery/outcomes/activity_log.py
 
 
 def check_ca_file(path: Path | None) -> str | None:

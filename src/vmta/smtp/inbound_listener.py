@@ -28,7 +28,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from vmta.delivery.intake import Arrival, Intake
+from vmta.delivery.ingress.intake import Intake
+from vmta.domain.arrival import Arrival
 from vmta.domain.incoming_domain import FORWARDING
 from vmta.feedback.directory import MailboxBook
 from vmta.smtp.auth_gate import AuthGate

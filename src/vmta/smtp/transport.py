@@ -16,20 +16,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vmta.delivery.own_listeners import OwnListeners
-from vmta.delivery.path import EgressPath
-from vmta.delivery.transport import (
-    ConnectFailed,
-    ConversationBroken,
-    ConversationLost,
-    TransactionReplies,
-)
+from vmta.delivery.routing.own_listeners import OwnListeners
 from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.egress_path import EgressPath
 from vmta.domain.errors import PermanentError, TemporaryError
 from vmta.domain.mail_loops import LOOP_CODE, loops_back_text
 from vmta.domain.relay_authentication import defer_unauthenticated
 from vmta.domain.relay_tls import RelayTlsPolicies
 from vmta.domain.smtp_reply import SmtpReply
+from vmta.domain.transport_port import (
+    ConnectFailed,
+    ConversationBroken,
+    ConversationLost,
+    TransactionReplies,
+)
 from vmta.egress.connector import open_connection
 from vmta.egress.errors import EgressError
 from vmta.smtp.client import SessionFailed, SessionOptions, SmtpSession

@@ -1,7 +1,7 @@
 """The durable spool on SQLite or PostgreSQL: messages, recipients, attempts.
 
 Every method is one short transaction and blocking; the delivery engine calls them from a
-worker thread (``vmta.delivery.committer``) and batches many requests into one call, so
+worker thread (``vmta.delivery.engine.committer``) and batches many requests into one call, so
 that many SMTP sessions share one commit (one fsync) instead of paying one each.
 
 Work is claimed with leases (``lease_owner``, ``lease_until``), not row locks: SQLite has

@@ -25,9 +25,9 @@ from vmta.api.greenarrow.envelope import success
 from vmta.api.greenarrow.fields import parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import envelope_responses
-from vmta.delivery.throttle_backoffs import ThrottleKey, ThrottleOrigin, ThrottleState
-from vmta.delivery.throttle_backoffs import throttle_origin as origin_of
 from vmta.domain.errors import InvalidRequest, NotFound
+from vmta.domain.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState
+from vmta.domain.throttle_identity import throttle_origin as origin_of
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, ThrottlingTemplate, VirtualMtaType
 from vmta.store.store import Store
@@ -39,7 +39,7 @@ _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])
 
 class ThrottleStates(Protocol):
     """What the API needs of the data plane's backoff registry
-    (``vmta.delivery.throttle_backoffs.ThrottleBackoffs``)."""
+    (``vmta.delivery.throttles.throttle_backoffs.ThrottleBackoffs``)."""
 
     def in_backoff(self, now: float) -> list[ThrottleState]: ...
 

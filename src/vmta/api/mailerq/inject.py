@@ -29,7 +29,7 @@ MAX_BODY = 10 * 1024 * 1024
 
 
 class MqIntake(Protocol):
-    """What the data plane offers for injection (``vmta.delivery.intake.Intake``)."""
+    """What the data plane offers for injection (``vmta.delivery.ingress.intake.Intake``)."""
 
     async def accept_mq(
         self, message: MqMessage, *, via: str, client_ip: str | None, auth_name: str | None

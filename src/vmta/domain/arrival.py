@@ -1,0 +1,24 @@
+"""A message as an edge (SMTP, HTTP submission, MailerQ inject) hands it to the intake:
+envelope, bytes, and what the edge knows of the client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Arrival:
+    mail_from: str
+    recipients: Sequence[str]
+    data: bytes
+    client_ip: str | None
+    helo: str | None
+    auth_name: str | None
+    tls: bool
+    # May this client relay (loopback, authenticated, an allowed network, an API
+    # credential)? Only its mail is DKIM-signed, and only its X-GreenArrow-DKIM honoured:
+    # signing vouches for a message, so mail from anyone else (inbound mail forwarded, say)
+    # is never signed with the operator's keys, and its X-GreenArrow-DKIM is removed and
+    # ignored. False unless the edge that took the message says otherwise.
+    may_relay: bool = False
