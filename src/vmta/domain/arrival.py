@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,12 @@ class Arrival:
     # is never signed with the operator's keys, and its X-GreenArrow-DKIM is removed and
     # ignored. False unless the edge that took the message says otherwise.
     may_relay: bool = False
+
+
+class IntakePort(Protocol):
+    """What an SMTP listener needs of the intake (``vmta.delivery.ingress.intake.Intake``):
+    whether a new transaction may start, and the durable accept of a message."""
+
+    def refusal(self) -> str | None: ...
+
+    async def accept(self, arrival: Arrival, *, via: str = "") -> str: ...

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import Protocol
 
 from vmta.domain.errors import PermanentError
 
@@ -87,3 +88,10 @@ def local_only_text(domain: str, addresses: list[str]) -> str:
         f"{LOOP_STATUS} mail for {domain} loops back to myself: its mail hosts resolve only to"
         f" loopback, unspecified or link-local addresses ({shown})"
     )
+
+
+class LoopCheck(Protocol):
+    """What a transport asks before it connects: is this address and port vmta itself
+    (``vmta.delivery.routing.own_listeners.OwnListeners`` answers for a running node)?"""
+
+    def loops_back(self, address: str, port: int) -> bool: ...

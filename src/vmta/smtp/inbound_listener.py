@@ -28,8 +28,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from vmta.delivery.ingress.intake import Intake
-from vmta.domain.arrival import Arrival
+from vmta.domain.arrival import Arrival, IntakePort
 from vmta.domain.incoming_domain import FORWARDING
 from vmta.feedback.directory import MailboxBook
 from vmta.smtp.auth_gate import AuthGate
@@ -58,7 +57,7 @@ class InboundHandler:
         book: MailboxBook,
         settings: InboundSettings,
         *,
-        intake: Intake | None = None,
+        intake: IntakePort | None = None,
         accepted: Callable[[], None] | None = None,
     ) -> None:
         self.store = store

@@ -21,8 +21,7 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
-from vmta.delivery.ingress.intake import Intake
-from vmta.domain.arrival import Arrival
+from vmta.domain.arrival import Arrival, IntakePort
 from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.mail_loops import TOO_MANY_HOPS_REPLY, TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage
@@ -66,7 +65,7 @@ class InjectionHandler:
 
     def __init__(
         self,
-        intake: Intake,
+        intake: IntakePort,
         settings: ListenerSettings,
         observer: InjectionObserver | None = None,
     ) -> None:
@@ -331,7 +330,7 @@ class Listener:
 
 async def start_listener(
     sock: socket.socket,
-    intake: Intake,
+    intake: IntakePort,
     settings: ListenerSettings,
     auth_gate: AuthGate,
     observer: InjectionObserver | None = None,

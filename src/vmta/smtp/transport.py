@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vmta.delivery.routing.own_listeners import OwnListeners
 from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.egress_path import EgressPath
 from vmta.domain.errors import PermanentError, TemporaryError
-from vmta.domain.mail_loops import LOOP_CODE, loops_back_text
+from vmta.domain.mail_loops import LOOP_CODE, LoopCheck, loops_back_text
 from vmta.domain.relay_authentication import defer_unauthenticated
 from vmta.domain.relay_tls import RelayTlsPolicies
 from vmta.domain.smtp_reply import SmtpReply
@@ -118,9 +117,9 @@ class SmtpConversation:
 
 
 class SmtpTransport:
-    def __init__(self, settings: TransportSettings, own: OwnListeners | None = None) -> None:
+    def __init__(self, settings: TransportSettings, own: LoopCheck | None = None) -> None:
         self.settings = settings
-        self.own = own or OwnListeners()  # never connect to these: a mail loop
+        self.own = own  # never connect to vmta itself: a mail loop
 
     async def _addresses(self, host: str, port: int) -> list[tuple[str, str]]:
         """The destination's addresses: an IP literal as is, a name through the resolver
@@ -146,7 +145,12 @@ class SmtpTransport:
         candidates = list(path.candidates) or await self._addresses(
             path.destination_host, path.destination_port
         )
-        looping = [a for _, a in candidates if self.own.loops_back(a, path.destination_port)]
+        own = self.own
+        looping = (
+            [a for _, a in candidates if own.loops_back(a, path.destination_port)]
+            if own is not None
+            else []
+        )
         if looping:
             candidates = [c for c in candidates if c[1] not in looping]
             if not candidates:
