@@ -29,8 +29,8 @@ from vmta.domain.transport_port import (
     ConversationLost,
     TransactionReplies,
 )
+from vmta.egress.connect_error import EgressError
 from vmta.egress.connector import open_connection
-from vmta.egress.errors import EgressError
 from vmta.smtp.client import SessionFailed, SessionOptions, SmtpSession
 
 log = logging.getLogger(__name__)
