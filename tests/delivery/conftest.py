@@ -105,7 +105,7 @@ class RunningPlane:
         self.plane.engine.wake()
 
     def message(self, queue_id: str) -> Any:
-        return self.plane.spool.message(queue_id)
+        return self.plane.spool.inspector.message(queue_id)
 
 
 async def eventually(

@@ -95,4 +95,4 @@ async def test_bad_messages_are_400_and_store_nothing(api: Any) -> None:
     assert response.status_code == 415
     response = await client.get("/v1/inject")
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
-    assert plane.plane.spool.list_messages(None, 10) == []
+    assert plane.plane.spool.inspector.list_messages(None, 10) == []

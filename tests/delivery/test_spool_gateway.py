@@ -107,7 +107,7 @@ async def test_body_reads_waiting_together_share_one_query(store: Store) -> None
     try:
         messages = [new_message(n) for n in range(20)]
         await asyncio.gather(*(gateway.accept(m, NOW) for m in messages))
-        assert spool.delete_message("M0003")
+        assert spool.housekeeping.delete_message("M0003")
         ids = [m.id for m in messages] + ["M0005", "NO-SUCH-MESSAGE"]
         bodies = await asyncio.gather(*(gateway.body(i) for i in ids))
         assert gateway.read_stats == {"body_queries": 1, "bodies_asked": 22}

@@ -241,7 +241,7 @@ def test_a_failed_transaction_writes_neither_outcome_nor_event(store: Store) -> 
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error class
         spool.record([broken, Outcome(job.recipient_id, None, T0 + 1, DELIVERED)])  # type: ignore[arg-type]
     assert stored(store) == []
-    view = spool.message("Q1")
+    view = spool.inspector.message("Q1")
     assert view is not None and view.recipients[0]["state"] == QUEUED
 
 

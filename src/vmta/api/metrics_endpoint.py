@@ -43,7 +43,7 @@ class StoreCollector(Collector):
             "Recipients in the spool by state (queued ones as ready, deferred or waiting)",
             labels=["state"],
         )
-        summary = queue_summary(self.spool.counts())
+        summary = queue_summary(self.spool.inspector.counts())
         values = {**summary["queued"], **summary["recipients"]}
         for state in STATES:
             queue.add_metric([state], values.get(state, 0))

@@ -84,7 +84,7 @@ def router() -> APIRouter:
         responses=own_schemas.ok(own_schemas.QUEUE, "The queue"),
     )
     async def queue(request: Request) -> dict[str, Any]:
-        counts = await run_in_threadpool(_spool(request).counts)
+        counts = await run_in_threadpool(_spool(request).inspector.counts)
         deferred = await run_in_threadpool(deferred_recipients, store_of(request))
         return {**queue_summary(counts), "deferred": deferred, "engine": _engine_state(request)}
 
@@ -161,7 +161,7 @@ def router() -> APIRouter:
     )
     async def message(queue_id: str, request: Request) -> dict[str, Any]:
         known_queue_id(queue_id)
-        view = await run_in_threadpool(_spool(request).message, queue_id)
+        view = await run_in_threadpool(_spool(request).inspector.message, queue_id)
         if view is None:
             raise NotFound(f"No message with queue id {queue_id}.")
         return {"message": vars(view)}
@@ -174,9 +174,9 @@ def router() -> APIRouter:
     async def retry(queue_id: str, request: Request) -> dict[str, Any]:
         known_queue_id(queue_id)
         spool = _spool(request)
-        if await run_in_threadpool(spool.message, queue_id) is None:
+        if await run_in_threadpool(spool.inspector.message, queue_id) is None:
             raise NotFound(f"No message with queue id {queue_id}.")
-        count = await run_in_threadpool(spool.retry_now, queue_id, time.time())
+        count = await run_in_threadpool(spool.housekeeping.retry_now, queue_id, time.time())
         wake: Callable[[], None] | None = getattr(request.app.state, "wake_engine", None)
         if wake is not None:
             wake()
@@ -189,7 +189,7 @@ def router() -> APIRouter:
     )
     async def delete(queue_id: str, request: Request) -> dict[str, Any]:
         known_queue_id(queue_id)
-        if not await run_in_threadpool(_spool(request).delete_message, queue_id):
+        if not await run_in_threadpool(_spool(request).housekeeping.delete_message, queue_id):
             raise NotFound(f"No message with queue id {queue_id}.")
         return {"queue_id": queue_id, "deleted": True}
 

@@ -30,7 +30,7 @@ from vmta.store.dkim_keys import DkimKeyRepository
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.message_search import find_messages, pending_events
 from vmta.store.queue_summary import GroupBy
-from vmta.store.spool import SqlSpool
+from vmta.store.spool_inspection import SpoolInspector
 
 
 def when(moment: float | None) -> str:
@@ -114,7 +114,7 @@ async def search(request: Request) -> dict[str, Any]:
         results = find_messages(store, query)
         detail = None
         if len(results) == 1 or (results and results[0]["id"] == query[:QUEUE_ID_MAX]):
-            view = SqlSpool(store, owner="console").message(results[0]["id"])
+            view = SpoolInspector(store).message(results[0]["id"])
             if view is not None:
                 detail = {"message": view, "events": pending_events(store, view.id)}
         return {"q": query, "results": results, "detail": detail}
