@@ -16,16 +16,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from vmta.delivery.engine.dispatcher import Dispatcher
-from vmta.delivery.engine.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.engine.inflight_journal import InflightJournal
+from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
 from vmta.delivery.engine.ready_queue import Delivery, PathQueue
-from vmta.delivery.outcomes.outcome_recorder import OutcomeRecorder
 from vmta.delivery.routing.egress_health import EgressHealth
 from vmta.delivery.routing.envelope_sender import EnvelopeSenders
 from vmta.delivery.throttles.throttle_backend import ThrottleBackend
 from vmta.domain.clock import Clock
 from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
 from vmta.domain.egress_route import EgressProtocol
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.domain.spool_port import Spool
 from vmta.domain.transport_port import (
     ConnectFailed,

@@ -19,9 +19,9 @@ from typing import Any
 from vmta.delivery.engine.dispatcher import Dispatcher, DispatchSettings
 from vmta.delivery.engine.inflight_journal import InflightJournal
 from vmta.delivery.engine.occupancy import Occupancy
+from vmta.delivery.engine.outcome_recorder import OutcomeRecorder, RecorderSettings
 from vmta.delivery.engine.scheduler import Scheduler, SchedulerSettings
 from vmta.delivery.engine.task_set import TaskSet
-from vmta.delivery.outcomes.outcome_recorder import OutcomeRecorder, RecorderSettings
 from vmta.delivery.routing.router import Router
 from vmta.delivery.throttles.throttle_backend import ThrottleBackend
 from vmta.domain.clock import Clock

@@ -21,9 +21,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from vmta.delivery.engine.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
 from vmta.delivery.engine.ready_queue import ConnectionRate, Delivery, PathQueue
-from vmta.delivery.outcomes.outcome_recorder import OutcomeRecorder
 from vmta.delivery.routing.envelope_sender import EnvelopeSenders
 from vmta.delivery.routing.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.throttles.host_throttles import HostThrottles
@@ -32,6 +31,7 @@ from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.clock import Clock
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.egress_path import EgressPath
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
 from vmta.domain.virtual_mta import Limits

@@ -1,2 +1,1 @@
-"""Telling others what happened: the event sender, its HTTP and RabbitMQ destinations, and
-the state of the links to them."""
+"""Telling others what happened: the event sender and its HTTP and RabbitMQ destinations."""

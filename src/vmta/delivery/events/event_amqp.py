@@ -36,10 +36,10 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from yarl import URL
 
 from vmta.delivery.events.event_sender import EventDeliveryFailed
-from vmta.delivery.events.link_state import LONGEST_RETRY, LinkState
 from vmta.domain.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
 from vmta.domain.feedback_events import REPORT, REPORTS_QUEUE
 from vmta.domain.mailerq_result import DEFAULT_QUEUES
+from vmta.resilience.link_state import LONGEST_RETRY, LinkState
 from vmta.store.event_outbox import PendingEvent
 
 # What says the connection is gone (or never came): the next batch connects again.

@@ -44,7 +44,6 @@ from aio_pika.abc import (
 from yarl import URL
 
 from vmta.delivery.events.event_amqp import CLOSE_TIMEOUT, CONNECTION_LOST, display_amqp_url
-from vmta.delivery.events.link_state import INITIAL_RETRY, LONGEST_RETRY, LinkState, next_delay
 from vmta.delivery.ingress.outbox_failures import (
     DEFAULT_FAILURE_QUEUE,
     failure_document,
@@ -53,6 +52,7 @@ from vmta.delivery.ingress.outbox_failures import (
 )
 from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
+from vmta.resilience.link_state import INITIAL_RETRY, LONGEST_RETRY, LinkState, next_delay
 
 log = logging.getLogger(__name__)
 

@@ -1,2 +1,2 @@
-"""What became of each recipient: the outcome recorder (retry policy, spool, bounces) and
-the logs of what went through."""
+"""What became of mail, written out: bounces to the sender (RFC 3464 delivery status
+notifications), the JSON delivery log and the activity log."""

@@ -7,9 +7,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from vmta.delivery.engine.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.clock import Clock
 from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.errors import TemporaryError
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_port import Spool

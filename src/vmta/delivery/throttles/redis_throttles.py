@@ -24,9 +24,9 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vmta.delivery.events.link_state import LinkState
 from vmta.delivery.throttles.redis_scripts import ACQUIRE, RENEW, RESERVE
 from vmta.delivery.throttles.throttle_backend import HOUR
+from vmta.resilience.link_state import LinkState
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vmta.delivery.engine.engine_metrics import EngineMetrics, NoMetrics
 from vmta.delivery.engine.occupancy import Occupancy
 from vmta.delivery.outcomes.activity_log import ActivityLog
 from vmta.delivery.outcomes.bounces import BounceMailer
@@ -23,6 +22,7 @@ from vmta.delivery.routing.router import Deliver, Hold, Refuse
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.clock import Clock
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.errors import TemporaryError
 from vmta.domain.message_retry_policy import next_attempt
 from vmta.domain.retry_schedule import RetrySchedule
