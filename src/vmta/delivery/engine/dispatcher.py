@@ -143,9 +143,12 @@ class Dispatcher:
             await self._recorder.finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)
             return
         # Recipients of one message may route differently (routing rules by domain).
+        # Every recipient is decided before any is acted on: when routing one fails (the
+        # database away), the caller releases or defers the whole message, so none of its
+        # recipients may have been held or finished already (that would handle it twice).
+        decisions = [(job, await self._router.decide(job)) for job in jobs]
         groups: dict[tuple[object, ...], tuple[Deliver, list[Job]]] = {}
-        for job in jobs:
-            decision = await self._router.decide(job)
+        for job, decision in decisions:
             if isinstance(decision, Hold):
                 await self._recorder.hold(job, decision)
             elif isinstance(decision, Refuse):
