@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vmta.cli import build_parser
+from vmta.delivery.egress_health import EgressHealth
+from vmta.delivery.redis_backoffs import RedisBackoffs
+from vmta.delivery.redis_throttles import DEFAULT_LEASE, RedisThrottles
 from vmta.runtime.data_plane_settings import DataPlaneSettings, data_plane_settings
 from vmta.runtime.setting_options import Option
 from vmta.runtime.settings import OPTIONS, Settings, SettingsError, default_of, help_text
@@ -53,11 +57,19 @@ def test_the_data_plane_gets_its_parts_own_defaults_when_nothing_is_set() -> Non
     assert built == DataPlaneSettings(hostname="mta.example")
 
 
-def test_the_listeners_own_defaults_agree_with_the_data_plane() -> None:
-    # The listeners are always given the data plane's value; their own default serves a
-    # listener built alone (tests), and says the same.
+def test_the_defaults_of_parts_always_given_a_value_agree() -> None:
+    """Parts the data plane always gives a value keep a default of their own for a part
+    built alone (tests), in modules the settings do not import (aiosmtpd, redis): it
+    must say the same."""
     assert ListenerSettings.max_message_size == DataPlaneSettings.max_message_size
     assert InboundSettings.max_message_size == DataPlaneSettings.max_message_size
+    assert InboundSettings.max_recipients == DataPlaneSettings.inbound_max_recipients
+    health = EgressHealth()
+    assert health.threshold == DataPlaneSettings.external_mta_failures
+    assert health.suspension == DataPlaneSettings.external_mta_suspension
+    for build in (RedisThrottles.__init__, RedisBackoffs.__init__):
+        assert signature(build).parameters["namespace"].default == Settings.redis_namespace
+    assert Settings.redis_lease == DEFAULT_LEASE
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
