@@ -15,6 +15,7 @@ from tests.delivery.conftest import ExternalProxy, RunningPlane, eventually
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.domain.external_mta import ExternalMtaProtocol
 from vmta.runtime.server import ApiServer, bind_listener
 from vmta.runtime.settings import Listen
@@ -29,8 +30,7 @@ MIME = (
 @pytest.fixture
 async def api(world: Any) -> AsyncIterator[tuple[httpx.AsyncClient, RunningPlane, Any]]:
     plane, sinks = world
-    app = create_app(plane.store)
-    app.state.intake = plane.plane.intake
+    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
     sock = bind_listener(Listen("127.0.0.1", 0), "API")
     port = sock.getsockname()[1]
     async with (

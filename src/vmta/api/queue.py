@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api import own_schemas
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import ports_of, store_of
 from vmta.api.openapi import query, with_query
 from vmta.domain.errors import InvalidRequest, NotFound
 from vmta.domain.queue_selection import ACTIONS, parse_selection
@@ -44,11 +44,6 @@ def parse_limit(raw: str) -> int:
 
 def _spool(request: Request) -> SqlSpool:
     return SqlSpool(store_of(request), owner="api")
-
-
-def _engine_state(request: Request) -> dict[str, Any]:
-    provider: Callable[[], dict[str, Any]] | None = getattr(request.app.state, "engine_state", None)
-    return provider() if provider is not None else {"running": False}
 
 
 def queue_summary(counts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -86,7 +81,11 @@ def router() -> APIRouter:
     async def queue(request: Request) -> dict[str, Any]:
         counts = await run_in_threadpool(_spool(request).inspector.counts)
         deferred = await run_in_threadpool(deferred_recipients, store_of(request))
-        return {**queue_summary(counts), "deferred": deferred, "engine": _engine_state(request)}
+        return {
+            **queue_summary(counts),
+            "deferred": deferred,
+            "engine": ports_of(request).engine_state(),
+        }
 
     @api.get(
         "/messages",
@@ -177,9 +176,7 @@ def router() -> APIRouter:
         if await run_in_threadpool(spool.inspector.message, queue_id) is None:
             raise NotFound(f"No message with queue id {queue_id}.")
         count = await run_in_threadpool(spool.housekeeping.retry_now, queue_id, time.time())
-        wake: Callable[[], None] | None = getattr(request.app.state, "wake_engine", None)
-        if wake is not None:
-            wake()
+        ports_of(request).wake_engine()
         return {"queue_id": queue_id, "recipients_due_now": count}
 
     @api.delete(
@@ -235,9 +232,7 @@ def _bulk_route(action: str) -> Callable[[Request], Any]:
         bulk_actions = QueueBulk(store_of(request))
         result = await run_in_threadpool(bulk_actions.apply, action, selection, time.time())
         if action in ("retry", "release") and result.changed:
-            wake: Callable[[], None] | None = getattr(request.app.state, "wake_engine", None)
-            if wake is not None:
-                wake()
+            ports_of(request).wake_engine()
         return result.as_dict()
 
     bulk.__name__ = f"queue_{action}"

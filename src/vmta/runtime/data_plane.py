@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmta.api.ports import DataPlaneHooks
 from vmta.delivery.engine.inflight_journal import InflightJournal
 from vmta.delivery.engine.pause_release import PauseRelease
 from vmta.delivery.engine.spool_gateway import SpoolGateway
@@ -341,6 +342,18 @@ class DataPlane:
         await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()
+
+    def api_hooks(self) -> DataPlaneHooks:
+        """What the API of this process uses of this data plane (api/ports.py)."""
+        return DataPlaneHooks(
+            submit=self.intake.accept,
+            intake=self.intake,
+            wake_engine=self.engine.wake,
+            engine_state=self.state,
+            event_destinations=lambda: (self.events.describe(), self.events.recovered_in_flight),
+            dependencies=self.dependencies,
+            hostname=self.settings.hostname,
+        )
 
     def dependencies(self) -> dict[str, Any]:
         """The links to the services vmta needs only for part of its work (RabbitMQ,
