@@ -180,7 +180,9 @@ def log_cost(data: bytes, count: int, log_file: Path) -> float:
             activity = ActivityLog(mode)
 
             def one(i: int, activity: ActivityLog = activity) -> None:
-                activity.accepted("4ABC", client="127.0.0.1", auth_name=None, data=data, recipients=1)
+                activity.accepted(
+                    "4ABC", client="127.0.0.1", auth_name=None, data=data, recipients=1
+                )
                 activity.outcome(job, outcome)
 
             spent[mode] = cpu_us(one, count)
@@ -233,7 +235,14 @@ def recorder_cost(count: int, log_path: Path) -> float:
     def one(_: int) -> None:
         now = time.time()
         outcome = recorder.outcome(
-            job, Verdict.DELIVERED, reply, decision, Conversation(), now, None, session  # type: ignore[arg-type]
+            job,
+            Verdict.DELIVERED,
+            reply,
+            decision,
+            Conversation(),
+            now,
+            None,
+            session,  # type: ignore[arg-type]
         )
         recorder._log_attempt(job, outcome)
 
@@ -308,8 +317,10 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
         events = event_cost(count, directory)
         rows.append(("event rows (1 subscription)", [events] * len(sizes)))
     store.close()
-    print(f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()}"
-          f" CPUs, load average {os.getloadavg()[0]:.1f}; {count} messages per cell")
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, {os.cpu_count()}"
+        f" CPUs, load average {os.getloadavg()[0]:.1f}; {count} messages per cell"
+    )
     print("| piece | " + " | ".join(f"{s // 1024} KB" for s in sizes) + " |")
     print("|---|" + "---:|" * len(sizes))
     for name, values in rows:
