@@ -17,9 +17,16 @@ Method, printed with the figures:
    - ``message log``: ``ActivityLog`` with ``VMTA_LOG_MESSAGES=each`` (its accepted and
      delivered INFO lines, through vmta's own log set-up, to a file) minus ``off``;
    - ``client transaction``: ``SmtpConversation.send`` after ``reset`` for a message
-     (RSET owed, MAIL, RCPT, DATA pipelined; the end of data), the server's replies
-     already received (an in-memory stream), so only vmta's own work is counted;
-     ``of which stages``: the replies turned into ``ReplyLine`` with their MailerQ stage;
+     (RSET owed, MAIL, RCPT, DATA pipelined; the end of data, whose reply names a new
+     queue id each time), the server's replies already received (an in-memory stream),
+     so only vmta's own work is counted; of which: the three replies turned into
+     ``ReplyLine`` with their MailerQ stage, and reading the pipelined replies in three
+     steps (MAIL, RCPTs, DATA) instead of one, the difference of two such loops;
+   - ``outcome storing``: ``OutcomeRecorder._store`` of one outcome, the spool taking it
+     after one turn of the loop (no database);
+   - ``accept's hand-over``: ``SpoolGateway.accept`` with its deadline, around a write
+     cycle that does nothing (one accept per cycle: the thread hand-over is not shared
+     as it is under load);
    - ``outcome record``: ``OutcomeRecorder.outcome`` (the retry policy's verdict and the
      ``Outcome`` with its MailerQ facts) plus the delivery log line;
    - ``event rows``: ``SqlSpool.record`` on SQLite in batches of 20 outcomes, with one
@@ -48,17 +55,20 @@ from vmta.delivery.occupancy import Occupancy
 from vmta.delivery.outcome_recorder import OutcomeRecorder, RecorderSettings
 from vmta.delivery.path import EgressPath
 from vmta.delivery.router import Deliver
+from vmta.delivery.spool_gateway import SpoolGateway
 from vmta.delivery.transport import SessionFacts
 from vmta.domain.delivery_event import EVENT_TYPES, EventSubscription
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
 from vmta.domain.dkim_request import header_values
 from vmta.domain.egress_route import EgressRoute
 from vmta.domain.mail_loops import check_hops
+from vmta.domain.smtp_reply import SmtpReply
 from vmta.domain.spool_records import DELIVERED, Job, NewMessage, Outcome
 from vmta.runtime import logs
 from vmta.signing.keyring import Keyring
 from vmta.signing.message_signer import MessageSigner
 from vmta.smtp.client import SessionOptions, SmtpSession
+from vmta.smtp.client_wire import command_lines
 from vmta.smtp.transport import SmtpConversation, reply_line
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
@@ -115,41 +125,108 @@ class _NullTransport(asyncio.WriteTransport):
         pass
 
 
-def _session() -> tuple[SmtpSession, asyncio.StreamReader]:
+def _session(kind: type[SmtpSession]) -> tuple[SmtpSession, asyncio.StreamReader]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**16, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     writer = asyncio.StreamWriter(_NullTransport(), protocol, reader, loop)
-    session = SmtpSession(reader, writer, "sink.test", SessionOptions("vmta.test"), "127.0.0.1")
+    session = kind(reader, writer, "sink.test", SessionOptions("vmta.test"), "127.0.0.1")
     session.extensions = {"PIPELINING": "", "SIZE": "", "8BITMIME": "", "DSN": ""}
     return session, reader
 
 
 REPLIES = b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
-FINAL = b"250 2.0.0 Ok: queued as 4ABC\r\n"
 
 
-async def client_costs(data: bytes, count: int) -> tuple[float, float]:
-    session, reader = _session()
-    conversation = SmtpConversation(session, "127.0.0.1", "sink.test")
+class OneStepSession(SmtpSession):
+    """The pipelined group's replies read in one step, as before wave 3 (no MailerQ
+    step known between them): what reading them in three steps is measured against."""
 
-    async def one(_: int) -> None:
-        await conversation.reset()
-        reader.feed_data(REPLIES + FINAL)
-        await conversation.send("sender@example.com", ["rcpt@example.net"], data)
+    async def _pipelined(
+        self, mail: str, rcpts: list[str]
+    ) -> tuple[SmtpReply, list[SmtpReply], SmtpReply | None]:
+        timeout = self._options.command_timeout
+        owed, self._reset_owed = self._reset_owed, False
+        commands = ["RSET", mail, *rcpts, "DATA"] if owed else [mail, *rcpts, "DATA"]
+        self._writer.write(command_lines(commands))
+        if owed:
+            await self._read_reply("reset", timeout)
+        replies = await self._read_replies(len(rcpts) + 2, "transaction", timeout)
+        await self._drain(timeout)
+        return replies[0], replies[1:-1], replies[-1]
 
-    whole = await cpu_us_async(one, count)
-    raw_replies = [
-        session._assembler.feed(line) for line in ("250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.0.0 Ok")
-    ]
-    replies = [r for r in raw_replies if r is not None]
+
+async def client_costs(data: bytes, count: int) -> tuple[float, float, float]:
+    """CPU µs of a transaction, of its replies turned into ``ReplyLine`` with their
+    MailerQ stages, and of reading the pipelined replies in three steps (against one)."""
+    spent = []
+    for kind in (SmtpSession, OneStepSession):
+        session, reader = _session(kind)
+        conversation = SmtpConversation(session, "127.0.0.1", "sink.test")
+
+        async def one(
+            i: int,
+            reader: asyncio.StreamReader = reader,
+            conversation: SmtpConversation = conversation,
+        ) -> None:
+            await conversation.reset()
+            # The end of data's reply names a new queue id each time, as servers' do.
+            reader.feed_data(REPLIES + b"250 2.0.0 Ok: queued as %08X\r\n" % i)
+            await conversation.send("sender@example.com", ["rcpt@example.net"], data)
+
+        spent.append(await cpu_us_async(one, count))
+    replies = [SmtpReply(250, "Ok", "2.1.0"), SmtpReply(250, "Ok", "2.1.5"), SmtpReply(250, "Ok")]
 
     def stages(_: int) -> None:
         reply_line(replies[0], "mailfrom")
         reply_line(replies[1], "rcptto")
         reply_line(replies[2], "message")
 
-    return whole, cpu_us(stages, count)
+    return spent[0], cpu_us(stages, count), spent[0] - spent[1]
+
+
+class _Spool:
+    """Takes each outcome after a hand-over (a future resolved by the loop), as the
+    spool gateway's batch runner does."""
+
+    async def record(self, outcome: Outcome) -> None:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(future.set_result, None)
+        await future
+
+
+async def storing_cost(count: int) -> float:
+    """CPU µs of handing one outcome to the spool and awaiting it (``_store``)."""
+    recorder = OutcomeRecorder(
+        spool=_Spool(),  # type: ignore[arg-type]  # record() is all that storing uses
+        clock=SystemClock(),
+        settings=RecorderSettings(),
+        delivery_log=DeliveryLog(None),
+        occupancy=Occupancy(10),
+        bounces=None,
+    )
+    outcome = Outcome(1, "m1", time.time(), DELIVERED, reply="250 2.0.0 Ok")
+    return await cpu_us_async(lambda _: recorder._store([outcome]), count)
+
+
+class _WriteCycles:
+    """The spool's write cycle doing nothing: what is left is the gateway's own work,
+    the hand-over to its writer thread and back included."""
+
+    def write_cycle(self, batch: Any, lease_until: Any, unclaimed: Any, outcomes: Any) -> list[Job]:
+        return []
+
+
+async def accept_cost(count: int) -> float:
+    """CPU µs of ``SpoolGateway.accept`` around a write cycle that does nothing."""
+    gateway = SpoolGateway(_WriteCycles(), lease_seconds=300)  # type: ignore[arg-type]
+    gateway.start()
+    now = time.time()
+    message = NewMessage("m1", now, now + 60, "s@example.com", ["r@example.net"], b"x")
+    try:
+        return await cpu_us_async(lambda _: gateway.accept(message, now), count)
+    finally:
+        await gateway.stop()
 
 
 async def keyring_cost(data: bytes, count: int, store: Store) -> float:
@@ -310,7 +387,10 @@ async def run(args: argparse.Namespace, directory: Path) -> None:
     rows.append(("message log (each)", [log_cost(d, count, directory / "log") for d in datas]))
     client = [await client_costs(d, count) for d in datas]
     rows.append(("client transaction", [c[0] for c in client]))
-    rows.append(("  of which stages", [c[1] for c in client]))
+    rows.append(("  of which replies to ReplyLine, with stages", [c[1] for c in client]))
+    rows.append(("  of which three-step reading (vs one)", [c[2] for c in client]))
+    rows.append(("outcome storing (hand-over)", [await storing_cost(count)] * len(sizes)))
+    rows.append(("accept's hand-over and deadline", [await accept_cost(count)] * len(sizes)))
     per_outcome = recorder_cost(count, directory / "delivery.log")
     rows.append(("outcome record", [per_outcome] * len(sizes)))
     if not args.no_events:
