@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 
 
 def reply_line(reply: SmtpReply, stage: str | None = None) -> ReplyLine:
-    text = " ".join(part for part in (reply.enhanced, reply.text.replace("\n", " ")) if part)
+    """The reply on one line, its enhanced code first (each part only if present)."""
+    text = reply.text.replace("\n", " ")
+    if reply.enhanced:
+        text = f"{reply.enhanced} {text}" if text else reply.enhanced
     return ReplyLine(reply.code, text, stage=stage)
 
 

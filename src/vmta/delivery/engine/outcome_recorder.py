@@ -252,9 +252,7 @@ class OutcomeRecorder:
         attempt = 0
         while True:
             attempt += 1
-            results = await asyncio.gather(
-                *(self._spool.record(o) for o in pending), return_exceptions=True
-            )
+            results = await self._record_each(pending)
             failed = [
                 (o, r) for o, r in zip(pending, results, strict=True) if isinstance(r, Exception)
             ]
@@ -284,6 +282,20 @@ class OutcomeRecorder:
             pending[0].message_id,
         )
         return {o.recipient_id for o in pending}
+
+    async def _record_each(self, outcomes: Sequence[Outcome]) -> Sequence[object]:
+        """Each outcome's storing, at once: None, or the exception it met. One outcome,
+        the usual case, is awaited as it is: ``gather`` would wrap it in a task and a
+        gathering future, about 14 µs of CPU per message (docs/PERFORMANCE.md, round 5)."""
+        if len(outcomes) == 1:
+            try:
+                await self._spool.record(outcomes[0])
+            except Exception as exc:
+                return [exc]
+            return [None]
+        return await asyncio.gather(
+            *(self._spool.record(o) for o in outcomes), return_exceptions=True
+        )
 
     def _log_attempt(self, job: Job, outcome: Outcome) -> None:
         self._log.write(
