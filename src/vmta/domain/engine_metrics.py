@@ -8,8 +8,15 @@ from typing import Protocol
 
 from vmta.domain.egress_route import EgressRoute
 
+# How a message came to be accepted: the ``source`` of ``vmta_messages_accepted_total``.
+ACCEPT_SOURCES = ("smtp", "http", "amqp", "bounce")
+
 
 class EngineMetrics(Protocol):
+    def accepted(self, source: str) -> None:
+        """A message committed to the spool; ``source`` is how it came (``ACCEPT_SOURCES``)."""
+        ...
+
     def outcome(self, label: str, virtual_mta: str | None, path: str | None) -> None: ...
 
     def connection_opened(self, path: str) -> None: ...
@@ -26,6 +33,9 @@ class EngineMetrics(Protocol):
 
 
 class NoMetrics:
+    def accepted(self, source: str) -> None:
+        return None
+
     def outcome(self, label: str, virtual_mta: str | None, path: str | None) -> None:
         return None
 

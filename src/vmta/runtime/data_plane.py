@@ -3,6 +3,7 @@ order: the spool gateway first and last, the listener only once the engine is ru
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from collections.abc import Sequence
@@ -229,6 +230,7 @@ class DataPlane:
             signer=MessageSigner(Keyring(store, self.clock), self.clock),
             max_hops=settings.max_hops,
             activity=self.activity,
+            metrics=self.metrics,
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
@@ -346,7 +348,7 @@ class DataPlane:
     def api_hooks(self) -> DataPlaneHooks:
         """What the API of this process uses of this data plane (api/ports.py)."""
         return DataPlaneHooks(
-            submit=self.intake.accept,
+            submit=functools.partial(self.intake.accept, via="HTTP"),
             intake=self.intake,
             wake_engine=self.engine.wake,
             engine_state=self.state,

@@ -25,11 +25,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from vmta.domain.egress_route import EgressRoute
+from vmta.domain.engine_metrics import ACCEPT_SOURCES
 from vmta.domain.spool_records import Outcome
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 OUTCOMES = ("delivered", "deferred", "failed", "bounced")
-SOURCES = ("smtp", "http", "amqp", "bounce")
 OTHER = "other"
 NONE = "none"
 
@@ -105,7 +105,7 @@ class DeliveryMetrics:
         self._vmta = _Bounded(label_limit)
         self._path = _Bounded(label_limit)
         r = self.registry
-        self.accepted = Counter(
+        self.accepted_messages = Counter(
             "vmta_messages_accepted", "Messages accepted into the spool", ["source"], registry=r
         )
         by_route = ["virtual_mta", "path"]
@@ -153,7 +153,9 @@ class DeliveryMetrics:
             registry=r,
         )
         # Every series exists from the start, at 0.
-        self._accepted_by_source = {source: self.accepted.labels(source) for source in SOURCES}
+        self._accepted_by_source = {
+            source: self.accepted_messages.labels(source) for source in ACCEPT_SOURCES
+        }
 
     def exposed(self) -> CollectorRegistry:
         """What ``/metrics`` serves. With worker processes (``VMTA_WORKERS``), every process
@@ -196,12 +198,16 @@ class DeliveryMetrics:
     def throttle_wait(self, seconds: float) -> None:
         self.throttle_waits.observe(max(0.0, seconds))
 
-    def injected(self, latency: float, source: str = "smtp") -> None:
-        label = source if source in SOURCES else OTHER
+    def accepted(self, source: str) -> None:
+        """A message committed to the spool, by how it came (``ACCEPT_SOURCES``)."""
+        label = source if source in ACCEPT_SOURCES else OTHER
         child = self._accepted_by_source.get(label)
         if child is None:  # labels() looks the series up by its values: once each
-            child = self._accepted_by_source[label] = self.accepted.labels(label)
+            child = self._accepted_by_source[label] = self.accepted_messages.labels(label)
         child.inc()
+
+    def injected(self, latency: float) -> None:
+        """How long an SMTP injection took, from DATA's end to the commit."""
         self.injection.observe(max(0.0, latency))
 
     def delivered(self, latency: float) -> None:

@@ -57,7 +57,7 @@ class ListenerSettings:
 class InjectionObserver(Protocol):
     """Told how long each accepted message took to become durable (runtime.metrics)."""
 
-    def injected(self, latency: float, source: str = "smtp") -> None: ...
+    def injected(self, latency: float) -> None: ...
 
 
 class InjectionHandler:

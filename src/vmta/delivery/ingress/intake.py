@@ -23,6 +23,7 @@ from vmta.domain.dkim_request import (
     header_values,
     parse_directives,
 )
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.mail_loops import DEFAULT_MAX_HOPS, check_hops
 from vmta.domain.message_headers import take_selector, with_trace_header
 from vmta.domain.message_retry_policy import lifetime_end
@@ -39,6 +40,11 @@ def rfc5322_date(second: int) -> str:
     return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
+# The metric source of each way in (``via``: "" is SMTP injection; "inbound" is a copy
+# the inbound listener forwards, which came by SMTP too).
+_SOURCE_OF_VIA = {"": "smtp", "inbound": "smtp", "HTTP": "http", "AMQP": "amqp"}
+
+
 class Intake:
     def __init__(
         self,
@@ -53,7 +59,9 @@ class Intake:
         signer: MessageSigner | None = None,
         max_hops: int = DEFAULT_MAX_HOPS,
         activity: ActivityLog | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or NoMetrics()
         self.inflow = inflow
         self.signer = signer
         self.max_hops = max_hops
@@ -126,6 +134,7 @@ class Intake:
         if self.inflow is not None:
             self.inflow.accepted(len(message.recipients))
         self.engine.submit(jobs)
+        self.metrics.accepted(_SOURCE_OF_VIA.get(via, "smtp"))
         self.activity.accepted(
             queue_id,
             client=arrival.client_ip,

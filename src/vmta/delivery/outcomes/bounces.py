@@ -138,6 +138,7 @@ class BounceMailer:
             log.exception("could not queue the bounce for message %s", first.message_id)
             return
         bounce_outage.worked()
+        self._metrics.accepted("bounce")
         for _job, outcome in failed:
             self._metrics.outcome("bounced", outcome.virtual_mta, outcome.source_ip or "default")
         self._due_now.set()
