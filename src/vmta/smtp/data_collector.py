@@ -13,11 +13,17 @@ undone with one replace. The rules are aiosmtpd's, kept exactly:
   included, the final dot line not) makes it fail with 552. Past either limit the data is
   dropped as it comes, so a hostile client cannot make the server hold it;
 - a line that starts with "." loses that "." (RFC 5321 §4.5.2, transparency).
+
+The spool keeps messages in wire form (domain/wire_form.py), which is nearly always what
+the client sent: ``wire`` keeps the data as it came then, instead of un-stuffing it here
+and stuffing it again for every delivery.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+
+from vmta.domain.wire_form import from_smtp_data
 
 END = b"\r\n.\r\n"
 
@@ -108,3 +114,9 @@ class DataCollector:
         """The message (once ``feed`` found the end and the state is NOMINAL), with
         dot-stuffing undone: CRLF "." becomes CRLF, our leading CRLF included."""
         return bytes(self._data.replace(b"\r\n.", b"\r\n")[self._lead :])
+
+    def wire(self) -> bytes:
+        """The message in wire form (once ``feed`` found the end and the state is
+        NOMINAL): the data as sent when it is wire form already, else what ``content``
+        gives, made wire form (``wire_form.from_smtp_data``)."""
+        return from_smtp_data(bytes(memoryview(self._data)[self._lead :]))
