@@ -7,7 +7,7 @@ import threading
 from sqlalchemy import select
 
 from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
-from vmta.domain.wire_form import WIRE, to_wire, unstuffed, wire_size
+from vmta.domain.wire_form import WIRE, to_wire, unstuffed
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.tables import messages
@@ -153,7 +153,7 @@ def test_retry_now_delete_and_counts(store: Store) -> None:
 
 def test_body_round_trip_is_byte_exact(store: Store) -> None:
     """A body in wire form comes back as it went in; one given as it is, in wire form
-    (domain/wire_form.py), with its size before stuffing (RFC 1870 §3)."""
+    (domain/wire_form.py)."""
     spool = SqlSpool(store, "a")
     given = bytes(range(256)) * 400  # bare CRs and LFs, lines starting with "."
     wire = to_wire(given)
@@ -163,7 +163,7 @@ def test_body_round_trip_is_byte_exact(store: Store) -> None:
     assert wire != given and unstuffed(wire).startswith(b"\x00\x01")
     with store.read() as conn:
         rows = conn.execute(select(messages.c.size, messages.c.body_format)).all()
-    assert [tuple(row) for row in rows] == [(wire_size(wire), WIRE)] * 2
+    assert [tuple(row) for row in rows] == [(len(wire), WIRE)] * 2
 
 
 def test_purge_removes_only_finished_messages_past_retention(store: Store) -> None:

@@ -18,9 +18,7 @@ from vmta.domain.wire_form import (
 from vmta.smtp.data_collector import DataCollector
 
 # Messages made of the pieces that matter: dots, CR, LF, CRLF and ordinary text.
-messages = st.lists(st.sampled_from([b".", b"..", b"\r", b"\n", b"\r\n", b"a", b" "])).map(
-    b"".join
-)
+messages = st.lists(st.sampled_from([b".", b"..", b"\r", b"\n", b"\r\n", b"a", b" "])).map(b"".join)
 
 
 def crlf_lines(data: bytes) -> bytes:
@@ -74,3 +72,22 @@ def test_the_collector_gives_the_wire_form_of_its_content(body: bytes) -> None:
     collector = DataCollector(None, 100_000)
     assert collector.feed(sent + b".\r\n") is not None
     assert collector.wire() == to_wire(collector.content())
+
+
+@given(messages, st.lists(st.integers(min_value=1, max_value=9), max_size=30))
+def test_the_collector_finds_single_dots_across_chunks(body: bytes, sizes: list[int]) -> None:
+    """Whatever the chunks, the end of data is found where it is and the wire form is
+    the same as from one chunk."""
+    sent = body + b"\r\n"
+    if b"\r\n.\r\n" in b"\r\n" + sent:
+        return
+    stream = sent + b".\r\nQUIT\r\n"
+    collector = DataCollector(None, 100_000)
+    at = 0
+    for size in [*sizes, len(stream)]:
+        used = collector.feed(stream[at : at + size])
+        if used is not None:
+            assert at + used == len(sent) + 3
+            break
+        at += size
+    assert collector.wire() == to_wire(unstuffed(sent)) == to_wire(collector.content())

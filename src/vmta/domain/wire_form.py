@@ -51,14 +51,19 @@ def wire_size(wire: bytes) -> int:
     return len(wire) - wire.count(b"\r\n.") - (1 if wire.startswith(b".") else 0)
 
 
+def crlf_only(data: bytes) -> bool:
+    """No bare CR and no bare LF in ``data``: three counts, each one C-speed scan."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
+
+
 def is_wire_form(data: bytes) -> bool:
     """Whether ``data``, as an SMTP client sent it after DATA, is already in wire form:
     no bare CR or LF, a final CRLF, and every line starting with "." stuffed (starting
     with ".."). Then keeping it as it came is exactly un-stuffing and stuffing it again.
     A line sent with a single leading "." is not: the server removes that dot
     (RFC 5321 §4.5.2), and the line must be stored without it."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+    if not crlf_only(data):
         return False
     if data and not data.endswith(b"\r\n"):
         return False

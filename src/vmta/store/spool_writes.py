@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
-from vmta.domain.wire_form import WIRE, to_wire, wire_size
+from vmta.domain.wire_form import WIRE, to_wire
 from vmta.store.bad_addresses import count_final_failures
 from vmta.store.event_outbox import write_outcome_events
 from vmta.store.store import Store
@@ -231,7 +231,7 @@ class SpoolWrites:
                 m.received_at,
                 m.expires_at,
                 m.mail_from,
-                wire_size(body),
+                len(body),
                 body,
                 WIRE,
                 m.vmta_selector,

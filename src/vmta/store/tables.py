@@ -218,9 +218,7 @@ messages = Table(
     Column("received_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
     Column("mail_from", Text, nullable=False),  # "" for the null reverse-path <>
-    # RFC 1870 §3: octets with CRLFs, without the stuffed dots (revision 0013 and older:
-    # the length of the body as given).
-    Column("size", Integer, nullable=False),
+    Column("size", Integer, nullable=False),  # of ``body``, as stored
     Column("body", LargeBinary, nullable=False),
     # What ``body`` holds: 1, wire form (dot-stuffed, CRLF); 0, the message as given, as
     # every row written before revision 0014 (domain/wire_form.py).
