@@ -300,8 +300,10 @@ class SmtpSession(SmtpWire):
 
         self.mq_state = "message"
         data_timeout = self._options.data_timeout
-        # RFC 5321 §4.5.2: the data ends with CRLF "." CRLF; wire form ends with CRLF.
-        self._writer.write(wire + b".\r\n")
+        # RFC 5321 §4.5.2: the data ends with CRLF "." CRLF; wire form ends with CRLF. Two
+        # writes, not one of a concatenation: no copy of the body is made for it.
+        self._writer.write(wire)
+        self._writer.write(b".\r\n")
         await self._drain(data_timeout)
         final = await self._read_reply("transaction", data_timeout)
         # RFC 5321 §4.1.1.4: after the end-of-data reply the transaction is over either
