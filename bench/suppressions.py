@@ -35,8 +35,8 @@ from pathlib import Path
 
 from sqlalchemy import insert, text
 
-from vmta.delivery.clock import SystemClock
-from vmta.delivery.config_view import SUPPRESSIONS_IN_MEMORY, ConfigView
+from vmta.delivery.routing.config_view import SUPPRESSIONS_IN_MEMORY, ConfigView
+from vmta.domain.clock import SystemClock
 from vmta.domain.suppression import SuppressionType
 from vmta.store.store import Store
 from vmta.store.suppressions import SuppressionRepository

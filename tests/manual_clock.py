@@ -1,5 +1,5 @@
 """A clock for tests that moves only when told to (the engine takes any ``Clock``,
-vmta.delivery.clock): time-dependent behaviour is driven by ``advance``, never by sleeps."""
+vmta.domain.clock): time-dependent behaviour is driven by ``advance``, never by sleeps."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret,
 from vmta.domain.errors import VmtaError
 from vmta.runtime import data_dir_lock, logs
 from vmta.runtime.bootstrap import ensure_data_dir
-from vmta.runtime.settings import OPTIONS, Settings, load_settings
+from vmta.runtime.settings import OPTIONS, Settings, help_text, load_settings
 from vmta.runtime.worker_pool import prepare_worker_metrics
 from vmta.store import database
 from vmta.store.credentials import CredentialRepository
@@ -45,7 +45,8 @@ def _settings_flags(parser: argparse.ArgumentParser, *, serve: bool = False) -> 
             dest=option.name,
             metavar=option.metavar,
             default=argparse.SUPPRESS,
-            help=f"{option.help} [{option.env}]",
+            # argparse reads "%" in a help as a format directive.
+            help=f"{help_text(option)} [{option.env}]".replace("%", "%%"),
         )
 
 

@@ -140,15 +140,15 @@ def run(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> in
         return USAGE_ERROR
     assert queue_id is not None
     if action == "show":
-        view = spool.message(queue_id)
+        view = spool.inspector.message(queue_id)
         if view is None:
             return _not_found(queue_id)
         out.write(json.dumps(vars(view), indent=2) + "\n")
         return 0
     if action == "retry":
-        if spool.message(queue_id) is None:
+        if spool.inspector.message(queue_id) is None:
             return _not_found(queue_id)
-        due = spool.retry_now(queue_id, time.time())
+        due = spool.housekeeping.retry_now(queue_id, time.time())
         if due:
             out.write(
                 f"{due} recipient(s) of {queue_id} due now; a running vmta sends them after"
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> in
         else:
             out.write(f"{queue_id} has no queued recipient (all delivered or failed)\n")
         return 0
-    if not spool.delete_message(queue_id):
+    if not spool.housekeeping.delete_message(queue_id):
         return _not_found(queue_id)
     out.write(f"deleted {queue_id}\n")
     return 0
@@ -190,7 +190,7 @@ def _list(spool: SqlSpool, search: MessageSearch, limit: int, as_json: bool, out
     # API package pulls in FastAPI, which the other commands need not load.
     from vmta.api.queue import queue_summary
 
-    summary = queue_summary(spool.counts())
+    summary = queue_summary(spool.inspector.counts())
     rows = search_messages(spool.store, search, limit)
     if as_json:
         from vmta.store.queue_report import deferred_recipients

@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import TEST_SECRET
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.store.store import Store
 
 
 @pytest.fixture
 def client(store: Store) -> Iterator[TestClient]:
     """An authenticated client of a fresh app (runs on SQLite and PostgreSQL)."""
-    app = create_app(store)
+    app = create_app(ApiPorts(store, data_plane=None))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         test_client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
         yield test_client
@@ -26,7 +27,7 @@ def client(store: Store) -> Iterator[TestClient]:
 
 @pytest.fixture
 def anonymous(store: Store) -> Iterator[TestClient]:
-    app = create_app(store)
+    app = create_app(ApiPorts(store, data_plane=None))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -38,7 +39,12 @@ def serving(store: Store) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    config = uvicorn.Config(create_app(store), log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_app(ApiPorts(store, data_plane=None)),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
     api = uvicorn.Server(config)
     thread = threading.Thread(target=api.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

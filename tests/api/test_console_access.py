@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import TEST_SECRET
 from vmta.api.app import create_app
+from vmta.api.dependencies import app_context
+from vmta.api.ports import ApiPorts
 from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.delivery_controls import PauseRepository
@@ -28,7 +30,9 @@ SUBMIT_SECRET = "submit-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 def browser_like(store: Store) -> Iterator[TestClient]:
     with store.write() as conn:
         CredentialRepository(conn).put("sender", hash_secret(SUBMIT_SECRET), "submit")
-    with TestClient(create_app(store), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(ApiPorts(store, data_plane=None)), raise_server_exceptions=False
+    ) as client:
         yield client
 
 
@@ -67,7 +71,7 @@ def test_sign_in_refusals_and_their_slowing_down(
     assert sign_in(browser_like, "admin", "wrong-secret") == 401
     assert sign_in(browser_like, "nobody", TEST_SECRET) == 401
     assert browser_like.cookies.get("vmta_console_session") is None
-    console = browser_like.app.state.console  # type: ignore[attr-defined]
+    console = app_context(browser_like.app).console  # type: ignore[arg-type]
     # Three failures are free; the next attempt from this client waits before its check.
     assert console.failures.delay("testclient", time.monotonic()) == 1.0
     started = time.monotonic()
@@ -153,7 +157,7 @@ def test_pages_send_a_content_security_policy_of_their_own_files(browser_like: T
 
 
 def test_cookies_are_secure_over_tls(store: Store) -> None:
-    app = create_app(store)
+    app = create_app(ApiPorts(store, data_plane=None))
     with TestClient(app, base_url="https://vmta.test") as client:
         client.get("/console")
         token = client.cookies.get("vmta_console_csrf")

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine
 from tests.api.helpers import GA, ok, snapshot
 from tests.conftest import TEST_SECRET, cap_sqlite_growth
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -50,7 +51,7 @@ def full_store(tmp_path: Path) -> Iterator[Store]:
 
 
 def test_greenarrow_write_on_a_full_database_is_503(full_store: Store) -> None:
-    app = create_app(full_store)
+    app = create_app(ApiPorts(full_store, data_plane=None))
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
         for n in range(ATTEMPTS):
@@ -103,7 +104,9 @@ def unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stor
 
 @pytest.mark.parametrize("unreachable", ["sqlite", "postgresql"], indirect=True)
 def test_unreachable_database_is_503_not_401_or_500(unreachable: Store) -> None:
-    with TestClient(create_app(unreachable), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(ApiPorts(unreachable, data_plane=None)), raise_server_exceptions=False
+    ) as client:
         client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
         ga = client.get(f"{GA}/relay_servers")
         assert ga.status_code == 503

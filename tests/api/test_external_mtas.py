@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from tests.api.helpers import snapshot
 from tests.conftest import TEST_SECRET
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.store.store import Store
 
 PATH = "/v1/externalmtas"
@@ -126,7 +127,12 @@ def server(store: Store) -> Iterator[tuple[str, int]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    config = uvicorn.Config(create_app(store), log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_app(ApiPorts(store, data_plane=None)),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
     api = uvicorn.Server(config)
     thread = threading.Thread(target=api.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, delete, text, update
 from tests.api.conftest import serving
 from tests.conftest import PG_URL, TEST_SECRET, pg_problem, skip_or_fail
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.domain.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -49,7 +50,7 @@ def _load_schema() -> BaseSchema:
     """The document as the app serves it (it does not depend on the database)."""
     store = Store.open("sqlite://")
     try:
-        document = create_app(store).openapi()
+        document = create_app(ApiPorts(store, data_plane=None)).openapi()
     finally:
         store.close()
     # The coverage phase (boundary values of every keyword) builds its cases when tests

@@ -13,7 +13,9 @@ from tests.api.helpers import GA, failed, ok
 from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs, throttle_origin
+from vmta.api.ports import ApiPorts
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.throttle_identity import throttle_origin
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.store.store import Store
 from vmta.store.throttle_programs import ThrottleProgramRepository
@@ -28,7 +30,7 @@ LIMITS = {"max_concurrent_connections": 4, "max_messages_per_hour": 100}
 def world(store: Store) -> Iterator[tuple[TestClient, ThrottleBackoffs, ManualClock]]:
     registry = ThrottleBackoffs(min_attempts=4)
     clock = ManualClock(START)
-    app = create_app(store, throttle_states=registry, now=clock.now)
+    app = create_app(ApiPorts(store, data_plane=None, throttle_states=registry, now=clock.now))
     with TestClient(app, raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
         yield client, registry, clock

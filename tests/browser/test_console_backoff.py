@@ -25,7 +25,8 @@ from tests.browser.conftest import console_errors, requested_hosts
 from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs
+from vmta.api.ports import ApiPorts
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.store.store import Store
 
 pytestmark = [pytest.mark.peers, pytest.mark.one_database]
@@ -44,7 +45,7 @@ class Served:
 def served(store: Store) -> Iterator[Served]:
     registry = ThrottleBackoffs(min_attempts=4)
     clock = ManualClock(START)
-    app = create_app(store, throttle_states=registry, now=clock.now)
+    app = create_app(ApiPorts(store, data_plane=None, throttle_states=registry, now=clock.now))
     with TestClient(app) as client:
         client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
         ip = setup_ip(client)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.peers.dns import DnsmasqServer, DnsZone
-from vmta.delivery.engine import EngineSettings
+from vmta.delivery.engine.delivery_engine import EngineSettings
 from vmta.domain.credential import hash_secret
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.virtual_mta import (
@@ -105,7 +105,7 @@ class RunningPlane:
         self.plane.engine.wake()
 
     def message(self, queue_id: str) -> Any:
-        return self.plane.spool.message(queue_id)
+        return self.plane.spool.inspector.message(queue_id)
 
 
 async def eventually(

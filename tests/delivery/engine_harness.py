@@ -15,13 +15,13 @@ import pytest
 from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from tests.migrated_templates import MigratedTemplates
-from vmta.delivery.engine import EngineSettings
-from vmta.delivery.intake import Arrival
-from vmta.delivery.path import EgressPath
-from vmta.delivery.transport import ConnectFailed, ConversationBroken, TransactionReplies
+from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.domain.arrival import Arrival
 from vmta.domain.credential import hash_secret
 from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.egress_path import EgressPath
 from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.transport_port import ConnectFailed, ConversationBroken, TransactionReplies
 from vmta.domain.virtual_mta import Limits, Ref, RelayServer
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings

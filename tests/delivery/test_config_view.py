@@ -1,4 +1,4 @@
-"""The engine's configuration cache (delivery/config_view.py) against a real store: within
+"""The engine's configuration cache (delivery/routing/config_view.py) against a real store: within
 its second a value is read once; when it expires, the messages asking at once share one
 load; a load that fails fails its waiters and leaves nothing behind."""
 
@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.config_view import ConfigView
+from vmta.delivery.routing.config_view import ConfigView
 from vmta.store.store import Store
 
 pytestmark = pytest.mark.one_database  # the cache's behaviour, not the database's

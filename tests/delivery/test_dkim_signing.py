@@ -28,8 +28,9 @@ from tests.delivery.conftest import RunningPlane, eventually, insert, rule
 from tests.delivery.test_amqp_outbox import AMQP_URL, channel, publish, queue_name
 from tests.peers.sink import RecordingSink, SeenTransaction
 from vmta.api.app import create_app
-from vmta.delivery.amqp_outbox import OutboxConsumer
-from vmta.delivery.intake import Arrival
+from vmta.api.ports import ApiPorts
+from vmta.delivery.ingress.amqp_outbox import OutboxConsumer
+from vmta.domain.arrival import Arrival
 from vmta.domain.virtual_mta import RandomizationType, Ref
 from vmta.runtime import logs
 from vmta.signing import keys as key_material
@@ -94,10 +95,7 @@ class World:
 async def world(plane: RunningPlane, sink: RecordingSink) -> AsyncIterator[World]:
     plane.add_relay("relay", sink.port)
     plane.set_default("relay")
-    app = create_app(plane.store)
-    app.state.intake = plane.plane.intake
-    app.state.submit = plane.plane.intake.accept
-    app.state.hostname = "vmta.test"
+    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://vmta",

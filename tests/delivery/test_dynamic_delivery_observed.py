@@ -30,8 +30,9 @@ from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
-from vmta.delivery.engine import EngineSettings
-from vmta.delivery.intake import Arrival
+from vmta.api.ports import ApiPorts
+from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.domain.arrival import Arrival
 from vmta.domain.credential import hash_secret
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.throttle_backoff import WINDOW_SECONDS
@@ -179,7 +180,9 @@ async def world(
     data_dir.mkdir()
     plane = DataPlane(store, settings, data_dir, clock=clock)
     await plane.start(None)
-    app = create_app(store, throttle_states=plane.backoffs, now=clock.now)
+    app = create_app(
+        ApiPorts(store, data_plane=None, throttle_states=plane.backoffs, now=clock.now)
+    )
     api = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://vmta",

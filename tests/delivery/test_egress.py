@@ -17,8 +17,8 @@ from tests.peers.proxies import (
 from tests.peers.scripted import Reader, smtp_script
 from tests.peers.sink import RecordingSink
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
+from vmta.egress.connect_error import EgressError
 from vmta.egress.connector import open_connection
-from vmta.egress.errors import EgressError
 from vmta.egress.socks5 import encode_destination
 from vmta.smtp.client import SessionOptions, SmtpSession
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from tests.delivery.conftest import eventually
 from tests.delivery.engine_harness import Harness
-from vmta.delivery.inflow import InflowSettings
-from vmta.delivery.path import EgressPath
+from vmta.delivery.ingress.inflow import InflowSettings
+from vmta.domain.egress_path import EgressPath
 from vmta.domain.egress_route import direct_route
 from vmta.domain.virtual_mta import Limits
 
@@ -117,7 +117,7 @@ async def test_a_message_deleted_before_it_is_sent_is_not_sent(harness_factory: 
     first = h.transport.sent[0].data
     waiting = [i for n, i in enumerate(ids) if f"Subject: m{n}\r\n".encode() not in first]
     assert len(waiting) == 2  # the next one waits 3 s for its slot
-    assert h.plane.spool.delete_message(waiting[0])
+    assert h.plane.spool.housekeeping.delete_message(waiting[0])
     await h.until(lambda: len(h.transport.sent) == 2, 20)
     await h.run_for(10.0)
     sent = [s.data for s in h.transport.sent]
@@ -135,7 +135,7 @@ async def test_a_message_deleted_while_on_the_wire_leaves_the_path_working(
         if b"Subject: m0\r\n" in data:
             queue_id = re.search(rb" id ([0-9A-F]+);", data)
             assert queue_id is not None  # from vmta's Received field
-            assert h.plane.spool.delete_message(queue_id.group(1).decode())
+            assert h.plane.spool.housekeeping.delete_message(queue_id.group(1).decode())
 
     h.transport.during_send = delete_first
     await h.inject(5)

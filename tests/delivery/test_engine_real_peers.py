@@ -63,11 +63,12 @@ async def test_deleting_messages_in_flight_never_wedges_the_path(
     import httpx
 
     from vmta.api.app import create_app
+    from vmta.api.ports import ApiPorts
 
     plane: RunningPlane = await plane_factory()
     plane.add_relay("relay", sink.port, throttle_limits=Limits(1, 0))
     plane.set_default("relay")
-    app = create_app(plane.store)
+    app = create_app(ApiPorts(plane.store, data_plane=None))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://vmta") as api:
         ids = [await plane.asend(f"Subject: m{i}\r\n\r\nx\r\n") for i in range(40)]

@@ -14,9 +14,9 @@ from tests.delivery.conftest import eventually
 from tests.delivery.test_events_http import MESSAGE, events_for
 from tests.manual_clock import ManualClock
 from tests.peers.http_receiver import HttpReceiver
-from vmta.delivery.event_http import HttpEventDestination
-from vmta.delivery.event_sender import EventSender, SenderSettings
-from vmta.delivery.event_setup import EventSettings
+from vmta.delivery.events.event_http import HttpEventDestination
+from vmta.delivery.events.event_sender import EventSender, SenderSettings
+from vmta.delivery.events.event_setup import EventSettings
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.store import Store
 from vmta.store.tables import event_deliveries, events

@@ -11,8 +11,8 @@ from typing import Any
 
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.http_receiver import HttpReceiver
-from vmta.delivery.event_sender import SenderSettings
-from vmta.delivery.event_setup import EventSettings
+from vmta.delivery.events.event_sender import SenderSettings
+from vmta.delivery.events.event_setup import EventSettings
 from vmta.store.suppressions import SuppressionRepository
 
 QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)

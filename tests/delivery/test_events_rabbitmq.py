@@ -20,8 +20,9 @@ from yarl import URL
 from tests.conftest import TEST_SECRET, skip_or_fail
 from tests.delivery.conftest import RunningPlane, eventually, free_port
 from vmta.api.app import create_app
-from vmta.delivery.event_sender import SenderSettings
-from vmta.delivery.event_setup import EventSettings
+from vmta.api.ports import ApiPorts
+from vmta.delivery.events.event_sender import SenderSettings
+from vmta.delivery.events.event_setup import EventSettings
 from vmta.runtime.server import ApiServer, bind_listener
 from vmta.runtime.settings import Listen
 
@@ -187,8 +188,7 @@ async def test_a_message_injected_as_mailerq_json_gets_its_json_back(
         "data": {"customer": 4711, "name": "Jane"},
         "custom-id": "order-99",
     }
-    app = create_app(plane.store)
-    app.state.intake = plane.plane.intake
+    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
     sock = bind_listener(Listen("127.0.0.1", 0), "API")
     async with (
         ApiServer(app, sock),

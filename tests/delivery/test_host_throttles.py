@@ -1,6 +1,6 @@
-"""Throttles shared by the processes of one host (delivery/host_throttles.py), checked with
-a second, real process holding slots and pacing: the limits hold summed over both, and a
-process killed with SIGKILL leaves no slot behind."""
+"""Throttles shared by the processes of one host (delivery/throttles/host_throttles.py),
+checked with a second, real process holding slots and pacing: the limits hold summed over
+both, and a process killed with SIGKILL leaves no slot behind."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.host_throttles import HostThrottles
+from vmta.delivery.throttles.host_throttles import HostThrottles
 
 START = 1_700_000_000.0
 KEY = "relay:sink"
@@ -26,7 +26,7 @@ HOLDER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from tests.manual_clock import ManualClock
-    from vmta.delivery.host_throttles import HostThrottles
+    from vmta.delivery.throttles.host_throttles import HostThrottles
 
     async def main() -> None:
         throttles = HostThrottles(ManualClock(float(sys.argv[3])), Path(sys.argv[1]))

@@ -17,6 +17,7 @@ from tests.conftest import TEST_SECRET
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.store.tables import messages
 
 URL = "/api/v1/send.json"
@@ -39,9 +40,7 @@ DOCUMENT: dict[str, Any] = {
 
 
 def client_for(plane: RunningPlane) -> httpx.AsyncClient:
-    app = create_app(plane.store)
-    app.state.submit = plane.plane.intake.accept
-    app.state.hostname = "vmta.test"
+    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vmta")
 
 

@@ -355,12 +355,13 @@ async def test_reports_listed_by_the_api(inbound: Inbound) -> None:
 
     from tests.conftest import TEST_SECRET
     from vmta.api.app import create_app
+    from vmta.api.ports import ApiPorts
 
     dsn = postfix_style_dsn("return@bounces.test", message_id="other@example.com")
     await asyncio.to_thread(smtp, inbound.port, "", ["return@bounces.test"], dsn)
     await asyncio.to_thread(smtp, inbound.port, "", [inbound.verp], postfix_style_dsn(inbound.verp))
     await asyncio.to_thread(inbound.processor.run_once)
-    with TestClient(create_app(inbound.store)) as client:
+    with TestClient(create_app(ApiPorts(inbound.store, data_plane=None))) as client:
         client.headers["Authorization"] = f"Bearer {TEST_SECRET}"
         unmatched = client.get("/api/reports", params={"matched": "false"}).json()["reports"]
         assert [r["recipient"] for r in unmatched] == ["alice@dest.test"]
@@ -378,7 +379,7 @@ async def test_parsed_report_reaches_the_reports_queue(inbound: Inbound) -> None
     import aio_pika
 
     from tests.delivery.test_events_rabbitmq import AMQP_URL, drain
-    from vmta.delivery.event_amqp import RabbitMqEventDestination
+    from vmta.delivery.events.event_amqp import RabbitMqEventDestination
     from vmta.store.event_outbox import PendingEvent
 
     await asyncio.to_thread(smtp, inbound.port, "", [inbound.verp], postfix_style_dsn(inbound.verp))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.delivery.conftest import eventually, insert, ip_vmta, message
-from vmta.delivery.router import Deliver
+from vmta.delivery.routing.router import Deliver
 from vmta.domain.spool_records import Job
 from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository

@@ -192,7 +192,7 @@ async def test_bad_x_mq_header_is_refused_at_data_and_nothing_is_queued(
     code, reply = await asyncio.to_thread(send)
     assert code == 554
     assert reply.startswith(b"5.6.0 Bad x-mq-* header: maxattempts must be")
-    assert plane.plane.spool.list_messages(None, 10) == []
+    assert plane.plane.spool.inspector.list_messages(None, 10) == []
 
 
 async def test_controls_apply_to_greenarrow_mail_too(world: Any) -> None:

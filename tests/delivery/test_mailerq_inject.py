@@ -15,6 +15,7 @@ from tests.delivery.conftest import ExternalProxy, RunningPlane, eventually
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.domain.external_mta import ExternalMtaProtocol
 from vmta.runtime.server import ApiServer, bind_listener
 from vmta.runtime.settings import Listen
@@ -29,8 +30,7 @@ MIME = (
 @pytest.fixture
 async def api(world: Any) -> AsyncIterator[tuple[httpx.AsyncClient, RunningPlane, Any]]:
     plane, sinks = world
-    app = create_app(plane.store)
-    app.state.intake = plane.plane.intake
+    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
     sock = bind_listener(Listen("127.0.0.1", 0), "API")
     port = sock.getsockname()[1]
     async with (
@@ -95,4 +95,4 @@ async def test_bad_messages_are_400_and_store_nothing(api: Any) -> None:
     assert response.status_code == 415
     response = await client.get("/v1/inject")
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
-    assert plane.plane.spool.list_messages(None, 10) == []
+    assert plane.plane.spool.inspector.list_messages(None, 10) == []

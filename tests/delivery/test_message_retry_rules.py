@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.delivery.engine_harness import Harness
-from vmta.delivery.intake import Arrival
+from vmta.domain.arrival import Arrival
 from vmta.domain.virtual_mta import Limits
 
 

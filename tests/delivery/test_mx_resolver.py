@@ -17,7 +17,7 @@ import pytest
 
 from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
-from vmta.delivery.mx_resolver import (
+from vmta.delivery.routing.mx_resolver import (
     DestinationRejected,
     DnsUnavailable,
     InvalidDnsServer,

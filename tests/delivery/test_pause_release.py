@@ -7,9 +7,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.config_view import ConfigView
-from vmta.delivery.pause_release import PauseRelease
-from vmta.delivery.router import PAUSED_REASON_PREFIX
+from vmta.delivery.engine.pause_release import PauseRelease
+from vmta.delivery.routing.config_view import ConfigView
+from vmta.delivery.routing.router import PAUSED_REASON_PREFIX
 from vmta.domain.delivery_controls import Pause, matcher
 from vmta.domain.spool_records import QUEUED, NewMessage, Outcome
 from vmta.store.delivery_controls import PauseRepository

@@ -19,8 +19,8 @@ from yarl import URL
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.delivery.test_events_rabbitmq import MESSAGE, QUICK, broker, queues
 from tests.peers.forwarder import TcpForwarder
-from vmta.delivery.amqp_outbox import OutboxConsumer
-from vmta.delivery.event_setup import EventSettings
+from vmta.delivery.events.event_setup import EventSettings
+from vmta.delivery.ingress.amqp_outbox import OutboxConsumer
 
 pytestmark = [pytest.mark.peers, pytest.mark.one_database]
 __all__ = ["broker", "queues"]  # fixtures

@@ -13,13 +13,14 @@ import pytest
 from tests.e2e.serve_process import free_port
 from tests.manual_clock import ManualClock
 from tests.peers.redis_db import RedisDb
-from vmta.delivery.backoff_record import decode
-from vmta.delivery.redis_backoffs import RedisBackoffs
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin
+from vmta.delivery.throttles.backoff_record import decode
+from vmta.delivery.throttles.redis_backoffs import RedisBackoffs
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.throttle_identity import ThrottleOrigin
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import Limits
 from vmta.runtime.settings import Settings
-from vmta.runtime.throttles import throttle_backoffs
+from vmta.runtime.throttle_wiring import throttle_backoffs
 
 PROGRAM = ThrottleProgram(
     name="p",

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.serve_process import free_port
 from tests.peers.redis_db import RedisDb
-from vmta.delivery.redis_throttles import RedisThrottles
+from vmta.delivery.throttles.redis_throttles import RedisThrottles
 
 MICRO = 1_000_000
 Nodes = Callable[..., RedisThrottles]
@@ -209,7 +209,7 @@ async def test_unreachable_redis_means_wait_and_one_warning(
 ) -> None:
     nowhere = RedisThrottles.from_url(f"redis://127.0.0.1:{free_port()}/0", lease_seconds=1)
     try:
-        with caplog.at_level(logging.WARNING, logger="vmta.delivery.redis_throttles"):
+        with caplog.at_level(logging.WARNING, logger="vmta.delivery.throttles.redis_throttles"):
             for _ in range(3):
                 assert await nowhere.acquire_connection("k", 5) is None
                 assert await nowhere.reserve_message("k", 100) == nowhere.unavailable_wait

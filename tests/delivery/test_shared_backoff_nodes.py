@@ -20,10 +20,11 @@ from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.redis_db import RedisDb
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
-from vmta.delivery.clock import SystemClock
-from vmta.delivery.intake import Arrival
-from vmta.delivery.redis_backoffs import RedisBackoffs
-from vmta.delivery.redis_throttles import RedisThrottles
+from vmta.api.ports import ApiPorts
+from vmta.delivery.throttles.redis_backoffs import RedisBackoffs
+from vmta.delivery.throttles.redis_throttles import RedisThrottles
+from vmta.domain.arrival import Arrival
+from vmta.domain.clock import SystemClock
 from vmta.domain.credential import hash_secret
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
@@ -125,7 +126,9 @@ async def cluster(
 
 
 def api_of(plane: DataPlane) -> httpx.AsyncClient:
-    app = create_app(plane.store, throttle_states=plane.backoffs, now=plane.clock.now)
+    app = create_app(
+        ApiPorts(plane.store, data_plane=None, throttle_states=plane.backoffs, now=plane.clock.now)
+    )
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://vmta",

@@ -1,4 +1,4 @@
-"""Sites: domains hosted at one MX share its sessions (delivery/router.site_of). dnsmasq
+"""Sites: domains hosted at one MX share its sessions (delivery/routing/router.site_of). dnsmasq
 publishes 30 domains whose one MX is one sink; the sink counts the connections. Direct
 delivery (no VirtualMTA) carries 150 messages over at most 20 connections (one path per
 domain opened 30). A domain with throttle rules of its own keeps them exactly: its mail

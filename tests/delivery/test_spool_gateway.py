@@ -1,4 +1,4 @@
-"""The spool gateway's writer cycles (delivery/spool_gateway.py) on a real store, SQLite and
+"""The spool gateway's writer cycles (delivery/engine/spool_gateway.py) on a real store, SQLite and
 PostgreSQL: accepts and outcomes that arrive together share one transaction (one commit);
 an outcome the store refuses fails only its own caller, never the accepts of its cycle nor
 the other outcomes."""
@@ -6,12 +6,15 @@ the other outcomes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 
-from vmta.delivery.spool_gateway import SpoolGateway
+from vmta.delivery.engine.spool_gateway import SpoolGateway
 from vmta.domain.spool_records import DELIVERED, NewMessage, Outcome
+from vmta.store.database import DatabaseUnavailable
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.tables import recipients
@@ -107,7 +110,7 @@ async def test_body_reads_waiting_together_share_one_query(store: Store) -> None
     try:
         messages = [new_message(n) for n in range(20)]
         await asyncio.gather(*(gateway.accept(m, NOW) for m in messages))
-        assert spool.delete_message("M0003")
+        assert spool.housekeeping.delete_message("M0003")
         ids = [m.id for m in messages] + ["M0005", "NO-SUCH-MESSAGE"]
         bodies = await asyncio.gather(*(gateway.body(i) for i in ids))
         assert gateway.read_stats == {"body_queries": 1, "bodies_asked": 22}
@@ -115,3 +118,32 @@ async def test_body_reads_waiting_together_share_one_query(store: Store) -> None
         await gateway.stop()
     assert bodies[3] is None and bodies[-1] is None  # deleted, and never there
     assert [b for i, b in enumerate(bodies) if i not in (3, 21)] == [messages[0].body] * 20
+
+
+async def test_an_accept_past_its_deadline_is_refused_and_never_committed(store: Store) -> None:
+    """A database that stops answering costs an accept at most ``accept_deadline``: it
+    fails as unavailable (the client is told 451), and once the database answers again
+    an accept given up on before its cycle began is dropped, not committed behind the
+    client's back (the cycle that hung may still commit: it had begun)."""
+    gateway = SpoolGateway(SqlSpool(store, "node-a"), lease_seconds=300, accept_deadline=0.2)
+    entered, hung = threading.Event(), threading.Event()
+
+    def hang(_conn: Any) -> None:
+        entered.set()
+        hung.wait(30)
+
+    event.listen(store.engine, "begin", hang)
+    gateway.start()
+    try:
+        first = asyncio.ensure_future(gateway.accept(new_message(0), NOW))  # hangs a cycle
+        assert await asyncio.to_thread(entered.wait, 30)
+        with pytest.raises(DatabaseUnavailable, match="did not answer within"):
+            await gateway.accept(new_message(1), NOW)  # waits behind it, then gives up
+        with pytest.raises(DatabaseUnavailable):
+            await first
+        hung.set()
+        await gateway.accept(new_message(2), NOW)
+    finally:
+        hung.set()
+        await gateway.stop()
+    assert states(store) == {"r0@dest.test": "queued", "r2@dest.test": "queued"}

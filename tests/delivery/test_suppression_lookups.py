@@ -1,4 +1,4 @@
-"""Suppressions looked up by key (delivery/config_view.py): a short list is read whole
+"""Suppressions looked up by key (delivery/routing/config_view.py): a short list is read whole
 with the other delivery controls and indexed in memory; a long one is never read whole,
 each recipient costs one indexed query of the store. Either way an address's own entry
 wins over its domain's, case is ignored, and a change applies when the configuration's
@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from tests.manual_clock import ManualClock
 from vmta.delivery import config_view
-from vmta.delivery.config_view import ConfigView
+from vmta.delivery.routing.config_view import ConfigView
 from vmta.domain.suppression import Suppression, SuppressionType
 from vmta.store.store import Store
 from vmta.store.suppressions import SuppressionRepository

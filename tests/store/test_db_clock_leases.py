@@ -130,9 +130,9 @@ def test_one_purge_at_a_time_on_postgresql(pg_url: str) -> None:
             # Another node's purge, in progress: it holds the purge lock of this schema.
             hold_purge_lock(conn, func.current_schema())
             assert spool.purge_finished(before=5000.0) == 0
-            assert spool.message("Q1") is not None  # left to the purge that runs
+            assert spool.inspector.message("Q1") is not None  # left to the purge that runs
         assert spool.purge_finished(before=5000.0) == 1
-        assert spool.message("Q1") is None
+        assert spool.inspector.message("Q1") is None
     finally:
         holder.dispose()
         store.close()

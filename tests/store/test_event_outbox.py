@@ -4,6 +4,7 @@ forgotten once acknowledged."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -190,6 +191,35 @@ def test_deferral_then_success_become_two_delivery_attempts(store: Store) -> Non
     assert rows[1][2]["kind"] == "success"
 
 
+def test_outcomes_of_one_recipient_in_one_batch_read_as_in_two(store: Store) -> None:
+    """Two attempts of one recipient recorded in one transaction give the events that
+    two transactions give: the second counts the first (is_retry) and carries its result,
+    after what the message's MailerQ JSON already held."""
+    document = {"document": {"envelope": "mq@src.test", "results": [{"code": 421}]}}
+    payloads = []
+    for together in (False, True):  # apart first: its claim must find only its own
+        spool = SqlSpool(store, f"node-{together}", event_subscriptions=[HTTP])
+        qid = f"Q{together}"
+        (job,) = spool.accept([message(qid, ["r@dest.test"], mq_options=document)], T0 + 300)
+        first = outcome(job.recipient_id, qid, QUEUED, "451 4.7.1 later", T0 + 1)
+        second = outcome(job.recipient_id, qid, DELIVERED, "250 2.0.0 ok", T0 + 2)
+        if together:
+            spool.record([first, second])
+        else:
+            spool.record([first])
+            assert len(spool.claim_due(T0 + 61, 10, T0 + 400)) == 1
+            spool.record([second])
+        own = [payload for _, _, payload, _ in stored(store) if qid in str(payload)]
+        payloads.append(json.loads(json.dumps(own).replace(qid, "Q")))
+    apart_payloads, together_payloads = payloads
+    assert together_payloads == apart_payloads
+    last = together_payloads[-1]
+    assert last["greenarrow"]["is_retry"] == 1
+    assert last["greenarrow"]["sendid"] == "send-42"
+    assert [r["code"] for r in last["mailerq"]["results"]] == [421, 451, 250]
+    assert last["mailerq"]["envelope"] == "mq@src.test"
+
+
 def test_failure_adds_bounce_all_for_the_destinations_that_want_it(store: Store) -> None:
     spool = SqlSpool(store, "a", event_subscriptions=[HTTP, AMQP])
     (job,) = spool.accept([message("Q1", ["gone@dest.test"])], T0 + 300)
@@ -241,7 +271,7 @@ def test_a_failed_transaction_writes_neither_outcome_nor_event(store: Store) -> 
     with pytest.raises(Exception):  # noqa: B017 - the driver's own error class
         spool.record([broken, Outcome(job.recipient_id, None, T0 + 1, DELIVERED)])  # type: ignore[arg-type]
     assert stored(store) == []
-    view = spool.message("Q1")
+    view = spool.inspector.message("Q1")
     assert view is not None and view.recipients[0]["state"] == QUEUED
 
 

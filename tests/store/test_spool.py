@@ -103,7 +103,7 @@ def test_outcomes_and_attempt_records(store: Store) -> None:
             Outcome(c.recipient_id, "Q1", T0 + 1, FAILED, reply="550 no", outcome_label="failed"),
         ]
     )
-    view = spool.message("Q1")
+    view = spool.inspector.message("Q1")
     assert view is not None
     states = {r["address"]: (r["state"], r["attempts"], r["in_flight"]) for r in view.recipients}
     assert states == {
@@ -142,12 +142,12 @@ def test_retry_now_delete_and_counts(store: Store) -> None:
             )
         ]
     )
-    assert spool.retry_now("Q1", T0 + 1) == 1
+    assert spool.housekeeping.retry_now("Q1", T0 + 1) == 1
     assert [j.message_id for j in spool.claim_due(T0 + 1, 10, T0 + 300)] == ["Q1"]
-    assert spool.delete_message("Q2") is True
-    assert spool.delete_message("Q2") is False
-    assert spool.message("Q2") is None
-    counts = spool.counts()
+    assert spool.housekeeping.delete_message("Q2") is True
+    assert spool.housekeeping.delete_message("Q2") is False
+    assert spool.inspector.message("Q2") is None
+    counts = spool.inspector.counts()
     assert sum(c["n"] for c in counts) == 1
 
 
@@ -179,6 +179,9 @@ def test_purge_removes_only_finished_messages_past_retention(store: Store) -> No
     )
     assert pending  # still queued: kept whatever its age
     assert spool.purge_finished(before=T0 + 100, limit=10) == 1
-    assert spool.message("OLD") is None
-    assert spool.message("PENDING") is not None and spool.message("NEW") is not None
+    assert spool.inspector.message("OLD") is None
+    assert (
+        spool.inspector.message("PENDING") is not None
+        and spool.inspector.message("NEW") is not None
+    )
     assert spool.purge_finished(before=T0 + 100, limit=10) == 0

@@ -95,7 +95,7 @@ def test_outcomes_of_a_deleted_message_change_nothing(store: Store) -> None:
     jobs = spool.accept(
         [message("Q1", ["a@x.test"]), message("Q2", ["b@x.test"])], lease_until=T0 + 300
     )
-    assert spool.delete_message("Q2")
+    assert spool.housekeeping.delete_message("Q2")
     outcomes = [
         Outcome(j.recipient_id, j.message_id, T0 + 1, DELIVERED, reply="250 ok") for j in jobs
     ]

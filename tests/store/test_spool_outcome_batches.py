@@ -79,7 +79,7 @@ def test_mixed_batch_sets_every_recipient_its_own_values(store: Store) -> None:
                 )
             )
     spool.record(outcomes)
-    view = spool.message("Q1")
+    view = spool.inspector.message("Q1")
     assert view is not None
     for i, row in enumerate(view.recipients):
         kind = i % 4
@@ -144,7 +144,7 @@ def test_outcomes_for_one_recipient_apply_in_order(store: Store) -> None:
             ),
         ]
     )
-    view = spool.message("Q1")
+    view = spool.inspector.message("Q1")
     assert view is not None
     (row,) = view.recipients
     # The first outcome released the lease, so the second (same node) no longer matches:
@@ -161,6 +161,6 @@ def test_outcome_does_not_touch_a_recipient_leased_by_another_node(store: Store)
     (job,) = mine.accept([message("Q1", 1)], T0 + 10)
     assert len(other.claim_due(T0 + 11, 10, T0 + 400)) == 1  # a's lease expired; b took it
     mine.record([Outcome(job.recipient_id, "Q1", T0 + 12, DELIVERED, reply="250 late")])
-    view = mine.message("Q1")
+    view = mine.inspector.message("Q1")
     assert view is not None
     assert view.recipients[0]["state"] == QUEUED and view.recipients[0]["in_flight"] is True

@@ -1,4 +1,4 @@
-"""The message log's rules (delivery/activity_log.py): the Message-ID read from the
+"""The message log's rules (delivery/outcomes/activity_log.py): the Message-ID read from the
 header section only, and the per-minute summary counting what the per-message lines
 would have said."""
 
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from vmta.delivery.activity_log import ActivityLog, message_id_of
+from vmta.delivery.outcomes.activity_log import ActivityLog, message_id_of
 from vmta.domain.spool_records import Job, Outcome
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.bounces import BounceMailer
+from vmta.delivery.outcomes.bounces import BounceMailer
 from vmta.domain.spool_records import FAILED, Job, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable
 

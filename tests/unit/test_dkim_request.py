@@ -70,6 +70,19 @@ def test_header_values_are_unfolded_and_found_in_any_case() -> None:
     assert header_values(b"From: a@a.test\r\n\r\nbody\r\n") == []
 
 
+def test_header_values_read_the_header_section_to_its_last_field() -> None:
+    # The search stops at the first empty line: a field just before it, in a message with
+    # bare LFs or with no body at all, is still found; one in the body never is.
+    last = b'From: a@a.test\r\nX-GreenArrow-DKIM: {"domain":"c.test"}\r\n\r\nbody\r\n'
+    assert header_values(last) == ['{"domain":"c.test"}']
+    bare = b'From: a@a.test\nX-GreenArrow-DKIM: {"domain":"d.test"}\n\nbody\n'
+    assert header_values(bare) == ['{"domain":"d.test"}']
+    assert header_values(b'X-GreenArrow-DKIM: {"domain":"e.test"}\r\n') == ['{"domain":"e.test"}']
+    body_only = b"From: a@a.test\r\n\r\n" + b"x" * 100_000 + b"\r\nX-GreenArrow-DKIM: {}\r\n"
+    assert header_values(body_only) == []
+    assert header_values(b"\r\nX-GreenArrow-DKIM: {}\r\n") == []  # no header section
+
+
 def test_mailerq_dkim_defaults_and_problems_without_the_key() -> None:
     (one,) = parse_mq_dkim({"domain": "a.test", "selector": "s", "key": PEM})
     assert (one.header_canon, one.body_canon) == ("relaxed", "simple")  # MailerQ's default

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from vmta.delivery.event_http import HttpEventDestination, form_body
+from vmta.delivery.events.event_http import HttpEventDestination, form_body
 from vmta.domain.bad_address import BadAddressPolicy, address_key, list_key
 from vmta.domain.bounce_classification import BounceClass, classify, parse_status, table_rows
 from vmta.domain.delivery_controls import parse_expire

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmta.delivery.inflight_journal import InflightJournal
+from vmta.delivery.engine.inflight_journal import InflightJournal
 
 
 def test_unfinished_ids_are_recovered(tmp_path: Path) -> None:

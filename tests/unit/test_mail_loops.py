@@ -1,11 +1,11 @@
 """The rules against mail loops (domain/mail_loops.py) and vmta's own listeners
-(delivery/own_listeners.py)."""
+(delivery/routing/own_listeners.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from vmta.delivery.own_listeners import OwnListeners
+from vmta.delivery.routing.own_listeners import OwnListeners
 from vmta.domain.mail_loops import TooManyHops, check_hops, is_local_only, received_count
 
 

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
-from vmta.delivery.throttle_backend import LocalThrottles
+from vmta.delivery.engine.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
+from vmta.delivery.routing.router import Refuse
+from vmta.delivery.throttles.throttle_backend import LocalThrottles
+from vmta.domain.delivery_outcome import ReplyLine
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
 from vmta.store.database import DatabaseUnavailable
@@ -20,6 +22,15 @@ pytestmark = pytest.mark.one_database
 
 class AwayRouter:
     async def decide(self, job: Job) -> Any:
+        raise DatabaseUnavailable("database postgresql://db failed: connection refused")
+
+
+class AwayAfterFirstRouter:
+    """Refuses the first recipient, then finds the database away for the second."""
+
+    async def decide(self, job: Job) -> Any:
+        if job.recipient_id == 1:
+            return Refuse(ReplyLine(550, "5.1.1 suppressed", stage="process"))
         raise DatabaseUnavailable("database postgresql://db failed: connection refused")
 
 
@@ -38,15 +49,12 @@ class Recorder:
         self.deferred.append(args)
 
 
-async def test_routing_without_the_database_releases_instead_of_deferring() -> None:
-    clock = ManualClock()
-    recorder = Recorder()
-
+def dispatcher_with(router: Any, recorder: Recorder, clock: ManualClock) -> Dispatcher:
     async def never(*_args: Any) -> None:
         raise AssertionError("no connection may open")
 
-    dispatcher = Dispatcher(
-        router=AwayRouter(),  # type: ignore[arg-type]
+    return Dispatcher(
+        router=router,
         throttles=LocalThrottles(clock),
         recorder=recorder,  # type: ignore[arg-type]
         clock=clock,
@@ -55,6 +63,28 @@ async def test_routing_without_the_database_releases_instead_of_deferring() -> N
         spawn=lambda coro: coro.close(),
         open_connection=never,
     )
+
+
+async def test_routing_without_the_database_releases_instead_of_deferring() -> None:
+    clock = ManualClock()
+    recorder = Recorder()
+    dispatcher = dispatcher_with(AwayRouter(), recorder, clock)
+    now = clock.now()
+    jobs = [
+        Job(n, "M1", f"r{n}@dest.test", 0, "s@src.test", now, now + 3600, None, None, False)
+        for n in (1, 2)
+    ]
+    await dispatcher.dispatch(jobs)
+    assert recorder.deferred == []
+    assert recorder.released == [([1, 2], now + DATABASE_RECHECK, "Waiting for the database.")]
+
+
+async def test_a_routing_failure_leaves_no_recipient_of_the_message_half_handled() -> None:
+    """The first recipient is refused, the second cannot be routed: the whole message is
+    released once, and the first is not also finished (it would be handled twice)."""
+    clock = ManualClock()
+    recorder = Recorder()
+    dispatcher = dispatcher_with(AwayAfterFirstRouter(), recorder, clock)
     now = clock.now()
     jobs = [
         Job(n, "M1", f"r{n}@dest.test", 0, "s@src.test", now, now + 3600, None, None, False)

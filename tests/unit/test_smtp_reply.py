@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vmta.domain.smtp_reply import (
+    KNOWN_REPLIES,
     MalformedReply,
     ReplyAssembler,
     SmtpReply,
@@ -115,3 +116,17 @@ def test_what_is_not_a_one_line_reply_takes_the_general_path(line: str) -> None:
         assert short is None
     else:
         assert short == general
+
+
+def test_a_one_line_reply_seen_before_reads_the_same() -> None:
+    """A session keeps its first one-line replies parsed: each comes back equal to what
+    the general path builds, between multi-line replies and past the number kept."""
+    assembler = ReplyAssembler()
+    lines = [f"250 2.0.0 Ok: queued as {n}" for n in range(KNOWN_REPLIES + 5)]
+    for _ in range(2):
+        assert assembler.feed("250-first") is None
+        assert assembler.feed("250 last") == build_reply(
+            [parse_reply_line("250-first"), parse_reply_line("250 last")]
+        )
+        for line in ["250 2.1.0 Ok", "354 End data with <CR><LF>.<CR><LF>", *lines]:
+            assert assembler.feed(line) == build_reply([parse_reply_line(line)])

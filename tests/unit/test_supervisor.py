@@ -9,9 +9,9 @@ import logging
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.outage_log import OutageLog
-from vmta.delivery.supervisor import log_failure, supervised
-from vmta.delivery.task_set import TaskSet
+from vmta.delivery.engine.task_set import TaskSet
+from vmta.resilience.outage_log import OutageLog
+from vmta.resilience.supervisor import log_failure, supervised
 
 pytestmark = pytest.mark.one_database
 

@@ -1,11 +1,11 @@
-"""The filter of a long suppression list's keys (delivery/suppression_keys.py): it reads
+"""The filter of a long suppression list's keys (delivery/routing/suppression_keys.py): it reads
 only what was added since its last refresh (with a look-back for PostgreSQL's commits out
 of order), never answers "no" for a key it was given, and forgets deleted keys at its
 hourly full reload."""
 
 from __future__ import annotations
 
-from vmta.delivery.suppression_keys import FULL_RELOAD, LOOKBACK, SuppressionKeys
+from vmta.delivery.routing.suppression_keys import FULL_RELOAD, LOOKBACK, SuppressionKeys
 
 
 class Table:

@@ -7,7 +7,7 @@ import itertools
 from pathlib import Path
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.throttle_backend import LocalThrottles
+from vmta.delivery.throttles.throttle_backend import LocalThrottles
 
 
 async def run_paced(

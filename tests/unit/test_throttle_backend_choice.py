@@ -8,10 +8,10 @@ import logging
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.redis_throttles import RedisThrottles
-from vmta.delivery.throttle_backend import LocalThrottles
+from vmta.delivery.throttles.redis_throttles import RedisThrottles
+from vmta.delivery.throttles.throttle_backend import LocalThrottles
 from vmta.runtime.settings import Settings, SettingsError, load_settings
-from vmta.runtime.throttles import throttle_backend
+from vmta.runtime.throttle_wiring import throttle_backend
 
 PG = "postgresql://vmta@db.test/vmta"
 PER_NODE = "throttles are per node"
@@ -37,7 +37,7 @@ async def test_redis_url_gives_redis_throttles_with_the_namespace_and_lease() ->
 def test_postgresql_without_redis_warns_that_throttles_are_per_node(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="vmta.runtime.throttles"):
+    with caplog.at_level(logging.WARNING, logger="vmta.runtime.throttle_wiring"):
         backend = throttle_backend(Settings(database_url=PG), ManualClock())
     assert isinstance(backend, LocalThrottles)
     assert any(PER_NODE in r.message for r in caplog.records)
@@ -46,7 +46,7 @@ def test_postgresql_without_redis_warns_that_throttles_are_per_node(
 def test_sqlite_without_redis_is_one_node_and_says_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="vmta.runtime.throttles"):
+    with caplog.at_level(logging.WARNING, logger="vmta.runtime.throttle_wiring"):
         backend = throttle_backend(Settings(), ManualClock())
     assert isinstance(backend, LocalThrottles)
     assert not any(PER_NODE in r.message for r in caplog.records)

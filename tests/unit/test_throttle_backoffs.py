@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tests.manual_clock import ManualClock
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs, ThrottleOrigin, throttle_id
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.bounds import MAX_INTEGER
+from vmta.domain.throttle_identity import ThrottleOrigin, throttle_id
 from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
 from vmta.domain.virtual_mta import Limits
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CollectorRegistry
 from starlette.routing import Route
 
 import vmta
@@ -26,29 +24,20 @@ from vmta.api import (
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.body_limit import BodyLimit
 from vmta.api.console import routes as console_routes
+from vmta.api.dependencies import AppContext, attach, ports_of
 from vmta.api.greenarrow import engine
 from vmta.api.greenarrow.engine import MethodNotAllowed, methods_by_path
-from vmta.api.greenarrow.throttles import ThrottleStates
 from vmta.api.json_bounds import MAX_BODY_BYTES
 from vmta.api.mailerq import delivery_controls, external_mtas, inject, pools, suppressions
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs
+from vmta.api.ports import ApiPorts
 from vmta.domain.errors import TemporaryError
-from vmta.store.store import Store
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served by this listener
 
 
-def create_app(
-    store: Store,
-    metrics: CollectorRegistry | None = None,
-    *,
-    throttle_states: ThrottleStates | None = None,
-    now: Callable[[], float] = time.time,
-) -> FastAPI:
-    """The application. ``metrics``: the registry of a data plane in this process,
-    served at /metrics with the store's readings added. ``throttle_states`` is the data
-    plane's throttle backoff registry (the Throttles API reads and ends backoff there);
-    without a data plane, an empty one. ``now`` is the clock those answers are given at."""
+def create_app(ports: ApiPorts) -> FastAPI:
+    """The application, given what it serves from (``api/ports.py``): the store, the
+    clock, the throttle backoff registry, and the data plane of this process if any."""
     # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
     # host without internet access (common in sending networks); fastapi-offline ships
     # the same Swagger UI files in its package and serves them from here. ReDoc is not
@@ -66,12 +55,17 @@ def create_app(
             " `Authorization: Bearer <secret>` or Basic `<name>:<secret>`."
         ),
     )
-    app.state.store = store
-    app.state.metrics_registry = metrics_endpoint.metrics_registry(store, metrics)
-    app.state.throttle_states = throttle_states or ThrottleBackoffs()
-    app.state.now = now
-    authenticator = Authenticator(store)
-    app.state.authenticator = authenticator
+    authenticator = Authenticator(ports.store)
+    console = console_routes.Console(authenticator)
+    attach(
+        app,
+        AppContext(
+            ports=ports,
+            authenticator=authenticator,
+            console=console,
+            metrics_registry=metrics_endpoint.metrics_registry(ports.store, ports.metrics),
+        ),
+    )
 
     @app.middleware("http")
     async def require_credentials(
@@ -106,8 +100,7 @@ def create_app(
     )
     async def health(request: Request) -> dict[str, Any]:
         # Alive whatever RabbitMQ does: the links are shown, they never fail the check.
-        links = getattr(request.app.state, "dependencies", None)
-        return {"status": "ok", "dependencies": links() if links is not None else {}}
+        return {"status": "ok", "dependencies": ports_of(request).dependencies()}
 
     app.include_router(engine.router())
     app.include_router(external_mtas.router())
@@ -121,8 +114,7 @@ def create_app(
     app.include_router(metrics_endpoint.router())
     app.include_router(http_submission.router())
     app.include_router(reports.router())  # what came back (docs/feedback.md)
-    app.state.console = console_routes.Console(authenticator)
-    app.include_router(console_routes.router(app.state.console))
+    app.include_router(console_routes.router(console))
     app.include_router(console_routes.favicon_router())
     # vmta's own paths answer a method they do not support 405 with an Allow header that
     # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.

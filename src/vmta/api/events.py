@@ -4,24 +4,14 @@ not yet delivered, and the last error (docs/events.md)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api import own_schemas
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import ports_of, store_of
 from vmta.store.event_outbox import DestinationStatus, EventOutbox
-
-
-def _configured(request: Request) -> tuple[list[dict[str, Any]], int]:
-    """The destinations this node's sender has, and the events it found in flight from
-    its previous run; nothing when no data plane runs here."""
-    provider: Callable[[], tuple[list[dict[str, Any]], int]] | None = getattr(
-        request.app.state, "event_destinations", None
-    )
-    return provider() if provider is not None else ([], 0)
 
 
 def events_report(
@@ -74,7 +64,9 @@ def router() -> APIRouter:
         now = time.time()
         outbox = EventOutbox(store_of(request), owner="api")
         statuses = await run_in_threadpool(outbox.status, now)
-        configured, recovered = _configured(request)
+        # This node's destinations and the events found in flight from its previous
+        # run; nothing when no data plane runs here.
+        configured, recovered = ports_of(request).event_destinations()
         return events_report(statuses, configured, recovered, now)
 
     return api

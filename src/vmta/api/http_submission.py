@@ -22,16 +22,16 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from vmta.api.auth import Authenticator, Principal
+from vmta.api.auth import Principal
+from vmta.api.dependencies import context_of, ports_of
 from vmta.api.errors import CHALLENGE
-from vmta.delivery.intake import Arrival
+from vmta.domain.arrival import Arrival
 from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.mail_loops import TooManyHops
 from vmta.domain.submitted_message import SubmissionRefused, build, parse_message
@@ -43,8 +43,6 @@ MAX_BODY = 10 * 1024 * 1024  # GreenArrow's limit, applied before decompression
 MAX_INFLATED = 64 * 1024 * 1024
 MAX_BATCH = 500
 TOP_FIELDS = ("username", "password", "message", "messages")
-
-Submit = Callable[[Arrival], Awaitable[str]]
 
 
 def _answer(status: int, body: dict[str, Any], **headers: str) -> JSONResponse:
@@ -101,10 +99,10 @@ def router() -> APIRouter:
         single, batch = document.get("message"), document.get("messages")
         if (single is None) == (batch is None):
             return _refused(400, "give exactly one of message, messages")
-        submit: Submit | None = getattr(request.app.state, "submit", None)
-        if submit is None:
+        hooks = ports_of(request).data_plane
+        if hooks is None:  # an API-only process (api/ports.py)
             return _refused(503, "this vmta process does not accept mail")
-        hostname: str = getattr(request.app.state, "hostname", "localhost")
+        submit, hostname = hooks.submit, hooks.hostname
         client_ip = request.client.host if request.client else None
 
         async def one(doc: Any) -> dict[str, Any]:
@@ -207,7 +205,7 @@ _REFUSAL: dict[str, Any] = {
 
 async def _principal(request: Request, document: dict[str, Any]) -> Principal | None:
     """Credentials from the Authorization header, else from the document."""
-    authenticator: Authenticator = request.app.state.authenticator
+    authenticator = context_of(request).authenticator
     header = request.headers.get("authorization")
     if header:
         return await run_in_threadpool(authenticator.check, header)

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from vmta.api.dependencies import context_of
 from vmta.api.queue import queue_summary
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool
@@ -43,7 +44,7 @@ class StoreCollector(Collector):
             "Recipients in the spool by state (queued ones as ready, deferred or waiting)",
             labels=["state"],
         )
-        summary = queue_summary(self.spool.counts())
+        summary = queue_summary(self.spool.inspector.counts())
         values = {**summary["queued"], **summary["recipients"]}
         for state in STATES:
             queue.add_metric([state], values.get(state, 0))
@@ -84,7 +85,7 @@ def router() -> APIRouter:
         responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
     )
     async def metrics(request: Request) -> Response:
-        registry: CollectorRegistry = request.app.state.metrics_registry
+        registry = context_of(request).metrics_registry
         # The store collector reads the database: not on the event loop.
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

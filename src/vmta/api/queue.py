@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api import own_schemas
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import ports_of, store_of
 from vmta.api.openapi import query, with_query
 from vmta.domain.errors import InvalidRequest, NotFound
 from vmta.domain.queue_selection import ACTIONS, parse_selection
@@ -46,11 +46,6 @@ def _spool(request: Request) -> SqlSpool:
     return SqlSpool(store_of(request), owner="api")
 
 
-def _engine_state(request: Request) -> dict[str, Any]:
-    provider: Callable[[], dict[str, Any]] | None = getattr(request.app.state, "engine_state", None)
-    return provider() if provider is not None else {"running": False}
-
-
 def queue_summary(counts: list[dict[str, Any]]) -> dict[str, Any]:
     """Recipient counts by state, and by VirtualMTA within each state. Queued recipients
     are split into ``waiting`` (no route yet), ``deferred`` (tried, will retry) and
@@ -84,9 +79,13 @@ def router() -> APIRouter:
         responses=own_schemas.ok(own_schemas.QUEUE, "The queue"),
     )
     async def queue(request: Request) -> dict[str, Any]:
-        counts = await run_in_threadpool(_spool(request).counts)
+        counts = await run_in_threadpool(_spool(request).inspector.counts)
         deferred = await run_in_threadpool(deferred_recipients, store_of(request))
-        return {**queue_summary(counts), "deferred": deferred, "engine": _engine_state(request)}
+        return {
+            **queue_summary(counts),
+            "deferred": deferred,
+            "engine": ports_of(request).engine_state(),
+        }
 
     @api.get(
         "/messages",
@@ -161,7 +160,7 @@ def router() -> APIRouter:
     )
     async def message(queue_id: str, request: Request) -> dict[str, Any]:
         known_queue_id(queue_id)
-        view = await run_in_threadpool(_spool(request).message, queue_id)
+        view = await run_in_threadpool(_spool(request).inspector.message, queue_id)
         if view is None:
             raise NotFound(f"No message with queue id {queue_id}.")
         return {"message": vars(view)}
@@ -174,12 +173,10 @@ def router() -> APIRouter:
     async def retry(queue_id: str, request: Request) -> dict[str, Any]:
         known_queue_id(queue_id)
         spool = _spool(request)
-        if await run_in_threadpool(spool.message, queue_id) is None:
+        if await run_in_threadpool(spool.inspector.message, queue_id) is None:
             raise NotFound(f"No message with queue id {queue_id}.")
-        count = await run_in_threadpool(spool.retry_now, queue_id, time.time())
-        wake: Callable[[], None] | None = getattr(request.app.state, "wake_engine", None)
-        if wake is not None:
-            wake()
+        count = await run_in_threadpool(spool.housekeeping.retry_now, queue_id, time.time())
+        ports_of(request).wake_engine()
         return {"queue_id": queue_id, "recipients_due_now": count}
 
     @api.delete(
@@ -189,7 +186,7 @@ def router() -> APIRouter:
     )
     async def delete(queue_id: str, request: Request) -> dict[str, Any]:
         known_queue_id(queue_id)
-        if not await run_in_threadpool(_spool(request).delete_message, queue_id):
+        if not await run_in_threadpool(_spool(request).housekeeping.delete_message, queue_id):
             raise NotFound(f"No message with queue id {queue_id}.")
         return {"queue_id": queue_id, "deleted": True}
 
@@ -235,9 +232,7 @@ def _bulk_route(action: str) -> Callable[[Request], Any]:
         bulk_actions = QueueBulk(store_of(request))
         result = await run_in_threadpool(bulk_actions.apply, action, selection, time.time())
         if action in ("retry", "release") and result.changed:
-            wake: Callable[[], None] | None = getattr(request.app.state, "wake_engine", None)
-            if wake is not None:
-                wake()
+            ports_of(request).wake_engine()
         return result.as_dict()
 
     bulk.__name__ = f"queue_{action}"

@@ -7,7 +7,7 @@ hosts unless told otherwise. vmta does the three things:
 
 - a message with more than ``max_hops`` Received fields is refused at DATA;
 - a destination that is one of vmta's own listening addresses and ports fails the
-  attempt permanently (``delivery/own_listeners.py`` knows those);
+  attempt permanently (``delivery/routing/own_listeners.py`` knows those);
 - MX answers and address literals that are loopback, unspecified or link-local are not
   used: a domain of the internet whose MX is 127.0.0.1 is a misconfiguration or an
   attack, never a real mailbox (tests that publish loopback MX hosts allow them).
@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import Protocol
 
 from vmta.domain.errors import PermanentError
 
@@ -87,3 +88,10 @@ def local_only_text(domain: str, addresses: list[str]) -> str:
         f"{LOOP_STATUS} mail for {domain} loops back to myself: its mail hosts resolve only to"
         f" loopback, unspecified or link-local addresses ({shown})"
     )
+
+
+class LoopCheck(Protocol):
+    """What a transport asks before it connects: is this address and port vmta itself
+    (``vmta.delivery.routing.own_listeners.OwnListeners`` answers for a running node)?"""
+
+    def loops_back(self, address: str, port: int) -> bool: ...

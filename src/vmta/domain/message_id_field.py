@@ -18,5 +18,6 @@ def message_id_of(data: bytes) -> str | None:
     if match is None:
         return None
     value = b" ".join(match.group(1).split()).decode("ascii", "replace")
-    value = "".join(ch if ch.isprintable() else "?" for ch in value)
+    if not value.isprintable():  # nearly every Message-ID is: no walk through it
+        value = "".join(ch if ch.isprintable() else "?" for ch in value)
     return value[:_PRINTABLE_LIMIT] or None

@@ -80,7 +80,7 @@ class SmtpReply:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyLine:
+class WireReplyLine:
     """One line of a reply: its code, whether it is the last line, and its text."""
 
     code: int
@@ -88,7 +88,7 @@ class ReplyLine:
     text: str
 
 
-def parse_reply_line(line: str) -> ReplyLine:
+def parse_reply_line(line: str) -> WireReplyLine:
     """Split one line (without its CRLF) into code, continuation mark and text.
 
     RFC 5321 §4.2: ``code "-" text`` continues the reply, ``code SP text`` or a bare
@@ -98,10 +98,10 @@ def parse_reply_line(line: str) -> ReplyLine:
     if match is None:
         raise MalformedReply(f"not an SMTP reply line: {_excerpt(line)}")
     code, separator, text = match.groups()
-    return ReplyLine(code=int(code), last=separator != "-", text=text)
+    return WireReplyLine(code=int(code), last=separator != "-", text=text)
 
 
-def build_reply(lines: Iterable[ReplyLine]) -> SmtpReply:
+def build_reply(lines: Iterable[WireReplyLine]) -> SmtpReply:
     """Join parsed lines of one reply; every line must carry the same code."""
     collected = list(lines)
     if not collected:
@@ -139,22 +139,35 @@ def parse_reply(text: str) -> SmtpReply:
     return build_reply(parsed)
 
 
+# One-line replies a session keeps parsed (its first ones: RSET's, MAIL's, RCPT's and
+# DATA's come back unchanged for every message, the end of data's mostly differs).
+KNOWN_REPLIES = 32
+
+
 class ReplyAssembler:
     """Collects reply lines as they arrive and yields the reply once it is complete."""
 
     def __init__(self) -> None:
-        self._lines: list[ReplyLine] = []
+        self._lines: list[WireReplyLine] = []
+        self._known: dict[str, SmtpReply] = {}
 
     def feed(self, line: str) -> SmtpReply | None:
         """Add one line (CRLF removed); returns the reply when this line ended it."""
         if not self._lines and (len(line) == 3 or line[3:4] == " "):
             # The everyday reply, one line: "250 2.0.0 Ok" or a bare "250". The same
-            # rules as below (RFC 5321 §4.2), without the general path's objects.
+            # rules as below (RFC 5321 §4.2), without the general path's objects; a
+            # line seen before is the same (immutable) reply, not parsed again.
+            known = self._known.get(line)
+            if known is not None:
+                return known
             digits = line[:3]
             if digits.isascii() and digits.isdigit() and "2" <= digits[0] <= "5":
                 code = int(digits)
                 enhanced, text = _split_enhanced(code, line[4:])
-                return SmtpReply(code=code, text=text, enhanced=enhanced)
+                reply = SmtpReply(code=code, text=text, enhanced=enhanced)
+                if len(self._known) < KNOWN_REPLIES:
+                    self._known[line] = reply
+                return reply
         parsed = parse_reply_line(line)
         self._lines.append(parsed)
         if len(self._lines) > MAX_REPLY_LINES:

@@ -1,5 +1,5 @@
 """What the delivery engine needs from the spool, as an interface (the store implements it,
-through ``vmta.delivery.spool_gateway``). Everything here is asynchronous: the engine runs
+through ``vmta.delivery.engine.spool_gateway``). Everything here is asynchronous: the engine runs
 on the event loop and the spool's work happens on its own threads."""
 
 from __future__ import annotations

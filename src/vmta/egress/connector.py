@@ -15,8 +15,8 @@ import os
 from typing import Protocol
 
 from vmta.domain.egress_route import EgressProtocol, EgressRoute
+from vmta.egress.connect_error import EgressError, ProxyHandshakeError
 from vmta.egress.endpoint import authority, check_endpoint
-from vmta.egress.errors import EgressError, ProxyHandshakeError
 from vmta.egress.http_connect import http_connect
 from vmta.egress.socks5 import socks5_connect
 

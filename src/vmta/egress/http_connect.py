@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+from vmta.egress.connect_error import ProxyHandshakeError
 from vmta.egress.endpoint import authority
-from vmta.egress.errors import ProxyHandshakeError
 
 MAX_HEADER_BYTES = 16 * 1024
 

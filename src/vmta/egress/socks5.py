@@ -11,8 +11,8 @@ import asyncio
 import ipaddress
 import struct
 
+from vmta.egress.connect_error import ProxyHandshakeError
 from vmta.egress.endpoint import authority
-from vmta.egress.errors import ProxyHandshakeError
 
 VERSION = 0x05
 METHOD_NO_AUTH = 0x00

@@ -10,27 +10,28 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmta.delivery.activity_log import ActivityLog
-from vmta.delivery.clock import Clock, SystemClock
-from vmta.delivery.config_view import ConfigView
-from vmta.delivery.delivery_log import DeliveryLog
-from vmta.delivery.egress_health import EgressHealth
-from vmta.delivery.event_sender import EventSender
-from vmta.delivery.event_setup import event_destinations, subscriptions
-from vmta.delivery.inflight_journal import InflightJournal
-from vmta.delivery.inflow import InflowGate
-from vmta.delivery.intake import Intake
-from vmta.delivery.mx_resolver import MxResolver
-from vmta.delivery.own_listeners import OwnListeners
-from vmta.delivery.pause_release import PauseRelease
-from vmta.delivery.router import Router, RouterSettings
-from vmta.delivery.spool_gateway import SpoolGateway
-from vmta.delivery.throttle_backend import LocalThrottles, ThrottleBackend
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs
-from vmta.delivery.transport import Transport
+from vmta.api.ports import DataPlaneHooks
+from vmta.delivery.engine.inflight_journal import InflightJournal
+from vmta.delivery.engine.pause_release import PauseRelease
+from vmta.delivery.engine.spool_gateway import SpoolGateway
+from vmta.delivery.events.event_sender import EventSender
+from vmta.delivery.events.event_setup import event_destinations, subscriptions
+from vmta.delivery.ingress.inflow import InflowGate
+from vmta.delivery.ingress.intake import Intake
+from vmta.delivery.outcomes.activity_log import ActivityLog
+from vmta.delivery.outcomes.delivery_log import DeliveryLog
+from vmta.delivery.routing.config_view import ConfigView
+from vmta.delivery.routing.egress_health import EgressHealth
+from vmta.delivery.routing.mx_resolver import MxResolver
+from vmta.delivery.routing.own_listeners import OwnListeners
+from vmta.delivery.routing.router import Router, RouterSettings
+from vmta.delivery.throttles.throttle_backend import LocalThrottles, ThrottleBackend
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.clock import Clock, SystemClock
 from vmta.domain.credential import secret_matches
 from vmta.domain.delivery_event import wants_event
 from vmta.domain.spool_records import Outcome
+from vmta.domain.transport_port import Transport
 from vmta.feedback.directory import MailboxBook
 from vmta.feedback.processor import FeedbackProcessor
 from vmta.feedback.verp_signer import VerpSigner
@@ -43,7 +44,7 @@ from vmta.runtime.delivery_wiring import build_engine
 from vmta.runtime.metrics import DeliveryMetrics
 from vmta.runtime.node_identity import register_node
 from vmta.runtime.settings import Settings
-from vmta.runtime.throttles import PACING_FILE, throttle_backend, throttle_backoffs
+from vmta.runtime.throttle_wiring import PACING_FILE, throttle_backend, throttle_backoffs
 from vmta.signing.keyring import Keyring
 from vmta.signing.message_signer import MessageSigner
 from vmta.smtp.auth_gate import AuthGate
@@ -58,7 +59,7 @@ from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 
 if TYPE_CHECKING:
-    from vmta.delivery.amqp_outbox import OutboxConsumer
+    from vmta.delivery.ingress.amqp_outbox import OutboxConsumer
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class DataPlane:
         self.settings = settings
         self.clock = clock or SystemClock()
         # Connection slots and message pacing: this node's memory, or Redis for a cluster
-        # (runtime/throttles.py). Closed last: a clean stop gives its slots back at once.
+        # (runtime/throttle_wiring.py). Closed last: a clean stop gives its slots back at once.
         self.throttles: ThrottleBackend = throttles or LocalThrottles(
             self.clock, data_dir / PACING_FILE
         )
@@ -151,8 +152,8 @@ class DataPlane:
         )
         self.config = ConfigView(store, self.clock)
         # Dynamic Delivery: the backoff state of every throttle, this node's or shared
-        # through Redis (runtime/throttles.py). The outcome recorder feeds it, the
-        # dispatcher reads its limits (delivery/throttle_backoffs); the Throttles API
+        # through Redis (runtime/throttle_wiring.py). The outcome recorder feeds it, the
+        # dispatcher reads its limits (delivery/throttles/throttle_backoffs); the Throttles API
         # shows it and ends backoff.
         self.backoffs = backoffs or ThrottleBackoffs()
         self.delivery_log_path = data_dir / "delivery.log"
@@ -231,7 +232,7 @@ class DataPlane:
         )
         self.outbox: OutboxConsumer | None = None
         if settings.rabbitmq_url:
-            from vmta.delivery.amqp_outbox import OutboxConsumer  # aio-pika: only when used
+            from vmta.delivery.ingress.amqp_outbox import OutboxConsumer  # aio-pika: only when used
 
             self.outbox = OutboxConsumer(
                 settings.rabbitmq_url,
@@ -341,6 +342,18 @@ class DataPlane:
         await self.throttles.close()
         self.journal.close()
         self.delivery_log.close()
+
+    def api_hooks(self) -> DataPlaneHooks:
+        """What the API of this process uses of this data plane (api/ports.py)."""
+        return DataPlaneHooks(
+            submit=self.intake.accept,
+            intake=self.intake,
+            wake_engine=self.engine.wake,
+            engine_state=self.state,
+            event_destinations=lambda: (self.events.describe(), self.events.recovered_in_flight),
+            dependencies=self.dependencies,
+            hostname=self.settings.hostname,
+        )
 
     def dependencies(self) -> dict[str, Any]:
         """The links to the services vmta needs only for part of its work (RabbitMQ,

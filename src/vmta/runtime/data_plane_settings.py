@@ -1,6 +1,11 @@
 """What a data plane is configured with: ``DataPlaneSettings``, built from vmta's settings
 (``runtime/settings.py``) by ``data_plane_settings``, with the files they name (the relay
-CA file, the SMTP TLS certificate) checked at start-up rather than at first use."""
+CA file, the SMTP TLS certificate) checked at start-up rather than at first use.
+
+Each default is written once, in the settings dataclass of the part that uses it
+(``EngineSettings``, ``RouterSettings``, ``SessionCaps``...), or here for what only the
+data plane as a whole uses; ``Settings`` and the option table's help take theirs from
+these (tests/unit/test_setting_defaults.py holds them to it)."""
 
 from __future__ import annotations
 
@@ -8,20 +13,25 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vmta.delivery.engine import EngineSettings
-from vmta.delivery.event_sender import SenderSettings
-from vmta.delivery.event_setup import EventSettings
-from vmta.delivery.inflow import InflowSettings
+from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.delivery.events.event_sender import SenderSettings
+from vmta.delivery.events.event_setup import EventSettings
+from vmta.delivery.ingress.inflow import InflowSettings
+from vmta.delivery.routing.router import RouterSettings
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.feedback_events import REPORTS_QUEUE
 from vmta.domain.mail_loops import DEFAULT_MAX_HOPS
 from vmta.domain.relay_policy import Network, parse_networks
 from vmta.domain.relay_tls import parse_relay_tls
 from vmta.domain.retry_schedule import RetrySchedule
-from vmta.runtime.settings import Settings, SettingsError
+from vmta.runtime.setting_parsers import SettingsError
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import TransportSettings
+
+if TYPE_CHECKING:  # runtime/settings.py takes its defaults from here
+    from vmta.runtime.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,9 @@ class DataPlaneSettings:
     transport: TransportSettings = field(default_factory=TransportSettings)
     delivery_log: bool = True
     dns_servers: tuple[str, ...] = ()  # empty: the system's resolver configuration
-    delivery_port: int = 25
-    recheck: float = 60.0  # seconds before a paused or waiting recipient is looked at again
+    delivery_port: int = RouterSettings.delivery_port
+    # Seconds before a paused or waiting recipient is looked at again.
+    recheck: float = RouterSettings.recheck
     external_mta_failures: int = 3  # consecutive egress failures that suspend an external MTA
     external_mta_suspension: float = 60.0  # seconds
     inflow: InflowSettings = field(default_factory=InflowSettings)
@@ -50,9 +61,9 @@ class DataPlaneSettings:
     inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
     # Mail loops (domain/mail_loops.py): Received fields allowed, loopback MX hosts used.
     max_hops: int = DEFAULT_MAX_HOPS
-    mx_allow_loopback: bool = False
+    mx_allow_loopback: bool = RouterSettings.mx_allow_loopback
     workers: int = 1  # VMTA_WORKERS: more than 1 shares the session counts of the node
-    log_messages: str = "each"  # delivery/activity_log.py
+    log_messages: str = "each"  # delivery/outcomes/activity_log.py
 
 
 def check_ca_file(path: Path | None) -> str | None:

@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import asyncio
 
-from vmta.delivery.activity_log import ActivityLog
-from vmta.delivery.bounces import BounceMailer
-from vmta.delivery.clock import Clock
-from vmta.delivery.connection_worker import ConnectionWorker
-from vmta.delivery.delivery_log import DeliveryLog
-from vmta.delivery.dispatcher import Dispatcher
-from vmta.delivery.egress_health import EgressHealth
-from vmta.delivery.engine import DeliveryEngine, EngineSettings
-from vmta.delivery.engine_metrics import EngineMetrics
-from vmta.delivery.envelope_sender import EnvelopeSenders
-from vmta.delivery.inflight_journal import InflightJournal
-from vmta.delivery.occupancy import Occupancy
-from vmta.delivery.outcome_recorder import OutcomeRecorder
-from vmta.delivery.router import Router
-from vmta.delivery.scheduler import Scheduler
-from vmta.delivery.task_set import TaskSet
-from vmta.delivery.throttle_backend import ThrottleBackend
-from vmta.delivery.throttle_backoffs import ThrottleBackoffs
-from vmta.delivery.transport import Transport
+from vmta.delivery.engine.connection_worker import ConnectionWorker
+from vmta.delivery.engine.delivery_engine import DeliveryEngine, EngineSettings
+from vmta.delivery.engine.dispatcher import Dispatcher
+from vmta.delivery.engine.inflight_journal import InflightJournal
+from vmta.delivery.engine.occupancy import Occupancy
+from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
+from vmta.delivery.engine.scheduler import Scheduler
+from vmta.delivery.engine.task_set import TaskSet
+from vmta.delivery.outcomes.activity_log import ActivityLog
+from vmta.delivery.outcomes.bounces import BounceMailer
+from vmta.delivery.outcomes.delivery_log import DeliveryLog
+from vmta.delivery.routing.egress_health import EgressHealth
+from vmta.delivery.routing.envelope_sender import EnvelopeSenders
+from vmta.delivery.routing.router import Router
+from vmta.delivery.throttles.throttle_backend import ThrottleBackend
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.clock import Clock
+from vmta.domain.engine_metrics import EngineMetrics
 from vmta.domain.spool_port import Spool
+from vmta.domain.transport_port import Transport
 
 
 def build_engine(

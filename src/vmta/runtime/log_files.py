@@ -16,7 +16,7 @@ import logging
 import signal
 from collections.abc import Callable, Sequence
 
-from vmta.delivery.delivery_log import DeliveryLog
+from vmta.delivery.outcomes.delivery_log import DeliveryLog
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,15 @@ def configure(level: str, *, tag: str | None = None) -> None:
     handler.setFormatter(logging.Formatter(line))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # No line shows where it was logged from, nor its thread or process (the format
+    # above): each record would still look for its caller's frame and ask for them,
+    # about 8 µs of the two INFO lines every message gets with VMTA_LOG_MESSAGES=each
+    # (docs/PERFORMANCE.md, round 5). These are the switches the logging HOWTO names
+    # under "Optimization".
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root.setLevel(level)
     # uvicorn's access log would print query strings; vmta's own logs say what matters.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

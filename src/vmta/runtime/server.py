@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.runtime import data_dir_lock, engine_state_board, startup_report
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
@@ -171,27 +172,24 @@ async def serve(settings: Settings) -> None:
             # Delivery never connects to the API either (a mail loop would be a relay
             # server pointed at it by mistake; domain/mail_loops.py).
             data_plane.own_listeners.add(api_address.host, api_address.port)
-            app = create_app(
-                store,
-                metrics.exposed(),
-                throttle_states=data_plane.backoffs,
-                now=data_plane.clock.now,
-            )
-            app.state.engine_state = data_plane.state
+            hooks = data_plane.api_hooks()
             if settings.workers > 1:
                 # /api/queue adds up every process (runtime/engine_state_board.py).
-                app.state.engine_state = lambda: engine_state_board.combined(
-                    data_plane.state(), engine_state_board.read_workers(settings.data_dir)
+                hooks = replace(
+                    hooks,
+                    engine_state=lambda: engine_state_board.combined(
+                        data_plane.state(), engine_state_board.read_workers(settings.data_dir)
+                    ),
                 )
-            app.state.event_destinations = lambda: (
-                data_plane.events.describe(),
-                data_plane.events.recovered_in_flight,
+            app = create_app(
+                ApiPorts(
+                    store,
+                    data_plane=hooks,
+                    throttle_states=data_plane.backoffs,
+                    now=data_plane.clock.now,
+                    metrics=metrics.exposed(),
+                )
             )
-            app.state.wake_engine = data_plane.engine.wake
-            app.state.dependencies = data_plane.dependencies  # shown by /api/health
-            app.state.intake = data_plane.intake  # POST /v1/inject
-            app.state.submit = data_plane.intake.accept  # the HTTP Submission API
-            app.state.hostname = settings.hostname
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
             shutdown.on_force(data_plane.force_stop)

@@ -10,7 +10,7 @@ own (SMTP listener, delivery engine, spool writer) as one more node of the clust
 - they share the spool (SQLite or PostgreSQL) with node names of their own, so the leases
   that keep two nodes from sending one recipient keep two workers from it too;
 - they hold the throttles together: through Redis when the cluster uses it, else
-  through files in the data directory (delivery/host_throttles.py).
+  through files in the data directory (delivery/throttles/host_throttles.py).
 
 A worker that exits by itself (a crash, kill -9) is started again after a pause that
 grows while it keeps failing; the new process releases the leases of the one it replaces

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from vmta.delivery.clock import Clock
-from vmta.delivery.outage_log import OutageLog
+from vmta.domain.clock import Clock
 from vmta.domain.dkim_key import DkimKey, key_of
+from vmta.resilience.outage_log import OutageLog
 from vmta.signing.keys import KeyRefused, PrivateKey, load
 from vmta.store.dkim_keys import DkimKeyRepository
 from vmta.store.store import Store

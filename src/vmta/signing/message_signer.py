@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from vmta.delivery.clock import Clock
+from vmta.domain.clock import Clock
 from vmta.domain.dkim_request import Directive, MqSignature
 from vmta.domain.message_headers import split_headers
 from vmta.domain.mq_message import InvalidMqMessage

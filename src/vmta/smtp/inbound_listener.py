@@ -28,11 +28,11 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from vmta.delivery.intake import Arrival, Intake
+from vmta.domain.arrival import Arrival, IntakePort
 from vmta.domain.incoming_domain import FORWARDING
 from vmta.feedback.directory import MailboxBook
 from vmta.smtp.auth_gate import AuthGate
-from vmta.smtp.listener import ACCEPT_QUEUE, InjectionSMTP, Listener
+from vmta.smtp.listener import ACCEPT_QUEUE, InjectionSMTP, Listener, ListenerSettings
 from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 from vmta.store.inbound_mail import accept_inbound
 from vmta.store.store import Store
@@ -45,7 +45,7 @@ MAX_RECIPIENTS = 100
 @dataclass(frozen=True)
 class InboundSettings:
     hostname: str
-    max_message_size: int = 50 * 1024 * 1024
+    max_message_size: int = ListenerSettings.max_message_size
     max_recipients: int = MAX_RECIPIENTS
     caps: SessionCaps = field(default_factory=SessionCaps)
 
@@ -57,7 +57,7 @@ class InboundHandler:
         book: MailboxBook,
         settings: InboundSettings,
         *,
-        intake: Intake | None = None,
+        intake: IntakePort | None = None,
         accepted: Callable[[], None] | None = None,
     ) -> None:
         self.store = store

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
-from vmta.delivery.intake import Arrival, Intake
-from vmta.delivery.outage_log import OutageLog
+from vmta.domain.arrival import Arrival, IntakePort
 from vmta.domain.dkim_request import DkimRequestRefused
 from vmta.domain.mail_loops import TOO_MANY_HOPS_REPLY, TooManyHops
 from vmta.domain.mq_message import InvalidMqMessage
 from vmta.domain.relay_policy import Network, is_loopback, may_relay
+from vmta.resilience.outage_log import OutageLog
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.chunked_data import ChunkedDataSMTP
 from vmta.smtp.mail_path import has_control_character, plain_path
@@ -65,7 +65,7 @@ class InjectionHandler:
 
     def __init__(
         self,
-        intake: Intake,
+        intake: IntakePort,
         settings: ListenerSettings,
         observer: InjectionObserver | None = None,
     ) -> None:
@@ -146,7 +146,7 @@ class InjectionHandler:
             return f"550 5.7.0 {reason}"
         except Exception as exc:
             # A database outage refuses every message: one traceback for the outage,
-            # then a line each (delivery/outage_log.py).
+            # then a line each (resilience/outage_log.py).
             store_outage.failed("could not store a message from %s", exc, client_ip)
             return "451 4.3.0 Could not store the message; try again later"
         store_outage.worked()
@@ -331,7 +331,7 @@ class Listener:
 
 async def start_listener(
     sock: socket.socket,
-    intake: Intake,
+    intake: IntakePort,
     settings: ListenerSettings,
     auth_gate: AuthGate,
     observer: InjectionObserver | None = None,

@@ -16,29 +16,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vmta.delivery.own_listeners import OwnListeners
-from vmta.delivery.path import EgressPath
-from vmta.delivery.transport import (
+from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.egress_path import EgressPath
+from vmta.domain.errors import PermanentError, TemporaryError
+from vmta.domain.mail_loops import LOOP_CODE, LoopCheck, loops_back_text
+from vmta.domain.relay_authentication import defer_unauthenticated
+from vmta.domain.relay_tls import RelayTlsPolicies
+from vmta.domain.smtp_reply import SmtpReply
+from vmta.domain.transport_port import (
     ConnectFailed,
     ConversationBroken,
     ConversationLost,
     TransactionReplies,
 )
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.errors import PermanentError, TemporaryError
-from vmta.domain.mail_loops import LOOP_CODE, loops_back_text
-from vmta.domain.relay_authentication import defer_unauthenticated
-from vmta.domain.relay_tls import RelayTlsPolicies
-from vmta.domain.smtp_reply import SmtpReply
+from vmta.egress.connect_error import EgressError
 from vmta.egress.connector import open_connection
-from vmta.egress.errors import EgressError
 from vmta.smtp.client import SessionFailed, SessionOptions, SmtpSession
 
 log = logging.getLogger(__name__)
 
 
 def reply_line(reply: SmtpReply, stage: str | None = None) -> ReplyLine:
-    text = " ".join(part for part in (reply.enhanced, reply.text.replace("\n", " ")) if part)
+    """The reply on one line, its enhanced code first (each part only if present)."""
+    text = reply.text.replace("\n", " ")
+    if reply.enhanced:
+        text = f"{reply.enhanced} {text}" if text else reply.enhanced
     return ReplyLine(reply.code, text, stage=stage)
 
 
@@ -118,9 +120,9 @@ class SmtpConversation:
 
 
 class SmtpTransport:
-    def __init__(self, settings: TransportSettings, own: OwnListeners | None = None) -> None:
+    def __init__(self, settings: TransportSettings, own: LoopCheck | None = None) -> None:
         self.settings = settings
-        self.own = own or OwnListeners()  # never connect to these: a mail loop
+        self.own = own  # never connect to vmta itself: a mail loop
 
     async def _addresses(self, host: str, port: int) -> list[tuple[str, str]]:
         """The destination's addresses: an IP literal as is, a name through the resolver
@@ -146,7 +148,12 @@ class SmtpTransport:
         candidates = list(path.candidates) or await self._addresses(
             path.destination_host, path.destination_port
         )
-        looping = [a for _, a in candidates if self.own.loops_back(a, path.destination_port)]
+        own = self.own
+        looping = (
+            [a for _, a in candidates if own.loops_back(a, path.destination_port)]
+            if own is not None
+            else []
+        )
         if looping:
             candidates = [c for c in candidates if c[1] not in looping]
             if not candidates:

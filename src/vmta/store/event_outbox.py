@@ -11,9 +11,11 @@ the spool writer's.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
@@ -40,11 +42,28 @@ from vmta.store.tables import (
     recipients,
 )
 
+# Events per INSERT on SQLite: 4 parameters each, far below its 32,766 bound parameters
+# (and recipient ids per SELECT).
+_EVENT_ROWS_PER_STATEMENT = 500
+
 R = recipients.c
 M = messages.c
 E = events.c
 D = event_deliveries.c
 S = event_destinations.c
+# What an event needs to know of its recipient and message (``MessageFacts``).
+_FACTS_COLUMNS = (
+    R.id,
+    R.message_id,
+    R.address,
+    R.attempts,
+    M.mail_from,
+    M.received_at,
+    M.is_bounce,
+    M.kept_headers,
+    M.mq_options,
+    M.size,
+)
 
 
 def write_outcome_events(
@@ -65,30 +84,27 @@ def write_outcome_events(
     if not wanted:
         return 0
     ids = sorted({o.recipient_id for o in wanted})
-    query = (
-        select(
-            R.id,
-            R.message_id,
-            R.address,
-            R.attempts,
-            M.mail_from,
-            M.received_at,
-            M.is_bounce,
-            M.kept_headers,
-            M.mq_options,
-            M.size,
+    rows: dict[int, Any]
+    if conn.dialect.name == "sqlite":
+        rows = _facts_rows_sqlite(conn, ids, owner)
+    else:
+        query = (
+            select(*_FACTS_COLUMNS)
+            .join(messages, M.id == R.message_id)
+            .where(R.id.in_(ids), R.lease_owner == owner)
         )
-        .join(messages, M.id == R.message_id)
-        .where(R.id.in_(ids), R.lease_owner == owner)
-    )
-    if conn.dialect.name == "postgresql":
-        # The rows stay ours until commit: the update that follows applies exactly these.
-        query = query.with_for_update(of=recipients)
-    rows = {row.id: row for row in conn.execute(query)}
+        if conn.dialect.name == "postgresql":
+            # The rows stay ours until commit: the update that follows applies exactly these.
+            query = query.with_for_update(of=recipients)
+        rows = {row.id: row for row in conn.execute(query)}
     history = _earlier_results(conn, [row for row in rows.values() if row.attempts > 0])
+    # An outcome's result joins its recipient's history only for a later outcome of the
+    # same recipient in this batch (rare): the others need not build it twice.
+    later = Counter(o.recipient_id for o in wanted)
     seen_attempts: dict[int, int] = {}
     built = []
     for outcome in wanted:
+        later[outcome.recipient_id] -= 1
         row = rows.get(outcome.recipient_id)
         if row is None:
             continue
@@ -111,16 +127,66 @@ def write_outcome_events(
             names = subscribers(event, subscriptions)
             if names:
                 built.append((event, names))
-        if outcome.attempted:
+        if outcome.attempted and later[outcome.recipient_id] > 0:
             history.setdefault(row.id, []).append(outcome_result(outcome))
     insert_events(conn, built)
     return len(built)
+
+
+class _FactsRow(NamedTuple):
+    """A row of ``_FACTS_COLUMNS``, as the driver gives it on SQLite."""
+
+    id: int
+    message_id: str
+    address: str
+    attempts: int
+    mail_from: str
+    received_at: float
+    is_bounce: bool
+    kept_headers: dict[str, str] | None
+    mq_options: dict[str, Any] | None
+    size: int | None
+
+
+def _facts_rows_sqlite(conn: Connection, ids: Sequence[int], owner: str) -> dict[int, Any]:
+    """The facts of ``ids`` this node leases, in the driver's statement: SQLAlchemy's
+    building and result processing of the same SELECT cost about 13 µs of CPU per
+    outcome (docs/PERFORMANCE.md, round 5). The JSON columns are decoded as the
+    column's type would (``json.loads``; SQL NULL is None)."""
+    found: dict[int, Any] = {}
+    for start in range(0, len(ids), _EVENT_ROWS_PER_STATEMENT):
+        chunk = ids[start : start + _EVENT_ROWS_PER_STATEMENT]
+        statement = (
+            "SELECT r.id, r.message_id, r.address, r.attempts, m.mail_from, m.received_at,"
+            " m.is_bounce, m.kept_headers, m.mq_options, m.size"
+            " FROM recipients AS r JOIN messages AS m ON m.id = r.message_id"
+            f" WHERE r.id IN ({', '.join(['?'] * len(chunk))}) AND r.lease_owner = ?"
+        )
+        for raw in conn.exec_driver_sql(statement, (*chunk, owner)):
+            recipient_id, message_id, address, attempts, mail_from, received_at = raw[:6]
+            is_bounce, kept, mq, size = raw[6:]
+            found[recipient_id] = _FactsRow(
+                recipient_id,
+                message_id,
+                address,
+                attempts,
+                mail_from,
+                received_at,
+                bool(is_bounce),
+                None if kept is None else json.loads(kept),
+                None if mq is None else json.loads(mq),
+                size,
+            )
+    return found
 
 
 def insert_events(conn: Connection, built: Sequence[tuple[Event, Sequence[str]]]) -> None:
     """Insert events and one delivery row per destination named with each, in order (an
     event's outbox id orders it for every destination)."""
     if not built:
+        return
+    if conn.dialect.name == "sqlite":
+        _insert_events_sqlite(conn, built)
         return
     inserted = conn.execute(
         insert(events).returning(E.id, sort_by_parameter_order=True),
@@ -139,6 +205,39 @@ def insert_events(conn: Connection, built: Sequence[tuple[Event, Sequence[str]]]
         insert(event_deliveries),
         [
             {"event_id": event_id, "destination": name}
+            for event_id, (_, names) in zip(event_ids, built, strict=True)
+            for name in names
+        ],
+    )
+
+
+def _insert_events_sqlite(conn: Connection, built: Sequence[tuple[Event, Sequence[str]]]) -> None:
+    """``insert_events`` on SQLite, in the driver's statements: many rows per INSERT.
+
+    SQLAlchemy's ``returning(sort_by_parameter_order=True)`` has no way to order a
+    multi-row INSERT's RETURNING on SQLite and falls back to one statement per event,
+    which made each outcome's event cost about 100 µs of CPU inside the recording
+    transaction (docs/PERFORMANCE.md, round 5). The order needs no help here: SQLite
+    inserts the rows of a VALUES list in turn, and each takes an id above every id
+    before it (``events`` is AUTOINCREMENT), so the ids sorted are the rows' ids in
+    order, whatever order RETURNING gives them in. The payload is JSON text, as the
+    column's type would have written it (``json.dumps``)."""
+    event_ids: list[int] = []
+    for start in range(0, len(built), _EVENT_ROWS_PER_STATEMENT):
+        part = built[start : start + _EVENT_ROWS_PER_STATEMENT]
+        values: list[Any] = []
+        for event, _ in part:
+            values += (event.at, event.event_type, event.message_id, json.dumps(event.payload))
+        statement = (
+            "INSERT INTO events (created_at, event_type, message_id, payload) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(part))
+            + " RETURNING id"
+        )
+        event_ids += sorted(row[0] for row in conn.exec_driver_sql(statement, tuple(values)))
+    conn.exec_driver_sql(
+        "INSERT INTO event_deliveries (event_id, destination) VALUES (?, ?)",
+        [
+            (event_id, name)
             for event_id, (_, names) in zip(event_ids, built, strict=True)
             for name in names
         ],

@@ -1,7 +1,7 @@
 """The durable spool on SQLite or PostgreSQL: messages, recipients, attempts.
 
 Every method is one short transaction and blocking; the delivery engine calls them from a
-worker thread (``vmta.delivery.committer``) and batches many requests into one call, so
+worker thread (``vmta.delivery.engine.committer``) and batches many requests into one call, so
 that many SMTP sessions share one commit (one fsync) instead of paying one each.
 
 Work is claimed with leases (``lease_owner``, ``lease_until``), not row locks: SQLite has
@@ -38,9 +38,9 @@ from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
 from vmta.domain.wire_form import WIRE, to_wire
 from vmta.store.db_clock import LeaseClock
 from vmta.store.nodes import beat
-from vmta.store.spool_inspection import SpoolInspection
-from vmta.store.spool_maintenance import SpoolMaintenance
-from vmta.store.spool_writes import ROWS_PER_STATEMENT, DriverSql, SpoolWrites
+from vmta.store.spool_inspection import SpoolInspector
+from vmta.store.spool_maintenance import SpoolHousekeeping
+from vmta.store.spool_writes import ROWS_PER_STATEMENT, SpoolWriter
 from vmta.store.store import Store
 from vmta.store.tables import messages, recipients
 
@@ -79,7 +79,7 @@ _JOB_COLUMNS = (
 )
 
 
-class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
+class SqlSpool:
     def __init__(
         self,
         store: Store,
@@ -103,11 +103,21 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
         # The bad-address threshold applied to synchronous bounces (None: not counted,
         # as for the operator's tools).
         self.bad_address_policy = bad_address_policy
-        self._driver_sql = DriverSql(store.dialect, store.engine.dialect.paramstyle)
+        # Its parts: the two hot writes in the driver's own statements, the reads for
+        # people, and operator actions with the purge.
+        self.writer = SpoolWriter(
+            store, owner, self.leases, self.event_subscriptions, bad_address_policy
+        )
+        self.inspector = SpoolInspector(store)
+        self.housekeeping = SpoolHousekeeping(store)
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
         """(now, lease_until) of a lease decision: the caller's, or the database's."""
         return self.leases.times(conn, now, lease_until)
+
+    def purge_finished(self, before: float, limit: int = 1000) -> int:
+        """Delete finished messages received before ``before`` (the ``Spool`` port's)."""
+        return self.housekeeping.purge_finished(before, limit)
 
     # ---- accepting -----------------------------------------------------------------
 
@@ -124,7 +134,7 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
         if not batch:
             return []
         with self.store.write() as conn:
-            return self.accept_in(conn, batch, lease_until, unclaimed)
+            return self.writer.accept_in(conn, batch, lease_until, unclaimed)
 
     def write_cycle(
         self,
@@ -135,12 +145,12 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
     ) -> list[Job]:
         """The accepts and the outcomes of one writer cycle in one transaction: one commit
         (one fsync) instead of two. Returns the accepted messages' claimed jobs."""
-        accepting = self.prepare_accept(batch, lease_until, unclaimed) if batch else None
-        recording = self.prepare_record(outcomes) if outcomes else None
+        accepting = self.writer.prepare_accept(batch, lease_until, unclaimed) if batch else None
+        recording = self.writer.prepare_record(outcomes) if outcomes else None
         with self.store.write() as conn:
-            jobs = self.accept_prepared(conn, accepting) if accepting else []
+            jobs = self.writer.accept_prepared(conn, accepting) if accepting else []
             if recording:
-                self.record_prepared(conn, recording)
+                self.writer.record_prepared(conn, recording)
             return jobs
 
     # ---- claiming ------------------------------------------------------------------
@@ -237,7 +247,7 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
             try:
                 for start in range(0, len(unique), ROWS_PER_STATEMENT):
                     chunk = unique[start : start + ROWS_PER_STATEMENT]
-                    marks = ", ".join([self._driver_sql.mark] * len(chunk))
+                    marks = ", ".join([self.writer.sql.mark] * len(chunk))
                     cursor.execute(
                         f"SELECT id, body, body_format FROM messages WHERE id IN ({marks})",
                         chunk,
@@ -265,4 +275,4 @@ class SqlSpool(SpoolWrites, SpoolInspection, SpoolMaintenance):
         if not outcomes:
             return
         with self.store.write() as conn:
-            self.record_in(conn, outcomes)
+            self.writer.record_in(conn, outcomes)

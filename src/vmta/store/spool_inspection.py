@@ -32,8 +32,11 @@ class MessageView:
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
-class SpoolInspection:
-    store: Store
+class SpoolInspector:
+    """The spool's reads for people (the queue API, the console, ``vmta queue``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def counts(self) -> list[dict[str, Any]]:
         """Recipients by state and by the VirtualMTA of their last attempt (or request)."""

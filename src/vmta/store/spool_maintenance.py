@@ -1,6 +1,6 @@
 """Changing the spool by operator action and housekeeping: retry a message now, delete
-it, purge finished messages (``SqlSpool`` has these as methods; its reads for people are
-in store/spool_inspection.py)."""
+it, purge finished messages (``SqlSpool.housekeeping``; the reads for people are
+``SqlSpool.inspector``, store/spool_inspection.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ M = messages.c
 PURGE_LOCK = func.concat(func.current_schema(), ".vmta.purge")
 
 
-class SpoolMaintenance:
-    store: Store
+class SpoolHousekeeping:
+    """Operator actions on stored messages, and the purge of finished ones."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def retry_now(self, message_id: str, now: float) -> int:
         """Make every queued recipient of the message due now."""

@@ -1,5 +1,5 @@
 """The spool's two hottest writes, accepting messages and recording outcomes, in the
-database driver's own statements (``SqlSpool`` has them as methods).
+database driver's own statements (``SqlSpool.writer``).
 
 Every accepted message and every delivery attempt passes through here, on the one writer
 thread, inside the transaction that holds the database's write lock (SQLite: the whole
@@ -32,6 +32,7 @@ from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
 from vmta.domain.wire_form import WIRE, to_wire
 from vmta.store.bad_addresses import count_final_failures
+from vmta.store.db_clock import LeaseClock
 from vmta.store.event_outbox import write_outcome_events
 from vmta.store.store import Store
 
@@ -177,15 +178,27 @@ class DriverSql:
         return f"SELECT id FROM {table} WHERE id IN ({', '.join([self.mark] * count)})"
 
 
-class SpoolWrites:
-    store: Store
-    owner: str
-    event_subscriptions: tuple[EventSubscription, ...]
-    bad_address_policy: BadAddressPolicy | None
-    _driver_sql: DriverSql
+class SpoolWriter:
+    """The accept and the outcome writes of one spool owner (``SqlSpool.writer``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        leases: LeaseClock,
+        event_subscriptions: tuple[EventSubscription, ...],
+        bad_address_policy: BadAddressPolicy | None,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.leases = leases
+        self.event_subscriptions = event_subscriptions
+        self.bad_address_policy = bad_address_policy
+        self.sql = DriverSql(store.dialect, store.engine.dialect.paramstyle)
 
     def _lease_clock(self, conn: Connection, now: float, lease_until: float) -> tuple[float, float]:
-        raise NotImplementedError  # SqlSpool's
+        """(now, lease_until) of a lease decision: the caller's, or the database's."""
+        return self.leases.times(conn, now, lease_until)
 
     @contextmanager
     def _cursor(self, conn: Connection) -> Iterator[Any]:
@@ -268,7 +281,7 @@ class SpoolWrites:
     def accept_prepared(self, conn: Connection, prepared: PreparedAccept) -> list[Job]:
         """Insert a prepared batch; returns the jobs of the recipients it claimed, in
         recipient id order."""
-        sql = self._driver_sql
+        sql = self.sql
         if prepared.lease_until is not None:
             lease_until = self._lease_clock(conn, 0.0, prepared.lease_until)[1]
             if lease_until != prepared.lease_until:  # the database's clock decides
@@ -321,7 +334,7 @@ class SpoolWrites:
     def prepare_record(self, outcomes: Sequence[Outcome]) -> PreparedRecord:
         """Consecutive outcomes that set the same columns share one executemany UPDATE,
         in their order."""
-        sql = self._driver_sql
+        sql = self.sql
         runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         shape: tuple[tuple[str, ...], bool] | None = None
         for o in outcomes:
@@ -359,7 +372,7 @@ class SpoolWrites:
         return PreparedRecord(outcomes, runs, memory, attempt_rows)
 
     def record_prepared(self, conn: Connection, prepared: PreparedRecord) -> None:
-        sql = self._driver_sql
+        sql = self.sql
         # First: it reads the attempt counts as they were before these outcomes.
         write_outcome_events(conn, prepared.outcomes, self.owner, self.event_subscriptions)
         if self.bad_address_policy is not None:

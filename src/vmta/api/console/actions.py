@@ -12,8 +12,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from vmta.api.console import pages
-from vmta.api.dependencies import store_of
-from vmta.api.greenarrow.throttles import ThrottleStates
+from vmta.api.dependencies import ports_of, store_of
 from vmta.api.mailerq.delivery_controls import matcher_of, parse_error, parse_pause
 from vmta.domain.errors import InvalidRequest
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
@@ -23,7 +22,7 @@ Action = Callable[[Request, dict[str, str]], Awaitable[str]]
 
 
 async def _end_backoff(request: Request, fields: dict[str, str]) -> str:
-    states: ThrottleStates = request.app.state.throttle_states
+    states = ports_of(request).throttle_states
     raw = fields.get("throttle", "")
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
         raise InvalidRequest("throttle must be a throttle id.")
@@ -57,9 +56,7 @@ def _controls(kind: str, remove: bool) -> Action:
             raise InvalidRequest(f"No such {label}.")
         matched = control.matcher.as_dict() if control is not None else m.as_dict()
         described = ", ".join(f"{k}={v}" for k, v in matched.items()) or "everything"
-        wake = getattr(request.app.state, "wake_engine", None)
-        if wake is not None:
-            wake()
+        ports_of(request).wake_engine()
         return f"{'removed' if remove else 'set'} {label} ({described})"
 
     return handler

@@ -17,10 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from vmta.api.console.charts import rates_chart
 from vmta.api.console.readings_cache import ReadingsCache
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import context_of, ports_of, store_of
 from vmta.api.events import events_report
 from vmta.api.greenarrow import disk_queue_summary
-from vmta.api.greenarrow.throttles import ThrottleStates, render
+from vmta.api.greenarrow.throttles import render
 from vmta.api.mailerq.delivery_controls import render_error, render_pause
 from vmta.api.queue import QUEUE_ID_MAX
 from vmta.domain.delivery_controls import is_active
@@ -30,7 +30,7 @@ from vmta.store.dkim_keys import DkimKeyRepository
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.message_search import find_messages, pending_events
 from vmta.store.queue_summary import GroupBy
-from vmta.store.spool import SqlSpool
+from vmta.store.spool_inspection import SpoolInspector
 
 
 def when(moment: float | None) -> str:
@@ -47,13 +47,12 @@ def iso_shown(text: str | None) -> str:
 
 
 def _cache(request: Request) -> ReadingsCache:
-    cache: ReadingsCache = request.app.state.console.readings
+    cache: ReadingsCache = context_of(request).console.readings
     return cache
 
 
 def now_of(request: Request) -> float:
-    clock: Callable[[], float] = getattr(request.app.state, "now", time.time)
-    return clock()
+    return ports_of(request).now()
 
 
 async def queue(request: Request) -> dict[str, Any]:
@@ -71,7 +70,7 @@ async def queue(request: Request) -> dict[str, Any]:
 
 
 async def throttles(request: Request) -> dict[str, Any]:
-    states: ThrottleStates = request.app.state.throttle_states
+    states = ports_of(request).throttle_states
     await states.refresh()
     return {"throttles": [render(s) for s in states.in_backoff(now_of(request))]}
 
@@ -114,7 +113,7 @@ async def search(request: Request) -> dict[str, Any]:
         results = find_messages(store, query)
         detail = None
         if len(results) == 1 or (results and results[0]["id"] == query[:QUEUE_ID_MAX]):
-            view = SqlSpool(store, owner="console").message(results[0]["id"])
+            view = SpoolInspector(store).message(results[0]["id"])
             if view is not None:
                 detail = {"message": view, "events": pending_events(store, view.id)}
         return {"q": query, "results": results, "detail": detail}
@@ -125,8 +124,7 @@ async def search(request: Request) -> dict[str, Any]:
 async def events(request: Request) -> dict[str, Any]:
     now = time.time()
     statuses = await run_in_threadpool(EventOutbox(store_of(request), owner="console").status, now)
-    provider = getattr(request.app.state, "event_destinations", None)
-    configured, recovered = provider() if provider is not None else ([], 0)
+    configured, recovered = ports_of(request).event_destinations()
     return events_report(statuses, configured, recovered, now)
 
 

@@ -25,9 +25,9 @@ from sqlalchemy import Connection
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import success
 from vmta.api.openapi import envelope_responses, query, with_query
-from vmta.delivery.throttle_backoffs import throttle_id
 from vmta.domain.errors import InvalidRequest
 from vmta.domain.mta_selector import selector_target
+from vmta.domain.throttle_identity import throttle_id
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, VirtualMta, type_of
 from vmta.store.queue_summary import GroupBy, QueueGroup, queue_groups

@@ -4,9 +4,9 @@ IP address, and ending backoff by hand.
 A throttle here is what vmta counts together for one IP address (``throttle_rules``): it
 exists on a node once mail has gone through it since that node started, once it is asked
 for by domain, or (with Redis) once any node put it into backoff. The state lives in the
-data plane (``ThrottleStates``, given to ``create_app``); this module brings it up to
-date (``refresh``: with Redis, the cluster's backoffs), renders it, and ends backoff on
-every node (``end_everywhere``).
+data plane (``ThrottleStates``, one of the ``ApiPorts`` given to ``create_app``); this
+module brings it up to date (``refresh``: with Redis, the cluster's backoffs), renders
+it, and ends backoff on every node (``end_everywhere``).
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import ports_of, store_of
 from vmta.api.greenarrow.envelope import success
 from vmta.api.greenarrow.fields import parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import envelope_responses
-from vmta.delivery.throttle_backoffs import ThrottleKey, ThrottleOrigin, ThrottleState
-from vmta.delivery.throttle_backoffs import throttle_origin as origin_of
+from vmta.api.ports import ThrottleStates
 from vmta.domain.errors import InvalidRequest, NotFound
+from vmta.domain.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState
+from vmta.domain.throttle_identity import throttle_origin as origin_of
 from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.domain.virtual_mta import IpAddress, ThrottlingTemplate, VirtualMtaType
 from vmta.store.store import Store
@@ -37,31 +38,12 @@ from vmta.store.virtual_mtas import VirtualMtaRepository
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+$")
 
 
-class ThrottleStates(Protocol):
-    """What the API needs of the data plane's backoff registry
-    (``vmta.delivery.throttle_backoffs.ThrottleBackoffs``)."""
-
-    def in_backoff(self, now: float) -> list[ThrottleState]: ...
-
-    def of_ip_address(self, ip_address_id: int, now: float) -> list[ThrottleState]: ...
-
-    def state(
-        self, key: ThrottleKey, now: float, origin: ThrottleOrigin | None = None
-    ) -> ThrottleState: ...
-
-    async def end_everywhere(self, key: ThrottleKey) -> bool: ...
-
-    async def refresh(self) -> None: ...
-
-
 def _states(request: Request) -> ThrottleStates:
-    states: ThrottleStates = request.app.state.throttle_states
-    return states
+    return ports_of(request).throttle_states
 
 
 def _now(request: Request) -> float:
-    clock: Callable[[], float] = request.app.state.now
-    return clock()
+    return ports_of(request).now()
 
 
 def _time(moment: float | None) -> str | None:

@@ -10,7 +10,6 @@ plus ``cluster``. ``expire`` is UTC ``YYYY-MM-DD HH:MM:SS``, and must lie in the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -20,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection
 
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import ports_of, store_of
 from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import Fields, combine, read_body
 from vmta.api.mailerq.schemas import body_spec, responses
@@ -48,8 +47,7 @@ Control = TypeVar("Control", Pause, ForcedError)
 
 
 def _now(request: Request) -> float:
-    clock: Callable[[], float] | None = getattr(request.app.state, "now", None)
-    return clock() if clock is not None else time.time()
+    return ports_of(request).now()
 
 
 def _matcher(fields: Fields, problems: list[str]) -> Matcher:

@@ -9,31 +9,24 @@ and nothing is stored.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from vmta.api.dependencies import ports_of
 from vmta.api.errors import UnsupportedMediaType
 from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import JSON_TYPE, media_type, read_json
 from vmta.api.mailerq.schemas import body_spec, responses
 from vmta.domain.errors import InvalidRequest, ValidationFailed
 from vmta.domain.mail_loops import TooManyHops
-from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
+from vmta.domain.mq_message import InvalidMqMessage, read_message
 
 PATH = "/v1/inject"
 # A whole message travels in the JSON ("mime"): more than the 1 MiB of configuration
 # requests, as for GreenArrow's HTTP Submission API (docs/api-mailerq.md).
 MAX_BODY = 10 * 1024 * 1024
-
-
-class MqIntake(Protocol):
-    """What the data plane offers for injection (``vmta.delivery.intake.Intake``)."""
-
-    async def accept_mq(
-        self, message: MqMessage, *, via: str, client_ip: str | None, auth_name: str | None
-    ) -> str: ...
 
 
 class InjectionUnavailable(InvalidRequest):
@@ -81,13 +74,13 @@ def router() -> APIRouter:
             message = read_message(document, 0.0)
         except InvalidMqMessage as exc:
             raise ValidationFailed(f.sentence(exc.messages)) from None
-        intake: MqIntake | None = getattr(request.app.state, "intake", None)
-        if intake is None:
+        hooks = ports_of(request).data_plane
+        if hooks is None:  # an API-only process (api/ports.py)
             raise InjectionUnavailable("Injection is not available: no delivery is running.")
         principal = getattr(request.state, "principal", None)
         client = request.client.host if request.client else None
         try:
-            queue_id = await intake.accept_mq(
+            queue_id = await hooks.intake.accept_mq(
                 message, via="HTTP", client_ip=client, auth_name=getattr(principal, "name", None)
             )
         except InvalidMqMessage as exc:

@@ -1,0 +1,320 @@
+"""One connection of an egress path, from open to QUIT: its first message (whose pacing
+slot the dispatcher reserved), then the next ones of the ready queue while the path's
+pacing lets them go at once, RSET between messages (RFC 5321 §4.1.1.5; sent in the
+next message's pipelined group when the server offers PIPELINING, RFC 2920).
+
+The body of each message is read from the spool just before it is sent: the spool is its
+only source, so a message an operator deleted is not sent, and no body waits in memory
+while its message waits for a throttle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from vmta.delivery.engine.dispatcher import Dispatcher
+from vmta.delivery.engine.inflight_journal import InflightJournal
+from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
+from vmta.delivery.engine.ready_queue import Delivery, PathQueue
+from vmta.delivery.routing.egress_health import EgressHealth
+from vmta.delivery.routing.envelope_sender import EnvelopeSenders
+from vmta.delivery.throttles.throttle_backend import ThrottleBackend
+from vmta.domain.clock import Clock
+from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
+from vmta.domain.egress_route import EgressProtocol
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.domain.spool_port import Spool
+from vmta.domain.transport_port import (
+    ConnectFailed,
+    Conversation,
+    ConversationBroken,
+    ConversationLost,
+    SessionFacts,
+    TransactionReplies,
+    Transport,
+)
+from vmta.resilience.outage_log import OutageLog
+
+log = logging.getLogger(__name__)
+
+# A body the spool could not give (the database is away): the delivery waits in memory, on
+# its path, and the path opens its next connection this much later. Short enough that
+# once the database is back it is sent within seconds (contract: within 60 s).
+SPOOL_PAUSE = 5.0
+spool_outage = OutageLog(log, "reading message bodies from the spool")
+
+
+class ConnectionWorker:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        throttles: ThrottleBackend,
+        recorder: OutcomeRecorder,
+        spool: Spool,
+        journal: InflightJournal,
+        health: EgressHealth,
+        clock: Clock,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        metrics: EngineMetrics | None = None,
+        senders: EnvelopeSenders | None = None,
+    ) -> None:
+        self._spawn = spawn
+        self._senders = senders  # VERP: the envelope sender of a one-recipient delivery
+        self._metrics = metrics or NoMetrics()
+        self._transport = transport
+        self._throttles = throttles
+        self._recorder = recorder
+        self._spool = spool
+        self._journal = journal
+        self._health = health
+        self._clock = clock
+
+    async def run(
+        self, dispatcher: Dispatcher, queue: PathQueue, token: str, delivery: Delivery
+    ) -> None:
+        """The life of one connection that ``dispatcher`` opened for ``queue``, holding
+        the connection slot ``token``; ``delivery`` is its first message."""
+        conversation: Conversation | None = None
+        try:
+            try:
+                conversation = await self._transport.open(queue.path)
+            except ConnectFailed as exc:
+                await self._failed(dispatcher, queue, delivery, exc)
+                return
+            except Exception:  # a fault of vmta's own: the delivery is kept, never lost
+                log.exception("opening a connection for %s failed", queue.path.describe())
+                self._put_back(queue, delivery)
+                return
+            queue.connection_worked()
+            label = route_label(queue.path.route)
+            self._metrics.connection_opened(label)
+            route = queue.path.route
+            if route.protocol is not EgressProtocol.DIRECT and route.public_ip:
+                self._health.succeeded(route.public_ip)
+            try:
+                conversation = await self._deliver(dispatcher, queue, conversation, delivery)
+            finally:
+                self._metrics.connection_closed(label)
+        finally:
+            if conversation is not None:
+                with contextlib.suppress(Exception):
+                    await conversation.quit()
+            queue.connections -= 1
+            with contextlib.suppress(Exception):
+                await self._throttles.release_connection(queue.throttle, token)
+            dispatcher.connection_closed(queue)
+
+    async def _deliver(
+        self,
+        dispatcher: Dispatcher,
+        queue: PathQueue,
+        conversation: Conversation,
+        delivery: Delivery,
+    ) -> Conversation | None:
+        """Send ``delivery`` and whatever follows on this connection. Returns the
+        conversation if it is still usable (to QUIT), else None."""
+        settings = dispatcher.settings
+        sent = 0
+        current: Delivery | None = delivery
+        while current is not None:
+            if sent:
+                try:
+                    await conversation.reset()
+                except ConversationBroken:
+                    queue.waiting.appendleft(current)  # not attempted: it goes again
+                    return None
+            try:
+                healthy = await self._transaction(queue, conversation, current)
+            except Exception:  # before its outcome was handed on: it goes again
+                log.exception("delivering message %s failed", current.first.message_id)
+                self._put_back(queue, current)
+                return None
+            if not healthy:
+                return None
+            sent += 1
+            if sent >= settings.max_messages_per_connection or dispatcher.stopping:
+                break
+            limit = dispatcher.limits_of(queue).max_concurrent_connections
+            if limit and queue.connections > limit:
+                # Its limit fell below what is open (a Dynamic Delivery backoff began):
+                # connections close after their message until the limit holds.
+                break
+            current = await self._next(dispatcher, queue)
+        return conversation
+
+    async def _next(self, dispatcher: Dispatcher, queue: PathQueue) -> Delivery | None:
+        """The next delivery for this connection and its pacing slot, or None to close:
+        nothing arrived within the idle timeout, or its slot is too far off to keep the
+        connection waiting for it."""
+        settings = dispatcher.settings
+        delivery = await queue.next(self._clock, settings.idle_timeout)
+        if delivery is None:
+            return None
+        if dispatcher.stopping:
+            queue.waiting.appendleft(delivery)
+            return None
+        per_hour = dispatcher.limits_of(queue).max_messages_per_hour
+        while True:
+            try:
+                wait = await self._throttles.reserve_message(queue.throttle, per_hour)
+            except Exception:  # the throttle store (Redis) failed: keep the delivery
+                log.exception("reserving a message slot of %s failed", queue.throttle)
+                self._put_back(queue, delivery)
+                return None
+            if wait <= 0:
+                return delivery
+            self._metrics.throttle_wait(wait)
+            if wait > settings.pacing_keep_open or dispatcher.stopping:
+                queue.waiting.appendleft(delivery)
+                if wait > settings.release_after:
+                    await dispatcher.release_backlog(queue, wait)
+                else:
+                    dispatcher.wake_at(queue, self._clock.now() + wait)
+                return None
+            await self._clock.sleep(wait)
+
+    def _put_back(self, queue: PathQueue, delivery: Delivery) -> None:
+        """Keep ``delivery`` in memory at the head of its path's queue, unattempted; the
+        path opens its next connection after ``SPOOL_PAUSE``."""
+        queue.waiting.appendleft(delivery)
+        queue.delayed_until = max(queue.delayed_until, self._clock.now() + SPOOL_PAUSE)
+
+    async def _failed(
+        self, dispatcher: Dispatcher, queue: PathQueue, delivery: Delivery, exc: ConnectFailed
+    ) -> None:
+        """No session. The delivery goes back to the queue unattempted, unless this
+        failure delays the path, which defers everything waiting (one attempt each)."""
+        path = queue.path
+        where = f"{path.destination_host}:{path.destination_port}"
+        log.info("no session with %s: %s", where, exc.reason)
+        now = self._clock.now()
+        route = queue.path.route
+        public_ip = route.public_ip if route.protocol is not EgressProtocol.DIRECT else None
+        if public_ip and exc.egress and self._health.failed(public_ip, exc.reason, now):
+            log.warning(
+                "external MTA %s suspended for %.0f s after %d failures: %s",
+                public_ip,
+                self._health.suspension,
+                self._health.threshold,
+                exc.reason,
+            )
+        # MailerQ's result of a session that ended without a reply: "timeout" for want
+        # of an answer, else "error" (refused, unreachable); one with a reply: "error".
+        ended = "timeout" if exc.timed_out and exc.reply is None else "error"
+        reply = ReplyLine(451, f"4.4.1 {exc.reason}", stage=exc.stage, ended=ended)
+        if exc.permanent and exc.reply is not None:
+            # vmta's own verdict (a mail loop): it says everything
+            reply = ReplyLine(exc.reply.code, exc.reply.text, stage=exc.stage, ended=ended)
+        elif exc.reply is not None:
+            reply = ReplyLine(
+                exc.reply.code, f"{exc.reply.text} ({exc.reason})", stage=exc.stage, ended=ended
+            )
+        queue.waiting.appendleft(delivery)
+        if exc.remote_ip is not None or exc.remote_host is not None:
+            queue.delay_peer = (exc.remote_ip, exc.remote_host)
+        settings = dispatcher.settings
+        threshold = 1 if exc.permanent else settings.failures_before_delay
+        if queue.connection_failed(threshold, now, settings.failure_delay, reply):
+            queue.delay_permanent = exc.permanent
+            if exc.permanent:
+                await self._fail_waiting(queue, reply)
+            else:
+                await dispatcher.delay_path(queue, reply)
+
+    async def _fail_waiting(self, queue: PathQueue, reply: ReplyLine) -> None:
+        """A permanent refusal of the session: every waiting recipient fails."""
+        waiting = list(queue.waiting)
+        queue.waiting.clear()
+        for delivery in waiting:
+            await self._recorder.finish(
+                delivery.jobs,
+                [(Verdict.FAILED, reply)] * len(delivery.jobs),
+                delivery.decision,
+                None,
+                queue.delay_peer,
+            )
+
+    async def _transaction(
+        self, queue: PathQueue, conversation: Conversation, delivery: Delivery
+    ) -> bool:
+        """Send one message; record every recipient's outcome. False: connection broken."""
+        first = delivery.first
+        try:
+            body = await self._spool.body(first.message_id)
+        except Exception as exc:
+            # Not attempted: it goes back to the head of its queue, in memory with its
+            # path, and the path waits a little before its next connection.
+            spool_outage.failed(
+                "reading message %s from the spool failed; it waits %.0f s on %s",
+                exc,
+                first.message_id,
+                SPOOL_PAUSE,
+                queue.path.describe(),
+            )
+            self._put_back(queue, delivery)
+            with contextlib.suppress(Exception):
+                await conversation.quit()  # healthy, but nothing to send on it for now
+            return False
+        spool_outage.worked()
+        if body is None:  # deleted by an operator before it went on the wire
+            self._recorder.vanished(delivery.jobs)
+            return True
+        ids = [job.recipient_id for job in delivery.jobs]
+        self._journal.started(ids)
+        healthy = True
+        session = SessionFacts()
+        try:
+            sender = first.mail_from
+            if self._senders is not None and len(delivery.jobs) == 1:
+                sender = await self._senders.sender_for(first)  # VERP
+            replies: TransactionReplies = await conversation.send(
+                sender, [job.address for job in delivery.jobs], body
+            )
+            verdicts = recipient_verdicts(replies.mail, replies.rcpts, replies.data)
+        except ConversationLost:
+            # Found dead before anything of this message reached the server (an idle
+            # connection the server had closed): not an attempt; it goes again at once.
+            self._journal.finished(ids)
+            queue.waiting.appendleft(delivery)  # the connection's end pumps the queue
+            return False
+        except ConversationBroken as exc:
+            healthy = False
+            ended = "timeout" if exc.timed_out else "lost"
+            lost = ReplyLine(451, f"4.4.2 connection lost: {exc}", stage=exc.stage, ended=ended)
+            verdicts = [(Verdict.DEFERRED, lost)] * len(ids)
+            session = SessionFacts(messages=exc.messages or None)
+        except Exception as exc:  # a fault of vmta's own: defer, never lose the recipients
+            log.exception("sending message %s failed", first.message_id)
+            healthy = False
+            reply = ReplyLine(
+                451,
+                f"4.3.0 internal error while sending: {type(exc).__name__}",
+                stage="process",
+            )
+            verdicts = [(Verdict.DEFERRED, reply)] * len(ids)
+        else:
+            session = SessionFacts(messages=replies.messages, dsn=replies.dsn)
+        # The connection goes on with its next message while this outcome commits (one
+        # group commit serves many connections); the in-flight journal keeps the
+        # recipients open until it has, so a crash meanwhile counts them as possibly sent.
+        self._spawn(self._record(delivery, verdicts, conversation, ids, session))
+        return healthy
+
+    async def _record(
+        self,
+        delivery: Delivery,
+        verdicts: list[tuple[Verdict, ReplyLine]],
+        conversation: Conversation,
+        ids: list[int],
+        session: SessionFacts,
+    ) -> None:
+        unstored = await self._recorder.finish(
+            delivery.jobs, verdicts, delivery.decision, conversation, session=session
+        )
+        # An outcome that could not be stored stays open in the journal: after a restart
+        # its recipient counts as possibly sent.
+        self._journal.finished([i for i in ids if i not in unstored])

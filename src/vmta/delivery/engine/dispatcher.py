@@ -1,0 +1,437 @@
+"""From claimed recipients to connections: route each recipient, queue it on its egress
+path's ready queue, and open connections while the path's throttles allow.
+
+Before a connection is opened it must have three things: a connection slot of its
+throttle, a message slot of its throttle's pacing for its first message, and a token of
+the path's connection rate. Without all three nothing is opened and the path is looked at
+again when the earliest of them can be had, so a connection never waits for pacing
+(``connection_worker`` closes one whose next message would wait long) and a low hourly
+limit never opens more connections than it can feed.
+
+Deliveries that would wait long on a throttle are released to the shared queue (the spool)
+without an attempt: their memory is freed, and any node may take them when they are due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
+from vmta.delivery.engine.ready_queue import ConnectionRate, Delivery, PathQueue
+from vmta.delivery.routing.envelope_sender import EnvelopeSenders
+from vmta.delivery.routing.router import Deliver, Hold, Refuse, Router
+from vmta.delivery.throttles.host_throttles import HostThrottles
+from vmta.delivery.throttles.throttle_backend import HOUR, LocalThrottles, ThrottleBackend
+from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.clock import Clock
+from vmta.domain.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.egress_path import EgressPath
+from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.spool_records import Job
+from vmta.domain.virtual_mta import Limits
+from vmta.resilience.outage_log import OutageLog
+from vmta.store.database import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+routing_outage = OutageLog(log, "reading the configuration to route")
+DATABASE_RECHECK = 5.0  # seconds: a recipient released for want of its configuration
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+# Runs one connection: (dispatcher, queue, connection slot token, first delivery).
+OpenConnection = Callable[["Dispatcher", PathQueue, str, Delivery], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_messages_per_connection: int = 100
+    idle_timeout: float = 5.0  # close a connection that has had nothing to send this long
+    # Connections per throttle when its limit is 0 (unlimited): "unlimited" means the
+    # operator sets no limit, not that a backlog of 10,000 opens 10,000 sockets.
+    unlimited_connections: int = 20
+    failures_before_delay: int = 3  # consecutive failures that delay a path (ready_queue)
+    failure_delay: float = 60.0  # seconds before a delayed path is probed again
+    failure_memory: float = 3600.0  # a failing path is remembered this long after its last failure
+    max_connection_rate: float = 10.0  # new connections a second per path (0: no cap)
+    # A connection whose next message must wait longer than this for its pacing slot is
+    # closed rather than kept idle (receivers close idle sessions, some within a second).
+    pacing_keep_open: float = 0.5
+    release_after: float = 60.0  # deliveries expected to wait longer go back to the spool
+    # ... due again after their expected wait, but at most this much later, so that a limit
+    # raised meanwhile applies to them soon.
+    throttle_recheck: float = 300.0
+    shared_retry: float = 1.0  # a full shared connection limit is asked again this often
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        throttles: ThrottleBackend,
+        recorder: OutcomeRecorder,
+        clock: Clock,
+        retry: RetrySchedule,
+        settings: DispatchSettings,
+        spawn: Spawn,
+        open_connection: OpenConnection,
+        metrics: EngineMetrics | None = None,
+        backoffs: ThrottleBackoffs | None = None,
+        senders: EnvelopeSenders | None = None,
+    ) -> None:
+        self._metrics = metrics or NoMetrics()
+        self._senders = senders  # VERP: one transaction per recipient
+        self._backoffs = backoffs
+        self._router = router
+        self._throttles = throttles
+        self._recorder = recorder
+        self._clock = clock
+        self._retry = retry
+        self.settings = settings
+        self._spawn = spawn
+        self._open_connection = open_connection
+        self.paths: dict[tuple[object, ...], PathQueue] = {}
+        # Paths that share a throttle: a connection slot freed by one may serve another.
+        self._by_throttle: dict[str, set[PathQueue]] = {}
+        self._by_label: dict[str, set[PathQueue]] = {}  # by metric label (source IP)
+        self.stopping = False
+        self._metrics.watch_ready(self.ready_lengths)
+
+    # ---- routing -------------------------------------------------------------------------
+
+    async def dispatch(self, jobs: list[Job]) -> None:
+        by_message: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_message.setdefault(job.message_id, []).append(job)
+        for message_jobs in by_message.values():
+            try:
+                await self._route(message_jobs)
+            except DatabaseUnavailable as exc:
+                # The configuration could not be read: not an attempt (no event, no retry
+                # counted). Released, due again shortly, once the database takes it.
+                routing_outage.failed(
+                    "routing message %s failed; released until the database answers",
+                    exc,
+                    message_jobs[0].message_id,
+                )
+                await self._recorder.release(
+                    message_jobs, self._clock.now() + DATABASE_RECHECK, "Waiting for the database."
+                )
+            except Exception as exc:
+                log.exception("routing message %s failed", message_jobs[0].message_id)
+                reply = ReplyLine(
+                    451, f"4.3.0 internal routing error: {type(exc).__name__}", stage="process"
+                )
+                await self._recorder.defer_all(message_jobs, reply, None)
+            else:
+                routing_outage.worked()
+
+    async def _route(self, jobs: list[Job]) -> None:
+        now = self._clock.now()
+        first = jobs[0]
+        # A message's own maxdelivertime (in expires_at) replaces the default lifetime.
+        own_lifetime = bool(first.mq_options and "maxdelivertime" in first.mq_options)
+        expired = not own_lifetime and self._retry.expired(first.received_at, now)
+        if expired or now >= first.expires_at:
+            # RFC 3463 X.4.7: delivery time expired. Said by vmta, not by a remote server.
+            reply = ReplyLine(550, "5.4.7 Message expired in queue", stage="process")
+            await self._recorder.finish(jobs, [(Verdict.FAILED, reply)] * len(jobs), None, None)
+            return
+        # Recipients of one message may route differently (routing rules by domain).
+        # Every recipient is decided before any is acted on: when routing one fails (the
+        # database away), the caller releases or defers the whole message, so none of its
+        # recipients may have been held or finished already (that would handle it twice).
+        decisions = [(job, await self._router.decide(job)) for job in jobs]
+        groups: dict[tuple[object, ...], tuple[Deliver, list[Job]]] = {}
+        for job, decision in decisions:
+            if isinstance(decision, Hold):
+                await self._recorder.hold(job, decision)
+            elif isinstance(decision, Refuse):
+                verdict = decision.reply.verdict()
+                await self._recorder.finish([job], [(verdict, decision.reply)], decision, None)
+            elif decision.path.key in groups:
+                groups[decision.path.key][1].append(job)
+            else:
+                groups[decision.path.key] = (decision, [job])
+        split = self._senders is not None and await self._senders.per_recipient(first.mail_from)
+        for decision, group in groups.values():
+            for part in [[job] for job in group] if split else [group]:
+                await self._enqueue(Delivery(part, decision))
+
+    # ---- ready queues ----------------------------------------------------------------------
+
+    def _queue(self, path: EgressPath) -> PathQueue:
+        queue = self.paths.get(path.key)
+        if queue is None:
+            rate = ConnectionRate(self.settings.max_connection_rate, self._clock.now())
+            queue = PathQueue(path, rate)
+            self.paths[path.key] = queue
+            self._by_throttle.setdefault(queue.throttle, set()).add(queue)
+            self._by_label.setdefault(route_label(path.route), set()).add(queue)
+        else:
+            queue.path = path  # the newest configuration wins
+        return queue
+
+    async def _enqueue(self, delivery: Delivery) -> None:
+        queue = self._queue(delivery.decision.path)
+        now = self._clock.now()
+        if queue.delayed(now) and queue.delay_reply is not None:
+            # The path is known to be failing: this delivery's attempt fails the same way
+            # (for good when the path failed permanently: a mail loop).
+            reply = queue.delay_reply
+            if queue.delay_permanent:
+                failed = [(Verdict.FAILED, reply)] * len(delivery.jobs)
+                await self._recorder.finish(
+                    delivery.jobs, failed, delivery.decision, None, queue.delay_peer
+                )
+                return
+            await self._recorder.defer_all(
+                delivery.jobs, reply, delivery.decision, queue.delay_peer
+            )
+            return
+        wait = self._expected_wait(queue)
+        if wait > self.settings.release_after:
+            until = now + min(wait, self.settings.throttle_recheck)
+            await self._recorder.release(delivery.jobs, until, self._rate_reason(queue))
+            return
+        queue.push(delivery)
+        self.pump(queue)
+
+    def ready_lengths(self) -> dict[str, int]:
+        """Deliveries waiting in memory by metric label (one source IP has a path per
+        destination). Read at a scrape, perhaps from another thread: each ``list`` copy
+        is made in one step under the interpreter lock, so the loop may go on changing
+        the originals meanwhile."""
+        return {
+            label: sum(len(q.waiting) for q in list(queues))
+            for label, queues in list(self._by_label.items())
+        }
+
+    def limits_of(self, queue: PathQueue) -> Limits:
+        """The path's limits now: as configured, or reduced while its throttle is in
+        Dynamic Delivery backoff (read for every connection and message, so the end of a
+        backoff applies at once)."""
+        path = queue.path
+        if self._backoffs is None:
+            return path.limits
+        return self._backoffs.limits(path.throttle_key, path.limits, self._clock.now())
+
+    def _expected_wait(self, queue: PathQueue) -> float:
+        """How long a delivery joining the queue now would wait for its pacing slot, as
+        far as this node can tell."""
+        per_hour = self.limits_of(queue).max_messages_per_hour
+        if not per_hour:
+            return 0.0
+        return len(queue.waiting) * HOUR / per_hour
+
+    # ---- opening connections ---------------------------------------------------------------
+
+    def pump(self, queue: PathQueue) -> None:
+        """Open connections for the queue while it needs them and its throttles allow (at
+        most one pump per queue at a time; a request meanwhile runs it again after)."""
+        if self.stopping:
+            return
+        if queue.pumping:
+            queue.pump_again = True
+            return
+        queue.pumping = True
+        self._spawn(self._pump(queue))
+
+    async def _pump(self, queue: PathQueue) -> None:
+        try:
+            while not self.stopping and queue.wants_connection():
+                if not await self._open_one(queue):
+                    break
+        except Exception:
+            log.exception("opening a connection for %s failed", queue.path.describe())
+            self.wake_at(queue, self._clock.now() + 1.0)
+        finally:
+            queue.pumping = False
+            if queue.pump_again:
+                queue.pump_again = False
+                self.pump(queue)
+            else:
+                self.forget_if_idle(queue)
+
+    async def _open_one(self, queue: PathQueue) -> bool:
+        now = self._clock.now()
+        if queue.delayed(now):
+            self.wake_at(queue, queue.delayed_until)
+            return False
+        failing = queue.consecutive_failures >= self.settings.failures_before_delay
+        if failing and (queue.probing or queue.connections):
+            return False  # one probe at a time for a path that has been failing
+        gap = queue.rate.delay(now)
+        if gap > 0:
+            self.wake_at(queue, now + gap)
+            return False
+        limits = self.limits_of(queue)
+        configured = limits.max_concurrent_connections
+        if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
+            limit = configured or self.settings.unlimited_connections
+            token = await self._throttles.acquire_connection(queue.throttle, limit)
+        elif self._open_on_throttle(queue.throttle) >= self.settings.unlimited_connections:
+            return False  # this node's own cap; a connection that closes pumps again
+        else:
+            # No limit (0) on a shared backend: nothing to share, so the cap above is
+            # counted here and Redis is never asked (docs/cluster.md: such paths need no
+            # Redis, and go on while it is away).
+            token = await self._throttles.acquire_connection(queue.throttle, 0)
+        if token is None:
+            if not isinstance(self._throttles, LocalThrottles):
+                # Slots held by other nodes come back without telling this one.
+                self.wake_at(queue, now + self.settings.shared_retry)
+            return False  # locally, a released slot pumps the paths of its throttle
+        wait = await self._throttles.reserve_message(queue.throttle, limits.max_messages_per_hour)
+        if wait > 0:
+            self._metrics.throttle_wait(wait)
+            await self._throttles.release_connection(queue.throttle, token)
+            if wait > self.settings.release_after:
+                await self.release_backlog(queue, wait)
+            else:
+                self.wake_at(queue, self._clock.now() + wait)
+            return False
+        if not queue.waiting:  # taken by an idle connection while we asked
+            await self._throttles.release_connection(queue.throttle, token)
+            return False
+        queue.rate.take(now)
+        queue.probing = failing
+        queue.connections += 1
+        self._spawn(self._open_connection(self, queue, token, queue.waiting.popleft()))
+        return True
+
+    def _open_on_throttle(self, throttle: str) -> int:
+        return sum(q.connections for q in self._by_throttle.get(throttle, ()))
+
+    def connection_closed(self, queue: PathQueue) -> None:
+        """A connection of ``queue`` ended (its slot is released): the slot may serve this
+        path or a sibling path that shares its throttle (a.test and b.a.test under
+        [*.]a.test)."""
+        self.pump(queue)
+        for other in list(self._by_throttle.get(queue.throttle, ())):
+            if other is not queue and other.waiting:
+                self.pump(other)
+
+    def wake_at(self, queue: PathQueue, when: float) -> None:
+        """Pump ``queue`` again at ``when`` (one timer per queue, the earliest wins)."""
+        if self.stopping or (queue.wake_at is not None and queue.wake_at <= when):
+            return
+        if queue.timer is not None:
+            queue.timer.cancel()
+        queue.wake_at = when
+        queue.timer = asyncio.ensure_future(self._timer(queue, when))
+
+    async def _timer(self, queue: PathQueue, when: float) -> None:
+        await self._clock.sleep(when - self._clock.now())
+        queue.wake_at = None
+        queue.timer = None
+        if queue.waiting:
+            self.pump(queue)
+        else:
+            self.forget_if_idle(queue)
+
+    def forget_if_idle(self, queue: PathQueue) -> None:
+        now = self._clock.now()
+        memory = self.settings.failure_memory
+        if queue.forgettable(now, memory):
+            self.forget(queue)
+        elif not queue.waiting and not queue.connections and queue.consecutive_failures:
+            self.wake_at(queue, max(queue.delayed_until, queue.remember_until(memory)))
+
+    def forget(self, queue: PathQueue) -> None:
+        """Drop an idle path (IP addresses have a path per destination domain, so keeping
+        them all would grow without bound)."""
+        if self.paths.get(queue.path.key) is queue:
+            del self.paths[queue.path.key]
+        labelled = self._by_label.get(route_label(queue.path.route))
+        if labelled is not None:
+            labelled.discard(queue)
+            if not labelled:
+                del self._by_label[route_label(queue.path.route)]
+        siblings = self._by_throttle.get(queue.throttle)
+        if siblings is not None:
+            siblings.discard(queue)
+            if not siblings:
+                del self._by_throttle[queue.throttle]
+                if isinstance(self._throttles, LocalThrottles | HostThrottles):
+                    self._throttles.forget(queue.throttle)
+
+    async def release_backlog(self, queue: PathQueue, wait: float) -> None:
+        """The next message slot is ``wait`` seconds away, longer than deliveries are
+        held for: give every waiting delivery back to the spool, each due about when its
+        turn comes (at most ``throttle_recheck`` from now). Any node may take them then."""
+        per_hour = self.limits_of(queue).max_messages_per_hour
+        interval = HOUR / per_hour if per_hour else 0.0
+        now = self._clock.now()
+        waiting = list(queue.waiting)
+        queue.waiting.clear()
+        reason = self._rate_reason(queue)
+        for position, delivery in enumerate(waiting):
+            until = now + min(wait + position * interval, self.settings.throttle_recheck)
+            await self._recorder.release(delivery.jobs, until, reason)
+
+    @staticmethod
+    def _rate_reason(queue: PathQueue) -> str:
+        return f"Waiting for the message rate of {queue.throttle}."
+
+    # ---- a path that keeps failing ---------------------------------------------------------
+
+    async def delay_path(self, queue: PathQueue, reply: ReplyLine) -> None:
+        """Defer everything waiting on a failing path, one attempt each, and probe again
+        after ``failure_delay``."""
+        waiting = list(queue.waiting)
+        queue.waiting.clear()
+        log.warning(
+            "%s failed %d time(s) in a row (%s): deferring %d message(s); trying again in %.0f s",
+            queue.path.describe(),
+            queue.consecutive_failures,
+            reply,
+            len(waiting),
+            self.settings.failure_delay,
+        )
+        self.wake_at(queue, queue.delayed_until)
+        for delivery in waiting:
+            await self._recorder.defer_all(
+                delivery.jobs, reply, delivery.decision, queue.delay_peer
+            )
+
+    # ---- stopping and inspection -----------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping = True
+        for queue in self.paths.values():
+            if queue.timer is not None:
+                queue.timer.cancel()
+            queue.stopping = True
+            queue.changed.set()
+
+    async def release_all(self) -> None:
+        """At stop: give every delivery still waiting back to the spool, due now."""
+        now = self._clock.now()
+        for queue in list(self.paths.values()):
+            waiting = list(queue.waiting)
+            queue.waiting.clear()
+            jobs = [job for delivery in waiting for job in delivery.jobs]
+            if jobs:
+                with contextlib.suppress(Exception):
+                    await self._recorder.release(jobs, now, "Released at shutdown.")
+
+    def path_states(self) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        return [
+            {
+                "path": q.path.describe(),
+                "waiting": len(q.waiting),
+                "connections": q.connections,
+                "throttle": q.throttle,
+                "consecutive_failures": q.consecutive_failures,
+                "delayed_for": round(max(0.0, q.delayed_until - now), 1),
+                "last_error": str(q.delay_reply) if q.delay_reply else None,
+            }
+            for q in self.paths.values()
+        ]

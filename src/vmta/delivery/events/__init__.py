@@ -1,0 +1,1 @@
+"""Telling others what happened: the event sender and its HTTP and RabbitMQ destinations."""

@@ -1,0 +1,132 @@
+"""Throttles shared by the processes of one host (``VMTA_WORKERS`` > 1 without Redis).
+
+Every process of one vmta on one machine must respect one ``max_concurrent_connections``
+and one ``max_messages_per_hour`` per throttle, summed over the processes. The state lives
+in small files under the data directory, one per throttle key, guarded by POSIX record
+locks (fcntl(2), F_SETLK):
+
+- A connection slot is an exclusive lock on one byte of the key's file: slot i is byte i.
+  Taking a slot tries the bytes 0 .. limit-1 without waiting. The kernel drops a process's
+  locks when it exits, however it exits (kill -9 included), so a dead worker never keeps
+  slots, and nothing has to expire them.
+- Pacing is the generic cell rate algorithm without burst, as in ``LocalThrottles``: the
+  time of the next free send slot is a double at the start of the key's file, read and
+  written under an exclusive lock of a byte far past the slot bytes. The file is in the
+  page cache, so a restarted process continues the spacing (no fsync is needed: it has to
+  survive processes, not the machine).
+
+POSIX record locks belong to the process, not to the file descriptor, so two slots of one
+process never conflict with each other: the process keeps its own set of taken slots and
+skips them. Closing any descriptor of a file drops every lock the process holds on it,
+so each key's file is opened once and closed only when the process holds nothing there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import itertools
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmta.domain.clock import Clock
+
+HOUR = 3600.0
+PACING_LOCK = 1 << 40  # a byte offset no connection limit reaches
+_DOUBLE = struct.Struct("<d")
+
+
+@dataclass
+class _KeyFile:
+    fd: int
+    slots: set[int] = field(default_factory=set)  # slot bytes this process holds
+    unlimited: set[str] = field(default_factory=set)  # tokens of limit-0 connections
+
+
+class HostThrottles:
+    """A ``ThrottleBackend`` whose limits hold summed over every process of this host
+    that uses the same ``directory``."""
+
+    def __init__(self, clock: Clock, directory: Path) -> None:
+        self._clock = clock
+        self._directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._files: dict[str, _KeyFile] = {}
+        self._tokens = itertools.count(1)
+
+    def _file(self, key: str) -> _KeyFile:
+        found = self._files.get(key)
+        if found is None:
+            name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+            fd = os.open(self._directory / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            found = self._files[key] = _KeyFile(fd)
+        return found
+
+    async def acquire_connection(self, key: str, limit: int) -> str | None:
+        entry = self._file(key)
+        if not limit:
+            token = f"u{next(self._tokens)}"
+            entry.unlimited.add(token)
+            return token
+        for slot in range(limit):
+            if slot in entry.slots:
+                continue
+            try:
+                fcntl.lockf(entry.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+            except OSError:  # EAGAIN or EACCES: another process holds this slot
+                continue
+            entry.slots.add(slot)
+            return str(slot)
+        return None
+
+    async def release_connection(self, key: str, token: str) -> None:
+        entry = self._files.get(key)
+        if entry is None:
+            return
+        if token.startswith("u"):
+            entry.unlimited.discard(token)
+            return
+        slot = int(token)
+        if slot in entry.slots:
+            fcntl.lockf(entry.fd, fcntl.LOCK_UN, 1, slot)
+            entry.slots.discard(slot)
+
+    async def reserve_message(self, key: str, per_hour: int) -> float:
+        if not per_hour:
+            return 0.0
+        entry = self._file(key)
+        interval = HOUR / per_hour
+        # Held for a read and a write of 8 bytes: the wait for another process is short.
+        fcntl.lockf(entry.fd, fcntl.LOCK_EX, 1, PACING_LOCK)
+        try:
+            raw = os.pread(entry.fd, _DOUBLE.size, 0)
+            slot = _DOUBLE.unpack(raw)[0] if len(raw) == _DOUBLE.size else 0.0
+            now = self._clock.now()
+            if slot > now:
+                return slot - now
+            os.pwrite(entry.fd, _DOUBLE.pack(now + interval), 0)
+            return 0.0
+        finally:
+            fcntl.lockf(entry.fd, fcntl.LOCK_UN, 1, PACING_LOCK)
+
+    def open_connections(self, key: str) -> int:
+        """Connections this process holds for ``key``."""
+        entry = self._files.get(key)
+        return 0 if entry is None else len(entry.slots) + len(entry.unlimited)
+
+    def forget(self, key: str) -> None:
+        """Close an idle key's file (its pacing stays in the file for the next use)."""
+        entry = self._files.get(key)
+        if entry is not None and not entry.slots and not entry.unlimited:
+            os.close(entry.fd)
+            del self._files[key]
+
+    async def renew(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for entry in self._files.values():
+            os.close(entry.fd)  # drops this process's slots
+        self._files.clear()
