@@ -14,9 +14,11 @@ from sqlalchemy import Engine, select, text
 
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.sink import RecordingSink
+from vmta.domain.spool_records import NewMessage
 from vmta.domain.virtual_mta import Limits, RelayServer
 from vmta.domain.wire_form import AS_GIVEN, WIRE
 from vmta.store import database
+from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.tables import messages
 from vmta.store.virtual_mtas import VirtualMtaRepository
@@ -146,3 +148,24 @@ async def test_a_spool_of_revision_0013_is_delivered_exactly_after_the_upgrade(
     )
     views = [plane.message(key) for key in OLD_BODIES]
     assert [view.recipients[0]["state"] for view in views] == ["delivered"] * len(views)
+
+
+def test_a_downgrade_to_0013_gives_back_bodies_as_given(db_url: str) -> None:
+    """Back to revision 0013 (``alembic downgrade``), a wire-form body is un-stuffed, as
+    0013 reads every body, and no message or recipient is lost."""
+    from alembic import command
+
+    store = Store.open(db_url)
+    wire = b"From: a@src.test\r\n\r\n..dot\r\n...two\r\nend\r\n"
+    try:
+        spool = SqlSpool(store, "a")
+        spool.accept([NewMessage("W1", 1.0, 2.0, "", ["r@x.test"], wire, wire_form=True)], None)
+        command.downgrade(database.alembic_config(store.engine), "0013")
+        with store.read() as conn:
+            body = conn.execute(text("SELECT body FROM messages WHERE id = 'W1'")).scalar_one()
+            recipients = conn.execute(text("SELECT count(*) FROM recipients")).scalar_one()
+        assert bytes(body) == b"From: a@src.test\r\n\r\n.dot\r\n..two\r\nend\r\n"
+        assert recipients == 1
+        assert database.current_revision(store.engine) == "0013"
+    finally:
+        store.close()

@@ -55,5 +55,6 @@ def downgrade() -> None:
                 {"body": body.replace(b"\r\n.", b"\r\n"), "id": message_id},
             )
         last = rows[-1][0]
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("body_format")
+    # ALTER TABLE ... DROP COLUMN, which SQLite has since 3.35: a batch copy of the table
+    # would drop the old one, and with it (ON DELETE CASCADE) every recipient.
+    op.drop_column("messages", "body_format")
