@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from tests.delivery.conftest import RunningPlane
 from tests.peers.raw_smtp import RawSmtp
+from vmta.domain.wire_form import unstuffed
 from vmta.store.tables import messages
 
 
@@ -97,8 +98,9 @@ def data_session(plane: RunningPlane) -> RawSmtp:
 
 
 def stored_bodies(plane: RunningPlane) -> list[bytes]:
+    """The stored messages, without the stuffed dots of wire form (domain/wire_form.py)."""
     with plane.store.read() as conn:
-        return [bytes(row[0]) for row in conn.execute(select(messages.c.body))]
+        return [unstuffed(bytes(row[0])) for row in conn.execute(select(messages.c.body))]
 
 
 async def test_commands_pipelined_after_the_final_dot_are_answered_in_order(

@@ -11,6 +11,7 @@ import pytest
 from tests.peers.scripted import CLOSE, SILENT, RawServer, smtp_script
 from tests.peers.sink import DROP, RecordingSink, TlsFiles
 from vmta.domain.egress_route import direct_route
+from vmta.domain.wire_form import to_wire, wire_size
 from vmta.egress.connector import open_connection
 from vmta.smtp.client import (
     CleartextAuthRefused,
@@ -21,7 +22,6 @@ from vmta.smtp.client import (
     SmtpSession,
     cleartext_auth_allowed,
 )
-from vmta.smtp.transaction import prepare_data
 
 USER, PASSWORD = "relay-user", "s3cret-Pass!word"
 BODY = b"Subject: test\r\n\r\nHello.\r\n"
@@ -275,10 +275,19 @@ async def test_bare_line_feeds_become_crlf(sink: RecordingSink) -> None:
     assert sink.messages[0].data == b"Subject: lf\r\n\r\n.line\r\nlast line without end\r\n"
 
 
-def test_prepare_data_reports_size_before_stuffing() -> None:
-    size, wire = prepare_data(b".a\nb\r\n")
-    assert (size, wire) == (len(b".a\r\nb\r\n"), b"..a\r\nb\r\n.\r\n")
-    assert prepare_data(b"") == (0, b".\r\n")
+def test_wire_form_and_its_size_before_stuffing() -> None:
+    wire = to_wire(b".a\nb\r\n")
+    assert (wire_size(wire), wire) == (len(b".a\r\nb\r\n"), b"..a\r\nb\r\n")
+    assert (to_wire(b""), wire_size(b"")) == (b"", 0)
+
+
+async def test_send_wire_writes_the_stored_bytes_and_the_dot(sink: RecordingSink) -> None:
+    session = await connect(sink)
+    wire = b"Subject: w\r\n\r\n..one\r\n...two\r\nend\r\n"
+    result = await session.send_wire("a@x.test", ["b@y.test"], wire)
+    await session.quit()
+    assert result.delivered
+    assert sink.messages[0].data == b"Subject: w\r\n\r\n.one\r\n..two\r\nend\r\n"
 
 
 async def test_rset_then_a_second_message_on_one_connection(sink: RecordingSink) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 
+from sqlalchemy import select
+
 from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
+from vmta.domain.wire_form import WIRE, to_wire, unstuffed
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
+from vmta.store.tables import messages
 
 T0 = 1_700_000_000.0
 
@@ -148,10 +152,18 @@ def test_retry_now_delete_and_counts(store: Store) -> None:
 
 
 def test_body_round_trip_is_byte_exact(store: Store) -> None:
+    """A body in wire form comes back as it went in; one given as it is, in wire form
+    (domain/wire_form.py)."""
     spool = SqlSpool(store, "a")
-    body = bytes(range(256)) * 400
-    spool.accept([NewMessage("Q1", T0, T0 + 1, "", ["a@x.test"], body)], None)
-    assert spool.body("Q1") == body
+    given = bytes(range(256)) * 400  # bare CRs and LFs, lines starting with "."
+    wire = to_wire(given)
+    spool.accept([NewMessage("Q1", T0, T0 + 1, "", ["a@x.test"], wire, wire_form=True)], None)
+    spool.accept([NewMessage("Q2", T0, T0 + 1, "", ["a@x.test"], given)], None)
+    assert spool.body("Q1") == wire and spool.body("Q2") == wire
+    assert wire != given and unstuffed(wire).startswith(b"\x00\x01")
+    with store.read() as conn:
+        rows = conn.execute(select(messages.c.size, messages.c.body_format)).all()
+    assert [tuple(row) for row in rows] == [(len(wire), WIRE)] * 2
 
 
 def test_purge_removes_only_finished_messages_past_retention(store: Store) -> None:

@@ -1,5 +1,6 @@
 """vmta's signer against dkimpy as the verifier, in memory: folding of long tag values,
-messages with bare LF line endings, several signatures sharing one body hash."""
+messages with bare LF line endings, several signatures sharing one body hash, messages
+in wire form (dot-stuffed) signed as the receiver gets them."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import time
 import dkim
 import pytest
 
+from vmta.domain.wire_form import to_wire, unstuffed
 from vmta.signing.keys import generate, load
-from vmta.signing.signer import Signature, normalized, sign
+from vmta.signing.signer import Signature, body_hash, normalized, sign, sign_wire
 
 RSA = generate("rsa", 1024)
 ED = generate("ed25519", None)
@@ -61,3 +63,32 @@ def test_no_signature_leaves_the_message_alone_and_two_share_a_body_hash() -> No
     )
     verified(signed, 2)
     assert signed.index(b"a=ed25519-sha256") < signed.index(b"a=rsa-sha256")  # last on top
+
+
+@pytest.mark.parametrize("canon", ["simple", "relaxed"])
+def test_a_wire_form_message_is_signed_as_the_receiver_gets_it(canon: str) -> None:
+    """sign_wire hashes the body without its stuffed dots (the receiver removes them,
+    RFC 5321 §4.5.2): dkimpy verifies the un-stuffed message, and the hash is the one
+    ``sign`` gives for the message as given."""
+    data = (
+        b"From: a@a.test\r\nSubject: dots\r\n\r\n.first line\r\n..two dots\r\nmid  dle\t\r\n"
+        b".\r\n. \r\nlast\r\n.\r\n\r\n\r\n"
+    )
+    wire = to_wire(data)
+    assert wire != data  # stuffed
+    signature = Signature("a.test", "r", load(RSA.private_pem), canon, canon)
+    signed_wire = sign_wire(wire, [signature], 1_700_000_000)
+    delivered = unstuffed(signed_wire)
+    assert delivered == sign(data, [signature], 1_700_000_000)
+    verified(delivered, 1)
+    for how in ("simple", "relaxed"):
+        assert body_hash(wire.split(b"\r\n\r\n", 1)[1], how, stuffed=True) == body_hash(
+            data.split(b"\r\n\r\n", 1)[1], how
+        )
+
+
+def test_a_message_that_starts_with_a_dot_in_its_body_and_no_header_break() -> None:
+    wire = to_wire(b"From: a@a.test\r\n\r\n.")
+    signed = sign_wire(wire, [Signature("a.test", "e", load(ED.private_pem))], int(time.time()))
+    verified(unstuffed(signed), 1)
+    assert unstuffed(signed).endswith(b"\r\n\r\n.\r\n")

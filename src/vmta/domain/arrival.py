@@ -23,6 +23,10 @@ class Arrival:
     # is never signed with the operator's keys, and its X-GreenArrow-DKIM is removed and
     # ignored. False unless the edge that took the message says otherwise.
     may_relay: bool = False
+    # ``data`` is in wire form already (SMTP DATA as the client sent it, smtp/chunked_data.py);
+    # otherwise it is the message as given, and the intake puts it in wire form, the form
+    # the spool keeps (domain/wire_form.py).
+    wire_form: bool = False
 
 
 class IntakePort(Protocol):

@@ -29,5 +29,6 @@ class Spool(Protocol):
     async def purge_finished(self, before: float, limit: int) -> int: ...
 
     async def body(self, message_id: str) -> bytes | None:
-        """The message as stored; None once it has been deleted."""
+        """The message as stored, in wire form (domain/wire_form.py); None once it has
+        been deleted."""
         ...

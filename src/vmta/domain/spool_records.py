@@ -31,6 +31,9 @@ class NewMessage:
     # MailerQ message options (ips, pool, tags, maxattempts, maxdelivertime, retries,
     # nextattempt, ...) from /v1/inject, the AMQP outbox or x-mq-* headers.
     mq_options: Mapping[str, Any] | None = None
+    # ``body`` is in wire form (domain/wire_form.py) already; otherwise it is the message
+    # as given, and the spool puts it in wire form as it stores it.
+    wire_form: bool = False
 
 
 @dataclass(frozen=True)

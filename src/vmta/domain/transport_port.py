@@ -98,7 +98,10 @@ class Conversation(Protocol):
 
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes
-    ) -> TransactionReplies: ...
+    ) -> TransactionReplies:
+        """One transaction for ``data``, the message in wire form (dot-stuffed, CRLF:
+        domain/wire_form.py) as the spool gives it."""
+        ...
 
     async def reset(self) -> None: ...
 

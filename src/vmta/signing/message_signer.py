@@ -19,7 +19,7 @@ from vmta.domain.mq_message import InvalidMqMessage
 from vmta.signing.choice import UnknownKey, default_choice, directed_choice
 from vmta.signing.keyring import Keyring
 from vmta.signing.keys import KeyRefused, load
-from vmta.signing.signer import Signature, sign
+from vmta.signing.signer import Signature, sign_wire
 
 # Threads of the signer's own: on asyncio's default executor, signing waited behind
 # whatever else was queued there (blocking clients in a test, DNS lookups), and with
@@ -41,11 +41,14 @@ class MessageSigner:
         directives: Sequence[Directive] | None,
         per_message: Sequence[MqSignature] = (),
     ) -> bytes:
-        """``data`` signed as asked; raises DkimRequestRefused (a directive names no key)
-        or InvalidMqMessage (a per-message key cannot be used)."""
+        """``data`` (in wire form, domain/wire_form.py) signed as asked, in wire form;
+        raises DkimRequestRefused (a directive names no key) or InvalidMqMessage (a
+        per-message key cannot be used)."""
         keys = await self.keyring.keys()
         if directives is None and not per_message and not keys.defaults:
             return data  # no key could sign it: nothing to read
+        # Which keys apply is read from From and the like, never from a field whose
+        # name starts with ".", so the wire form's stuffed dots change nothing here.
         fields = split_headers(data).headers
         if directives is None:
             choices = default_choice(fields, keys)
@@ -84,4 +87,4 @@ class MessageSigner:
             return data
         loop = asyncio.get_running_loop()
         now = int(self.clock.now())
-        return await loop.run_in_executor(self._threads, sign, data, signatures, now)
+        return await loop.run_in_executor(self._threads, sign_wire, data, signatures, now)

@@ -4,8 +4,11 @@ implementation") and Ed25519-SHA256 of RFC 8463.
 
 ``sign`` returns the message with one ``DKIM-Signature`` field per signature on top, its
 line endings made CRLF first (RFC 5321 §2.3.8), exactly as the SMTP client puts it on the
-wire (``smtp.transaction.prepare_data``), so that what is signed is what is delivered.
-The body hash of each body canonicalization is computed once per message.
+wire, so that what is signed is what is delivered. ``sign_wire`` does the same for a
+message in wire form (dot-stuffed, domain/wire_form.py), the form the intake and the
+spool hold: what it signs is the message the receiver gets after removing the stuffed
+dots, hashed from the wire form without un-stuffing a copy of it. The body hash of each
+body canonicalization is computed once per message.
 """
 
 from __future__ import annotations
@@ -68,16 +71,52 @@ def normalized(data: bytes) -> bytes:
 
 def canonical_body(body: bytes, how: str) -> bytes:
     """RFC 6376 §3.4.3 (simple) and §3.4.4 (relaxed); ``body`` has CRLF line endings."""
+    body, end = _canonical_lines(body, how)
+    if end == 0:
+        return b"" if how == RELAXED else b"\r\n"
+    return body[:end] + b"\r\n"
+
+
+def _canonical_lines(body: bytes, how: str) -> tuple[bytes, int]:
+    """The canonical body (RFC 6376 §3.4.3, §3.4.4) as ``body[:end]`` and CRLF, without
+    copying ``body`` when canonicalization only drops its trailing empty lines; ``end``
+    0 is the empty body."""
     if how == RELAXED:
         # Each step only when needed: one C-speed search each for the common clean body.
         if b" \r\n" in body or b"\t\r\n" in body:
             body = _WSP_AT_EOL.sub(b"\r\n", body)
         if b"\t" in body or b"  " in body:
             body = _WSP_CHANGED.sub(b" ", body)
-        body = body.rstrip(b"\r\n")
-        return body + b"\r\n" if body else b""
-    body = body.rstrip(b"\r\n")
-    return body + b"\r\n"
+    if body.endswith(b"\r\n") and not body.endswith(b"\r\n\r\n"):
+        return body, len(body) - 2  # the common case: nothing else to strip
+    return body, len(body.rstrip(b"\r\n"))
+
+
+def body_hash(body: bytes, how: str, *, stuffed: bool = False) -> str:
+    """The ``bh=`` value (RFC 6376 §3.7) of ``body`` (CRLF line endings). ``stuffed``:
+    ``body`` is in wire form, and the hash is that of the body without the stuffed dots.
+    Canonicalization and un-stuffing commute (neither touches what the other changes:
+    un-stuffing only a line's first character, and only when it is a "."), so the dots
+    are skipped while hashing the canonical wire form, one ``update`` per stuffed line,
+    without building an un-stuffed copy."""
+    body, end = _canonical_lines(body, how)
+    digest = hashlib.sha256()
+    if end == 0:
+        digest.update(b"" if how == RELAXED else b"\r\n")
+        return base64.b64encode(digest.digest()).decode("ascii")
+    view = memoryview(body)[:end]
+    start = 0
+    if stuffed:
+        if body.startswith(b"."):
+            start = 1
+        dot = body.find(b"\r\n.", start, end)
+        while dot >= 0:
+            digest.update(view[start : dot + 2])
+            start = dot + 3
+            dot = body.find(b"\r\n.", start, end)
+    digest.update(view[start:])
+    digest.update(b"\r\n")
+    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 def canonical_header(field: bytes, how: str) -> bytes:
@@ -152,12 +191,14 @@ def signature_field(
     signature: Signature,
     now: int,
     body_hashes: dict[str, str],
+    *,
+    stuffed: bool = False,
 ) -> bytes:
-    """One ``DKIM-Signature`` field (with CRLF) for the header ``fields`` and ``body``."""
+    """One ``DKIM-Signature`` field (with CRLF) for the header ``fields`` and ``body``
+    (``stuffed``: in wire form)."""
     canon = signature.body_canon
     if canon not in body_hashes:
-        digest = hashlib.sha256(canonical_body(body, canon)).digest()
-        body_hashes[canon] = base64.b64encode(digest).decode("ascii")
+        body_hashes[canon] = body_hash(body, canon, stuffed=stuffed)
     names = _header_list(fields, signature)
     tags = [
         "v=1",
@@ -188,10 +229,33 @@ def sign(message: bytes, signatures: Sequence[Signature], now: int) -> bytes:
     if not signatures:
         return message
     message = normalized(message)
+    return signature_fields(message, signatures, now, stuffed=False) + message
+
+
+def sign_wire(wire: bytes, signatures: Sequence[Signature], now: int) -> bytes:
+    """``wire`` (a message in wire form, domain/wire_form.py) with a DKIM-Signature
+    field on top for each of ``signatures``, in order, signing the message the receiver
+    gets (without the stuffed dots); unchanged when there are none. The result is in
+    wire form too: no field added starts with "."."""
+    if not signatures:
+        return wire
+    return signature_fields(wire, signatures, now, stuffed=True) + wire
+
+
+def signature_fields(
+    message: bytes, signatures: Sequence[Signature], now: int, *, stuffed: bool
+) -> bytes:
+    """The DKIM-Signature fields for ``message`` (CRLF line endings; ``stuffed``: in wire
+    form), the last signature's first, as signers in a chain would add them."""
     split = split_headers(message)
+    fields = split.headers
+    if stuffed:
+        # Only a field's first line can start with "." (folded lines start with WSP).
+        fields = [f[1:] if f.startswith(b".") else f for f in fields]
     rest = split.rest
     body = rest[2:] if rest.startswith(b"\r\n") else rest
     body_hashes: dict[str, str] = {}
-    added = [signature_field(split.headers, body, s, now, body_hashes) for s in signatures]
-    # Each later signature goes above the earlier ones, as signers in a chain would add them.
-    return b"".join(reversed(added)) + message
+    added = [
+        signature_field(fields, body, s, now, body_hashes, stuffed=stuffed) for s in signatures
+    ]
+    return b"".join(reversed(added))

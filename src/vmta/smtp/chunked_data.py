@@ -2,6 +2,10 @@
 collected by ``DataCollector`` (smtp/data_collector.py says why). Everything else, the
 replies included, is aiosmtpd's: its checks before DATA, its 500/552 after an over-long
 line or too much data, its handler hook and its state after DATA.
+
+One difference for the handler: ``envelope.content`` and ``envelope.original_content``
+hold the message in wire form (dot-stuffed, CRLF: domain/wire_form.py), the form the
+spool keeps, and not un-stuffed as aiosmtpd gives it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class ChunkedDataSMTP(SMTP):
             await self.push("552 Error: Too much mail data")
             self._set_post_data_state()
             return
-        content = collector.content()
+        content = collector.wire()  # dot-stuffed: see the module's docstring
         self.envelope.content = content
         self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from vmta.domain.relay_tls import TlsDemand
 from vmta.domain.smtp_reply import SmtpReply
+from vmta.domain.wire_form import to_wire, wire_size
 from vmta.smtp.client_auth import AUTHENTICATED, choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
     CleartextAuthRefused,
@@ -38,7 +39,6 @@ from vmta.smtp.transaction import (
     InvalidEnvelope,
     TransactionResult,
     check_address,
-    prepare_data,
 )
 
 # The client's whole vocabulary, importable from here.
@@ -246,7 +246,15 @@ class SmtpSession(SmtpWire):
     async def send(
         self, mail_from: str, recipients: Sequence[str], data: bytes
     ) -> TransactionResult:
+        """``send_wire`` for a message as given (not dot-stuffed, any line ends)."""
+        return await self.send_wire(mail_from, recipients, to_wire(data))
+
+    async def send_wire(
+        self, mail_from: str, recipients: Sequence[str], wire: bytes
+    ) -> TransactionResult:
         """One transaction: MAIL, RCPT per recipient, DATA. Replies come back as values.
+        ``wire`` is the message in wire form (CRLF, dot-stuffed: domain/wire_form.py), as
+        the spool keeps it: it goes after DATA as it is, then the final dot.
 
         Raises ``SessionDeferred`` when the connection breaks or times out (the message
         is then not delivered to anyone), ``InvalidEnvelope`` for unusable addresses.
@@ -257,11 +265,10 @@ class SmtpSession(SmtpWire):
             raise InvalidEnvelope("a transaction needs at least one recipient")
         for recipient in recipients:
             check_address(recipient, "recipient", allow_empty=False)
-        size, wire = prepare_data(data)
         parameters = ""
         if "SIZE" in self.extensions:  # RFC 1870 §6
-            parameters += f" SIZE={size}"
-        if "8BITMIME" in self.extensions and not data.isascii():  # RFC 6152 §3
+            parameters += f" SIZE={wire_size(wire)}"
+        if "8BITMIME" in self.extensions and not wire.isascii():  # RFC 6152 §3
             parameters += " BODY=8BITMIME"
         mail = f"MAIL FROM:<{mail_from}>{parameters}"
         rcpts = [f"RCPT TO:<{recipient}>" for recipient in recipients]
@@ -293,7 +300,10 @@ class SmtpSession(SmtpWire):
 
         self.mq_state = "message"
         data_timeout = self._options.data_timeout
+        # RFC 5321 §4.5.2: the data ends with CRLF "." CRLF; wire form ends with CRLF. Two
+        # writes, not one of a concatenation: no copy of the body is made for it.
         self._writer.write(wire)
+        self._writer.write(b".\r\n")
         await self._drain(data_timeout)
         final = await self._read_reply("transaction", data_timeout)
         # RFC 5321 §4.1.1.4: after the end-of-data reply the transaction is over either

@@ -13,13 +13,21 @@ undone with one replace. The rules are aiosmtpd's, kept exactly:
   included, the final dot line not) makes it fail with 552. Past either limit the data is
   dropped as it comes, so a hostile client cannot make the server hold it;
 - a line that starts with "." loses that "." (RFC 5321 §4.5.2, transparency).
+
+The spool keeps messages in wire form (domain/wire_form.py), which is nearly always what
+the client sent: ``wire`` keeps the data as it came then, instead of un-stuffing it here
+and stuffing it again for every delivery.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+from vmta.domain.wire_form import crlf_only, from_smtp_data
+
 END = b"\r\n.\r\n"
+DOT_LINE = b"\r\n."
+DOT = ord(".")
 
 
 class DataState(Enum):
@@ -37,7 +45,8 @@ class DataCollector:
         # end is always CRLF . CRLF, even for an empty message whose first line is the dot.
         self._data = bytearray(b"\r\n")
         self._lead = 2
-        self._searched = 0  # END cannot start before this index of _data
+        self._searched = 0  # no line starting with "." begins before this index of _data
+        self._single_dot = False  # a line starting with a single "." was sent
         self._line_start = 2  # where the line in progress starts in _data
         self._dropped = 0  # bytes thrown away past a limit
 
@@ -51,9 +60,8 @@ class DataCollector:
         bytes belong to the data (the rest is what the client sent after the dot)."""
         before = len(self._data)
         self._data += chunk
-        end = self._data.find(END, self._searched)
+        end = self._find_end()
         if end < 0:
-            self._searched = max(0, len(self._data) - len(END) + 1)
             self._check(len(self._data), complete=False)
             return None
         self._check(end + 2, complete=True)
@@ -63,6 +71,26 @@ class DataCollector:
             self._data.clear()
             self._lead = 0
         return end + len(END) - before
+
+    def _find_end(self) -> int:
+        """Where END starts in ``_data``, or -1. The search is for every line that starts
+        with "." (CRLF "."), END being one of them, so that the same scan also notes a
+        line sent with a single leading "." (``_single_dot``): the data is then not in
+        wire form as it came (``wire``). Such lines are rare; each costs one step."""
+        data = self._data
+        at = data.find(DOT_LINE, self._searched)
+        while at >= 0:
+            after = data[at + 3 : at + 5]
+            if len(after) < 2:
+                self._searched = at  # decided when more has come
+                return -1
+            if after == b"\r\n":
+                return at
+            if after[0] != DOT:
+                self._single_dot = True
+            at = data.find(DOT_LINE, at + 3)
+        self._searched = max(0, len(data) - len(DOT_LINE) + 1)
+        return -1
 
     def _check(self, stop: int, *, complete: bool) -> None:
         """Apply the limits to what ``_data`` holds up to ``stop`` (``complete``: the
@@ -108,3 +136,13 @@ class DataCollector:
         """The message (once ``feed`` found the end and the state is NOMINAL), with
         dot-stuffing undone: CRLF "." becomes CRLF, our leading CRLF included."""
         return bytes(self._data.replace(b"\r\n.", b"\r\n")[self._lead :])
+
+    def wire(self) -> bytes:
+        """The message in wire form (once ``feed`` found the end and the state is
+        NOMINAL): the data as sent when it is wire form already (every line ending in
+        CRLF, every line starting with "." stuffed), else what ``content`` gives, made
+        wire form (``wire_form.from_smtp_data``)."""
+        data = bytes(memoryview(self._data)[self._lead :])
+        if not self._single_dot and crlf_only(data):
+            return data
+        return from_smtp_data(data)

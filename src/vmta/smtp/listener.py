@@ -110,7 +110,7 @@ class InjectionHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        data = envelope.original_content or b""
+        data = envelope.original_content or b""  # wire form (smtp/chunked_data.py)
         if isinstance(data, str):  # only with decode_data, which vmta never sets
             data = data.encode("utf-8", "surrogateescape")
         client_ip = session.peer[0] if isinstance(session.peer, tuple) else None
@@ -128,6 +128,7 @@ class InjectionHandler:
             may_relay=may_relay(
                 client_ip, bool(session.authenticated), self.settings.relay_networks
             ),
+            wire_form=True,
         )
         started = time.perf_counter()
         try:

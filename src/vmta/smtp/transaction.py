@@ -16,24 +16,6 @@ class InvalidEnvelope(PermanentError):
     """An address cannot be written into an SMTP command (a control character) or is missing."""
 
 
-def prepare_data(data: bytes) -> tuple[int, bytes]:
-    """The message as it goes on the wire after DATA, and its SIZE (RFC 1870 §3).
-
-    RFC 5321 §2.3.8: lines end in CRLF, so bare CR and LF become CRLF. RFC 5321 §4.5.2:
-    a line starting with "." gets one more; the data ends with CRLF "." CRLF. Each step is
-    one bytes.replace over the whole message, never a loop over lines.
-    """
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    size = len(data)  # RFC 1870 §3: with CRLFs, before dot-stuffing and without the final dot
-    if data.startswith(b"."):
-        data = b"." + data
-    return size, data.replace(b"\r\n.", b"\r\n..") + b".\r\n"
-
-
 def check_address(address: str, role: str, *, allow_empty: bool) -> None:
     if not address and not allow_empty:
         raise InvalidEnvelope(f"the {role} address is empty")

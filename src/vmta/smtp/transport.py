@@ -76,7 +76,7 @@ class SmtpConversation:
     ) -> TransactionReplies:
         session = self.session
         try:
-            result = await session.send(mail_from, recipients, data)
+            result = await session.send_wire(mail_from, recipients, data)  # as stored
         except (TemporaryError, OSError) as exc:
             if isinstance(exc, SessionFailed) and exc.stage == "reset":
                 # The RSET pipelined ahead of this transaction failed: not attempted.

@@ -37,7 +37,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # a database that is already there (every start but the first, and every worker process)
 # then never imports Alembic and Mako, about 11 MB of memory in each process.
 # tests/store/test_migrations.py checks that this is Alembic's head.
-SCHEMA_HEAD = "0013"
+SCHEMA_HEAD = "0014"
 PG_CONNECT_TIMEOUT = 10  # seconds; an unreachable host fails start-up instead of hanging
 # A PostgreSQL server that stops answering without resetting the connection (a partition,
 # a dead host) must not hold a connection for the ~15 minutes of Linux's retransmission

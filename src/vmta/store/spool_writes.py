@@ -30,13 +30,14 @@ from sqlalchemy.exc import DBAPIError
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.delivery_event import EventSubscription
 from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
+from vmta.domain.wire_form import WIRE, to_wire
 from vmta.store.bad_addresses import count_final_failures
 from vmta.store.db_clock import LeaseClock
 from vmta.store.event_outbox import write_outcome_events
 from vmta.store.store import Store
 
 # Rows per multi-row statement: far below SQLite's 32,766 and PostgreSQL's 65,535 bound
-# parameters for the widest row (12 columns).
+# parameters for the widest row (14 columns).
 ROWS_PER_STATEMENT = 500
 
 _MESSAGE_COLUMNS = (
@@ -46,6 +47,7 @@ _MESSAGE_COLUMNS = (
     "mail_from",
     "size",
     "body",
+    "body_format",
     "vmta_selector",
     "client_ip",
     "auth_name",
@@ -234,14 +236,17 @@ class SpoolWriter:
         unclaimed = set(unclaimed)
         mq_texts = [_json_text(m.mq_options) for m in batch]
         claims = [lease_until is not None and m.id not in unclaimed for m in batch]
+        # Bodies in wire form (domain/wire_form.py); the intake's are already.
+        bodies = [m.body if m.wire_form else to_wire(m.body) for m in batch]
         message_rows = [
             (
                 m.id,
                 m.received_at,
                 m.expires_at,
                 m.mail_from,
-                len(m.body),
-                m.body,
+                len(body),
+                body,
+                WIRE,
                 m.vmta_selector,
                 m.client_ip,
                 m.auth_name,
@@ -249,7 +254,7 @@ class SpoolWriter:
                 _json_text(m.kept_headers),
                 mq_text,
             )
-            for m, mq_text in zip(batch, mq_texts, strict=True)
+            for m, body, mq_text in zip(batch, bodies, mq_texts, strict=True)
         ]
         prepared = PreparedAccept(batch, claims, mq_texts, message_rows, lease_until)
         prepared.recipient_rows = self._recipient_rows(prepared, lease_until)

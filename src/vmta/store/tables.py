@@ -17,11 +17,13 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     false,
     func,
+    text,
 )
 
 NAMING = {
@@ -216,8 +218,11 @@ messages = Table(
     Column("received_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
     Column("mail_from", Text, nullable=False),  # "" for the null reverse-path <>
-    Column("size", Integer, nullable=False),
+    Column("size", Integer, nullable=False),  # of ``body``, as stored
     Column("body", LargeBinary, nullable=False),
+    # What ``body`` holds: 1, wire form (dot-stuffed, CRLF); 0, the message as given, as
+    # every row written before revision 0014 (domain/wire_form.py).
+    Column("body_format", SmallInteger, nullable=False, server_default=text("0")),
     # What the sender asked for (X-GreenArrow-MtaID / X-Virtual-MTA), resolved at each
     # attempt so that a VirtualMTA created later still applies.
     Column("vmta_selector", Text, nullable=True),

@@ -30,6 +30,7 @@ from vmta.domain.message_retry_policy import lifetime_end
 from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_options, take_mq_headers
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_records import NewMessage
+from vmta.domain.wire_form import to_wire
 from vmta.signing.message_signer import MessageSigner
 
 
@@ -99,14 +100,17 @@ class Intake:
         as ``X-GreenArrow-DKIM`` asks, plus MailerQ's per-message keys (``mq_dkim``). A
         signing request that cannot be honoured raises ``DkimRequestRefused``, and nothing
         is stored."""
-        check_hops(arrival.data, self.max_hops)
+        # Every edit below is of whole header lines, which keeps wire form: no header line
+        # added here starts with ".", and removing lines changes no other line.
+        wire = arrival.data if arrival.wire_form else to_wire(arrival.data)
+        check_hops(wire, self.max_hops)
         now = self.clock.now()
         queue_id = new_queue_id(now)
         directives: list[Directive] | None = None
         if self.signer is not None and arrival.may_relay:
-            values = header_values(arrival.data)
+            values = header_values(wire)
             directives = parse_directives(values) if values else None
-        selection = take_selector(arrival.data, honour_powermta=self.honour_x_virtual_mta)
+        selection = take_selector(wire, honour_powermta=self.honour_x_virtual_mta)
         headers = take_mq_headers(selection.data)
         document = {**headers.keys, **(mq_document or {})}
         options = read_options(document, now) if document else None
@@ -126,6 +130,7 @@ class Intake:
             auth_name=arrival.auth_name,
             mq_options=options or None,
             kept_headers=selection.kept or None,
+            wire_form=True,
         )
         # Claimed at once (the fast path) when this node has room in memory for its
         # recipients; otherwise stored for a poll, by this node or another.

@@ -14,6 +14,7 @@ from vmta.domain.errors import TemporaryError
 from vmta.domain.queue_id import new_queue_id
 from vmta.domain.spool_port import Spool
 from vmta.domain.spool_records import Job, NewMessage, Outcome
+from vmta.domain.wire_form import unstuffed
 from vmta.resilience.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,12 @@ class BounceMailer:
         if original is None:  # deleted meanwhile: nothing to report on
             return
         now = self._clock.now()
-        notification = compose_bounce(
-            failed, remote=remote, reporting_mta=self._hostname, original=original, now=now
+        notification = compose_bounce(  # returns the original's header section, as sent
+            failed,
+            remote=remote,
+            reporting_mta=self._hostname,
+            original=unstuffed(original),
+            now=now,
         )
         message = NewMessage(
             id=new_queue_id(now),
