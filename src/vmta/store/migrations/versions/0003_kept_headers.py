@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("kept_headers")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later): a batch copy of the table would
+    # drop the old one, and with it (ON DELETE CASCADE) every recipient.
+    op.drop_column("messages", "kept_headers")

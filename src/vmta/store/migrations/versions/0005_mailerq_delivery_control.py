@@ -92,8 +92,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("mq_options")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later): a batch copy of the table would
+    # drop the old one, and with it (ON DELETE CASCADE) every recipient.
+    op.drop_column("messages", "mq_options")
     op.drop_table("mq_suppressions")
     op.drop_table("mq_forced_errors")
     op.drop_table("mq_pauses")

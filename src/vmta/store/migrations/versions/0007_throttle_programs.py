@@ -87,8 +87,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("virtual_mtas") as batch:
-        batch.drop_column("throttle_rules")
+    # DROP COLUMN in place: a batch copy of virtual_mtas would drop the old table, and with
+    # it (ON DELETE CASCADE) every routing rule's targets.
+    op.drop_column("virtual_mtas", "throttle_rules")
     op.drop_index("ix_throttle_program_users_user_type_user_id", "throttle_program_users")
     op.drop_table("throttle_program_users")
     op.drop_table("throttle_programs")
