@@ -45,7 +45,7 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    done = mallopt(M_MMAP_THRESHOLD, threshold) == 1
+    done: bool = mallopt(M_MMAP_THRESHOLD, threshold) == 1
     if not done:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused; malloc keeps its dynamic threshold")
     return done
