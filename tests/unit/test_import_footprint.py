@@ -14,8 +14,9 @@ import pytest
 from vmta.store.store import Store
 
 # Client libraries a node needs only with the setting that names them (VMTA_REDIS_URL,
-# VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), or only to migrate a schema (Alembic, Mako).
-OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx")
+# VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), only to migrate a schema (Alembic, Mako), or
+# only once a DKIM key is read (cryptography).
+OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx", "cryptography")
 
 PROBE = """
 import sys
