@@ -15,8 +15,11 @@ from vmta.store.store import Store
 
 # Client libraries a node needs only with the setting that names them (VMTA_REDIS_URL,
 # VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), only to migrate a schema (Alembic, Mako), or
-# only once a DKIM key is read (cryptography).
-OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx", "cryptography")
+# only once a DKIM key is read (cryptography), a bounce in a format of its own is parsed
+# (flufl.bounce) or a console page is shown (Jinja2).
+OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx", "cryptography", "flufl")
+# And these in `vmta serve` (which also serves the API) until they are used.
+OPTIONAL_IN_SERVE = ("cryptography", "flufl", "jinja2")
 
 PROBE = """
 import sys
@@ -50,3 +53,24 @@ def test_a_worker_without_redis_rabbitmq_or_http_events_imports_none_of_their_cl
     imported = set(done.stdout.split())
     assert "vmta" in imported  # the probe ran
     assert imported.isdisjoint(OPTIONAL), sorted(imported & set(OPTIONAL))
+
+
+SERVE_PROBE = """
+import sys
+import vmta.runtime.server
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_the_serving_process_imports_signing_bounce_formats_and_templates_only_when_used() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split())
+    assert {"vmta", "fastapi"} <= imported  # the probe ran
+    assert imported.isdisjoint(OPTIONAL_IN_SERVE), sorted(imported & set(OPTIONAL_IN_SERVE))
