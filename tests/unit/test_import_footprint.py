@@ -15,11 +15,12 @@ from vmta.store.store import Store
 
 # Client libraries a node needs only with the setting that names them (VMTA_REDIS_URL,
 # VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), only to migrate a schema (Alembic, Mako), or
-# only once a DKIM key is read (cryptography), a bounce in a format of its own is parsed
-# (flufl.bounce) or a console page is shown (Jinja2).
-OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx", "cryptography", "flufl")
+# only once it is used: a DKIM key read (cryptography), an MX looked up (dnspython), a
+# bounce in a format of its own parsed (flufl.bounce), a console page shown (Jinja2).
+LAZY = ("cryptography", "dns", "flufl")
+OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx", *LAZY)
 # And these in `vmta serve` (which also serves the API) until they are used.
-OPTIONAL_IN_SERVE = ("cryptography", "flufl", "jinja2")
+OPTIONAL_IN_SERVE = (*LAZY, "jinja2")
 
 PROBE = """
 import sys
