@@ -105,7 +105,7 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    malloc_tuning.fix_mmap_threshold()  # before the first large block (runtime/malloc_tuning)
+    malloc_tuning.tune_malloc()  # before the first large block (runtime/malloc_tuning)
     release = None
     if settings.workers > 1:
         # Before prometheus_client is first imported: it decides then where values live.

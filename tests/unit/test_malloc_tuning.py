@@ -14,7 +14,7 @@ PROBE = """
 import sys, threading
 from pathlib import Path
 from vmta.domain.credential import hash_chosen_secret
-from vmta.runtime.malloc_tuning import fix_mmap_threshold
+from vmta.runtime.malloc_tuning import tune_malloc
 
 def resident_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -22,7 +22,7 @@ def resident_kib() -> int:
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
 
-fixed = fix_mmap_threshold() if sys.argv[1] == "fixed" else False
+fixed = tune_malloc() if sys.argv[1] == "fixed" else False
 before = resident_kib()
 hash_chosen_secret("an operator's secret")  # as vmta serve does at start (VMTA_API_TOKEN)
 thread = threading.Thread(target=hash_chosen_secret, args=("a request's secret",))

@@ -81,7 +81,7 @@ async def serve_worker(
 
 
 def main(argv: list[str]) -> int:
-    malloc_tuning.fix_mmap_threshold()  # as `vmta serve` does (runtime/malloc_tuning.py)
+    malloc_tuning.tune_malloc()  # as `vmta serve` does (runtime/malloc_tuning.py)
     index, fd, parent_pid = int(argv[0]), int(argv[1]), int(argv[2])
     # S301: the bytes come from the parent `vmta serve` through our own stdin pipe.
     settings: Settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301
