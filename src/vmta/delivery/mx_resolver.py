@@ -19,10 +19,10 @@ injected clock. Concurrent lookups of the same name share one query.
 dnspython is imported, and the system's resolver configuration read, at the first lookup,
 not when vmta starts: it is about 5 MB in every process, and a node that only relays
 through relay servers never resolves an MX (docs/PERFORMANCE.md, "Round 5: memory").
-The first lookup pays for it once (80-170 ms on the 2-core test machine, the event
-loop waiting). Configured servers are still
-checked at start; a system configuration that names no server makes each lookup fail
-temporarily (DnsUnavailable), where it used to stop the start.
+The first lookup pays for it once (80-170 ms on the 2-core test machine, the event loop
+waiting). Configured servers are still checked at start; a system configuration that
+names no server makes each lookup fail temporarily (DnsUnavailable), where it used to
+stop the start.
 """
 
 from __future__ import annotations
