@@ -15,7 +15,7 @@ from pathlib import Path
 from vmta import __version__, queue_commands, sink
 from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
-from vmta.runtime import data_dir_lock, logs
+from vmta.runtime import data_dir_lock, logs, malloc_tuning
 from vmta.runtime.bootstrap import ensure_data_dir
 from vmta.runtime.settings import OPTIONS, Settings, help_text, load_settings
 from vmta.runtime.worker_pool import prepare_worker_metrics
@@ -106,6 +106,7 @@ def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    malloc_tuning.tune_malloc()  # before the first large block (runtime/malloc_tuning)
     release = None
     if settings.workers > 1:
         # Before prometheus_client is first imported: it decides then where values live.

@@ -14,8 +14,13 @@ import pytest
 from vmta.store.store import Store
 
 # Client libraries a node needs only with the setting that names them (VMTA_REDIS_URL,
-# VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), or only to migrate a schema (Alembic, Mako).
-OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx")
+# VMTA_RABBITMQ_URL, VMTA_EVENTS_HTTP_URL), only to migrate a schema (Alembic, Mako), or
+# only once it is used: a DKIM key read (cryptography), an MX looked up (dnspython), a
+# bounce in a format of its own parsed (flufl.bounce), a console page shown (Jinja2).
+LAZY = ("cryptography", "dns", "flufl")
+OPTIONAL = ("alembic", "mako", "redis", "aio_pika", "aiormq", "httpx", *LAZY)
+# And these in `vmta serve` (which also serves the API) until they are used.
+OPTIONAL_IN_SERVE = (*LAZY, "jinja2")
 
 PROBE = """
 import sys
@@ -49,3 +54,24 @@ def test_a_worker_without_redis_rabbitmq_or_http_events_imports_none_of_their_cl
     imported = set(done.stdout.split())
     assert "vmta" in imported  # the probe ran
     assert imported.isdisjoint(OPTIONAL), sorted(imported & set(OPTIONAL))
+
+
+SERVE_PROBE = """
+import sys
+import vmta.runtime.server
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_the_serving_process_imports_signing_bounce_formats_and_templates_only_when_used() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = set(done.stdout.split())
+    assert {"vmta", "fastapi"} <= imported  # the probe ran
+    assert imported.isdisjoint(OPTIONAL_IN_SERVE), sorted(imported & set(OPTIONAL_IN_SERVE))

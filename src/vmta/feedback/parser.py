@@ -15,8 +15,6 @@ from email import message_from_bytes
 from email.message import Message
 from email.utils import parseaddr
 
-from flufl.bounce import all_failures
-
 from vmta.feedback.report import (
     AUTO_REPLY,
     BOUNCE,
@@ -172,6 +170,10 @@ def _jmrp(message: Message, subject: str | None) -> ParsedReport | None:
 def _non_standard(message: Message, subject: str | None) -> ParsedReport | None:
     """The formats flufl.bounce knows (qmail, Exim, Exchange, Yahoo, ...): the permanent
     failures only; the status and the words around it from the text, when it says one."""
+    # Imported at the first report in a format of its own, not with the module: its
+    # detectors are megabytes in every process (docs/PERFORMANCE.md, "Round 5: memory").
+    from flufl.bounce import all_failures
+
     try:
         _temporary, permanent = all_failures(message)
     except Exception:  # a detector meeting a format it half-knows: no verdict

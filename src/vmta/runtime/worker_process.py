@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 
-from vmta.runtime import engine_state_board, logs
+from vmta.runtime import engine_state_board, logs, malloc_tuning
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.log_files import LogFiles
 from vmta.runtime.settings import Settings
@@ -81,6 +81,7 @@ async def serve_worker(
 
 
 def main(argv: list[str]) -> int:
+    malloc_tuning.tune_malloc()  # as `vmta serve` does (runtime/malloc_tuning.py)
     index, fd, parent_pid = int(argv[0]), int(argv[1]), int(argv[2])
     # S301: the bytes come from the parent `vmta serve` through our own stdin pipe.
     settings: Settings = pickle.loads(sys.stdin.buffer.read())  # noqa: S301

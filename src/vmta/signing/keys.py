@@ -1,19 +1,23 @@
 """DKIM key material: generating keys, reading imported PEM, deriving what DNS publishes.
 
 Errors never quote the key: a refused import says what is wrong with it, not what it was.
+
+`cryptography` is imported when a key is first generated or read, not with this module:
+it is about 7 MB in every process, and a node with no DKIM key never needs it
+(docs/PERFORMANCE.md, "Round 5: memory").
 """
 
 from __future__ import annotations
 
 import base64
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from typing import TYPE_CHECKING, TypeAlias
 
 from vmta.domain.dkim_key import ED25519, MAX_RSA_BITS, MIN_RSA_BITS, RSA, KeyMaterial
 
-PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+PrivateKey: TypeAlias = "rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
 # RFC 8017 A.1.1 / RFC 5958: what a PEM import may be.
 _PEM_KINDS = (b"-----BEGIN RSA PRIVATE KEY-----", b"-----BEGIN PRIVATE KEY-----")
 MAX_PEM_LENGTH = 16_384  # an 8192-bit PKCS#8 key is about 6.4 KB
@@ -24,6 +28,8 @@ class KeyRefused(ValueError):
 
 
 def generate(key_type: str, bits: int | None) -> KeyMaterial:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     if key_type == ED25519:
         return material(ed25519.Ed25519PrivateKey.generate())
     assert bits is not None and MIN_RSA_BITS <= bits <= MAX_RSA_BITS
@@ -34,6 +40,10 @@ def generate(key_type: str, bits: int | None) -> KeyMaterial:
 def load(pem: str, key_type: str | None = None) -> PrivateKey:
     """The private key of a PEM text (PKCS#1 RSA or PKCS#8 RSA/Ed25519); ``key_type``,
     when given, is the type it must be."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     data = pem.strip().encode("ascii", "replace")
     if len(data) > MAX_PEM_LENGTH:
         raise KeyRefused(f"must be at most {MAX_PEM_LENGTH} characters")
@@ -64,6 +74,9 @@ def load(pem: str, key_type: str | None = None) -> PrivateKey:
 def material(key: PrivateKey, pem: str | None = None) -> KeyMaterial:
     """What vmta stores of a key: type, bits, the PEM (as imported, or PKCS#8) and the
     public key as DNS publishes it (RFC 6376 §3.6.1 p=; RFC 8463 §4 for Ed25519)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     if pem is None:
         pem = key.private_bytes(
             serialization.Encoding.PEM,

@@ -19,9 +19,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
-
 from vmta.domain.dkim_request import SIGNED_HEADERS
 from vmta.domain.message_headers import field_name, split_headers
 from vmta.signing.keys import PrivateKey
@@ -56,6 +53,8 @@ class Signature:
 
     @property
     def algorithm(self) -> str:
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # signing/keys.py: why here
+
         return "ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) else "rsa-sha256"
 
 
@@ -161,6 +160,10 @@ def _selected(fields: Sequence[bytes], names: Sequence[str], how: str) -> bytes:
 
 
 def _sign_bytes(key: PrivateKey, data: bytes) -> bytes:
+    # Imported here, not with the module: a node with no key never loads it (signing/keys).
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
     if isinstance(key, ed25519.Ed25519PrivateKey):
         # RFC 8463 §3: Ed25519 (PureEdDSA) over the SHA-256 hash of the data.
         return key.sign(hashlib.sha256(data).digest())

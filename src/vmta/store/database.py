@@ -92,6 +92,9 @@ def parse_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+SQLITE_CACHE_KIB = 512  # per connection (PRAGMA cache_size; negative means KiB)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (API) and the writer (spool) work at once; FULL sync makes every
@@ -100,6 +103,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Each connection has a page cache of its own, 2 MB by default, and every process holds
+    # several (four each under the relay bench). A message body passes through it once,
+    # written or read for its delivery, and is not read again; meanwhile it evicts the
+    # B-tree's inner pages, and the file's pages stay in the kernel's cache either way.
+    # 512 KiB: -7 MB PSS at 100 KB in the relay bench (docs/PERFORMANCE.md, "Round 5:
+    # memory").
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

@@ -10,16 +10,16 @@ Failed sign-ins from one client address are slowed as SMTP AUTH's are
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from vmta.api.auth import Authenticator
 from vmta.api.console import actions, pages
@@ -39,6 +39,9 @@ from vmta.api.dependencies import store_of
 from vmta.domain.auth_failures import FailureDelays
 from vmta.domain.errors import PermanentError, TemporaryError
 from vmta.store.credentials import CredentialRepository
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 log = logging.getLogger("vmta.console")
 
@@ -76,16 +79,24 @@ def is_console_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/") or path == "/favicon.ico"
 
 
-_templates = Environment(
-    loader=PackageLoader("vmta.api.console", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
-_templates.filters["when"] = pages.when
-_templates.filters["iso"] = pages.iso_shown
+@functools.cache
+def _templates() -> Environment:
+    """Built when the first page is shown, not when the API starts: Jinja2 is about 3 MB
+    that an API nobody opens the console of never needs (docs/PERFORMANCE.md, "Round 5:
+    memory")."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    templates = Environment(
+        loader=PackageLoader("vmta.api.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    templates.filters["when"] = pages.when
+    templates.filters["iso"] = pages.iso_shown
+    return templates
 
 
 def _html(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    body = _templates.get_template(template).render(pages=PAGES, **values)
+    body = _templates().get_template(template).render(pages=PAGES, **values)
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 

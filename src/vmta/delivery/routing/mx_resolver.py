@@ -15,6 +15,14 @@ try them, each with its addresses. The rules:
 Lookups go through dnspython's asyncio resolver (never blocking the event loop) to the
 configured servers, and answers, positive and negative, are cached for their TTL on the
 injected clock. Concurrent lookups of the same name share one query.
+
+dnspython is imported, and the system's resolver configuration read, at the first lookup,
+not when vmta starts: it is about 5 MB in every process, and a node that only relays
+through relay servers never resolves an MX (docs/PERFORMANCE.md, "Round 5: memory").
+The first lookup pays for it once (80-170 ms on the 2-core test machine, the event loop
+waiting). Configured servers are still checked at start; a system configuration that
+names no server makes each lookup fail temporarily (DnsUnavailable), where it used to
+stop the start.
 """
 
 from __future__ import annotations
@@ -24,18 +32,15 @@ import ipaddress
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-import dns.asyncresolver
-import dns.exception
-import dns.message
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING, Literal
 
 from vmta.domain.clock import Clock
 from vmta.domain.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.message
+    import dns.resolver
 
 # ---- results and errors --------------------------------------------------------------------
 
@@ -133,18 +138,12 @@ class MxResolver:
         negative_ttl: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
-        if servers:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = [_nameserver(text, port) for text in servers]
-        else:
-            self._resolver = dns.asyncresolver.Resolver()
-        self.servers = tuple(
-            (ns.address, ns.port) if isinstance(ns, dns.nameserver.Do53Nameserver) else (ns, port)
-            for ns in self._resolver.nameservers
-        )
+        self._configured = tuple(_nameserver(text, port) for text in servers)
+        self._port = port
         # Per server try, and for the whole lookup over every server and retry.
-        self._resolver.timeout = timeout
-        self._resolver.lifetime = lifetime
+        self._timeout = timeout
+        self._lifetime = lifetime
+        self._dns: dns.asyncresolver.Resolver | None = None  # at the first lookup
         self._clock = clock
         self._ipv6 = ipv6
         self._max_hosts = max_hosts  # bounds the address lookups one domain can cost
@@ -157,6 +156,35 @@ class MxResolver:
         self._cache: dict[tuple[str, str], _Answer] = {}
         self._inflight: dict[tuple[str, str], asyncio.Task[_Answer]] = {}
         self.queries = 0  # queries sent (cache misses), for tests and metrics
+
+    @property
+    def servers(self) -> tuple[tuple[str, int], ...]:
+        """The servers asked: the configured ones, else the system's."""
+        if self._configured:
+            return self._configured
+        import dns.nameserver
+
+        return tuple(
+            (ns.address, ns.port)
+            if isinstance(ns, dns.nameserver.Do53Nameserver)
+            else (str(ns), self._port)
+            for ns in self._resolver().nameservers
+        )
+
+    def _resolver(self) -> dns.asyncresolver.Resolver:
+        if self._dns is None:
+            import dns.asyncresolver
+            import dns.nameserver
+
+            resolver = dns.asyncresolver.Resolver(configure=not self._configured)
+            if self._configured:
+                resolver.nameservers = [
+                    dns.nameserver.Do53Nameserver(host, port) for host, port in self._configured
+                ]
+            resolver.timeout = self._timeout
+            resolver.lifetime = self._lifetime
+            self._dns = resolver
+        return self._dns
 
     async def resolve(self, domain: str) -> Destination:
         """The hosts to deliver ``domain``'s mail to, in order (see the module text)."""
@@ -264,9 +292,13 @@ class MxResolver:
         self._cache[key] = answer
 
     async def _query(self, name: str, rdtype: str) -> _Answer:
+        import dns.exception
+        import dns.rdatatype
+        import dns.resolver
+
         self.queries += 1
         try:
-            answer = await self._resolver.resolve(
+            answer = await self._resolver().resolve(
                 name, rdtype, search=False, raise_on_no_answer=False
             )
         except dns.resolver.NXDOMAIN as exc:
@@ -295,6 +327,8 @@ class MxResolver:
         return _Answer("ok", tuple(values), self._clock.now() + ttl)
 
     def _negative_expiry(self, response: dns.message.Message | None) -> float:
+        import dns.rdatatype
+
         ttl = self._negative_ttl
         for rrset in response.authority if response is not None else []:
             if rrset.rdtype == dns.rdatatype.SOA:
@@ -326,6 +360,9 @@ def _address_literal(domain: str) -> str | None:
 
 def _domain_name(domain: str) -> str:
     """The domain in lower case without the final dot, checked to be a DNS name."""
+    import dns.exception
+    import dns.name
+
     text = domain.strip().lower().rstrip(".")
     try:
         if not text:
@@ -337,6 +374,8 @@ def _domain_name(domain: str) -> str:
 
 
 def _first_response(exc: dns.resolver.NXDOMAIN) -> dns.message.Message | None:
+    import dns.message
+
     responses = exc.kwargs.get("responses") or {}
     for response in responses.values():
         if isinstance(response, dns.message.Message):
@@ -344,7 +383,7 @@ def _first_response(exc: dns.resolver.NXDOMAIN) -> dns.message.Message | None:
     return None
 
 
-def _nameserver(text: str, default_port: int) -> dns.nameserver.Do53Nameserver:
+def _nameserver(text: str, default_port: int) -> tuple[str, int]:
     """``192.0.2.53``, ``2001:db8::53``, ``192.0.2.53:5353`` or ``[2001:db8::53]:5353``."""
     entry = text.strip()
     host, port = entry, str(default_port)
@@ -365,4 +404,4 @@ def _nameserver(text: str, default_port: int) -> dns.nameserver.Do53Nameserver:
             f"DNS server {text!r} must be an IP address, optionally with a port from 1 to"
             " 65535 (192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:5353)."
         ) from None
-    return dns.nameserver.Do53Nameserver(host, number)
+    return host, number
