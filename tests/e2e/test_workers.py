@@ -210,7 +210,10 @@ def test_a_burst_of_clients_is_spread_over_the_processes(serve: ServeFactory) ->
         assert sorted(owners) == sorted(c.getsockname()[1] for c in clients)
         per_process = Counter(owners.values())
         assert set(per_process) == processes, per_process
-        assert min(per_process.values()) >= 10, per_process  # of 40; 32 and 8 before
+        # Both processes take clients. How evenly depends on how the kernel schedules two
+        # processes on a busy machine, so the pace that spreads them (one client per turn
+        # of a loop) is asserted deterministically in tests/delivery/test_accept_pace.py.
+        assert min(per_process.values()) >= 1, per_process
     finally:
         for client in clients:
             client.close()
