@@ -10,6 +10,10 @@ limit never opens more connections than it can feed.
 
 Deliveries that would wait long on a throttle are released to the shared queue (the spool)
 without an attempt: their memory is freed, and any node may take them when they are due.
+
+Each connection it opens gets a ``Lease`` (the ``ConnectionPort`` of connection_worker):
+the connection's hold on its ready queue and throttle slot, through which it takes its
+next deliveries and tells what happened; the queue's state changes only in its methods.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmta.delivery.clock import Clock
+from vmta.delivery.connection_worker import SPOOL_PAUSE, ConnectionPort
 from vmta.delivery.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.host_throttles import HostThrottles
 from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.outcome_recorder import OutcomeRecorder
 from vmta.delivery.path import EgressPath
-from vmta.delivery.ready_queue import ConnectionRate, Delivery, PathQueue
+from vmta.delivery.ready_queue import Delivery, Peer, QueuePolicy, ReadyQueue
 from vmta.delivery.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.throttle_backend import HOUR, LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
@@ -43,8 +48,8 @@ routing_outage = OutageLog(log, "reading the configuration to route")
 DATABASE_RECHECK = 5.0  # seconds: a recipient released for want of its configuration
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
-# Runs one connection: (dispatcher, queue, connection slot token, first delivery).
-OpenConnection = Callable[["Dispatcher", PathQueue, str, Delivery], Coroutine[Any, Any, None]]
+# Runs one connection: (its port to the engine, its first delivery).
+OpenConnection = Callable[[ConnectionPort, Delivery], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,25 @@ class DispatchSettings:
     throttle_recheck: float = 300.0
     shared_retry: float = 1.0  # a full shared connection limit is asked again this often
 
+    def queue_policy(self) -> QueuePolicy:
+        return QueuePolicy(
+            failures_before_delay=self.failures_before_delay,
+            failure_delay=self.failure_delay,
+            failure_memory=self.failure_memory,
+            max_connection_rate=self.max_connection_rate,
+        )
+
+
+@dataclass
+class _Pump:
+    """The dispatcher's bookkeeping for one queue: at most one pump at a time, and one
+    timer (the earliest wins)."""
+
+    running: bool = False
+    again: bool = False
+    wake_at: float | None = None
+    timer: asyncio.Task[None] | None = None
+
 
 class Dispatcher:
     def __init__(
@@ -83,6 +107,7 @@ class Dispatcher:
         metrics: EngineMetrics | None = None,
         backoffs: ThrottleBackoffs | None = None,
         senders: EnvelopeSenders | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
         self._senders = senders  # VERP: one transaction per recipient
@@ -95,11 +120,14 @@ class Dispatcher:
         self.settings = settings
         self._spawn = spawn
         self._open_connection = open_connection
-        self.paths: dict[tuple[object, ...], PathQueue] = {}
+        self._policy = settings.queue_policy()
+        self.paths: dict[tuple[object, ...], ReadyQueue] = {}
+        self._pumps: dict[ReadyQueue, _Pump] = {}
         # Paths that share a throttle: a connection slot freed by one may serve another.
-        self._by_throttle: dict[str, set[PathQueue]] = {}
-        self._by_label: dict[str, set[PathQueue]] = {}  # by metric label (source IP)
-        self.stopping = False
+        self._by_throttle: dict[str, set[ReadyQueue]] = {}
+        self._by_label: dict[str, set[ReadyQueue]] = {}  # by metric label (source IP)
+        # The engine's one stopping event: the ready queues end idle connections on it.
+        self.stopping = stopping or asyncio.Event()
         self._metrics.watch_ready(self.ready_lengths)
 
     # ---- routing -------------------------------------------------------------------------
@@ -162,34 +190,33 @@ class Dispatcher:
 
     # ---- ready queues ----------------------------------------------------------------------
 
-    def _queue(self, path: EgressPath) -> PathQueue:
+    def _queue(self, path: EgressPath) -> ReadyQueue:
         queue = self.paths.get(path.key)
         if queue is None:
-            rate = ConnectionRate(self.settings.max_connection_rate, self._clock.now())
-            queue = PathQueue(path, rate)
+            queue = ReadyQueue(path, self._policy, self._clock, self.stopping)
             self.paths[path.key] = queue
+            self._pumps[queue] = _Pump()
             self._by_throttle.setdefault(queue.throttle, set()).add(queue)
             self._by_label.setdefault(route_label(path.route), set()).add(queue)
         else:
-            queue.path = path  # the newest configuration wins
+            queue.update(path)
         return queue
 
     async def _enqueue(self, delivery: Delivery) -> None:
         queue = self._queue(delivery.decision.path)
         now = self._clock.now()
-        if queue.delayed(now) and queue.delay_reply is not None:
+        refusal = queue.refusal(now)
+        if refusal is not None:
             # The path is known to be failing: this delivery's attempt fails the same way
             # (for good when the path failed permanently: a mail loop).
-            reply = queue.delay_reply
-            if queue.delay_permanent:
+            reply = refusal.reply
+            if refusal.permanent:
                 failed = [(Verdict.FAILED, reply)] * len(delivery.jobs)
                 await self._recorder.finish(
-                    delivery.jobs, failed, delivery.decision, None, queue.delay_peer
+                    delivery.jobs, failed, delivery.decision, None, refusal.peer
                 )
                 return
-            await self._recorder.defer_all(
-                delivery.jobs, reply, delivery.decision, queue.delay_peer
-            )
+            await self._recorder.defer_all(delivery.jobs, reply, delivery.decision, refusal.peer)
             return
         wait = self._expected_wait(queue)
         if wait > self.settings.release_after:
@@ -205,11 +232,11 @@ class Dispatcher:
         is made in one step under the interpreter lock, so the loop may go on changing
         the originals meanwhile."""
         return {
-            label: sum(len(q.waiting) for q in list(queues))
+            label: sum(len(q) for q in list(queues))
             for label, queues in list(self._by_label.items())
         }
 
-    def limits_of(self, queue: PathQueue) -> Limits:
+    def limits_of(self, queue: ReadyQueue) -> Limits:
         """The path's limits now: as configured, or reduced while its throttle is in
         Dynamic Delivery backoff (read for every connection and message, so the end of a
         backoff applies at once)."""
@@ -218,54 +245,51 @@ class Dispatcher:
             return path.limits
         return self._backoffs.limits(path.throttle_key, path.limits, self._clock.now())
 
-    def _expected_wait(self, queue: PathQueue) -> float:
+    def _expected_wait(self, queue: ReadyQueue) -> float:
         """How long a delivery joining the queue now would wait for its pacing slot, as
         far as this node can tell."""
         per_hour = self.limits_of(queue).max_messages_per_hour
         if not per_hour:
             return 0.0
-        return len(queue.waiting) * HOUR / per_hour
+        return len(queue) * HOUR / per_hour
 
     # ---- opening connections ---------------------------------------------------------------
 
-    def pump(self, queue: PathQueue) -> None:
+    def pump(self, queue: ReadyQueue) -> None:
         """Open connections for the queue while it needs them and its throttles allow (at
         most one pump per queue at a time; a request meanwhile runs it again after)."""
-        if self.stopping:
+        pump = self._pumps.get(queue)
+        if self.stopping.is_set() or pump is None:
             return
-        if queue.pumping:
-            queue.pump_again = True
+        if pump.running:
+            pump.again = True
             return
-        queue.pumping = True
-        self._spawn(self._pump(queue))
+        pump.running = True
+        self._spawn(self._pump(queue, pump))
 
-    async def _pump(self, queue: PathQueue) -> None:
+    async def _pump(self, queue: ReadyQueue, pump: _Pump) -> None:
         try:
-            while not self.stopping and queue.wants_connection():
+            while queue.wants_connection():
                 if not await self._open_one(queue):
                     break
         except Exception:
             log.exception("opening a connection for %s failed", queue.path.describe())
             self.wake_at(queue, self._clock.now() + 1.0)
         finally:
-            queue.pumping = False
-            if queue.pump_again:
-                queue.pump_again = False
+            pump.running = False
+            if pump.again:
+                pump.again = False
                 self.pump(queue)
             else:
                 self.forget_if_idle(queue)
 
-    async def _open_one(self, queue: PathQueue) -> bool:
+    async def _open_one(self, queue: ReadyQueue) -> bool:
         now = self._clock.now()
-        if queue.delayed(now):
-            self.wake_at(queue, queue.delayed_until)
-            return False
-        failing = queue.consecutive_failures >= self.settings.failures_before_delay
-        if failing and (queue.probing or queue.connections):
+        at = queue.open_at(now)
+        if at is None:
             return False  # one probe at a time for a path that has been failing
-        gap = queue.rate.delay(now)
-        if gap > 0:
-            self.wake_at(queue, now + gap)
+        if at > now:
+            self.wake_at(queue, at)  # delayed, or no token of the connection rate yet
             return False
         limits = self.limits_of(queue)
         configured = limits.max_concurrent_connections
@@ -293,58 +317,64 @@ class Dispatcher:
             else:
                 self.wake_at(queue, self._clock.now() + wait)
             return False
-        if not queue.waiting:  # taken by an idle connection while we asked
+        first = queue.connecting(now)
+        if first is None:  # taken by an idle connection while we asked
             await self._throttles.release_connection(queue.throttle, token)
             return False
-        queue.rate.take(now)
-        queue.probing = failing
-        queue.connections += 1
-        self._spawn(self._open_connection(self, queue, token, queue.waiting.popleft()))
+        self._spawn(self._open_connection(Lease(self, queue, token), first))
         return True
 
     def _open_on_throttle(self, throttle: str) -> int:
         return sum(q.connections for q in self._by_throttle.get(throttle, ()))
 
-    def connection_closed(self, queue: PathQueue) -> None:
+    def connection_closed(self, queue: ReadyQueue) -> None:
         """A connection of ``queue`` ended (its slot is released): the slot may serve this
         path or a sibling path that shares its throttle (a.test and b.a.test under
         [*.]a.test)."""
         self.pump(queue)
         for other in list(self._by_throttle.get(queue.throttle, ())):
-            if other is not queue and other.waiting:
+            if other is not queue and len(other):
                 self.pump(other)
 
-    def wake_at(self, queue: PathQueue, when: float) -> None:
+    def wake_at(self, queue: ReadyQueue, when: float) -> None:
         """Pump ``queue`` again at ``when`` (one timer per queue, the earliest wins)."""
-        if self.stopping or (queue.wake_at is not None and queue.wake_at <= when):
+        pump = self._pumps.get(queue)
+        if self.stopping.is_set() or pump is None:
             return
-        if queue.timer is not None:
-            queue.timer.cancel()
-        queue.wake_at = when
-        queue.timer = asyncio.ensure_future(self._timer(queue, when))
+        if pump.wake_at is not None and pump.wake_at <= when:
+            return
+        if pump.timer is not None:
+            pump.timer.cancel()
+        pump.wake_at = when
+        pump.timer = asyncio.ensure_future(self._timer(queue, pump, when))
 
-    async def _timer(self, queue: PathQueue, when: float) -> None:
+    async def _timer(self, queue: ReadyQueue, pump: _Pump, when: float) -> None:
         await self._clock.sleep(when - self._clock.now())
-        queue.wake_at = None
-        queue.timer = None
-        if queue.waiting:
+        pump.wake_at = None
+        pump.timer = None
+        if len(queue):
             self.pump(queue)
         else:
             self.forget_if_idle(queue)
 
-    def forget_if_idle(self, queue: PathQueue) -> None:
+    def forget_if_idle(self, queue: ReadyQueue) -> None:
         now = self._clock.now()
-        memory = self.settings.failure_memory
-        if queue.forgettable(now, memory):
+        at = queue.forget_at(now)
+        if at is None:
+            return
+        if at <= now:
             self.forget(queue)
-        elif not queue.waiting and not queue.connections and queue.consecutive_failures:
-            self.wake_at(queue, max(queue.delayed_until, queue.remember_until(memory)))
+        else:
+            self.wake_at(queue, at)
 
-    def forget(self, queue: PathQueue) -> None:
+    def forget(self, queue: ReadyQueue) -> None:
         """Drop an idle path (IP addresses have a path per destination domain, so keeping
         them all would grow without bound)."""
         if self.paths.get(queue.path.key) is queue:
             del self.paths[queue.path.key]
+        pump = self._pumps.pop(queue, None)
+        if pump is not None and pump.timer is not None:
+            pump.timer.cancel()
         labelled = self._by_label.get(route_label(queue.path.route))
         if labelled is not None:
             labelled.discard(queue)
@@ -358,77 +388,156 @@ class Dispatcher:
                 if isinstance(self._throttles, LocalThrottles | HostThrottles):
                     self._throttles.forget(queue.throttle)
 
-    async def release_backlog(self, queue: PathQueue, wait: float) -> None:
+    async def release_backlog(self, queue: ReadyQueue, wait: float) -> None:
         """The next message slot is ``wait`` seconds away, longer than deliveries are
         held for: give every waiting delivery back to the spool, each due about when its
         turn comes (at most ``throttle_recheck`` from now). Any node may take them then."""
         per_hour = self.limits_of(queue).max_messages_per_hour
         interval = HOUR / per_hour if per_hour else 0.0
         now = self._clock.now()
-        waiting = list(queue.waiting)
-        queue.waiting.clear()
         reason = self._rate_reason(queue)
-        for position, delivery in enumerate(waiting):
+        for position, delivery in enumerate(queue.drain()):
             until = now + min(wait + position * interval, self.settings.throttle_recheck)
             await self._recorder.release(delivery.jobs, until, reason)
 
     @staticmethod
-    def _rate_reason(queue: PathQueue) -> str:
+    def _rate_reason(queue: ReadyQueue) -> str:
         return f"Waiting for the message rate of {queue.throttle}."
 
-    # ---- a path that keeps failing ---------------------------------------------------------
+    # ---- what a connection asks and tells (through its Lease) ------------------------------
 
-    async def delay_path(self, queue: PathQueue, reply: ReplyLine) -> None:
-        """Defer everything waiting on a failing path, one attempt each, and probe again
-        after ``failure_delay``."""
-        waiting = list(queue.waiting)
-        queue.waiting.clear()
+    async def next_for(self, lease: Lease) -> Delivery | None:
+        """The next delivery for an open connection and its pacing slot, or None to
+        close it: it has carried its share, the engine stops, its throttle's limit fell
+        below what is open, nothing arrived within the idle timeout, or the next pacing
+        slot is too far off to keep the connection waiting for it."""
+        queue, settings = lease.queue, self.settings
+        if lease.carried >= settings.max_messages_per_connection or self.stopping.is_set():
+            return None
+        limit = self.limits_of(queue).max_concurrent_connections
+        if limit and queue.connections > limit:
+            # Its limit fell below what is open (a Dynamic Delivery backoff began):
+            # connections close after their message until the limit holds.
+            return None
+        delivery = await queue.take(settings.idle_timeout)
+        if delivery is None:
+            return None
+        per_hour = self.limits_of(queue).max_messages_per_hour
+        while True:
+            try:
+                wait = await self._throttles.reserve_message(queue.throttle, per_hour)
+            except Exception:  # the throttle store (Redis) failed: keep the delivery
+                log.exception("reserving a message slot of %s failed", queue.throttle)
+                queue.put_back(delivery, pause=SPOOL_PAUSE)
+                return None
+            if wait <= 0:
+                lease.carried += 1
+                return delivery
+            self._metrics.throttle_wait(wait)
+            if wait > settings.pacing_keep_open or self.stopping.is_set():
+                # Its siblings wait for the same pacing: none is woken for it.
+                queue.put_back(delivery, wake=False)
+                if wait > settings.release_after:
+                    await self.release_backlog(queue, wait)
+                else:
+                    self.wake_at(queue, self._clock.now() + wait)
+                return None
+            await self._clock.sleep(wait)
+
+    async def connection_failed(
+        self,
+        queue: ReadyQueue,
+        delivery: Delivery,
+        reply: ReplyLine,
+        *,
+        permanent: bool,
+        peer: Peer | None,
+    ) -> None:
+        """A connection got no session. When this delays the path, everything waiting on
+        it ends with ``reply``: deferred, one attempt each, and probed again after
+        ``failure_delay``; failed when the refusal was for good (a mail loop)."""
+        if not queue.failed(delivery, reply, permanent=permanent, peer=peer):
+            return
+        refusal = queue.refusal(self._clock.now())
+        waiting = queue.drain()
+        peer = refusal.peer if refusal is not None else peer
+        if permanent:
+            for ended in waiting:
+                failed = [(Verdict.FAILED, reply)] * len(ended.jobs)
+                await self._recorder.finish(ended.jobs, failed, ended.decision, None, peer)
+            return
         log.warning(
             "%s failed %d time(s) in a row (%s): deferring %d message(s); trying again in %.0f s",
             queue.path.describe(),
-            queue.consecutive_failures,
+            queue.failures,
             reply,
             len(waiting),
             self.settings.failure_delay,
         )
         self.wake_at(queue, queue.delayed_until)
-        for delivery in waiting:
-            await self._recorder.defer_all(
-                delivery.jobs, reply, delivery.decision, queue.delay_peer
-            )
+        for ended in waiting:
+            await self._recorder.defer_all(ended.jobs, reply, ended.decision, peer)
+
+    async def connection_ended(self, queue: ReadyQueue, token: str) -> None:
+        queue.closed()
+        with contextlib.suppress(Exception):
+            await self._throttles.release_connection(queue.throttle, token)
+        self.connection_closed(queue)
 
     # ---- stopping and inspection -----------------------------------------------------------
 
     def stop(self) -> None:
-        self.stopping = True
-        for queue in self.paths.values():
-            if queue.timer is not None:
-                queue.timer.cancel()
-            queue.stopping = True
-            queue.changed.set()
+        """The engine stops (idle connections end on the stopping event): no timer
+        pumps a queue any more."""
+        self.stopping.set()
+        for pump in self._pumps.values():
+            if pump.timer is not None:
+                pump.timer.cancel()
 
     async def release_all(self) -> None:
         """At stop: give every delivery still waiting back to the spool, due now."""
         now = self._clock.now()
         for queue in list(self.paths.values()):
-            waiting = list(queue.waiting)
-            queue.waiting.clear()
-            jobs = [job for delivery in waiting for job in delivery.jobs]
+            jobs = [job for delivery in queue.drain() for job in delivery.jobs]
             if jobs:
                 with contextlib.suppress(Exception):
                     await self._recorder.release(jobs, now, "Released at shutdown.")
 
     def path_states(self) -> list[dict[str, Any]]:
         now = self._clock.now()
-        return [
-            {
-                "path": q.path.describe(),
-                "waiting": len(q.waiting),
-                "connections": q.connections,
-                "throttle": q.throttle,
-                "consecutive_failures": q.consecutive_failures,
-                "delayed_for": round(max(0.0, q.delayed_until - now), 1),
-                "last_error": str(q.delay_reply) if q.delay_reply else None,
-            }
-            for q in self.paths.values()
-        ]
+        return [q.state(now) for q in self.paths.values()]
+
+
+class Lease:
+    """One connection's hold on the engine (the ``ConnectionPort`` the worker runs on):
+    its ready queue, the connection slot ``token`` of the queue's throttle, and how many
+    messages it has carried."""
+
+    def __init__(self, dispatcher: Dispatcher, queue: ReadyQueue, token: str) -> None:
+        self._dispatcher = dispatcher
+        self.queue = queue
+        self._token = token
+        self.carried = 1  # the first delivery, whose pacing slot the dispatcher took
+
+    @property
+    def path(self) -> EgressPath:
+        return self.queue.path
+
+    def opened(self) -> None:
+        self.queue.opened()
+
+    async def failed(
+        self, delivery: Delivery, reply: ReplyLine, *, permanent: bool, peer: Peer | None
+    ) -> None:
+        await self._dispatcher.connection_failed(
+            self.queue, delivery, reply, permanent=permanent, peer=peer
+        )
+
+    def put_back(self, delivery: Delivery, *, pause: float = 0.0) -> None:
+        self.queue.put_back(delivery, pause=pause)
+
+    async def next(self) -> Delivery | None:
+        return await self._dispatcher.next_for(self)
+
+    async def closed(self) -> None:
+        await self._dispatcher.connection_ended(self.queue, self._token)
