@@ -3,10 +3,13 @@ path's ready queue, and open connections while the path's throttles allow.
 
 Before a connection is opened it must have three things: a connection slot of its
 throttle, a message slot of its throttle's pacing for its first message, and a token of
-the path's connection rate. Without all three nothing is opened and the path is looked at
-again when the earliest of them can be had, so a connection never waits for pacing
-(``connection_worker`` closes one whose next message would wait long) and a low hourly
-limit never opens more connections than it can feed.
+the path's connection rate. On a site (MX delivery from an IP address) the connection's
+slot is the site's, and a message of a domain with limits needs a slot of the domain's
+throttle as well, which the connection holds while it carries that domain's mail and
+swaps for another domain's when it turns to that one. Without all three nothing is
+opened and the path is looked at again when the earliest of them can be had, so a
+connection never waits for pacing (one whose next message would wait long is closed) and
+a low hourly limit never opens more connections than it can feed.
 
 Deliveries that would wait long on a throttle are released to the shared queue (the spool)
 without an attempt: their memory is freed, and any node may take them when they are due.
@@ -22,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vmta.delivery.clock import Clock
@@ -32,8 +35,8 @@ from vmta.delivery.envelope_sender import EnvelopeSenders
 from vmta.delivery.host_throttles import HostThrottles
 from vmta.delivery.outage_log import OutageLog
 from vmta.delivery.outcome_recorder import OutcomeRecorder
-from vmta.delivery.path import EgressPath
-from vmta.delivery.ready_queue import Delivery, Peer, QueuePolicy, ReadyQueue
+from vmta.delivery.path import UNLIMITED, EgressPath
+from vmta.delivery.ready_queue import Carry, Delivery, Peer, QueuePolicy, ReadyQueue
 from vmta.delivery.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.throttle_backend import HOUR, LocalThrottles, ThrottleBackend
 from vmta.delivery.throttle_backoffs import ThrottleBackoffs
@@ -90,6 +93,7 @@ class _Pump:
     again: bool = False
     wake_at: float | None = None
     timer: asyncio.Task[None] | None = None
+    throttles: set[str] = field(default_factory=set)  # every throttle it is filed under
 
 
 class Dispatcher:
@@ -196,11 +200,20 @@ class Dispatcher:
             queue = ReadyQueue(path, self._policy, self._clock, self.stopping)
             self.paths[path.key] = queue
             self._pumps[queue] = _Pump()
-            self._by_throttle.setdefault(queue.throttle, set()).add(queue)
+            self._file(queue, queue.throttle)
             self._by_label.setdefault(route_label(path.route), set()).add(queue)
         else:
             queue.update(path)
         return queue
+
+    def _file(self, queue: ReadyQueue, throttle: str) -> None:
+        """``queue`` has (or had) deliveries of ``throttle``: a slot of it freed by one
+        queue may serve another (a.test and b.a.test under [*.]a.test; domains of one
+        ``mx:`` rule at different sites)."""
+        pump = self._pumps.get(queue)
+        if pump is not None and throttle not in pump.throttles:
+            pump.throttles.add(throttle)
+            self._by_throttle.setdefault(throttle, set()).add(queue)
 
     async def _enqueue(self, delivery: Delivery) -> None:
         queue = self._queue(delivery.decision.path)
@@ -218,11 +231,12 @@ class Dispatcher:
                 return
             await self._recorder.defer_all(delivery.jobs, reply, delivery.decision, refusal.peer)
             return
-        wait = self._expected_wait(queue)
+        wait = self._expected_wait(queue, delivery)
         if wait > self.settings.release_after:
             until = now + min(wait, self.settings.throttle_recheck)
-            await self._recorder.release(delivery.jobs, until, self._rate_reason(queue))
+            await self._recorder.release(delivery.jobs, until, self._rate_reason(delivery.throttle))
             return
+        self._file(queue, delivery.throttle)
         queue.push(delivery)
         self.pump(queue)
 
@@ -237,21 +251,29 @@ class Dispatcher:
         }
 
     def limits_of(self, queue: ReadyQueue) -> Limits:
-        """The path's limits now: as configured, or reduced while its throttle is in
+        """The limits of the queue's newest path now (see ``_limits``)."""
+        return self._limits(queue.path)
+
+    def _limits(self, path: EgressPath) -> Limits:
+        """A path's limits now: as configured, or reduced while its throttle is in
         Dynamic Delivery backoff (read for every connection and message, so the end of a
         backoff applies at once)."""
-        path = queue.path
         if self._backoffs is None:
             return path.limits
         return self._backoffs.limits(path.throttle_key, path.limits, self._clock.now())
 
-    def _expected_wait(self, queue: ReadyQueue) -> float:
-        """How long a delivery joining the queue now would wait for its pacing slot, as
+    def _connection_limits(self, queue: ReadyQueue) -> Limits:
+        """What counts the queue's connections: a site's own cap (no limits of its own),
+        else the path's throttle."""
+        return UNLIMITED if queue.path.site_throttle else self.limits_of(queue)
+
+    def _expected_wait(self, queue: ReadyQueue, delivery: Delivery) -> float:
+        """How long ``delivery`` joining the queue now would wait for its pacing slot, as
         far as this node can tell."""
-        per_hour = self.limits_of(queue).max_messages_per_hour
+        per_hour = self._limits(delivery.decision.path).max_messages_per_hour
         if not per_hour:
             return 0.0
-        return len(queue) * HOUR / per_hour
+        return queue.count(delivery.throttle) * HOUR / per_hour
 
     # ---- opening connections ---------------------------------------------------------------
 
@@ -283,6 +305,19 @@ class Dispatcher:
             else:
                 self.forget_if_idle(queue)
 
+    async def _acquire(self, throttle: str, configured: int, *, own_cap: bool) -> str | None:
+        """One connection slot of ``throttle``, limited to ``configured`` (0: vmta's own
+        cap when ``own_cap``); None when all are held."""
+        if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
+            limit = configured or self.settings.unlimited_connections
+            return await self._throttles.acquire_connection(throttle, limit)
+        if own_cap and self._open_on_throttle(throttle) >= self.settings.unlimited_connections:
+            return None  # this node's own cap; a connection that closes pumps again
+        # No limit (0) on a shared backend: nothing to share, so the cap above is counted
+        # here and Redis is never asked (docs/cluster.md: such paths need no Redis, and go
+        # on while it is away).
+        return await self._throttles.acquire_connection(throttle, 0)
+
     async def _open_one(self, queue: ReadyQueue) -> bool:
         now = self._clock.now()
         at = queue.open_at(now)
@@ -291,49 +326,44 @@ class Dispatcher:
         if at > now:
             self.wake_at(queue, at)  # delayed, or no token of the connection rate yet
             return False
-        limits = self.limits_of(queue)
-        configured = limits.max_concurrent_connections
-        if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
-            limit = configured or self.settings.unlimited_connections
-            token = await self._throttles.acquire_connection(queue.throttle, limit)
-        elif self._open_on_throttle(queue.throttle) >= self.settings.unlimited_connections:
-            return False  # this node's own cap; a connection that closes pumps again
-        else:
-            # No limit (0) on a shared backend: nothing to share, so the cap above is
-            # counted here and Redis is never asked (docs/cluster.md: such paths need no
-            # Redis, and go on while it is away).
-            token = await self._throttles.acquire_connection(queue.throttle, 0)
+        configured = self._connection_limits(queue).max_concurrent_connections
+        token = await self._acquire(queue.throttle, configured, own_cap=True)
         if token is None:
             if not isinstance(self._throttles, LocalThrottles):
                 # Slots held by other nodes come back without telling this one.
                 self.wake_at(queue, now + self.settings.shared_retry)
             return False  # locally, a released slot pumps the paths of its throttle
-        wait = await self._throttles.reserve_message(queue.throttle, limits.max_messages_per_hour)
-        if wait > 0:
-            self._metrics.throttle_wait(wait)
-            await self._throttles.release_connection(queue.throttle, token)
-            if wait > self.settings.release_after:
-                await self.release_backlog(queue, wait)
-            else:
-                self.wake_at(queue, self._clock.now() + wait)
-            return False
-        first = queue.connecting(now)
-        if first is None:  # taken by an idle connection while we asked
-            await self._throttles.release_connection(queue.throttle, token)
-            return False
-        self._spawn(self._open_connection(Lease(self, queue, token), first))
-        return True
+        lease = Lease(self, queue, token)
+        for throttle, _ in queue.lines():
+            if await self._offer(lease, throttle, opening=True) is not Carry.TAKEN:
+                continue
+            first = queue.connecting(now, throttle)
+            if first is None:  # taken by an idle connection while we asked
+                break
+            self._spawn(self._open_connection(lease, first))
+            return True
+        await self._let_go(lease)
+        await self._throttles.release_connection(queue.throttle, token)
+        return False
 
     def _open_on_throttle(self, throttle: str) -> int:
-        return sum(q.connections for q in self._by_throttle.get(throttle, ()))
+        return sum(
+            q.connections for q in self._by_throttle.get(throttle, ()) if q.throttle == throttle
+        )
 
     def connection_closed(self, queue: ReadyQueue) -> None:
         """A connection of ``queue`` ended (its slot is released): the slot may serve this
         path or a sibling path that shares its throttle (a.test and b.a.test under
         [*.]a.test)."""
         self.pump(queue)
-        for other in list(self._by_throttle.get(queue.throttle, ())):
-            if other is not queue and len(other):
+        self._slot_freed(queue.throttle, queue)
+
+    def _slot_freed(self, throttle: str, but: ReadyQueue | None = None) -> None:
+        """A connection slot of ``throttle`` came free: it may serve any queue with
+        deliveries of that throttle (an idle connection of one, or a new one)."""
+        for other in list(self._by_throttle.get(throttle, ())):
+            if other is not but and len(other):
+                other.slot_freed(throttle)
                 self.pump(other)
 
     def wake_at(self, queue: ReadyQueue, when: float) -> None:
@@ -375,34 +405,41 @@ class Dispatcher:
         pump = self._pumps.pop(queue, None)
         if pump is not None and pump.timer is not None:
             pump.timer.cancel()
+        for throttle in pump.throttles if pump is not None else {queue.throttle}:
+            self._unfile(queue, throttle)
         labelled = self._by_label.get(route_label(queue.path.route))
         if labelled is not None:
             labelled.discard(queue)
             if not labelled:
                 del self._by_label[route_label(queue.path.route)]
-        siblings = self._by_throttle.get(queue.throttle)
+
+    def _unfile(self, queue: ReadyQueue, throttle: str) -> None:
+        siblings = self._by_throttle.get(throttle)
         if siblings is not None:
             siblings.discard(queue)
             if not siblings:
-                del self._by_throttle[queue.throttle]
+                del self._by_throttle[throttle]
                 if isinstance(self._throttles, LocalThrottles | HostThrottles):
-                    self._throttles.forget(queue.throttle)
+                    self._throttles.forget(throttle)
 
-    async def release_backlog(self, queue: ReadyQueue, wait: float) -> None:
-        """The next message slot is ``wait`` seconds away, longer than deliveries are
-        held for: give every waiting delivery back to the spool, each due about when its
-        turn comes (at most ``throttle_recheck`` from now). Any node may take them then."""
-        per_hour = self.limits_of(queue).max_messages_per_hour
+    async def release_backlog(
+        self, queue: ReadyQueue, throttle: str, path: EgressPath, wait: float
+    ) -> None:
+        """The next message slot of ``throttle`` is ``wait`` seconds away, longer than
+        deliveries are held for: give every delivery waiting for it back to the spool,
+        each due about when its turn comes (at most ``throttle_recheck`` from now). Any
+        node may take them then."""
+        per_hour = self._limits(path).max_messages_per_hour
         interval = HOUR / per_hour if per_hour else 0.0
         now = self._clock.now()
-        reason = self._rate_reason(queue)
-        for position, delivery in enumerate(queue.drain()):
+        reason = self._rate_reason(throttle)
+        for position, delivery in enumerate(queue.drain(throttle)):
             until = now + min(wait + position * interval, self.settings.throttle_recheck)
             await self._recorder.release(delivery.jobs, until, reason)
 
     @staticmethod
-    def _rate_reason(queue: ReadyQueue) -> str:
-        return f"Waiting for the message rate of {queue.throttle}."
+    def _rate_reason(throttle: str) -> str:
+        return f"Waiting for the message rate of {throttle}."
 
     # ---- what a connection asks and tells (through its Lease) ------------------------------
 
@@ -414,35 +451,88 @@ class Dispatcher:
         queue, settings = lease.queue, self.settings
         if lease.carried >= settings.max_messages_per_connection or self.stopping.is_set():
             return None
-        limit = self.limits_of(queue).max_concurrent_connections
+        limit = self._connection_limits(queue).max_concurrent_connections
         if limit and queue.connections > limit:
             # Its limit fell below what is open (a Dynamic Delivery backoff began):
             # connections close after their message until the limit holds.
             return None
-        delivery = await queue.take(settings.idle_timeout)
-        if delivery is None:
+
+        async def offer(throttle: str) -> Carry:
+            return await self._offer(lease, throttle, opening=False)
+
+        try:
+            delivery = await queue.take(settings.idle_timeout, offer, lease.held)
+        except Exception:  # the throttle store (Redis) failed: keep the deliveries
+            log.exception("reserving the slots of %s failed", queue.path.describe())
+            queue.pause(SPOOL_PAUSE)
             return None
-        per_hour = self.limits_of(queue).max_messages_per_hour
+        if delivery is not None:
+            lease.carried += 1
+        return delivery
+
+    async def _offer(self, lease: Lease, throttle: str, *, opening: bool) -> Carry:
+        """May ``lease``'s connection carry the next delivery of ``throttle`` now? It
+        must hold a connection slot of that throttle (when it is not the queue's own and
+        has a limit: a domain's, on a site), taken in place of the one it held for
+        another domain, and a pacing slot of its rate, waited for if it is close."""
+        queue = lease.queue
+        lines = dict(queue.lines())
+        path = lines.get(throttle)
+        if path is None:
+            return Carry.BUSY  # nothing waits there any more
+        limits = self._limits(path)
+        token = None
+        if throttle == lease.held and self._over_limit(throttle, limits):
+            # Its limit fell below what is open (a Dynamic Delivery backoff began): this
+            # connection gives the domain's slot up and carries it no more.
+            await self._let_go(lease)
+            return Carry.BUSY
+        if throttle != queue.throttle and throttle != lease.held:
+            configured = limits.max_concurrent_connections
+            if configured:
+                token = await self._acquire(throttle, configured, own_cap=False)
+                if token is None:
+                    return Carry.BUSY
         while True:
             try:
-                wait = await self._throttles.reserve_message(queue.throttle, per_hour)
-            except Exception:  # the throttle store (Redis) failed: keep the delivery
-                log.exception("reserving a message slot of %s failed", queue.throttle)
-                queue.put_back(delivery, pause=SPOOL_PAUSE)
-                return None
+                wait = await self._throttles.reserve_message(throttle, limits.max_messages_per_hour)
+            except Exception:
+                if token is not None:
+                    with contextlib.suppress(Exception):
+                        await self._throttles.release_connection(throttle, token)
+                raise
             if wait <= 0:
-                lease.carried += 1
-                return delivery
+                break
             self._metrics.throttle_wait(wait)
-            if wait > settings.pacing_keep_open or self.stopping.is_set():
-                # Its siblings wait for the same pacing: none is woken for it.
-                queue.put_back(delivery, wake=False)
-                if wait > settings.release_after:
-                    await self.release_backlog(queue, wait)
+            if opening or wait > self.settings.pacing_keep_open or self.stopping.is_set():
+                if token is not None:  # no one else can use it before that slot either
+                    await self._throttles.release_connection(throttle, token)
+                if wait > self.settings.release_after:
+                    await self.release_backlog(queue, throttle, path, wait)
                 else:
                     self.wake_at(queue, self._clock.now() + wait)
-                return None
+                return Carry.PACED
             await self._clock.sleep(wait)
+        if throttle != lease.held:
+            await self._let_go(lease)
+            if token is not None:
+                lease.hold(throttle, token)
+        return Carry.TAKEN
+
+    def _over_limit(self, throttle: str, limits: Limits) -> bool:
+        configured = limits.max_concurrent_connections
+        if not configured or not isinstance(self._throttles, LocalThrottles | HostThrottles):
+            return False  # a shared backend's count is the cluster's, not known here
+        return self._throttles.open_connections(throttle) > configured
+
+    async def _let_go(self, lease: Lease) -> None:
+        """The connection no longer carries mail of the domain whose slot it held."""
+        held = lease.release()
+        if held is not None:
+            throttle, token = held
+            with contextlib.suppress(Exception):
+                await self._throttles.release_connection(throttle, token)
+            self._slot_freed(throttle)
 
     async def connection_failed(
         self,
@@ -478,10 +568,12 @@ class Dispatcher:
         for ended in waiting:
             await self._recorder.defer_all(ended.jobs, reply, ended.decision, peer)
 
-    async def connection_ended(self, queue: ReadyQueue, token: str) -> None:
+    async def connection_ended(self, lease: Lease) -> None:
+        queue = lease.queue
         queue.closed()
+        await self._let_go(lease)
         with contextlib.suppress(Exception):
-            await self._throttles.release_connection(queue.throttle, token)
+            await self._throttles.release_connection(queue.throttle, lease.token)
         self.connection_closed(queue)
 
     # ---- stopping and inspection -----------------------------------------------------------
@@ -510,14 +602,28 @@ class Dispatcher:
 
 class Lease:
     """One connection's hold on the engine (the ``ConnectionPort`` the worker runs on):
-    its ready queue, the connection slot ``token`` of the queue's throttle, and how many
-    messages it has carried."""
+    its ready queue, the connection slot ``token`` of the queue's throttle, the slot of
+    the domain whose mail it carries now (on a site, when that domain has limits), and
+    how many messages it has carried."""
 
     def __init__(self, dispatcher: Dispatcher, queue: ReadyQueue, token: str) -> None:
         self._dispatcher = dispatcher
         self.queue = queue
-        self._token = token
+        self.token = token
+        self._held: tuple[str, str] | None = None  # (a domain's throttle, its slot's token)
         self.carried = 1  # the first delivery, whose pacing slot the dispatcher took
+
+    @property
+    def held(self) -> str | None:
+        """The throttle whose slot the connection holds besides the queue's."""
+        return self._held[0] if self._held else None
+
+    def hold(self, throttle: str, token: str) -> None:
+        self._held = (throttle, token)
+
+    def release(self) -> tuple[str, str] | None:
+        held, self._held = self._held, None
+        return held
 
     @property
     def path(self) -> EgressPath:
@@ -540,4 +646,4 @@ class Lease:
         return await self._dispatcher.next_for(self)
 
     async def closed(self) -> None:
-        await self._dispatcher.connection_ended(self.queue, self._token)
+        await self._dispatcher.connection_ended(self)

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,24 @@ class Delivery:
     @property
     def first(self) -> Job:
         return self.jobs[0]
+
+    @property
+    def throttle(self) -> str:
+        """The throttle that counts this delivery's connection slot and pacing (its
+        domain's, on a site's queue; the queue's own otherwise)."""
+        return "/".join(self.decision.path.throttle_key)
+
+
+class Carry(enum.Enum):
+    """What a connection answers when offered the deliveries of one throttle."""
+
+    TAKEN = "taken"  # it holds that throttle's connection slot and a pacing slot now
+    BUSY = "busy"  # the throttle's connection slots are all held: try others, or wait
+    PACED = "paced"  # the next pacing slot is far off (the dispatcher wakes the queue then)
+
+
+# The connection's offer: may it carry a delivery of this throttle now?
+Offer = Callable[[str], Awaitable[Carry]]
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,11 @@ class ConnectionRate:
 
 
 class ReadyQueue:
+    """The queue of one path. On a site's path (``EgressPath.site_throttle``), deliveries
+    of several throttles wait here, one line each (a domain with limits has its own
+    throttle); the queue's connections carry each in turn, and count against
+    ``throttle``, the site's own cap."""
+
     def __init__(
         self, path: EgressPath, policy: QueuePolicy, clock: Clock, stopping: asyncio.Event
     ) -> None:
@@ -107,11 +132,19 @@ class ReadyQueue:
         self._clock = clock
         self._stopping = stopping  # the engine's: idle connections end at once
         self._rate = ConnectionRate(policy.max_connection_rate, clock.now())
-        self._waiting: deque[Delivery] = deque()
-        # One future per connection idle in ``take``, oldest first; an arrival resolves
-        # one. A woken connection stays here until it runs, so that it counts as taking
-        # what woke it (no new connection is opened for that delivery).
-        self._idle: deque[asyncio.Future[None]] = deque()
+        # One line per throttle; each delivery with its turn (arrival order; one put back
+        # comes before everything), so that lines are offered oldest first and none waits
+        # behind another's backlog.
+        self._waiting: dict[str, deque[tuple[int, Delivery]]] = {}
+        self._turns = 0  # the last arrival's turn
+        self._back_turns = 0  # the last put back's turn (negative: before any arrival)
+        self._count = 0
+        self._arrivals = 0  # pushes and puts back so far: a connection that was busy
+        # offering sees whether anything came meanwhile
+        # One (future, throttle it holds) per connection idle in ``take``, oldest first;
+        # an arrival resolves one. A woken connection stays here until it runs, so that
+        # it counts as taking what woke it (no new connection is opened for that).
+        self._idle: deque[tuple[asyncio.Future[None], str | None]] = deque()
         self._connections = 0  # opening or open
         self._failures = 0  # consecutive
         self._last_failure_at = 0.0
@@ -128,7 +161,8 @@ class ReadyQueue:
 
     @property
     def throttle(self) -> str:
-        return "/".join(self._path.throttle_key)
+        """The throttle that counts this queue's connections (the site's own cap)."""
+        return "/".join(self._path.site_throttle or self._path.throttle_key)
 
     @property
     def connections(self) -> int:
@@ -146,11 +180,23 @@ class ReadyQueue:
 
     def __len__(self) -> int:
         """Deliveries waiting."""
-        return len(self._waiting)
+        return self._count
+
+    def count(self, throttle: str) -> int:
+        """Deliveries of ``throttle`` waiting."""
+        line = self._waiting.get(throttle)
+        return len(line) if line else 0
+
+    def lines(self) -> list[tuple[str, EgressPath]]:
+        """The throttles with deliveries waiting, the line whose first delivery came first
+        first (a session carries the site's domains in turn, not one domain while it has
+        mail), each with the path of its first delivery (its newest limits)."""
+        order = sorted(self._waiting, key=lambda t: self._waiting[t][0][0])
+        return [(t, self._waiting[t][0][1].decision.path) for t in order]
 
     def wants_connection(self) -> bool:
         """More deliveries wait than idle connections could take."""
-        return not self._stopping.is_set() and len(self._waiting) > len(self._idle)
+        return not self._stopping.is_set() and self._count > len(self._idle)
 
     def open_at(self, now: float) -> float | None:
         """When a new connection may open: ``now``, or later (the path is delayed, or
@@ -172,7 +218,7 @@ class ReadyQueue:
         delayed, and if it has been failing, it has not failed for ``failure_memory``
         seconds (so that the retries of what it deferred meet a delayed path, not a fresh
         one that tries again). None while deliveries wait or connections are open."""
-        if self._waiting or self._connections:
+        if self._count or self._connections:
             return None
         at = self._delayed_until
         if self._failures:
@@ -182,7 +228,7 @@ class ReadyQueue:
     def state(self, now: float) -> dict[str, Any]:
         return {
             "path": self._path.describe(),
-            "waiting": len(self._waiting),
+            "waiting": self._count,
             "connections": self._connections,
             "throttle": self.throttle,
             "consecutive_failures": self._failures,
@@ -197,31 +243,42 @@ class ReadyQueue:
         self._path = path
 
     def push(self, delivery: Delivery) -> None:
-        """A delivery arrives: it waits at the tail."""
-        self._waiting.append(delivery)
-        self._wake_one()
+        """A delivery arrives: it waits at the tail of its throttle's line."""
+        self._turns += 1
+        self._waiting.setdefault(delivery.throttle, deque()).append((self._turns, delivery))
+        self._arrived(delivery.throttle)
 
-    def put_back(self, delivery: Delivery, *, pause: float = 0.0, wake: bool = True) -> None:
-        """A delivery comes back unattempted: to the head, where an idle connection takes
-        it at once (``wake``; False when what held it back, its pacing, holds its
-        siblings back as well). ``pause``: no new connection opens for that long (a
+    def put_back(self, delivery: Delivery, *, pause: float = 0.0) -> None:
+        """A delivery comes back unattempted: to the head of its line, where an idle
+        connection takes it at once. ``pause``: no new connection opens for that long (a
         fault of vmta's own, or the spool is away)."""
-        self._waiting.appendleft(delivery)
+        self._back_turns -= 1
+        line = self._waiting.setdefault(delivery.throttle, deque())
+        line.appendleft((self._back_turns, delivery))
         if pause:
-            self._delayed_until = max(self._delayed_until, self._clock.now() + pause)
-        if wake:
-            self._wake_one()
+            self.pause(pause)
+        self._arrived(delivery.throttle)
 
-    def connecting(self, now: float) -> Delivery | None:
-        """The dispatcher opens a connection (it holds the throttle's slots): the first
-        waiting delivery is its first message. None when an idle connection took it
-        meanwhile (the dispatcher gives its slots back)."""
-        if not self._waiting:
+    def pause(self, seconds: float) -> None:
+        """No new connection for ``seconds`` (the throttle store or the spool is away)."""
+        self._delayed_until = max(self._delayed_until, self._clock.now() + seconds)
+
+    def slot_freed(self, throttle: str) -> None:
+        """A connection slot of ``throttle`` came free elsewhere: an idle connection may
+        now carry what waits for it."""
+        if self.count(throttle):
+            self._wake_one(throttle)
+
+    def connecting(self, now: float, throttle: str) -> Delivery | None:
+        """The dispatcher opens a connection (it holds the slots of the queue's and of
+        ``throttle``): the first delivery of that line is its first message. None when
+        an idle connection took it meanwhile (the dispatcher gives its slots back)."""
+        if not self.count(throttle):
             return None
         self._rate.take(now)
         self._probing = self._failing()
         self._connections += 1
-        return self._waiting.popleft()
+        return self._pop(throttle)
 
     def opened(self) -> None:
         """A connection got its session: the path works."""
@@ -256,61 +313,109 @@ class ReadyQueue:
         """A connection ended (whether or not it got a session)."""
         self._connections -= 1
 
-    def drain(self) -> list[Delivery]:
-        """Every waiting delivery leaves the queue."""
-        waiting = list(self._waiting)
-        self._waiting.clear()
-        return waiting
+    def drain(self, throttle: str | None = None) -> list[Delivery]:
+        """Every waiting delivery (of ``throttle``, else of every line) leaves."""
+        lines = [throttle] if throttle is not None else list(self._waiting)
+        drained: list[Delivery] = []
+        for name in lines:
+            drained.extend(delivery for _, delivery in self._waiting.pop(name, ()))
+        self._count -= len(drained)
+        return drained
 
-    async def take(self, idle_timeout: float) -> Delivery | None:
-        """The next delivery for an open connection, waiting up to ``idle_timeout`` for
-        one to arrive (or come back); None: none came, or the engine stops."""
+    async def take(
+        self, idle_timeout: float, offer: Offer, held: str | None = None
+    ) -> Delivery | None:
+        """The next delivery for an open connection that holds the slot of ``held``:
+        each line is offered to it (oldest first), and it takes the first delivery of
+        the first line it can carry. When it can carry none, it waits up to
+        ``idle_timeout`` for something to arrive (or come back, or a slot to come free).
+        None: the engine stops, nothing came, or what waits waits for its pacing (the
+        connection closes rather than stay idle: receivers close idle sessions)."""
         if self._stopping.is_set():
             return None
-        if self._waiting:
-            return self._waiting.popleft()
-        # The idle wait is bounded by the clock's sleep, so that a manual clock in tests
-        # can end it as well.
         sleeper = asyncio.ensure_future(self._clock.sleep(idle_timeout))
         stop = asyncio.ensure_future(self._stopping.wait())
         loop = asyncio.get_running_loop()
         try:
-            while not self._waiting and not stop.done() and not sleeper.done():
+            while True:
+                arrivals = self._arrivals
+                paced = False
+                for throttle, _ in self.lines():
+                    if not self.count(throttle):
+                        continue
+                    carry = await offer(throttle)
+                    if self._stopping.is_set():
+                        return None
+                    if carry is Carry.TAKEN:
+                        delivery = self._pop(throttle)
+                        if delivery is not None:
+                            return delivery
+                        held = throttle  # it holds the slot; the delivery went elsewhere
+                    paced = paced or carry is Carry.PACED
+                if paced or sleeper.done() or stop.done():
+                    return None
+                if self._arrivals != arrivals:
+                    continue  # something came while the lines were offered
+                # Idle: the wait is bounded by the clock's sleep, so that a manual clock
+                # in tests can end it as well.
                 woken: asyncio.Future[None] = loop.create_future()
-                self._idle.append(woken)
+                entry = (woken, held)
+                self._idle.append(entry)
                 try:
                     events: set[asyncio.Future[Any]] = {sleeper, stop, woken}
                     await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
                 except BaseException:
                     if woken.done() and not woken.cancelled():
-                        self._forward_wake(woken)  # cancelled after a wake: pass it on
+                        self._forward_wake(entry)  # cancelled after a wake: pass it on
                     raise
                 finally:
                     with contextlib.suppress(ValueError):
-                        self._idle.remove(woken)
+                        self._idle.remove(entry)
                     woken.cancel()
+                if stop.done() or (sleeper.done() and not self._count):
+                    return None
         finally:
             sleeper.cancel()
             stop.cancel()
-        if self._stopping.is_set() or not self._waiting:
-            return None
-        return self._waiting.popleft()
 
     # ---- invariants ------------------------------------------------------------------------
 
     def _failing(self) -> bool:
         return self._failures >= self._policy.failures_before_delay
 
-    def _wake_one(self) -> None:
-        """One arrival wakes one idle connection (the longest idle), not all of them: the
-        others go on waiting for the rest of their idle time."""
-        for waiter in self._idle:
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def _pop(self, throttle: str) -> Delivery | None:
+        line = self._waiting.get(throttle)
+        if not line:
+            return None
+        _, delivery = line.popleft()
+        if not line:
+            del self._waiting[throttle]
+        self._count -= 1
+        return delivery
 
-    def _forward_wake(self, spent: asyncio.Future[None]) -> None:
+    def _arrived(self, throttle: str) -> None:
+        self._count += 1
+        self._arrivals += 1
+        self._wake_one(throttle)
+
+    def _wake_one(self, throttle: str) -> None:
+        """One arrival wakes one idle connection, not all of them: one that holds the
+        delivery's throttle if any (it needs no other slot), else the longest idle. The
+        others go on waiting for the rest of their idle time."""
+        chosen = None
+        for waiter, held in self._idle:
+            if waiter.done():
+                continue
+            if held == throttle:
+                chosen = waiter
+                break
+            chosen = chosen or waiter
+        if chosen is not None:
+            chosen.set_result(None)
+
+    def _forward_wake(self, spent: tuple[asyncio.Future[None], str | None]) -> None:
         with contextlib.suppress(ValueError):
             self._idle.remove(spent)
-        if self._waiting:
-            self._wake_one()
+        for throttle in list(self._waiting):
+            self._wake_one(throttle)
+            return
