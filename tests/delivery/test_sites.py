@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from tests.delivery.conftest import FAST, RunningPlane, eventually, insert, ip_vmta
+from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink, SeenConnection
 from vmta.domain.virtual_mta import Limits, ThrottleRule
@@ -34,7 +35,11 @@ def send(port: int, recipients: Sequence[str], selector: str | None = None) -> N
 
 
 async def shared_mx(
-    plane_factory: Any, dnsmasq: DnsmasqServer, sink_factory: Any, mx_port: int
+    plane_factory: Any,
+    dnsmasq: DnsmasqServer,
+    sink_factory: Any,
+    mx_port: int,
+    clock: ManualClock | None = None,
 ) -> tuple[RunningPlane, RecordingSink]:
     zone = DnsZone().host("mx.shared.test", MX_IP)
     for domain in DOMAINS:
@@ -46,7 +51,10 @@ async def shared_mx(
     plane: RunningPlane = await plane_factory(
         dns_servers=(dnsmasq.address,),
         delivery_port=mx_port,
-        engine=replace(FAST, idle_timeout=5.0),
+        # No cap on new connections a second: its token bucket fills with the engine's
+        # time, which a manual clock stops.
+        engine=replace(FAST, idle_timeout=5.0, max_connection_rate=0 if clock else 10.0),
+        clock=clock,
     )
     return plane, sink
 
@@ -123,3 +131,33 @@ async def test_domains_with_limits_share_the_sites_sessions_and_keep_their_limit
         assert most_at_once(spans) <= limit, (domain, spans)
         # ... and they are sessions of the site, which carry other domains' mail as well.
         assert any(domain in domains_of(c) and len(domains_of(c)) > 1 for c in used)
+
+
+async def test_each_domain_of_a_site_keeps_its_message_rate(
+    plane_factory: Any, dnsmasq: DnsmasqServer, sink_factory: Any, mx_port: int
+) -> None:
+    clock = ManualClock()  # the engine's time: pacing moves only when the test moves it
+    plane, sink = await shared_mx(plane_factory, dnsmasq, sink_factory, mx_port, clock)
+    rates = {"d0.test": 360, "d1.test": 720}  # one message every 10 s, every 5 s
+    rules = [ThrottleRule(domains=[d], limits=Limits(0, n)) for d, n in rates.items()]
+    insert(plane, ip_vmta("ip-1", ip="127.0.0.2", rules=rules))
+    recipients = [f"u{n}@{DOMAINS[n % 10]}" for n in range(40)]  # 4 each for d0 .. d9
+    await asyncio.gather(
+        *(asyncio.to_thread(send, plane.smtp_port, recipients[i::4], "ip-1") for i in range(4))
+    )
+
+    def sent(domain: str) -> int:
+        return sum(1 for t in sink.messages for r in t.rcpt_tos if r.endswith("@" + domain))
+
+    others = DOMAINS[2:10]
+    await eventually(lambda: all(sent(d) == 4 for d in others), timeout=60, what="the rest")
+    await eventually(lambda: sent("d0.test") and sent("d1.test"), what="a first message each")
+    # With the clock stopped, each limited domain has had its first slot only.
+    assert (sent("d0.test"), sent("d1.test")) == (1, 1)
+    start = clock.now()  # when both took their first slot
+    for at, d0, d1 in [(5, 1, 2), (10, 2, 3), (15, 2, 4), (20, 3, 4), (30, 4, 4)]:
+        clock.advance(start + at - clock.now())
+        want = (d0, d1)
+        await eventually(
+            lambda want=want: (sent("d0.test"), sent("d1.test")) == want, what=f"{want} at {at} s"
+        )
