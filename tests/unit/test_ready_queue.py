@@ -282,7 +282,7 @@ async def test_a_connection_that_can_carry_nothing_waits_for_a_slot_to_come_free
     await turns()
     assert not idle.done()  # a.test's slot is held by another connection
     free = True
-    queue.slot_freed(a1.throttle)  # ... which gave it up
+    queue.may_carry(a1.throttle)  # ... which gave it up
     await turns()
     assert idle.result() == a1  # at once, not after its idle time
 

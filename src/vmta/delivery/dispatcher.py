@@ -363,7 +363,7 @@ class Dispatcher:
         deliveries of that throttle (an idle connection of one, or a new one)."""
         for other in list(self._by_throttle.get(throttle, ())):
             if other is not but and len(other):
-                other.slot_freed(throttle)
+                other.may_carry(throttle)
                 self.pump(other)
 
     def wake_at(self, queue: ReadyQueue, when: float) -> None:
@@ -383,6 +383,8 @@ class Dispatcher:
         pump.wake_at = None
         pump.timer = None
         if len(queue):
+            for throttle, _ in queue.lines():
+                queue.may_carry(throttle)  # its slot or pacing may have come
             self.pump(queue)
         else:
             self.forget_if_idle(queue)
@@ -492,6 +494,9 @@ class Dispatcher:
             if configured:
                 token = await self._acquire(throttle, configured, own_cap=False)
                 if token is None:
+                    if not isinstance(self._throttles, LocalThrottles):
+                        # Slots held by other nodes come back without telling this one.
+                        self.wake_at(queue, self._clock.now() + self.settings.shared_retry)
                     return Carry.BUSY
         while True:
             try:

@@ -263,9 +263,9 @@ class ReadyQueue:
         """No new connection for ``seconds`` (the throttle store or the spool is away)."""
         self._delayed_until = max(self._delayed_until, self._clock.now() + seconds)
 
-    def slot_freed(self, throttle: str) -> None:
-        """A connection slot of ``throttle`` came free elsewhere: an idle connection may
-        now carry what waits for it."""
+    def may_carry(self, throttle: str) -> None:
+        """What held ``throttle``'s line back may have passed (one of its connection
+        slots came free elsewhere, its pacing slot came): one idle connection tries it."""
         if self.count(throttle):
             self._wake_one(throttle)
 
