@@ -3,7 +3,9 @@ publishes 30 domains whose one MX is one sink; the sink counts the connections. 
 delivery (no VirtualMTA) carries 150 messages over at most 20 connections (one path per
 domain opened 30). A domain with throttle rules of its own shares the site's sessions as
 well and keeps its rules exactly: a session carries its mail only while holding one of
-its connection slots, so at most as many sessions carry it at once as its rule allows."""
+its connection slots, so at most as many sessions carry it at once as its rule allows,
+and its messages an hour hold (on a manual clock, so that the pacing is counted, not
+timed)."""
 
 from __future__ import annotations
 
