@@ -333,9 +333,9 @@ class ReadyQueue:
         connection closes rather than stay idle: receivers close idle sessions)."""
         if self._stopping.is_set():
             return None
-        sleeper = asyncio.ensure_future(self._clock.sleep(idle_timeout))
-        stop = asyncio.ensure_future(self._stopping.wait())
-        loop = asyncio.get_running_loop()
+        # Made when the connection first finds nothing to carry (most calls do not).
+        sleeper: asyncio.Future[None] | None = None
+        stop: asyncio.Future[Any] | None = None
         try:
             while True:
                 arrivals = self._arrivals
@@ -352,31 +352,45 @@ class ReadyQueue:
                             return delivery
                         held = throttle  # it holds the slot; the delivery went elsewhere
                     paced = paced or carry is Carry.PACED
-                if paced or sleeper.done() or stop.done():
+                if paced:
+                    return None
+                if sleeper is None or stop is None:
+                    # Idle: the wait is bounded by the clock's sleep, so that a manual
+                    # clock in tests can end it as well.
+                    sleeper = asyncio.ensure_future(self._clock.sleep(idle_timeout))
+                    stop = asyncio.ensure_future(self._stopping.wait())
+                elif sleeper.done() or stop.done():
                     return None
                 if self._arrivals != arrivals:
                     continue  # something came while the lines were offered
-                # Idle: the wait is bounded by the clock's sleep, so that a manual clock
-                # in tests can end it as well.
-                woken: asyncio.Future[None] = loop.create_future()
-                entry = (woken, held)
-                self._idle.append(entry)
-                try:
-                    events: set[asyncio.Future[Any]] = {sleeper, stop, woken}
-                    await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
-                except BaseException:
-                    if woken.done() and not woken.cancelled():
-                        self._forward_wake(entry)  # cancelled after a wake: pass it on
-                    raise
-                finally:
-                    with contextlib.suppress(ValueError):
-                        self._idle.remove(entry)
-                    woken.cancel()
-                if stop.done() or (sleeper.done() and not self._count):
+                if not await self._idle_wait(sleeper, stop, held):
                     return None
         finally:
-            sleeper.cancel()
-            stop.cancel()
+            if sleeper is not None:
+                sleeper.cancel()
+            if stop is not None:
+                stop.cancel()
+
+    async def _idle_wait(
+        self, sleeper: asyncio.Future[None], stop: asyncio.Future[Any], held: str | None
+    ) -> bool:
+        """Wait, idle, until an arrival or a freed slot wakes this connection, its idle
+        time ends or the engine stops. False: it is to close."""
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (woken, held)
+        self._idle.append(entry)
+        try:
+            events: set[asyncio.Future[Any]] = {sleeper, stop, woken}
+            await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            if woken.done() and not woken.cancelled():
+                self._forward_wake(entry)  # cancelled after a wake: pass it on
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._idle.remove(entry)
+            woken.cancel()
+        return not stop.done() and not (sleeper.done() and not self._count)
 
     # ---- invariants ------------------------------------------------------------------------
 
