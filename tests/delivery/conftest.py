@@ -130,6 +130,7 @@ async def plane_factory(store: Store, tmp_path: Path) -> AsyncIterator[Callable[
 
     async def make(**settings: Any) -> RunningPlane:
         engine = settings.pop("engine", FAST)
+        clock = settings.pop("clock", None)  # a tests/manual_clock.ManualClock, or real time
         # Every MX host of these tests is a sink on loopback, published by dnsmasq: allowed
         # here, as production refuses them (domain/mail_loops.py). A test of the refusal
         # passes mx_allow_loopback=False.
@@ -139,7 +140,7 @@ async def plane_factory(store: Store, tmp_path: Path) -> AsyncIterator[Callable[
         data_dir.mkdir()
         with store.write() as conn:
             CredentialRepository(conn).put(SUBMIT_LOGIN[0], hash_secret(SUBMIT_LOGIN[1]), "submit")
-        plane = DataPlane(store, config, data_dir)
+        plane = DataPlane(store, config, data_dir, clock=clock)
         sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
         await plane.start(sock)
         started.append(plane)

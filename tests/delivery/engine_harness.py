@@ -52,13 +52,17 @@ class Sent:
 class FakeTransport:
     """Scripted connections. ``refuse``: every open fails as a greeting that hangs up.
     ``idle_close``: the peer closes a session idle longer than this many seconds.
-    ``during_send``: awaited inside each send, before it is answered."""
+    ``during_send``: awaited inside each send, before it is answered; ``during_reset``,
+    inside each RSET. ``broken_resets``: the next this many RSETs find the session closed
+    by the peer."""
 
     clock: ManualClock
     refuse: bool = False
     idle_close: float | None = None
     during_send: Callable[[bytes], Any] | None = None
     rcpt_reply: ReplyLine = OK  # the answer to every RCPT (a 5xx fails the recipients)
+    during_reset: Callable[[], Any] | None = None
+    broken_resets: int = 0
     opens: list[float] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     broken: int = 0
@@ -106,6 +110,11 @@ class FakeConversation:
         return TransactionReplies(OK, [rcpt] * len(recipients), data_reply)
 
     async def reset(self) -> None:
+        if self.transport.during_reset is not None:
+            await self.transport.during_reset()
+        if self.transport.broken_resets > 0:
+            self.transport.broken_resets -= 1
+            await self.quit()
         self._use()
 
     async def quit(self) -> None:

@@ -77,6 +77,42 @@ async def test_a_path_that_comes_back_is_probed_once_then_used(harness_factory: 
     assert len(h.transport.sent) == 10
 
 
+async def test_a_delivery_put_back_wakes_an_idle_connection_of_its_queue_at_once(
+    harness_factory: Any,
+) -> None:
+    h: Harness = await harness_factory()  # connections idle up to 5 s
+    h.add_relay("pair", Limits(2, 0))
+    sending, answering = asyncio.Event(), asyncio.Event()
+
+    async def hold_send(data: bytes) -> None:
+        await sending.wait()
+
+    async def hold_reset() -> None:
+        await answering.wait()
+
+    h.transport.during_send = hold_send  # the first two sends wait: two connections open
+    await h.inject(2)
+    assert h.transport.open_now == 2
+    sending.set()
+    await h.settle()
+    assert len(h.transport.sent) == 2  # both connections now idle on the ready queue
+    # The next delivery wakes one of them, whose RSET finds the session closed by the
+    # peer: the delivery goes back unattempted, and the other idle connection takes it
+    # at once, not when its idle time runs out (the clock does not move here).
+    h.transport.during_reset = hold_reset
+    h.transport.broken_resets = 1
+    at = h.clock.now()
+    await h.inject(1)
+    assert len(h.transport.sent) == 2  # taken by one connection, whose RSET waits
+    answering.set()  # ... for the peer's answer: it has closed the session
+    await h.settle()
+    assert h.transport.broken == 1
+    assert [s.at for s in h.transport.sent[2:]] == [at]
+    assert len(h.transport.opens) == 2  # no new connection was needed for it
+    await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 10)
+    assert all(r["attempts"] == 1 for r in h.recipients())
+
+
 async def test_a_low_hourly_limit_never_keeps_a_connection_waiting(harness_factory: Any) -> None:
     h: Harness = await harness_factory(idle_timeout=0.5)
     h.transport.idle_close = 1.0  # the peer hangs up on a session idle for over a second

@@ -50,6 +50,7 @@ class SeenTransaction:
     data: bytes
     reply: str  # what the sink answered at the end of data
     at: float = field(default_factory=time.time)  # when the data ended (this host's clock)
+    begun_at: float = 0.0  # when its MAIL command came (the sink's clock)
 
     @property
     def accepted(self) -> bool:
@@ -68,6 +69,7 @@ class SeenConnection:
     commands: list[str] = field(default_factory=list)  # verbs in arrival order
     pipelined: list[str] = field(default_factory=list)  # verbs that came with more queued
     transactions: list[SeenTransaction] = field(default_factory=list)
+    mail_at: float = 0.0  # when the last MAIL command came
 
     @property
     def ehlo_name(self) -> str | None:
@@ -398,6 +400,7 @@ class _Handler:
             return scripted
         envelope.mail_from = address
         envelope.mail_options.extend(options)
+        _seen(server).mail_at = self.sink.clock()
         return scripted or "250 2.1.0 OK"
 
     async def handle_RCPT(
@@ -429,6 +432,7 @@ class _Handler:
                 data=bytes(envelope.original_content or b""),
                 reply=reply,
                 at=self.sink.clock(),
+                begun_at=_seen(server).mail_at,
             )
         )
         return reply

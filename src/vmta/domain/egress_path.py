@@ -41,15 +41,22 @@ class EgressPath:
     # one site share their connections, whatever their domains (KumoMTA's "site"): one
     # session carries mail for each domain in turn. None: the destination is the key.
     site: str | None = None
+    # MX delivery from an IP address: the throttle that counts the site's connections
+    # (vmta's own cap), which every domain of the site shares; ``throttle_key`` is then
+    # the domain's own (its rule's limits), or this one when it has none. Paths of one
+    # site share their connections, and a connection holds the slot of the domain whose
+    # message it carries as well. None: ``throttle_key`` counts the connections.
+    site_throttle: tuple[str, ...] | None = None
 
     @property
     def key(self) -> tuple[object, ...]:
-        """What a connection shares: throttle, route, EHLO name, destination and the
-        credential's user name. Not the MX order (equal-preference hosts are shuffled at
-        each resolution, RFC 5321 §5.1, and a ready queue uses the newest path's order for
-        each new connection) and not the password (the newest configuration wins)."""
+        """What a connection shares: throttle (the site's, for a site), route, EHLO name,
+        destination and the credential's user name. Not the MX order (equal-preference
+        hosts are shuffled at each resolution, RFC 5321 §5.1, and a ready queue uses the
+        newest path's order for each new connection) and not the password (the newest
+        configuration wins)."""
         return (
-            self.throttle_key,
+            self.site_throttle or self.throttle_key,
             self.site or self.destination_host,
             self.destination_port,
             self.route,

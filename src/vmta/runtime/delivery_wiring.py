@@ -68,7 +68,6 @@ def build_engine(
     )
     worker = ConnectionWorker(
         transport=transport,
-        throttles=throttles,
         recorder=recorder,
         spool=spool,
         journal=journal,

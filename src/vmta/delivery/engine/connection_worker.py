@@ -1,7 +1,11 @@
 """One connection of an egress path, from open to QUIT: its first message (whose pacing
-slot the dispatcher reserved), then the next ones of the ready queue while the path's
-pacing lets them go at once, RSET between messages (RFC 5321 §4.1.1.5; sent in the
-next message's pipelined group when the server offers PIPELINING, RFC 2920).
+slot the dispatcher reserved), then the next ones its ``ConnectionPort`` gives it, RSET
+between messages (RFC 5321 §4.1.1.5; sent in the next message's pipelined group when the
+server offers PIPELINING, RFC 2920).
+
+The worker knows SMTP sessions, not the engine: what it needs of the engine is the narrow
+``ConnectionPort`` (the dispatcher implements it over the path's ready queue and
+throttles), so that a connection cannot change queue state behind the queue's back.
 
 The body of each message is read from the spool just before it is sent: the spool is its
 only source, so a message an operator deleted is not sent, and no body waits in memory
@@ -13,17 +17,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
-from vmta.delivery.engine.dispatcher import Dispatcher
 from vmta.delivery.engine.inflight_journal import InflightJournal
 from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
-from vmta.delivery.engine.ready_queue import Delivery, PathQueue
+from vmta.delivery.engine.ready_queue import Delivery, Peer
 from vmta.delivery.routing.egress_health import EgressHealth
 from vmta.delivery.routing.envelope_sender import EnvelopeSenders
-from vmta.delivery.throttles.throttle_backend import ThrottleBackend
 from vmta.domain.clock import Clock
 from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
+from vmta.domain.egress_path import EgressPath
 from vmta.domain.egress_route import EgressProtocol
 from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.domain.spool_port import Spool
@@ -47,12 +50,45 @@ SPOOL_PAUSE = 5.0
 spool_outage = OutageLog(log, "reading message bodies from the spool")
 
 
+class ConnectionPort(Protocol):
+    """What one connection needs of the engine: its path, where its deliveries come
+    from and go back to, and where it tells what became of its session."""
+
+    @property
+    def path(self) -> EgressPath:
+        """The path's newest configuration (host list, EHLO name, credentials)."""
+        ...
+
+    def opened(self) -> None:
+        """The session is up: the path works."""
+        ...
+
+    async def failed(
+        self, delivery: Delivery, reply: ReplyLine, *, permanent: bool, peer: Peer | None
+    ) -> None:
+        """No session: ``delivery`` goes back unattempted, unless this failure delays
+        the path, which ends everything waiting on it with ``reply``."""
+        ...
+
+    def put_back(self, delivery: Delivery, *, pause: float = 0.0) -> None:
+        """``delivery`` was not attempted: another connection takes it (at once, if one
+        is idle); ``pause``: no new connection for that long."""
+        ...
+
+    async def next(self) -> Delivery | None:
+        """The next delivery, its pacing slot taken; None: close the connection."""
+        ...
+
+    async def closed(self) -> None:
+        """The connection ended: its slot is given back. Never raises."""
+        ...
+
+
 class ConnectionWorker:
     def __init__(
         self,
         *,
         transport: Transport,
-        throttles: ThrottleBackend,
         recorder: OutcomeRecorder,
         spool: Spool,
         journal: InflightJournal,
@@ -66,133 +102,76 @@ class ConnectionWorker:
         self._senders = senders  # VERP: the envelope sender of a one-recipient delivery
         self._metrics = metrics or NoMetrics()
         self._transport = transport
-        self._throttles = throttles
         self._recorder = recorder
         self._spool = spool
         self._journal = journal
         self._health = health
         self._clock = clock
 
-    async def run(
-        self, dispatcher: Dispatcher, queue: PathQueue, token: str, delivery: Delivery
-    ) -> None:
-        """The life of one connection that ``dispatcher`` opened for ``queue``, holding
-        the connection slot ``token``; ``delivery`` is its first message."""
+    async def run(self, port: ConnectionPort, delivery: Delivery) -> None:
+        """The life of one connection that the dispatcher opened; ``delivery`` is its
+        first message."""
         conversation: Conversation | None = None
         try:
             try:
-                conversation = await self._transport.open(queue.path)
+                conversation = await self._transport.open(port.path)
             except ConnectFailed as exc:
-                await self._failed(dispatcher, queue, delivery, exc)
+                await self._failed(port, delivery, exc)
                 return
             except Exception:  # a fault of vmta's own: the delivery is kept, never lost
-                log.exception("opening a connection for %s failed", queue.path.describe())
-                self._put_back(queue, delivery)
+                log.exception("opening a connection for %s failed", port.path.describe())
+                port.put_back(delivery, pause=SPOOL_PAUSE)
                 return
-            queue.connection_worked()
-            label = route_label(queue.path.route)
+            port.opened()
+            route = port.path.route
+            label = route_label(route)
             self._metrics.connection_opened(label)
-            route = queue.path.route
             if route.protocol is not EgressProtocol.DIRECT and route.public_ip:
                 self._health.succeeded(route.public_ip)
             try:
-                conversation = await self._deliver(dispatcher, queue, conversation, delivery)
+                conversation = await self._deliver(port, conversation, delivery)
             finally:
                 self._metrics.connection_closed(label)
         finally:
             if conversation is not None:
                 with contextlib.suppress(Exception):
                     await conversation.quit()
-            queue.connections -= 1
-            with contextlib.suppress(Exception):
-                await self._throttles.release_connection(queue.throttle, token)
-            dispatcher.connection_closed(queue)
+            await port.closed()
 
     async def _deliver(
-        self,
-        dispatcher: Dispatcher,
-        queue: PathQueue,
-        conversation: Conversation,
-        delivery: Delivery,
+        self, port: ConnectionPort, conversation: Conversation, delivery: Delivery
     ) -> Conversation | None:
         """Send ``delivery`` and whatever follows on this connection. Returns the
         conversation if it is still usable (to QUIT), else None."""
-        settings = dispatcher.settings
-        sent = 0
         current: Delivery | None = delivery
+        first = True
         while current is not None:
-            if sent:
+            if not first:
                 try:
                     await conversation.reset()
                 except ConversationBroken:
-                    queue.waiting.appendleft(current)  # not attempted: it goes again
+                    port.put_back(current)  # not attempted: it goes again
                     return None
+            first = False
             try:
-                healthy = await self._transaction(queue, conversation, current)
+                healthy = await self._transaction(port, conversation, current)
             except Exception:  # before its outcome was handed on: it goes again
                 log.exception("delivering message %s failed", current.first.message_id)
-                self._put_back(queue, current)
+                port.put_back(current, pause=SPOOL_PAUSE)
                 return None
             if not healthy:
                 return None
-            sent += 1
-            if sent >= settings.max_messages_per_connection or dispatcher.stopping:
-                break
-            limit = dispatcher.limits_of(queue).max_concurrent_connections
-            if limit and queue.connections > limit:
-                # Its limit fell below what is open (a Dynamic Delivery backoff began):
-                # connections close after their message until the limit holds.
-                break
-            current = await self._next(dispatcher, queue)
+            current = await port.next()
         return conversation
 
-    async def _next(self, dispatcher: Dispatcher, queue: PathQueue) -> Delivery | None:
-        """The next delivery for this connection and its pacing slot, or None to close:
-        nothing arrived within the idle timeout, or its slot is too far off to keep the
-        connection waiting for it."""
-        settings = dispatcher.settings
-        delivery = await queue.next(self._clock, settings.idle_timeout)
-        if delivery is None:
-            return None
-        if dispatcher.stopping:
-            queue.waiting.appendleft(delivery)
-            return None
-        per_hour = dispatcher.limits_of(queue).max_messages_per_hour
-        while True:
-            try:
-                wait = await self._throttles.reserve_message(queue.throttle, per_hour)
-            except Exception:  # the throttle store (Redis) failed: keep the delivery
-                log.exception("reserving a message slot of %s failed", queue.throttle)
-                self._put_back(queue, delivery)
-                return None
-            if wait <= 0:
-                return delivery
-            self._metrics.throttle_wait(wait)
-            if wait > settings.pacing_keep_open or dispatcher.stopping:
-                queue.waiting.appendleft(delivery)
-                if wait > settings.release_after:
-                    await dispatcher.release_backlog(queue, wait)
-                else:
-                    dispatcher.wake_at(queue, self._clock.now() + wait)
-                return None
-            await self._clock.sleep(wait)
-
-    def _put_back(self, queue: PathQueue, delivery: Delivery) -> None:
-        """Keep ``delivery`` in memory at the head of its path's queue, unattempted; the
-        path opens its next connection after ``SPOOL_PAUSE``."""
-        queue.waiting.appendleft(delivery)
-        queue.delayed_until = max(queue.delayed_until, self._clock.now() + SPOOL_PAUSE)
-
-    async def _failed(
-        self, dispatcher: Dispatcher, queue: PathQueue, delivery: Delivery, exc: ConnectFailed
-    ) -> None:
+    async def _failed(self, port: ConnectionPort, delivery: Delivery, exc: ConnectFailed) -> None:
         """No session. The delivery goes back to the queue unattempted, unless this
         failure delays the path, which defers everything waiting (one attempt each)."""
-        path = queue.path
+        path = port.path
         where = f"{path.destination_host}:{path.destination_port}"
         log.info("no session with %s: %s", where, exc.reason)
         now = self._clock.now()
-        route = queue.path.route
+        route = path.route
         public_ip = route.public_ip if route.protocol is not EgressProtocol.DIRECT else None
         if public_ip and exc.egress and self._health.failed(public_ip, exc.reason, now):
             log.warning(
@@ -213,33 +192,13 @@ class ConnectionWorker:
             reply = ReplyLine(
                 exc.reply.code, f"{exc.reply.text} ({exc.reason})", stage=exc.stage, ended=ended
             )
-        queue.waiting.appendleft(delivery)
+        peer = None
         if exc.remote_ip is not None or exc.remote_host is not None:
-            queue.delay_peer = (exc.remote_ip, exc.remote_host)
-        settings = dispatcher.settings
-        threshold = 1 if exc.permanent else settings.failures_before_delay
-        if queue.connection_failed(threshold, now, settings.failure_delay, reply):
-            queue.delay_permanent = exc.permanent
-            if exc.permanent:
-                await self._fail_waiting(queue, reply)
-            else:
-                await dispatcher.delay_path(queue, reply)
-
-    async def _fail_waiting(self, queue: PathQueue, reply: ReplyLine) -> None:
-        """A permanent refusal of the session: every waiting recipient fails."""
-        waiting = list(queue.waiting)
-        queue.waiting.clear()
-        for delivery in waiting:
-            await self._recorder.finish(
-                delivery.jobs,
-                [(Verdict.FAILED, reply)] * len(delivery.jobs),
-                delivery.decision,
-                None,
-                queue.delay_peer,
-            )
+            peer = (exc.remote_ip, exc.remote_host)
+        await port.failed(delivery, reply, permanent=exc.permanent, peer=peer)
 
     async def _transaction(
-        self, queue: PathQueue, conversation: Conversation, delivery: Delivery
+        self, port: ConnectionPort, conversation: Conversation, delivery: Delivery
     ) -> bool:
         """Send one message; record every recipient's outcome. False: connection broken."""
         first = delivery.first
@@ -253,9 +212,9 @@ class ConnectionWorker:
                 exc,
                 first.message_id,
                 SPOOL_PAUSE,
-                queue.path.describe(),
+                port.path.describe(),
             )
-            self._put_back(queue, delivery)
+            port.put_back(delivery, pause=SPOOL_PAUSE)
             with contextlib.suppress(Exception):
                 await conversation.quit()  # healthy, but nothing to send on it for now
             return False
@@ -279,7 +238,7 @@ class ConnectionWorker:
             # Found dead before anything of this message reached the server (an idle
             # connection the server had closed): not an attempt; it goes again at once.
             self._journal.finished(ids)
-            queue.waiting.appendleft(delivery)  # the connection's end pumps the queue
+            port.put_back(delivery)  # an idle sibling takes it, or the next connection
             return False
         except ConversationBroken as exc:
             healthy = False

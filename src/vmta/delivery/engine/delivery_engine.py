@@ -111,8 +111,11 @@ class DeliveryEngine:
         self.tasks = tasks
         self.router = router
         self.recovered_in_flight = 0
-        self.stopping = False
         self._renewer: asyncio.Task[None] | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self.dispatcher.stopping.is_set()
 
     @property
     def in_memory(self) -> int:
@@ -138,9 +141,8 @@ class DeliveryEngine:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work, let transactions in progress finish (up to ``grace``), give
         what still waits back to the spool."""
-        self.stopping = True
+        self.dispatcher.stop()  # sets the engine's one stopping event
         await self.scheduler.stop()
-        self.dispatcher.stop()
         await self.tasks.drain(grace)
         self.recorder.stopping = True
         await self.dispatcher.release_all()

@@ -3,13 +3,20 @@ path's ready queue, and open connections while the path's throttles allow.
 
 Before a connection is opened it must have three things: a connection slot of its
 throttle, a message slot of its throttle's pacing for its first message, and a token of
-the path's connection rate. Without all three nothing is opened and the path is looked at
-again when the earliest of them can be had, so a connection never waits for pacing
-(``connection_worker`` closes one whose next message would wait long) and a low hourly
-limit never opens more connections than it can feed.
+the path's connection rate. On a site (MX delivery from an IP address) the connection's
+slot is the site's, and a message of a domain with limits needs a slot of the domain's
+throttle as well, which the connection holds while it carries that domain's mail and
+swaps for another domain's when it turns to that one. Without all three nothing is
+opened and the path is looked at again when the earliest of them can be had, so a
+connection never waits for pacing (one whose next message would wait long is closed) and
+a low hourly limit never opens more connections than it can feed.
 
 Deliveries that would wait long on a throttle are released to the shared queue (the spool)
 without an attempt: their memory is freed, and any node may take them when they are due.
+
+Each connection it opens gets a ``Lease`` (the ``ConnectionPort`` of connection_worker):
+the connection's hold on its ready queue and throttle slot, through which it takes its
+next deliveries and tells what happened; the queue's state changes only in its methods.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from vmta.delivery.engine.connection_worker import SPOOL_PAUSE, ConnectionPort
 from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
-from vmta.delivery.engine.ready_queue import ConnectionRate, Delivery, PathQueue
+from vmta.delivery.engine.ready_queue import Carry, Delivery, Peer, QueuePolicy, ReadyQueue
 from vmta.delivery.routing.envelope_sender import EnvelopeSenders
 from vmta.delivery.routing.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.throttles.host_throttles import HostThrottles
@@ -30,7 +38,7 @@ from vmta.delivery.throttles.throttle_backend import HOUR, LocalThrottles, Throt
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.clock import Clock
 from vmta.domain.delivery_outcome import ReplyLine, Verdict
-from vmta.domain.egress_path import EgressPath
+from vmta.domain.egress_path import UNLIMITED, EgressPath
 from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
 from vmta.domain.retry_schedule import RetrySchedule
 from vmta.domain.spool_records import Job
@@ -43,8 +51,8 @@ routing_outage = OutageLog(log, "reading the configuration to route")
 DATABASE_RECHECK = 5.0  # seconds: a recipient released for want of its configuration
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
-# Runs one connection: (dispatcher, queue, connection slot token, first delivery).
-OpenConnection = Callable[["Dispatcher", PathQueue, str, Delivery], Coroutine[Any, Any, None]]
+# Runs one connection: (its port to the engine, its first delivery).
+OpenConnection = Callable[[ConnectionPort, Delivery], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,26 @@ class DispatchSettings:
     throttle_recheck: float = 300.0
     shared_retry: float = 1.0  # a full shared connection limit is asked again this often
 
+    def queue_policy(self) -> QueuePolicy:
+        return QueuePolicy(
+            failures_before_delay=self.failures_before_delay,
+            failure_delay=self.failure_delay,
+            failure_memory=self.failure_memory,
+            max_connection_rate=self.max_connection_rate,
+        )
+
+
+@dataclass
+class _Pump:
+    """The dispatcher's bookkeeping for one queue: at most one pump at a time, and one
+    timer (the earliest wins)."""
+
+    running: bool = False
+    again: bool = False
+    wake_at: float | None = None
+    timer: asyncio.Task[None] | None = None
+    throttles: set[str] = field(default_factory=set)  # every throttle it is filed under
+
 
 class Dispatcher:
     def __init__(
@@ -83,6 +111,7 @@ class Dispatcher:
         metrics: EngineMetrics | None = None,
         backoffs: ThrottleBackoffs | None = None,
         senders: EnvelopeSenders | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._metrics = metrics or NoMetrics()
         self._senders = senders  # VERP: one transaction per recipient
@@ -95,11 +124,14 @@ class Dispatcher:
         self.settings = settings
         self._spawn = spawn
         self._open_connection = open_connection
-        self.paths: dict[tuple[object, ...], PathQueue] = {}
+        self._policy = settings.queue_policy()
+        self.paths: dict[tuple[object, ...], ReadyQueue] = {}
+        self._pumps: dict[ReadyQueue, _Pump] = {}
         # Paths that share a throttle: a connection slot freed by one may serve another.
-        self._by_throttle: dict[str, set[PathQueue]] = {}
-        self._by_label: dict[str, set[PathQueue]] = {}  # by metric label (source IP)
-        self.stopping = False
+        self._by_throttle: dict[str, set[ReadyQueue]] = {}
+        self._by_label: dict[str, set[ReadyQueue]] = {}  # by metric label (source IP)
+        # The engine's one stopping event: the ready queues end idle connections on it.
+        self.stopping = stopping or asyncio.Event()
         self._metrics.watch_ready(self.ready_lengths)
 
     # ---- routing -------------------------------------------------------------------------
@@ -165,40 +197,49 @@ class Dispatcher:
 
     # ---- ready queues ----------------------------------------------------------------------
 
-    def _queue(self, path: EgressPath) -> PathQueue:
+    def _queue(self, path: EgressPath) -> ReadyQueue:
         queue = self.paths.get(path.key)
         if queue is None:
-            rate = ConnectionRate(self.settings.max_connection_rate, self._clock.now())
-            queue = PathQueue(path, rate)
+            queue = ReadyQueue(path, self._policy, self._clock, self.stopping)
             self.paths[path.key] = queue
-            self._by_throttle.setdefault(queue.throttle, set()).add(queue)
+            self._pumps[queue] = _Pump()
+            self._file(queue, queue.throttle)
             self._by_label.setdefault(route_label(path.route), set()).add(queue)
         else:
-            queue.path = path  # the newest configuration wins
+            queue.update(path)
         return queue
+
+    def _file(self, queue: ReadyQueue, throttle: str) -> None:
+        """``queue`` has (or had) deliveries of ``throttle``: a slot of it freed by one
+        queue may serve another (a.test and b.a.test under [*.]a.test; domains of one
+        ``mx:`` rule at different sites)."""
+        pump = self._pumps.get(queue)
+        if pump is not None and throttle not in pump.throttles:
+            pump.throttles.add(throttle)
+            self._by_throttle.setdefault(throttle, set()).add(queue)
 
     async def _enqueue(self, delivery: Delivery) -> None:
         queue = self._queue(delivery.decision.path)
         now = self._clock.now()
-        if queue.delayed(now) and queue.delay_reply is not None:
+        refusal = queue.refusal(now)
+        if refusal is not None:
             # The path is known to be failing: this delivery's attempt fails the same way
             # (for good when the path failed permanently: a mail loop).
-            reply = queue.delay_reply
-            if queue.delay_permanent:
+            reply = refusal.reply
+            if refusal.permanent:
                 failed = [(Verdict.FAILED, reply)] * len(delivery.jobs)
                 await self._recorder.finish(
-                    delivery.jobs, failed, delivery.decision, None, queue.delay_peer
+                    delivery.jobs, failed, delivery.decision, None, refusal.peer
                 )
                 return
-            await self._recorder.defer_all(
-                delivery.jobs, reply, delivery.decision, queue.delay_peer
-            )
+            await self._recorder.defer_all(delivery.jobs, reply, delivery.decision, refusal.peer)
             return
-        wait = self._expected_wait(queue)
+        wait = self._expected_wait(queue, delivery)
         if wait > self.settings.release_after:
             until = now + min(wait, self.settings.throttle_recheck)
-            await self._recorder.release(delivery.jobs, until, self._rate_reason(queue))
+            await self._recorder.release(delivery.jobs, until, self._rate_reason(delivery.throttle))
             return
+        self._file(queue, delivery.throttle)
         queue.push(delivery)
         self.pump(queue)
 
@@ -208,230 +249,409 @@ class Dispatcher:
         is made in one step under the interpreter lock, so the loop may go on changing
         the originals meanwhile."""
         return {
-            label: sum(len(q.waiting) for q in list(queues))
+            label: sum(len(q) for q in list(queues))
             for label, queues in list(self._by_label.items())
         }
 
-    def limits_of(self, queue: PathQueue) -> Limits:
-        """The path's limits now: as configured, or reduced while its throttle is in
+    def limits_of(self, queue: ReadyQueue) -> Limits:
+        """The limits of the queue's newest path now (see ``_limits``)."""
+        return self._limits(queue.path)
+
+    def _limits(self, path: EgressPath) -> Limits:
+        """A path's limits now: as configured, or reduced while its throttle is in
         Dynamic Delivery backoff (read for every connection and message, so the end of a
         backoff applies at once)."""
-        path = queue.path
         if self._backoffs is None:
             return path.limits
         return self._backoffs.limits(path.throttle_key, path.limits, self._clock.now())
 
-    def _expected_wait(self, queue: PathQueue) -> float:
-        """How long a delivery joining the queue now would wait for its pacing slot, as
+    def _connection_limits(self, queue: ReadyQueue) -> Limits:
+        """What counts the queue's connections: a site's own cap (no limits of its own),
+        else the path's throttle."""
+        return UNLIMITED if queue.path.site_throttle else self.limits_of(queue)
+
+    def _expected_wait(self, queue: ReadyQueue, delivery: Delivery) -> float:
+        """How long ``delivery`` joining the queue now would wait for its pacing slot, as
         far as this node can tell."""
-        per_hour = self.limits_of(queue).max_messages_per_hour
+        per_hour = self._limits(delivery.decision.path).max_messages_per_hour
         if not per_hour:
             return 0.0
-        return len(queue.waiting) * HOUR / per_hour
+        return queue.count(delivery.throttle) * HOUR / per_hour
 
     # ---- opening connections ---------------------------------------------------------------
 
-    def pump(self, queue: PathQueue) -> None:
+    def pump(self, queue: ReadyQueue) -> None:
         """Open connections for the queue while it needs them and its throttles allow (at
         most one pump per queue at a time; a request meanwhile runs it again after)."""
-        if self.stopping:
+        pump = self._pumps.get(queue)
+        if self.stopping.is_set() or pump is None:
             return
-        if queue.pumping:
-            queue.pump_again = True
+        if pump.running:
+            pump.again = True
             return
-        queue.pumping = True
-        self._spawn(self._pump(queue))
+        pump.running = True
+        self._spawn(self._pump(queue, pump))
 
-    async def _pump(self, queue: PathQueue) -> None:
+    async def _pump(self, queue: ReadyQueue, pump: _Pump) -> None:
         try:
-            while not self.stopping and queue.wants_connection():
+            while queue.wants_connection():
                 if not await self._open_one(queue):
                     break
         except Exception:
             log.exception("opening a connection for %s failed", queue.path.describe())
             self.wake_at(queue, self._clock.now() + 1.0)
         finally:
-            queue.pumping = False
-            if queue.pump_again:
-                queue.pump_again = False
+            pump.running = False
+            if pump.again:
+                pump.again = False
                 self.pump(queue)
             else:
                 self.forget_if_idle(queue)
 
-    async def _open_one(self, queue: PathQueue) -> bool:
-        now = self._clock.now()
-        if queue.delayed(now):
-            self.wake_at(queue, queue.delayed_until)
-            return False
-        failing = queue.consecutive_failures >= self.settings.failures_before_delay
-        if failing and (queue.probing or queue.connections):
-            return False  # one probe at a time for a path that has been failing
-        gap = queue.rate.delay(now)
-        if gap > 0:
-            self.wake_at(queue, now + gap)
-            return False
-        limits = self.limits_of(queue)
-        configured = limits.max_concurrent_connections
+    async def _acquire(self, throttle: str, configured: int, *, own_cap: bool) -> str | None:
+        """One connection slot of ``throttle``, limited to ``configured`` (0: vmta's own
+        cap when ``own_cap``); None when all are held."""
         if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
             limit = configured or self.settings.unlimited_connections
-            token = await self._throttles.acquire_connection(queue.throttle, limit)
-        elif self._open_on_throttle(queue.throttle) >= self.settings.unlimited_connections:
-            return False  # this node's own cap; a connection that closes pumps again
-        else:
-            # No limit (0) on a shared backend: nothing to share, so the cap above is
-            # counted here and Redis is never asked (docs/cluster.md: such paths need no
-            # Redis, and go on while it is away).
-            token = await self._throttles.acquire_connection(queue.throttle, 0)
+            return await self._throttles.acquire_connection(throttle, limit)
+        if own_cap and self._open_on_throttle(throttle) >= self.settings.unlimited_connections:
+            return None  # this node's own cap; a connection that closes pumps again
+        # No limit (0) on a shared backend: nothing to share, so the cap above is counted
+        # here and Redis is never asked (docs/cluster.md: such paths need no Redis, and go
+        # on while it is away).
+        return await self._throttles.acquire_connection(throttle, 0)
+
+    async def _open_one(self, queue: ReadyQueue) -> bool:
+        now = self._clock.now()
+        at = queue.open_at(now)
+        if at is None:
+            return False  # one probe at a time for a path that has been failing
+        if at > now:
+            self.wake_at(queue, at)  # delayed, or no token of the connection rate yet
+            return False
+        configured = self._connection_limits(queue).max_concurrent_connections
+        token = await self._acquire(queue.throttle, configured, own_cap=True)
         if token is None:
             if not isinstance(self._throttles, LocalThrottles):
                 # Slots held by other nodes come back without telling this one.
                 self.wake_at(queue, now + self.settings.shared_retry)
             return False  # locally, a released slot pumps the paths of its throttle
-        wait = await self._throttles.reserve_message(queue.throttle, limits.max_messages_per_hour)
-        if wait > 0:
-            self._metrics.throttle_wait(wait)
-            await self._throttles.release_connection(queue.throttle, token)
-            if wait > self.settings.release_after:
-                await self.release_backlog(queue, wait)
-            else:
-                self.wake_at(queue, self._clock.now() + wait)
-            return False
-        if not queue.waiting:  # taken by an idle connection while we asked
-            await self._throttles.release_connection(queue.throttle, token)
-            return False
-        queue.rate.take(now)
-        queue.probing = failing
-        queue.connections += 1
-        self._spawn(self._open_connection(self, queue, token, queue.waiting.popleft()))
-        return True
+        lease = Lease(self, queue, token)
+        for throttle, _ in queue.lines():
+            if await self._offer(lease, throttle, opening=True) is not Carry.TAKEN:
+                continue
+            first = queue.connecting(now, throttle)
+            if first is None:  # taken by an idle connection while we asked
+                break
+            self._spawn(self._open_connection(lease, first))
+            return True
+        await self._let_go(lease)
+        await self._throttles.release_connection(queue.throttle, token)
+        return False
 
     def _open_on_throttle(self, throttle: str) -> int:
-        return sum(q.connections for q in self._by_throttle.get(throttle, ()))
+        return sum(
+            q.connections for q in self._by_throttle.get(throttle, ()) if q.throttle == throttle
+        )
 
-    def connection_closed(self, queue: PathQueue) -> None:
+    def connection_closed(self, queue: ReadyQueue) -> None:
         """A connection of ``queue`` ended (its slot is released): the slot may serve this
         path or a sibling path that shares its throttle (a.test and b.a.test under
         [*.]a.test)."""
         self.pump(queue)
-        for other in list(self._by_throttle.get(queue.throttle, ())):
-            if other is not queue and other.waiting:
+        self._slot_freed(queue.throttle, queue)
+
+    def _slot_freed(self, throttle: str, but: ReadyQueue | None = None) -> None:
+        """A connection slot of ``throttle`` came free: it may serve any queue with
+        deliveries of that throttle (an idle connection of one, or a new one)."""
+        for other in list(self._by_throttle.get(throttle, ())):
+            if other is not but and len(other):
+                other.may_carry(throttle)
                 self.pump(other)
 
-    def wake_at(self, queue: PathQueue, when: float) -> None:
+    def wake_at(self, queue: ReadyQueue, when: float) -> None:
         """Pump ``queue`` again at ``when`` (one timer per queue, the earliest wins)."""
-        if self.stopping or (queue.wake_at is not None and queue.wake_at <= when):
+        pump = self._pumps.get(queue)
+        if self.stopping.is_set() or pump is None:
             return
-        if queue.timer is not None:
-            queue.timer.cancel()
-        queue.wake_at = when
-        queue.timer = asyncio.ensure_future(self._timer(queue, when))
+        if pump.wake_at is not None and pump.wake_at <= when:
+            return
+        if pump.timer is not None:
+            pump.timer.cancel()
+        pump.wake_at = when
+        pump.timer = asyncio.ensure_future(self._timer(queue, pump, when))
 
-    async def _timer(self, queue: PathQueue, when: float) -> None:
+    async def _timer(self, queue: ReadyQueue, pump: _Pump, when: float) -> None:
         await self._clock.sleep(when - self._clock.now())
-        queue.wake_at = None
-        queue.timer = None
-        if queue.waiting:
+        pump.wake_at = None
+        pump.timer = None
+        if len(queue):
+            for throttle, _ in queue.lines():
+                queue.may_carry(throttle)  # its slot or pacing may have come
             self.pump(queue)
         else:
             self.forget_if_idle(queue)
 
-    def forget_if_idle(self, queue: PathQueue) -> None:
+    def forget_if_idle(self, queue: ReadyQueue) -> None:
         now = self._clock.now()
-        memory = self.settings.failure_memory
-        if queue.forgettable(now, memory):
+        at = queue.forget_at(now)
+        if at is None:
+            return
+        if at <= now:
             self.forget(queue)
-        elif not queue.waiting and not queue.connections and queue.consecutive_failures:
-            self.wake_at(queue, max(queue.delayed_until, queue.remember_until(memory)))
+        else:
+            self.wake_at(queue, at)
 
-    def forget(self, queue: PathQueue) -> None:
+    def forget(self, queue: ReadyQueue) -> None:
         """Drop an idle path (IP addresses have a path per destination domain, so keeping
         them all would grow without bound)."""
         if self.paths.get(queue.path.key) is queue:
             del self.paths[queue.path.key]
+        pump = self._pumps.pop(queue, None)
+        if pump is not None and pump.timer is not None:
+            pump.timer.cancel()
+        for throttle in pump.throttles if pump is not None else {queue.throttle}:
+            self._unfile(queue, throttle)
         labelled = self._by_label.get(route_label(queue.path.route))
         if labelled is not None:
             labelled.discard(queue)
             if not labelled:
                 del self._by_label[route_label(queue.path.route)]
-        siblings = self._by_throttle.get(queue.throttle)
+
+    def _unfile(self, queue: ReadyQueue, throttle: str) -> None:
+        siblings = self._by_throttle.get(throttle)
         if siblings is not None:
             siblings.discard(queue)
             if not siblings:
-                del self._by_throttle[queue.throttle]
+                del self._by_throttle[throttle]
                 if isinstance(self._throttles, LocalThrottles | HostThrottles):
-                    self._throttles.forget(queue.throttle)
+                    self._throttles.forget(throttle)
 
-    async def release_backlog(self, queue: PathQueue, wait: float) -> None:
-        """The next message slot is ``wait`` seconds away, longer than deliveries are
-        held for: give every waiting delivery back to the spool, each due about when its
-        turn comes (at most ``throttle_recheck`` from now). Any node may take them then."""
-        per_hour = self.limits_of(queue).max_messages_per_hour
+    async def release_backlog(
+        self, queue: ReadyQueue, throttle: str, path: EgressPath, wait: float
+    ) -> None:
+        """The next message slot of ``throttle`` is ``wait`` seconds away, longer than
+        deliveries are held for: give every delivery waiting for it back to the spool,
+        each due about when its turn comes (at most ``throttle_recheck`` from now). Any
+        node may take them then."""
+        per_hour = self._limits(path).max_messages_per_hour
         interval = HOUR / per_hour if per_hour else 0.0
         now = self._clock.now()
-        waiting = list(queue.waiting)
-        queue.waiting.clear()
-        reason = self._rate_reason(queue)
-        for position, delivery in enumerate(waiting):
+        reason = self._rate_reason(throttle)
+        for position, delivery in enumerate(queue.drain(throttle)):
             until = now + min(wait + position * interval, self.settings.throttle_recheck)
             await self._recorder.release(delivery.jobs, until, reason)
 
     @staticmethod
-    def _rate_reason(queue: PathQueue) -> str:
-        return f"Waiting for the message rate of {queue.throttle}."
+    def _rate_reason(throttle: str) -> str:
+        return f"Waiting for the message rate of {throttle}."
 
-    # ---- a path that keeps failing ---------------------------------------------------------
+    # ---- what a connection asks and tells (through its Lease) ------------------------------
 
-    async def delay_path(self, queue: PathQueue, reply: ReplyLine) -> None:
-        """Defer everything waiting on a failing path, one attempt each, and probe again
-        after ``failure_delay``."""
-        waiting = list(queue.waiting)
-        queue.waiting.clear()
+    async def next_for(self, lease: Lease) -> Delivery | None:
+        """The next delivery for an open connection and its pacing slot, or None to
+        close it: it has carried its share, the engine stops, its throttle's limit fell
+        below what is open, nothing arrived within the idle timeout, or the next pacing
+        slot is too far off to keep the connection waiting for it."""
+        queue, settings = lease.queue, self.settings
+        if lease.carried >= settings.max_messages_per_connection or self.stopping.is_set():
+            return None
+        limit = self._connection_limits(queue).max_concurrent_connections
+        if limit and queue.connections > limit:
+            # Its limit fell below what is open (a Dynamic Delivery backoff began):
+            # connections close after their message until the limit holds.
+            return None
+
+        async def offer(throttle: str) -> Carry:
+            return await self._offer(lease, throttle, opening=False)
+
+        try:
+            delivery = await queue.take(settings.idle_timeout, offer, lease.held)
+        except Exception:  # the throttle store (Redis) failed: keep the deliveries
+            log.exception("reserving the slots of %s failed", queue.path.describe())
+            queue.pause(SPOOL_PAUSE)
+            return None
+        if delivery is not None:
+            lease.carried += 1
+        return delivery
+
+    async def _offer(self, lease: Lease, throttle: str, *, opening: bool) -> Carry:
+        """May ``lease``'s connection carry the next delivery of ``throttle`` now? It
+        must hold a connection slot of that throttle (when it is not the queue's own and
+        has a limit: a domain's, on a site), taken in place of the one it held for
+        another domain, and a pacing slot of its rate, waited for if it is close."""
+        queue = lease.queue
+        lines = dict(queue.lines())
+        path = lines.get(throttle)
+        if path is None:
+            return Carry.BUSY  # nothing waits there any more
+        limits = self._limits(path)
+        token = None
+        if throttle == lease.held and self._over_limit(throttle, limits):
+            # Its limit fell below what is open (a Dynamic Delivery backoff began): this
+            # connection gives the domain's slot up and carries it no more.
+            await self._let_go(lease)
+            return Carry.BUSY
+        if throttle != queue.throttle and throttle != lease.held:
+            configured = limits.max_concurrent_connections
+            if configured:
+                token = await self._acquire(throttle, configured, own_cap=False)
+                if token is None:
+                    if not isinstance(self._throttles, LocalThrottles):
+                        # Slots held by other nodes come back without telling this one.
+                        self.wake_at(queue, self._clock.now() + self.settings.shared_retry)
+                    return Carry.BUSY
+        while True:
+            try:
+                wait = await self._throttles.reserve_message(throttle, limits.max_messages_per_hour)
+            except Exception:
+                if token is not None:
+                    with contextlib.suppress(Exception):
+                        await self._throttles.release_connection(throttle, token)
+                raise
+            if wait <= 0:
+                break
+            self._metrics.throttle_wait(wait)
+            if opening or wait > self.settings.pacing_keep_open or self.stopping.is_set():
+                if token is not None:  # no one else can use it before that slot either
+                    await self._throttles.release_connection(throttle, token)
+                if wait > self.settings.release_after:
+                    await self.release_backlog(queue, throttle, path, wait)
+                else:
+                    self.wake_at(queue, self._clock.now() + wait)
+                return Carry.PACED
+            await self._clock.sleep(wait)
+        if throttle != lease.held:
+            await self._let_go(lease)
+            if token is not None:
+                lease.hold(throttle, token)
+        return Carry.TAKEN
+
+    def _over_limit(self, throttle: str, limits: Limits) -> bool:
+        configured = limits.max_concurrent_connections
+        if not configured or not isinstance(self._throttles, LocalThrottles | HostThrottles):
+            return False  # a shared backend's count is the cluster's, not known here
+        return self._throttles.open_connections(throttle) > configured
+
+    async def _let_go(self, lease: Lease) -> None:
+        """The connection no longer carries mail of the domain whose slot it held."""
+        held = lease.release()
+        if held is not None:
+            throttle, token = held
+            with contextlib.suppress(Exception):
+                await self._throttles.release_connection(throttle, token)
+            self._slot_freed(throttle)
+
+    async def connection_failed(
+        self,
+        queue: ReadyQueue,
+        delivery: Delivery,
+        reply: ReplyLine,
+        *,
+        permanent: bool,
+        peer: Peer | None,
+    ) -> None:
+        """A connection got no session. When this delays the path, everything waiting on
+        it ends with ``reply``: deferred, one attempt each, and probed again after
+        ``failure_delay``; failed when the refusal was for good (a mail loop)."""
+        if not queue.failed(delivery, reply, permanent=permanent, peer=peer):
+            return
+        refusal = queue.refusal(self._clock.now())
+        waiting = queue.drain()
+        peer = refusal.peer if refusal is not None else peer
+        if permanent:
+            for ended in waiting:
+                failed = [(Verdict.FAILED, reply)] * len(ended.jobs)
+                await self._recorder.finish(ended.jobs, failed, ended.decision, None, peer)
+            return
         log.warning(
             "%s failed %d time(s) in a row (%s): deferring %d message(s); trying again in %.0f s",
             queue.path.describe(),
-            queue.consecutive_failures,
+            queue.failures,
             reply,
             len(waiting),
             self.settings.failure_delay,
         )
         self.wake_at(queue, queue.delayed_until)
-        for delivery in waiting:
-            await self._recorder.defer_all(
-                delivery.jobs, reply, delivery.decision, queue.delay_peer
-            )
+        for ended in waiting:
+            await self._recorder.defer_all(ended.jobs, reply, ended.decision, peer)
+
+    async def connection_ended(self, lease: Lease) -> None:
+        queue = lease.queue
+        queue.closed()
+        await self._let_go(lease)
+        with contextlib.suppress(Exception):
+            await self._throttles.release_connection(queue.throttle, lease.token)
+        self.connection_closed(queue)
 
     # ---- stopping and inspection -----------------------------------------------------------
 
     def stop(self) -> None:
-        self.stopping = True
-        for queue in self.paths.values():
-            if queue.timer is not None:
-                queue.timer.cancel()
-            queue.stopping = True
-            queue.changed.set()
+        """The engine stops (idle connections end on the stopping event): no timer
+        pumps a queue any more."""
+        self.stopping.set()
+        for pump in self._pumps.values():
+            if pump.timer is not None:
+                pump.timer.cancel()
 
     async def release_all(self) -> None:
         """At stop: give every delivery still waiting back to the spool, due now."""
         now = self._clock.now()
         for queue in list(self.paths.values()):
-            waiting = list(queue.waiting)
-            queue.waiting.clear()
-            jobs = [job for delivery in waiting for job in delivery.jobs]
+            jobs = [job for delivery in queue.drain() for job in delivery.jobs]
             if jobs:
                 with contextlib.suppress(Exception):
                     await self._recorder.release(jobs, now, "Released at shutdown.")
 
     def path_states(self) -> list[dict[str, Any]]:
         now = self._clock.now()
-        return [
-            {
-                "path": q.path.describe(),
-                "waiting": len(q.waiting),
-                "connections": q.connections,
-                "throttle": q.throttle,
-                "consecutive_failures": q.consecutive_failures,
-                "delayed_for": round(max(0.0, q.delayed_until - now), 1),
-                "last_error": str(q.delay_reply) if q.delay_reply else None,
-            }
-            for q in self.paths.values()
-        ]
+        return [q.state(now) for q in self.paths.values()]
+
+
+class Lease:
+    """One connection's hold on the engine (the ``ConnectionPort`` the worker runs on):
+    its ready queue, the connection slot ``token`` of the queue's throttle, the slot of
+    the domain whose mail it carries now (on a site, when that domain has limits), and
+    how many messages it has carried."""
+
+    def __init__(self, dispatcher: Dispatcher, queue: ReadyQueue, token: str) -> None:
+        self._dispatcher = dispatcher
+        self.queue = queue
+        self.token = token
+        self._held: tuple[str, str] | None = None  # (a domain's throttle, its slot's token)
+        self.carried = 1  # the first delivery, whose pacing slot the dispatcher took
+
+    @property
+    def held(self) -> str | None:
+        """The throttle whose slot the connection holds besides the queue's."""
+        return self._held[0] if self._held else None
+
+    def hold(self, throttle: str, token: str) -> None:
+        self._held = (throttle, token)
+
+    def release(self) -> tuple[str, str] | None:
+        held, self._held = self._held, None
+        return held
+
+    @property
+    def path(self) -> EgressPath:
+        return self.queue.path
+
+    def opened(self) -> None:
+        self.queue.opened()
+
+    async def failed(
+        self, delivery: Delivery, reply: ReplyLine, *, permanent: bool, peer: Peer | None
+    ) -> None:
+        await self._dispatcher.connection_failed(
+            self.queue, delivery, reply, permanent=permanent, peer=peer
+        )
+
+    def put_back(self, delivery: Delivery, *, pause: float = 0.0) -> None:
+        self.queue.put_back(delivery, pause=pause)
+
+    async def next(self) -> Delivery | None:
+        return await self._dispatcher.next_for(self)
+
+    async def closed(self) -> None:
+        await self._dispatcher.connection_ended(self)

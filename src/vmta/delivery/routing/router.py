@@ -297,12 +297,13 @@ class Router:
                 ip.name,
             )
         site = site_of(domain, destination.mx_names)
+        # Every domain of the site shares its sessions, counted by the site's throttle
+        # (vmta's own cap on connections). A domain with limits keeps its own throttle as
+        # well: a session holds its slot, and its pacing, while it carries its mail.
+        site_throttle = ("ip", route.public_ip or ip.ip, "site", site)
         throttle_key = ip_throttle_key(route.public_ip or ip.ip, match)
         if match.limits == UNLIMITED and program is None:
-            # Nothing to count per domain: every domain of the site shares one throttle
-            # (vmta's own cap on connections) and so its sessions. A domain with limits
-            # keeps its own throttle: a session's slot counts for that domain alone.
-            throttle_key = ("ip", route.public_ip or ip.ip, "site", site)
+            throttle_key = site_throttle  # nothing to count per domain
         path = EgressPath(
             throttle_key=throttle_key,
             destination_host=domain,
@@ -314,6 +315,7 @@ class Router:
             throttle_program=program,
             throttle_origin=throttle_origin(ip, template, match, domain),
             site=site,
+            site_throttle=site_throttle,
         )
         return Deliver(path, chosen, ip.name, memory, ip.id)
 
