@@ -13,6 +13,7 @@ from vmta.delivery.engine import EngineSettings
 from vmta.delivery.event_sender import SenderSettings
 from vmta.delivery.event_setup import EventSettings
 from vmta.delivery.inflow import InflowSettings
+from vmta.delivery.spool_gateway import ACCEPT_DEADLINE
 from vmta.domain.bad_address import BadAddressPolicy
 from vmta.domain.feedback_events import REPORTS_QUEUE
 from vmta.domain.mail_loops import DEFAULT_MAX_HOPS
@@ -45,6 +46,7 @@ class DataPlaneSettings:
     rabbitmq_outbox: str = "outbox"
     session_caps: SessionCaps = field(default_factory=SessionCaps)
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
+    accept_deadline: float = ACCEPT_DEADLINE  # seconds an accept waits for its commit
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
     inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
