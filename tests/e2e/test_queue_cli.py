@@ -237,6 +237,7 @@ def test_envelope_text_cannot_drive_the_terminal(serve: ServeFactory, sink: Reco
     assert "\x1b" not in out
 
 
+@pytest.mark.slow(45)
 def test_bulk_hold_release_delete_and_search(
     serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
 ) -> None:
