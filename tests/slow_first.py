@@ -1,11 +1,12 @@
 """The slow tests start first, spread over the xdist workers, so that the run does not end
 with one worker still busy with a long test while the other is idle.
 
-A test (or a module, through its ``pytestmark``) marked ``slow(seconds)`` says how long it
-takes on an idle two-core machine. pytest-xdist's ``worksteal`` scheduler (scripts/test)
-hands each worker an equal contiguous share of the collection at the start, and an idle
-worker later steals the *tail* of a busy worker's share: so a slow test at the head of a
-share stays where it is and starts at once. This plugin orders the collection that way:
+A test (or a module, through its ``pytestmark``) marked ``slow(seconds)`` says about how
+long it takes (``--durations`` on any one machine: only the order and the balance use the
+figures). pytest-xdist's ``worksteal`` scheduler (scripts/test) hands each worker an equal
+contiguous share of the collection at the start, and an idle worker later steals the
+*tail* of a busy worker's share: so a slow test at the head of a share stays where it is
+and starts at once. This plugin orders the collection that way:
 the slow tests, longest first, dealt to the shares by "least loaded share first" (LPT
 scheduling), each share filled up with the other tests in their usual order. A marked
 module stays in one piece (its module-scoped fixtures, such as the browser, start once).
@@ -26,9 +27,8 @@ Group = tuple[float, list[pytest.Item]]  # seconds, and the items that take them
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "slow(seconds): takes about this long (a weight: only the order and the balance"
-        " use it); under xdist it"
-        " starts first (tests/slow_first.py)",
+        "slow(seconds): takes about this long (a weight for the order and the balance);"
+        " under xdist it starts first (tests/slow_first.py)",
     )
 
 
