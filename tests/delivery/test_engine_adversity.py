@@ -41,7 +41,7 @@ async def test_a_dead_destination_gets_few_connections_and_every_recipient_an_at
     assert all("greeting from relay.test failed" in a["reply"] for a in attempts)
     # Over ten more minutes of retries: on average well under one connection a second.
     before = len(h.transport.opens)
-    await h.run_for(600.0, step=0.5)
+    await h.run_for(600.0, step=2.0)  # a path reopened at every step would open 300
     assert len(h.transport.opens) - before <= 600 / 60 * 2 + 2
 
 
@@ -178,10 +178,10 @@ async def test_a_throttled_backlog_goes_back_to_the_shared_queue(harness_factory
     assert all("message rate" in (r["waiting_reason"] or "") for r in released)
     assert h.plane.engine.in_memory <= 2
     assert not h.attempts() or {a["outcome"] for a in h.attempts()} == {"delivered"}
-    await h.until(lambda: len(h.transport.sent) == 20, 20 * 60 + 400, step=1.0)
+    await h.until(lambda: len(h.transport.sent) == 20, 20 * 60 + 400, step=2.0)
     await h.until(lambda: all(r["state"] == "delivered" for r in h.recipients()), 10)
     times = [s.at for s in h.transport.sent]
-    assert min(b - a for a, b in itertools.pairwise(times)) >= 60 - 1.0  # the clock's step
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 60 - 2.0  # the clock's step
     assert all(r["attempts"] == 1 for r in h.recipients())
 
 
