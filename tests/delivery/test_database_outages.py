@@ -154,6 +154,7 @@ ANSWER_BOUND = SHORT_ACCEPT_DEADLINE + 5.0
 PARTITION = ANSWER_BOUND + 5.0  # seconds: longer than any answer may take
 
 
+@pytest.mark.slow(13)
 @pytest.mark.parametrize("cut_plane", [SHORT_ACCEPT_DEADLINE], indirect=True)
 async def test_a_silent_partition_answers_every_injection_by_the_accept_deadline(
     cut_plane: tuple[RunningPlane, TcpForwarder], sink_factory: Any

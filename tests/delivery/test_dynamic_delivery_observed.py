@@ -256,6 +256,7 @@ async def observe_normal_limits(world: World) -> None:
     assert len(world.accepted_between(start, world.clock.now())) >= 20
 
 
+@pytest.mark.slow(16)
 async def test_the_sink_sees_the_backoff_limits_until_end_backoff_and_return_after(
     world: World,
 ) -> None:
