@@ -11,6 +11,8 @@ import smtplib
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from tests.delivery.conftest import eventually
 from tests.delivery.engine_harness import Harness
 from vmta.delivery.inflow import InflowSettings
@@ -19,6 +21,7 @@ from vmta.domain.egress_route import direct_route
 from vmta.domain.virtual_mta import Limits
 
 
+@pytest.mark.slow(8)
 async def test_a_dead_destination_gets_few_connections_and_every_recipient_an_attempt(
     harness_factory: Any,
 ) -> None:
@@ -45,6 +48,7 @@ async def test_a_dead_destination_gets_few_connections_and_every_recipient_an_at
     assert len(h.transport.opens) - before <= 600 / 60 * 2 + 2
 
 
+@pytest.mark.slow(9)
 async def test_recipients_past_their_lifetime_fail_on_a_dead_destination(
     harness_factory: Any,
 ) -> None:
