@@ -40,6 +40,7 @@ LISTENING = re.compile(r"API listening on http://(127\.0\.0\.1:\d+)")
 def environment(**extra: str) -> dict[str, str]:
     """This process's environment without any VMTA_* setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMTA_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # tests/e2e/serve_process.py says why
     env.update(extra)
     return env
 
