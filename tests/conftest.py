@@ -26,6 +26,7 @@ from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 
 pytest_plugins = [
+    "tests.slow_first",
     "tests.peers.sink",
     "tests.peers.proxies",
     "tests.peers.scripted",

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from tests.delivery.conftest import FAST, RunningPlane, eventually
 from tests.peers.forwarder import TcpForwarder
 from tests.peers.sink import RecordingSink
+from vmta.delivery.engine.spool_gateway import ACCEPT_DEADLINE
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener
@@ -40,15 +41,27 @@ def pg_forwarder(pg_url: str) -> Iterator[tuple[TcpForwarder, str]]:
         yield forwarder, through.render_as_string(hide_password=False)
 
 
+# The partition test's accept deadline: vmta's 25 s (ACCEPT_DEADLINE, within the
+# contract's 30 s) shortened, so that a partition longer than it costs seconds, not a minute.
+SHORT_ACCEPT_DEADLINE = 2.0
+
+
 @pytest.fixture
 async def cut_plane(
-    pg_forwarder: tuple[TcpForwarder, str], tmp_path: Path
+    request: pytest.FixtureRequest, pg_forwarder: tuple[TcpForwarder, str], tmp_path: Path
 ) -> AsyncIterator[tuple[RunningPlane, TcpForwarder]]:
+    """A data plane on PostgreSQL through the forwarder; an indirect parameter, if any,
+    is its accept deadline (seconds)."""
     forwarder, url = pg_forwarder
     store = Store.open(url, migrate=False)
     data_dir = tmp_path / "plane"
     data_dir.mkdir()
-    plane = DataPlane(store, DataPlaneSettings(hostname="vmta.test", engine=FAST), data_dir)
+    settings = DataPlaneSettings(
+        hostname="vmta.test",
+        engine=FAST,
+        accept_deadline=getattr(request, "param", ACCEPT_DEADLINE),
+    )
+    plane = DataPlane(store, settings, data_dir)
     sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
     await plane.start(sock)
     try:
@@ -135,12 +148,20 @@ def timed_send(port: int, subject: str) -> tuple[int, float, str]:
         return code, time.monotonic() - started, reply.decode().rsplit(" ", 1)[-1]
 
 
-PARTITION = 35.0  # seconds: longer than the 30 s the contract allows an answer to take
+# Every answer comes within the accept deadline plus this much (a loaded machine's slack);
+# a reply that waited for the database instead comes only when the partition ends.
+ANSWER_BOUND = SHORT_ACCEPT_DEADLINE + 5.0
+PARTITION = ANSWER_BOUND + 5.0  # seconds: longer than any answer may take
 
 
-async def test_a_silent_partition_answers_every_injection_within_30_seconds(
+@pytest.mark.slow(13)
+@pytest.mark.parametrize("cut_plane", [SHORT_ACCEPT_DEADLINE], indirect=True)
+async def test_a_silent_partition_answers_every_injection_by_the_accept_deadline(
     cut_plane: tuple[RunningPlane, TcpForwarder], sink_factory: Any
 ) -> None:
+    # vmta's own deadline keeps the contract (an answer within 30 s); this test runs with
+    # a shorter one so that the partition outlasting it takes seconds.
+    assert ACCEPT_DEADLINE < 30.0
     plane, forwarder = cut_plane
     sink = sink_factory()
     plane.add_relay("relay-1", sink.port)
@@ -152,7 +173,7 @@ async def test_a_silent_partition_answers_every_injection_within_30_seconds(
 
     async def client(n: int) -> None:
         sent = 0
-        while time.monotonic() - started < PARTITION - 5 and sent < 20:  # bounded
+        while time.monotonic() - started < PARTITION - ANSWER_BOUND and sent < 20:  # bounded
             answers.append(await asyncio.to_thread(timed_send, plane.smtp_port, f"c{n}-{sent}"))
             sent += 1
 
@@ -160,7 +181,7 @@ async def test_a_silent_partition_answers_every_injection_within_30_seconds(
     await asyncio.sleep(max(0.0, PARTITION - (time.monotonic() - started)))
     forwarder.restore()
     assert answers, "no transaction was tried during the partition"
-    assert all(seconds <= 30.0 for _, seconds, _ in answers), answers
+    assert all(seconds <= ANSWER_BOUND for _, seconds, _ in answers), answers
     assert {code for code, _, _ in answers} <= {250, 451}, answers
     assert any(code == 451 for code, _, _ in answers)
     # Back: mail is taken again (bounded), and nothing was acknowledged without a commit.

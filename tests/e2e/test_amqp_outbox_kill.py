@@ -48,6 +48,7 @@ def arrived(sink: RecordingSink) -> set[str]:
     return {r for t in sink.messages for r in t.rcpt_tos}
 
 
+@pytest.mark.slow(23)
 def test_kill_9_mid_consumption_delivers_every_amqp_message(
     serve: ServeFactory, sink: RecordingSink
 ) -> None:

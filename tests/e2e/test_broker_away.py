@@ -68,6 +68,7 @@ def names() -> Iterator[dict[str, str]]:
     asyncio.run(_delete([*queues.values(), f"vmta-test-probe-{tag}"]))
 
 
+@pytest.mark.slow(15)
 def test_serve_starts_and_takes_mail_with_the_broker_away_then_publishes(
     serve: ServeFactory, sink: RecordingSink, names: dict[str, str]
 ) -> None:

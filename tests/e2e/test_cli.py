@@ -40,6 +40,7 @@ LISTENING = re.compile(r"API listening on http://(127\.0\.0\.1:\d+)")
 def environment(**extra: str) -> dict[str, str]:
     """This process's environment without any VMTA_* setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMTA_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # tests/e2e/serve_process.py says why
     env.update(extra)
     return env
 
@@ -397,6 +398,7 @@ def test_create_with_a_bad_name_is_a_usage_error(tmp_path: Path) -> None:
 # ---- VMTA_API_TOKEN --------------------------------------------------------------------
 
 
+@pytest.mark.slow(16)
 def test_api_token_sets_the_admin_secret(servers: Callable[..., Server], tmp_path: Path) -> None:
     token_file = tmp_path / "data" / "admin-token"
     first = servers("--data-dir", "data")
@@ -428,6 +430,7 @@ def test_api_token_sets_the_admin_secret(servers: Callable[..., Server], tmp_pat
     assert hashlib.sha256(rotated.encode()).hexdigest() not in stored.secret_sha256
 
 
+@pytest.mark.slow(17)
 def test_submit_credentials_inject_only(servers: Callable[..., Server], tmp_path: Path) -> None:
     server = servers("--data-dir", "data")
     created = vmta(

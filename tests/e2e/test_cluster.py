@@ -108,6 +108,7 @@ def most_in_any_window(times: Sequence[float], window: float) -> int:
     return most
 
 
+@pytest.mark.slow(17)
 @pytest.mark.parametrize("count", [2, 3])
 def test_connection_limit_holds_summed_over_every_node(
     cluster: Cluster, sink: RecordingSink, count: int
@@ -131,6 +132,7 @@ def test_connection_limit_holds_summed_over_every_node(
     assert sink.max_concurrent <= limit, f"{sink.max_concurrent} connections open at once"
 
 
+@pytest.mark.slow(31)
 def test_a_killed_node_gives_back_its_connection_slot_and_its_work(
     cluster: Cluster, sink: RecordingSink
 ) -> None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.e2e.serve_process import VMTA, environment, free_port
 
@@ -49,6 +50,7 @@ def stop(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow(17)
 def test_the_two_node_example_runs(pg_url: str, tmp_path: Path) -> None:
     script = example()
     ports = [free_port() for _ in range(4)]

@@ -5,6 +5,8 @@ one data directory are nodes of a cluster, and both run."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.serve_process import ServeFactory, ServeProcess, free_port, vmta
 
 
@@ -36,6 +38,7 @@ def start_second(serve: ServeFactory, **env: str) -> tuple[int, str]:
     return result.returncode, result.stderr.strip()
 
 
+@pytest.mark.slow(33)
 def test_second_serve_on_one_data_dir(serve: ServeFactory, database_url: str | None) -> None:
     first = serve.start()
     assert first.proc is not None

@@ -106,16 +106,18 @@ class OnlyToVmtaProxy:
         self._listener.close()
 
 
-@pytest.fixture
-def vmta_api(tmp_path: Path) -> Iterator[str]:
-    factory = ServeFactory(tmp_path, None)
+@pytest.fixture(scope="module")
+def vmta_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `vmta serve` for the module: its tests only read pages of the API."""
+    factory = ServeFactory(tmp_path_factory.mktemp("docs-offline"), None)
     try:
         yield factory.start().api_address
     finally:
         factory.close()
 
 
-def run_chromium(browser: str, proxy: OnlyToVmtaProxy, url: str, *mode: str) -> str:
+def run_chromium(browser: str, proxy: OnlyToVmtaProxy, url: str, screenshot: Path) -> str:
+    """The page's DOM once its scripts ran, and its screenshot, from one Chromium run."""
     ran = subprocess.run(
         [
             browser,
@@ -132,7 +134,8 @@ def run_chromium(browser: str, proxy: OnlyToVmtaProxy, url: str, *mode: str) -> 
             "--proxy-bypass-list=<-loopback>",  # loopback too goes through the proxy
             "--virtual-time-budget=20000",
             "--window-size=1280,1400",
-            *mode,
+            "--dump-dom",
+            f"--screenshot={screenshot}",
             url,
         ],
         capture_output=True,
@@ -149,9 +152,8 @@ def test_docs_render_with_no_network(vmta_api: str, tmp_path: Path) -> None:
     proxy = OnlyToVmtaProxy(vmta_api, f"Bearer {API_TOKEN}")
     try:
         url = f"http://{vmta_api}/docs"
-        dom = run_chromium(browser, proxy, url, "--dump-dom")
         screenshot = tmp_path / "docs.png"
-        run_chromium(browser, proxy, url, f"--screenshot={screenshot}")
+        dom = run_chromium(browser, proxy, url, screenshot)
     finally:
         proxy.close()
     print("refused (Chromium's own included):", proxy.refused)

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from tests.e2e.serve_process import (
@@ -106,6 +107,7 @@ def recipient_id(server: ServeProcess, queue_id: str, address: str) -> int:
 # ---- the test ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow(32)
 def test_kill_9_loses_no_accepted_message(
     serve: ServeFactory,
     sink: RecordingSink,

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import aio_pika
+import pytest
 
 from tests.conftest import skip_or_fail
 from tests.e2e.serve_process import ServeFactory, relay_to, wait_until
@@ -61,6 +62,7 @@ def drain(queues: list[str], delete: bool = False) -> dict[str, list[tuple[str, 
         raise
 
 
+@pytest.mark.slow(45)
 def test_kill_9_loses_no_event(
     serve: ServeFactory, sink: RecordingSink, http_receiver: HttpReceiver
 ) -> None:

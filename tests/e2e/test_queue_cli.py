@@ -74,7 +74,17 @@ def spool(serve: ServeFactory, sink: RecordingSink) -> tuple[ServeProcess, dict[
     return server, ids
 
 
-def test_list_shows_counts_by_state_and_virtual_mta_then_messages(
+def test_list_and_show_read_the_spool(
+    serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
+) -> None:
+    """What only reads the spool, on one spool (its setup is a `vmta serve` and three
+    deliveries): three tests before, merged to set it up once."""
+    list_shows_counts_by_state_and_virtual_mta_then_messages(serve, spool)
+    list_filters_by_state_and_limits(serve, spool)
+    list_json_and_show_carry_what_the_api_shows(serve, spool)
+
+
+def list_shows_counts_by_state_and_virtual_mta_then_messages(
     serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
 ) -> None:
     _, ids = spool
@@ -94,7 +104,7 @@ def test_list_shows_counts_by_state_and_virtual_mta_then_messages(
     assert [row[7] for row in rows] == ["sender@client.test", "<>", "sender@client.test"]
 
 
-def test_list_filters_by_state_and_limits(
+def list_filters_by_state_and_limits(
     serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
 ) -> None:
     _, ids = spool
@@ -108,7 +118,7 @@ def test_list_filters_by_state_and_limits(
     assert listed("--limit", "2") == [ids[DEFERRED], ids[REFUSED]]
 
 
-def test_list_json_and_show_carry_what_the_api_shows(
+def list_json_and_show_carry_what_the_api_shows(
     serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
 ) -> None:
     server, ids = spool
@@ -237,6 +247,7 @@ def test_envelope_text_cannot_drive_the_terminal(serve: ServeFactory, sink: Reco
     assert "\x1b" not in out
 
 
+@pytest.mark.slow(45)
 def test_bulk_hold_release_delete_and_search(
     serve: ServeFactory, spool: tuple[ServeProcess, dict[str, str]]
 ) -> None:

@@ -82,6 +82,7 @@ def accepting_processes(server: ServeProcess) -> set[str]:
     return tags
 
 
+@pytest.mark.slow(16)
 def test_workers_share_the_port_the_spool_and_the_connection_limit(
     serve: ServeFactory, sink: RecordingSink
 ) -> None:

@@ -150,6 +150,7 @@ class DataPlane:
             self.spool,
             lease_seconds=engine_settings.lease_seconds,
             observer=CommitNotifier(self.metrics, self.events),
+            accept_deadline=settings.accept_deadline,
         )
         self.config = ConfigView(store, self.clock)
         # Dynamic Delivery: the backoff state of every throttle, this node's or shared

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.delivery.engine.spool_gateway import ACCEPT_DEADLINE
 from vmta.delivery.events.event_sender import SenderSettings
 from vmta.delivery.events.event_setup import EventSettings
 from vmta.delivery.ingress.inflow import InflowSettings
@@ -56,6 +57,7 @@ class DataPlaneSettings:
     rabbitmq_outbox: str = "outbox"
     session_caps: SessionCaps = field(default_factory=SessionCaps)
     shutdown_grace: float = 30.0  # seconds DATA in progress may take to finish on stop
+    accept_deadline: float = ACCEPT_DEADLINE  # seconds an accept waits for its commit
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
     inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
