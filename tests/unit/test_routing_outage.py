@@ -65,16 +65,20 @@ def dispatcher_with(router: Any, recorder: Recorder, clock: ManualClock) -> Disp
     )
 
 
+def two_recipients(now: float) -> list[Job]:
+    """Recipients 1 and 2 of message M1."""
+    return [
+        Job(n, "M1", f"r{n}@dest.test", 0, "s@src.test", now, now + 3600, None, None, False)
+        for n in (1, 2)
+    ]
+
+
 async def test_routing_without_the_database_releases_instead_of_deferring() -> None:
     clock = ManualClock()
     recorder = Recorder()
     dispatcher = dispatcher_with(AwayRouter(), recorder, clock)
     now = clock.now()
-    jobs = [
-        Job(n, "M1", f"r{n}@dest.test", 0, "s@src.test", now, now + 3600, None, None, False)
-        for n in (1, 2)
-    ]
-    await dispatcher.dispatch(jobs)
+    await dispatcher.dispatch(two_recipients(now))
     assert recorder.deferred == []
     assert recorder.released == [([1, 2], now + DATABASE_RECHECK, "Waiting for the database.")]
 
@@ -86,10 +90,6 @@ async def test_a_routing_failure_leaves_no_recipient_of_the_message_half_handled
     recorder = Recorder()
     dispatcher = dispatcher_with(AwayAfterFirstRouter(), recorder, clock)
     now = clock.now()
-    jobs = [
-        Job(n, "M1", f"r{n}@dest.test", 0, "s@src.test", now, now + 3600, None, None, False)
-        for n in (1, 2)
-    ]
-    await dispatcher.dispatch(jobs)
+    await dispatcher.dispatch(two_recipients(now))
     assert recorder.deferred == []
     assert recorder.released == [([1, 2], now + DATABASE_RECHECK, "Waiting for the database.")]
