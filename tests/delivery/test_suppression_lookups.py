@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 
 from tests.manual_clock import ManualClock
-from vmta.delivery import config_view
+from vmta.delivery.routing import config_view
 from vmta.delivery.routing.config_view import ConfigView
 from vmta.domain.suppression import Suppression, SuppressionType
 from vmta.store.store import Store
