@@ -98,6 +98,7 @@ def build_engine(
         dispatch=dispatcher.dispatch,
         spawn=tasks.spawn,
         due_now=due_now,
+        stopping=dispatcher.stopping,
     )
     return DeliveryEngine(
         spool=spool,

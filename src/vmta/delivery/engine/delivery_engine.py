@@ -144,7 +144,7 @@ class DeliveryEngine:
         self.dispatcher.stop()  # sets the engine's one stopping event
         await self.scheduler.stop()
         await self.tasks.drain(grace)
-        self.recorder.stopping = True
+        self.recorder.retry_storing = False
         await self.dispatcher.release_all()
         if self._renewer is not None:
             self._renewer.cancel()

@@ -68,7 +68,9 @@ class OutcomeRecorder:
         self._log = delivery_log
         self._occupancy = occupancy
         self._bounces = bounces
-        self.stopping = False
+        # False once the engine has drained at stop: an outcome the store refuses then is
+        # given up at once (its recipient is tried again after its lease) instead of retried.
+        self.retry_storing = True
 
     # ---- the ways out --------------------------------------------------------------------
 
@@ -264,7 +266,9 @@ class OutcomeRecorder:
             # within 30 s: given up, the recipient would stay claimed by this node, its
             # lease renewed, and never sent. Only a refusal by a working store is bounded.
             unavailable = all(isinstance(r, TemporaryError) for _, r in failed)
-            if self.stopping or (attempt >= self._settings.store_tries and not unavailable):
+            if not self.retry_storing or (
+                attempt >= self._settings.store_tries and not unavailable
+            ):
                 break
             log.warning(
                 "storing %d outcome(s) failed (%s); retrying in %.1f s",

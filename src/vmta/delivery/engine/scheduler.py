@@ -46,6 +46,7 @@ class Scheduler:
         dispatch: Callable[[list[Job]], Coroutine[Any, Any, None]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         due_now: asyncio.Event,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self._spool = spool
         self._clock = clock
@@ -55,7 +56,8 @@ class Scheduler:
         self._spawn = spawn
         self._due_now = due_now
         self._loops: list[asyncio.Task[None]] = []
-        self.stopping = False
+        # The engine's one stopping event (shared with the dispatcher and ready queues).
+        self.stopping = stopping or asyncio.Event()
 
     def start(self) -> None:
         # Supervised: a loop that raises is logged and started again, never lost.
@@ -69,14 +71,14 @@ class Scheduler:
         ]
 
     async def stop(self) -> None:
-        self.stopping = True
+        self.stopping.set()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
 
     def room_for(self, recipients: int) -> bool:
         """Whether a message of this many recipients may be claimed at acceptance."""
-        return not self.stopping and self._occupancy.room() >= recipients
+        return not self.stopping.is_set() and self._occupancy.room() >= recipients
 
     def submit(self, jobs: Sequence[Job]) -> None:
         """Fast path: recipients just accepted and already leased to this node."""
@@ -90,7 +92,7 @@ class Scheduler:
         self._due_now.set()
 
     async def _poll_loop(self) -> None:
-        while not self.stopping:
+        while not self.stopping.is_set():
             try:
                 room = self._occupancy.room()
                 if room > 0:
@@ -121,7 +123,7 @@ class Scheduler:
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
         wait = interval
-        while not self.stopping:
+        while not self.stopping.is_set():
             await self._clock.sleep(wait)
             try:
                 await self._spool.renew_leases(self._clock.now() + self.settings.lease_seconds)
@@ -137,11 +139,11 @@ class Scheduler:
     async def _purge_loop(self) -> None:
         """Delete finished messages past their retention, a batch at a time, so that the
         spool does not grow with every message ever sent."""
-        while not self.stopping:
+        while not self.stopping.is_set():
             await self._clock.sleep(self.settings.purge_interval)
             try:
                 before = self._clock.now() - self.settings.finished_retention
-                while not self.stopping:
+                while not self.stopping.is_set():
                     purged = await self._spool.purge_finished(before, self.settings.purge_batch)
                     if purged < self.settings.purge_batch:
                         break
