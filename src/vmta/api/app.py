@@ -80,6 +80,7 @@ def build_app() -> FastAPI:
             " `Authorization: Bearer <secret>` or Basic `<name>:<secret>`."
         ),
     )
+
     @app.middleware("http")
     async def require_credentials(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
