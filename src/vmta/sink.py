@@ -26,9 +26,13 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+if TYPE_CHECKING:
+    # aiosmtpd itself is imported by the `vmta sink` command only (in `serve`): the
+    # command line builds this module's parser for every command (src/vmta/cli.py), and
+    # `vmta db` or `vmta credentials` has no use for an SMTP server.
+    from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 DEFAULT_LISTEN = "127.0.0.1:2526"
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024  # above vmta's own default limit of 50 MiB
@@ -204,6 +208,8 @@ class SinkHandler:
 def _authenticator(
     credentials: tuple[str, str], say: Callable[[str], None]
 ) -> Callable[[SMTP, Session, Envelope, str, Any], AuthResult]:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
     def check(
         server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
     ) -> AuthResult:
@@ -229,6 +235,8 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Run the sink until ``stop`` is set (or SIGINT/SIGTERM); returns the message count."""
+    from aiosmtpd.smtp import SMTP
+
     loop = asyncio.get_running_loop()
     store = MessageStore(options)
     handler = SinkHandler(store, out)

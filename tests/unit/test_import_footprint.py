@@ -75,3 +75,33 @@ def test_the_serving_process_imports_signing_bounce_formats_and_templates_only_w
     imported = set(done.stdout.split())
     assert {"vmta", "fastapi"} <= imported  # the probe ran
     assert imported.isdisjoint(OPTIONAL_IN_SERVE), sorted(imported & set(OPTIONAL_IN_SERVE))
+
+
+# A command other than `vmta sink` (here `vmta db current`, after the parser that
+# `vmta --help` prints is built): the sink's SMTP server library is not loaded.
+CLI_PROBE = """
+import contextlib
+import io
+import sys
+from vmta.cli import build_parser, main
+
+build_parser().format_help()
+with contextlib.redirect_stdout(io.StringIO()):
+    status = main(["db", "current", "--data-dir", sys.argv[1]])
+print(status, " ".join(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_a_command_other_than_sink_does_not_import_the_sinks_smtp_server(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status, *imported = done.stdout.split()
+    assert status == "0", done.stderr
+    assert {"vmta", "sqlalchemy"} <= set(imported)  # the probe ran the command
+    assert "aiosmtpd" not in imported

@@ -24,7 +24,7 @@ from vmta.api import (
 from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
 from vmta.api.body_limit import BodyLimit
 from vmta.api.console import routes as console_routes
-from vmta.api.dependencies import AppContext, attach, ports_of
+from vmta.api.dependencies import AppContext, app_context, attach, ports_of
 from vmta.api.greenarrow import engine
 from vmta.api.greenarrow.engine import MethodNotAllowed, methods_by_path
 from vmta.api.json_bounds import MAX_BODY_BYTES
@@ -38,6 +38,31 @@ DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served by this listener
 def create_app(ports: ApiPorts) -> FastAPI:
     """The application, given what it serves from (``api/ports.py``): the store, the
     clock, the throttle backoff registry, and the data plane of this process if any."""
+    app = build_app()
+    serve_from(app, ports)
+    return app
+
+
+def serve_from(app: FastAPI, ports: ApiPorts) -> None:
+    """Point an application from ``build_app`` at ``ports``; a new call replaces what an
+    earlier one set (credentials cache, console sessions, metrics registry included)."""
+    authenticator = Authenticator(ports.store)
+    attach(
+        app,
+        AppContext(
+            ports=ports,
+            authenticator=authenticator,
+            console=console_routes.Console(authenticator),
+            metrics_registry=metrics_endpoint.metrics_registry(ports.store, ports.metrics),
+        ),
+    )
+
+
+def build_app() -> FastAPI:
+    """The routes, middleware and OpenAPI document, which depend on nothing the
+    application serves from: every request reads that from the context ``serve_from``
+    attaches (api/dependencies.py). Building them costs tens of milliseconds of CPU,
+    which is why the API tests build one per process and give it each test's store."""
     # FastAPI's /docs and /redoc load their scripts from a CDN, so they stay blank on a
     # host without internet access (common in sending networks); fastapi-offline ships
     # the same Swagger UI files in its package and serves them from here. ReDoc is not
@@ -55,17 +80,6 @@ def create_app(ports: ApiPorts) -> FastAPI:
             " `Authorization: Bearer <secret>` or Basic `<name>:<secret>`."
         ),
     )
-    authenticator = Authenticator(ports.store)
-    console = console_routes.Console(authenticator)
-    attach(
-        app,
-        AppContext(
-            ports=ports,
-            authenticator=authenticator,
-            console=console,
-            metrics_registry=metrics_endpoint.metrics_registry(ports.store, ports.metrics),
-        ),
-    )
 
     @app.middleware("http")
     async def require_credentials(
@@ -79,6 +93,7 @@ def create_app(ports: ApiPorts) -> FastAPI:
         checks_itself = checks_itself or console_routes.is_console_path(path)
         if path not in OPEN_PATHS and not checks_itself:
             header = request.headers.get("authorization")
+            authenticator = app_context(request.app).authenticator
             try:
                 principal = await run_in_threadpool(authenticator.check, header)
             except TemporaryError:
@@ -114,7 +129,7 @@ def create_app(ports: ApiPorts) -> FastAPI:
     app.include_router(metrics_endpoint.router())
     app.include_router(http_submission.router())
     app.include_router(reports.router())  # what came back (docs/feedback.md)
-    app.include_router(console_routes.router(console))
+    app.include_router(console_routes.router())
     app.include_router(console_routes.favicon_router())
     # vmta's own paths answer a method they do not support 405 with an Allow header that
     # names every method they do (RFC 9110 §15.5.6), as the GreenArrow paths do.

@@ -35,7 +35,7 @@ from vmta.api.console.sessions import (
     new_token,
     same_token,
 )
-from vmta.api.dependencies import store_of
+from vmta.api.dependencies import context_of, store_of
 from vmta.domain.auth_failures import FailureDelays
 from vmta.domain.errors import PermanentError, TemporaryError
 from vmta.store.credentials import CredentialRepository
@@ -181,10 +181,17 @@ def _sign_in_page(request: Request, error: str | None = None, status: int = 200)
     return response
 
 
-def router(console: Console) -> APIRouter:
+def _console(request: Request) -> Console:
+    # Read per request, not captured when the routes are built: the routes do not depend
+    # on what the application serves from (api/app.py, build_app).
+    return context_of(request).console
+
+
+def router() -> APIRouter:
     api = APIRouter(prefix=PREFIX, include_in_schema=False)
 
     async def signed_in(request: Request) -> Session | None:
+        console = _console(request)
         session = console.session(request)
         if session is None or not await console.still_valid(request, session):
             return None
@@ -207,6 +214,7 @@ def router(console: Console) -> APIRouter:
         expected = request.cookies.get(CSRF_COOKIE)
         if expected is None or not same_token(form.get(CSRF_FIELD), expected):
             return _sign_in_page(request, "The form expired; please sign in again.", 403)
+        console = _console(request)
         name = await console.sign_in(request, form.get("name", ""), form.get("secret", ""))
         if name is None:
             return _sign_in_page(
@@ -226,7 +234,7 @@ def router(console: Console) -> APIRouter:
             if not csrf_ok(request, session, form):
                 return HTMLResponse("CSRF token missing or wrong.", 403, headers=SECURITY_HEADERS)
             log.info("console sign-out: %s", session.name)
-            console.sessions.close(request.cookies.get(SESSION_COOKIE))
+            _console(request).sessions.close(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse(PREFIX, status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response
