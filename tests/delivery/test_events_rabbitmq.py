@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ import pytest
 from yarl import URL
 
 from tests.conftest import TEST_SECRET, skip_or_fail
-from tests.delivery.conftest import RunningPlane, eventually, free_port
+from tests.delivery.conftest import RunningPlane, eventually
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
 from vmta.delivery.events.event_sender import SenderSettings
@@ -259,10 +260,16 @@ async def test_x_mq_headers_come_back_as_keys(
 
 class BrokerDoor:
     """A TCP relay in front of the real RabbitMQ: while shut, nothing listens on its port
-    (the broker is down for vmta); opened, it passes bytes both ways to 127.0.0.1:5672."""
+    (the broker is down for vmta); opened, it passes bytes both ways to 127.0.0.1:5672.
+
+    The port stays bound (not listening) while shut, so a connection to it is refused and
+    no other process's outbound connection can take it as its source port meanwhile."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
 
@@ -284,12 +291,13 @@ class BrokerDoor:
             for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
                 self._pipes.add(asyncio.ensure_future(task))
 
-        self._server = await asyncio.start_server(relay, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(relay, sock=self._socket)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        self._socket.close()
         for task in self._pipes:
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
@@ -313,7 +321,10 @@ async def test_results_wait_while_the_broker_is_down_then_all_arrive_once(
     await eventually(waiting, what="four results waiting, with the error")
     try:
         await door.open()  # the broker is back
-        got = await collect(broker, queues, lambda g: len(g["success"]) >= 4)
+        # Both queues: the drain of ``results`` can run just before its copies land.
+        got = await collect(
+            broker, queues, lambda g: len(g["success"]) >= 4 and len(g["results"]) >= 4
+        )
     finally:
         await door.close()
     assert sorted(m["vmta_queue_id"] for m in got["success"]) == sorted(ids)

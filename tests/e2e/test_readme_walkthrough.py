@@ -132,7 +132,7 @@ def test_the_walkthrough_delivers_to_the_sink_it_names(
         script = with_ports(walkthrough, server.api_address, server.smtp_port, sink_port)
         script += mailerq
         for run in (1, 2):  # the same block again: it must be re-runnable
-            queue_id = run_once(shell, script, cwd, run)
+            queue_id = run_once(shell, script, cwd, run, server, sink)
             assert_delivered(server, cwd, queue_id)
             # What the sink saw: the message, from the relay server's source IP, after AUTH.
             lines = [line for line in sink.output().splitlines() if " message " in line]
@@ -151,7 +151,9 @@ def test_the_walkthrough_delivers_to_the_sink_it_names(
         sink.close()
 
 
-def run_once(shell: str, script: str, cwd: Path, run: int) -> str:
+def run_once(
+    shell: str, script: str, cwd: Path, run: int, server: ServeProcess, sink: SinkProcess
+) -> str:
     ran = subprocess.run(
         [shell],
         input=script,
@@ -174,7 +176,10 @@ def run_once(shell: str, script: str, cwd: Path, run: int) -> str:
         '[{"public_ip":"8.8.8.8","local_ip":"127.0.0.1","connect_port":"2525","protocol":"nat"},'
         '{"public_ip":"8.8.4.4","local_ip":"192.168.1.1","connect_port":"2525","protocol":"nat"}]'
     ) in ran.stdout
-    assert "not delivered yet" not in ran.stdout
+    assert "not delivered yet" not in ran.stdout, (
+        f"run {run}:\n{ran.stdout}\n--- vmta serve ---\n{server.log()[-6000:]}"
+        f"\n--- sink ---\n{sink.output()[-3000:]}"
+    )
     queue_id = re.search(r"queued as (\w+)", ran.stdout)
     assert queue_id and queue_id.group(1) != "none", ran.stdout
     return queue_id.group(1)
