@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.free_ports import free_port
 from tests.peers.dns import DnsmasqServer, DnsZone
 from vmta.delivery.engine.delivery_engine import EngineSettings
 from vmta.domain.credential import hash_secret
@@ -163,12 +163,6 @@ SUBMIT_LOGIN = ("submitter", "vmta_submit-secret-0123456789abcdefghijklmnopqrstu
 
 
 # ---- a small world of domains: dnsmasq publishing MX hosts that are sinks ----------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def insert(plane: RunningPlane, record: VirtualMta) -> int:

@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.peers.proxies import (
-    MICROSOCKS_EGRESS_IP,
-    TINYPROXY_EGRESS_IP,
-    ProxyProcess,
-    free_port,
-)
+from tests.free_ports import free_port
+from tests.peers.proxies import MICROSOCKS_EGRESS_IP, TINYPROXY_EGRESS_IP, ProxyProcess
 from tests.peers.scripted import Reader, smtp_script
 from tests.peers.sink import RecordingSink
 from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route

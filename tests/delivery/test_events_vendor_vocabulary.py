@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.delivery.conftest import eventually, free_port, insert, ip_vmta
+from tests.delivery.conftest import eventually, insert, ip_vmta
 from tests.delivery.test_events_rabbitmq import (
     AMQP_URL,
     QUICK,
@@ -24,6 +24,7 @@ from tests.delivery.test_events_rabbitmq import (
     collect,
     queues,
 )
+from tests.free_ports import free_port
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.http_receiver import HttpReceiver
 from tests.peers.sink import DROP

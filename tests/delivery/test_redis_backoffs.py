@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from tests.e2e.serve_process import free_port
+from tests.free_ports import free_port
 from tests.manual_clock import ManualClock
 from tests.peers.redis_db import RedisDb
 from vmta.delivery.throttles.backoff_record import decode

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.e2e.serve_process import free_port
+from tests.free_ports import free_port
 from tests.peers.redis_db import RedisDb
 from vmta.delivery.throttles.redis_throttles import RedisThrottles
 

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.free_ports import free_port
 from tests.peers.sink import RecordingSink
 
 VMTA = Path(sys.executable).with_name("vmta")
@@ -44,13 +44,6 @@ def environment(**extra: str) -> dict[str, str]:
     env["VMTA_MX_ALLOW_LOOPBACK"] = "true"
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    """A port with nothing listening on it (it may be taken later: use it at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def eventually(check: Callable[[], bool], deadline: float, step: float = 0.05) -> bool:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.free_ports import free_port
 from vmta.api.auth import CACHE_SECONDS
 from vmta.runtime.startup_report import hostname_problem
 from vmta.store.credentials import CredentialRepository
@@ -57,13 +58,6 @@ def vmta(
         timeout=120,
         check=False,
     )
-
-
-def free_port() -> int:
-    """A port with nothing listening on it (it may be taken later: use it at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bearer(secret: str) -> dict[str, str]:

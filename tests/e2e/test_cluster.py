@@ -23,12 +23,12 @@ from tests.e2e.serve_process import (
     API_TOKEN,
     ServeProcess,
     environment,
-    free_port,
     relay_to,
     send_subjects,
     subjects_seen,
     wait_until,
 )
+from tests.free_ports import free_port
 from tests.peers.redis_db import RedisDb
 from tests.peers.sink import RecordingSink
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.serve_process import VMTA, environment, free_port
+from tests.e2e.serve_process import VMTA, environment
+from tests.free_ports import free_port
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cluster.md"
 FENCE = re.compile(r"^```sh\n(.*?)^```\n", re.MULTILINE | re.DOTALL)

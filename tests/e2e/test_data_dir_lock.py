@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.serve_process import ServeFactory, ServeProcess, free_port, vmta
+from tests.e2e.serve_process import ServeFactory, ServeProcess, vmta
+from tests.free_ports import free_port
 
 
 def another_run(serve: ServeFactory) -> ServeProcess:

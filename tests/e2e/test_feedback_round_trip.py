@@ -13,14 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.serve_process import (
-    GA,
-    ServeFactory,
-    ServeProcess,
-    free_port,
-    relay_to,
-    wait_until,
-)
+from tests.e2e.serve_process import GA, ServeFactory, ServeProcess, relay_to, wait_until
+from tests.free_ports import free_port
 from tests.peers.http_receiver import HttpReceiver
 from tests.peers.postfix import FailingPostfix
 from tests.peers.sink import RecordingSink

@@ -24,13 +24,8 @@ import httpx
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.e2e.serve_process import (
-    VMTA,
-    ServeProcess,
-    environment,
-    free_port,
-    wait_until,
-)
+from tests.e2e.serve_process import VMTA, ServeProcess, environment, wait_until
+from tests.free_ports import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
@@ -108,6 +103,7 @@ def walkthrough_dir(tmp_path: Path) -> Iterator[tuple[Path, ServeProcess, int]]:
         server.close()
 
 
+@pytest.mark.slow(18)
 @pytest.mark.parametrize("shell", ["sh", "bash"])
 def test_the_walkthrough_delivers_to_the_sink_it_names(
     walkthrough_dir: tuple[Path, ServeProcess, int], shell: str

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ import dns.query
 import pytest
 
 from tests.conftest import skip_or_fail
+from tests.free_ports import free_port
 
 START_TIMEOUT = 10.0
 _QUERY_LINE = re.compile(r"query\[(\w+)\] (\S+) from ")
@@ -82,7 +82,7 @@ class DnsmasqServer:
         attempts = 1 if self.port else 5
         output = ""
         for _ in range(attempts):
-            port = self.port or _free_port(self.host)
+            port = self.port or free_port(self.host, udp=True)
             # A file, not a pipe: nobody has to read it while dnsmasq runs.
             log = tempfile.TemporaryFile()  # noqa: SIM115
             process = subprocess.Popen(self._argv(port, zone), stdout=log, stderr=log)
@@ -155,21 +155,6 @@ class DnsmasqServer:
             except (OSError, dns.exception.Timeout):
                 time.sleep(0.05)
         return False
-
-
-def _free_port(host: str) -> int:
-    """A port free for UDP and TCP at the moment of asking."""
-    for _ in range(20):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket() as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port for dnsmasq")
 
 
 def require_dnsmasq() -> str:

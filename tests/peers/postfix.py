@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.free_ports import free_port
+
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 START_DEADLINE = 60.0  # bounds a hang on a loaded machine; measures nothing
 
@@ -81,12 +83,6 @@ postlog unix-dgram n - n - 1 postlogd
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class FailingPostfix:
     def __init__(self, relayhost_port: int) -> None:
         # Not under pytest's tmp_path: Postfix's unprivileged processes must reach it, and
@@ -94,8 +90,8 @@ class FailingPostfix:
         self.directory = Path(tempfile.mkdtemp(prefix="vmta-postfix-"))
         self.directory.chmod(0o755)
         self.relayhost_port = relayhost_port
-        self.port = _free_port()
-        self.refuser_port = _free_port()
+        self.port = free_port()
+        self.refuser_port = free_port()
         self.started = False
 
     @property

@@ -24,16 +24,11 @@ from typing import IO
 import pytest
 
 from tests.conftest import skip_or_fail
+from tests.free_ports import free_port
 
 MICROSOCKS_EGRESS_IP = "127.0.0.50"
 TINYPROXY_EGRESS_IP = "127.0.0.52"
 START_TIMEOUT = 10.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 class ProxyProcess:
