@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
-from vmta.runtime import data_dir_lock, engine_state_board, startup_report
+from vmta.runtime import data_dir_lock, engine_state_board, gc_pauses, startup_report
 from vmta.runtime.bootstrap import ensure_admin_credential, ensure_data_dir
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.log_files import LogFiles
@@ -193,6 +193,8 @@ async def serve(settings: Settings) -> None:
             api = await stack.enter_async_context(ApiServer(app, api_socket))
             shutdown.on_force(api.force_exit)
             shutdown.on_force(data_plane.force_stop)
+            # Set up: later full collections need not walk all that (runtime/gc_pauses.py).
+            gc_pauses.freeze_startup_objects()
             log.info("API listening on http://%s", bound_address(api_socket))
             log.info("stopping: %s", await shutdown.wait(api.task))
             # New SMTP connections are refused at once; sessions in DATA get the grace

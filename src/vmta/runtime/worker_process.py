@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 
-from vmta.runtime import engine_state_board, logs, malloc_tuning
+from vmta.runtime import engine_state_board, gc_pauses, logs, malloc_tuning
 from vmta.runtime.data_plane import data_plane_for
 from vmta.runtime.log_files import LogFiles
 from vmta.runtime.settings import Settings
@@ -64,6 +64,7 @@ async def serve_worker(
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         await data_plane.start(smtp_socket)
         shutdown.on_force(data_plane.force_stop)
+        gc_pauses.freeze_startup_objects()  # as `vmta serve` does (runtime/gc_pauses.py)
         log.info("worker %d (pid %d) accepting and delivering", index, os.getpid())
         board = asyncio.create_task(
             engine_state_board.publish(settings.data_dir, index, data_plane.state)
