@@ -89,7 +89,7 @@ class Settings:
     path_failures_before_delay: int = EngineSettings.failures_before_delay
     path_failure_delay: float = EngineSettings.failure_delay
     max_connection_rate: float = EngineSettings.max_connection_rate
-    # Processes that inject and deliver (runtime/workers.py); 1: this process alone.
+    # Processes that inject and deliver (runtime/worker_pool.py); 1: this process alone.
     workers: int = DataPlaneSettings.workers
     # ---- a cluster (docs/architecture.md, "Cluster") ----
     # Redis for throttles shared by every node; None: throttles are per node. Kept out of
