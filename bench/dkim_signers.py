@@ -28,7 +28,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from vmta.domain.dkim_request import SIGNED_HEADERS
+from vmta.domain.message.dkim_request import SIGNED_HEADERS
 from vmta.signing.keys import material
 from vmta.signing.signer import Signature, sign
 

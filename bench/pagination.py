@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from vmta.domain.virtual_mta import VirtualMtaType
+from vmta.domain.config.virtual_mta import VirtualMtaType
 from vmta.store import database
 from vmta.store.store import Store
 from vmta.store.tables import virtual_mtas

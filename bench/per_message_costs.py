@@ -54,16 +54,16 @@ from vmta.delivery.engine.spool_gateway import SpoolGateway
 from vmta.delivery.outcomes.activity_log import ActivityLog
 from vmta.delivery.outcomes.delivery_log import DeliveryLog
 from vmta.delivery.routing.router import Deliver
+from vmta.domain.attempts.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.attempts.smtp_reply import SmtpReply
+from vmta.domain.attempts.spool_records import DELIVERED, Job, NewMessage, Outcome
+from vmta.domain.attempts.transport_port import SessionFacts
 from vmta.domain.clock import SystemClock
-from vmta.domain.delivery_event import EVENT_TYPES, EventSubscription
-from vmta.domain.delivery_outcome import ReplyLine, Verdict
-from vmta.domain.dkim_request import header_values
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.egress_route import EgressRoute
-from vmta.domain.mail_loops import check_hops
-from vmta.domain.smtp_reply import SmtpReply
-from vmta.domain.spool_records import DELIVERED, Job, NewMessage, Outcome
-from vmta.domain.transport_port import SessionFacts
+from vmta.domain.message.dkim_request import header_values
+from vmta.domain.paths.egress_path import EgressPath
+from vmta.domain.paths.egress_route import EgressRoute
+from vmta.domain.paths.mail_loops import check_hops
+from vmta.domain.reports.delivery_event import EVENT_TYPES, EventSubscription
 from vmta.runtime import logs
 from vmta.signing.keyring import Keyring
 from vmta.signing.message_signer import MessageSigner

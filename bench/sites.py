@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' peers
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink
 
-from vmta.domain.virtual_mta import IpAddress, Limits, ThrottleRule
+from vmta.domain.config.virtual_mta import IpAddress, Limits, ThrottleRule
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener

@@ -37,7 +37,7 @@ from sqlalchemy import insert, text
 
 from vmta.delivery.routing.config_view import SUPPRESSIONS_IN_MEMORY, ConfigView
 from vmta.domain.clock import SystemClock
-from vmta.domain.suppression import SuppressionType
+from vmta.domain.paths.suppression import SuppressionType
 from vmta.store.store import Store
 from vmta.store.suppressions import SuppressionRepository
 from vmta.store.tables import mq_suppressions

@@ -37,10 +37,10 @@ import platform
 import time
 from collections.abc import Callable
 
-from vmta.domain.mail_loops import check_hops
-from vmta.domain.message_headers import take_selector, with_trace_header
-from vmta.domain.mq_message import take_mq_headers
-from vmta.domain.wire_form import unstuffed, wire_size
+from vmta.domain.message.message_headers import take_selector, with_trace_header
+from vmta.domain.message.mq_message import take_mq_headers
+from vmta.domain.message.wire_form import unstuffed, wire_size
+from vmta.domain.paths.mail_loops import check_hops
 from vmta.signing.keys import generate, load
 from vmta.signing.signer import Signature, canonical_body, sign, sign_wire
 from vmta.smtp.data_collector import END, DataCollector

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from tests.migrated_templates import MigratedTemplates, admin_engine
-from vmta.domain.credential import hash_secret
+from vmta.domain.config.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vmta import __version__, queue_commands, sink
-from vmta.domain.credential import SCOPES, credential_name_problem, hash_secret, new_secret
+from vmta.domain.config.credential import SCOPES, credential_name_problem, hash_secret, new_secret
 from vmta.domain.errors import VmtaError
 from vmta.runtime import data_dir_lock, logs, malloc_tuning
 from vmta.runtime.bootstrap import ensure_data_dir

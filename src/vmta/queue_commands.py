@@ -16,10 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from vmta.domain.attempts.queue_selection import CRITERIA, parse_selection
+from vmta.domain.attempts.queue_selection import STATES as SELECTION_STATES
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED
 from vmta.domain.errors import InvalidRequest
-from vmta.domain.queue_selection import CRITERIA, parse_selection
-from vmta.domain.queue_selection import STATES as SELECTION_STATES
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED
 from vmta.store.message_search import MessageSearch, search_messages
 from vmta.store.queue_bulk import QueueBulk
 from vmta.store.spool import SqlSpool
@@ -105,7 +105,7 @@ def register(
 
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
-    """The recipients a bulk action is about (domain/queue_selection.py): all must hold."""
+    """The recipients a bulk action is about (domain/attempts/queue_selection.py): all must hold."""
     group = parser.add_argument_group(
         "selection", "every criterion given must hold; recipients a node is sending are left alone"
     )

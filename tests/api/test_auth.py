@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.api.helpers import GA, failed
 from tests.conftest import TEST_SECRET
 from vmta.api.dependencies import app_context
-from vmta.domain.credential import hash_chosen_secret, hash_secret
+from vmta.domain.config.credential import hash_chosen_secret, hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 

@@ -16,7 +16,7 @@ from tests.conftest import TEST_SECRET
 from vmta.api.app import create_app
 from vmta.api.dependencies import app_context
 from vmta.api.ports import ApiPorts
-from vmta.domain.credential import hash_secret
+from vmta.domain.config.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.delivery_controls import PauseRepository
 from vmta.store.store import Store

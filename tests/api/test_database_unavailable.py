@@ -16,7 +16,7 @@ from tests.api.helpers import GA, ok, snapshot
 from tests.conftest import TEST_SECRET, cap_sqlite_growth
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
-from vmta.domain.credential import hash_secret
+from vmta.domain.config.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.api.test_queue_endpoint import T0
 from tests.store.test_control_writes import relay as relay_server
-from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
-from vmta.domain.virtual_mta import IpAddress, Ref
+from vmta.domain.attempts.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
+from vmta.domain.config.virtual_mta import IpAddress, Ref
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository

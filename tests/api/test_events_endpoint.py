@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from vmta.domain.delivery_event import DELIVERY_ATTEMPT, EventSubscription
-from vmta.domain.spool_records import DELIVERED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, NewMessage, Outcome
+from vmta.domain.reports.delivery_event import DELIVERY_ATTEMPT, EventSubscription
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

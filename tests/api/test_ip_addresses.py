@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.helpers import GA, failed, ok, snapshot, update_patch, validation_table
-from vmta.domain.virtual_mta import Ref
+from vmta.domain.config.virtual_mta import Ref
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository
 

@@ -26,7 +26,7 @@ from tests.api.conftest import serving
 from tests.conftest import PG_URL, TEST_SECRET, pg_problem, skip_or_fail
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
-from vmta.domain.credential import hash_secret
+from vmta.domain.config.credential import hash_secret
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
 from vmta.store.tables import control_settings, metadata

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from tests.api.helpers import GA, failed, ok
-from vmta.domain.virtual_mta import Limits, RelayServer
+from vmta.domain.config.virtual_mta import Limits, RelayServer
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository
 

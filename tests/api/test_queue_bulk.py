@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from vmta.domain.spool_records import QUEUED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import QUEUED, NewMessage, Outcome
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 

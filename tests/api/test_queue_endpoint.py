@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 

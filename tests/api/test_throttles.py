@@ -15,8 +15,8 @@ from tests.manual_clock import ManualClock
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
-from vmta.domain.throttle_identity import throttle_origin
-from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
+from vmta.domain.limits.throttle_identity import throttle_origin
+from vmta.domain.limits.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.store.store import Store
 from vmta.store.throttle_programs import ThrottleProgramRepository
 from vmta.store.throttling_templates import ThrottlingTemplateRepository

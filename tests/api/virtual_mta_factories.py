@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmta.domain.virtual_mta import (
+from vmta.domain.config.virtual_mta import (
     DeliverThrough,
     Distribution,
     IpAddress,

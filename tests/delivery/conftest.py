@@ -18,9 +18,9 @@ from tests.conftest import TEST_SECRET
 from tests.free_ports import free_port
 from tests.peers.dns import DnsmasqServer, DnsZone
 from vmta.delivery.engine.delivery_engine import EngineSettings
-from vmta.domain.credential import hash_secret
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.virtual_mta import (
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.config.credential import hash_secret
+from vmta.domain.config.virtual_mta import (
     DeliverThrough,
     Distribution,
     IpAddress,
@@ -132,7 +132,7 @@ async def plane_factory(store: Store, tmp_path: Path) -> AsyncIterator[Callable[
         engine = settings.pop("engine", FAST)
         clock = settings.pop("clock", None)  # a tests/manual_clock.ManualClock, or real time
         # Every MX host of these tests is a sink on loopback, published by dnsmasq: allowed
-        # here, as production refuses them (domain/mail_loops.py). A test of the refusal
+        # here, as production refuses them (domain/paths/mail_loops.py). A test of the refusal
         # passes mx_allow_loopback=False.
         settings.setdefault("mx_allow_loopback", True)
         config = DataPlaneSettings(hostname="vmta.test", engine=engine, **settings)

@@ -16,13 +16,17 @@ from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from tests.migrated_templates import MigratedTemplates
 from vmta.delivery.engine.delivery_engine import EngineSettings
-from vmta.domain.arrival import Arrival
-from vmta.domain.credential import hash_secret
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.transport_port import ConnectFailed, ConversationBroken, TransactionReplies
-from vmta.domain.virtual_mta import Limits, Ref, RelayServer
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.attempts.transport_port import (
+    ConnectFailed,
+    ConversationBroken,
+    TransactionReplies,
+)
+from vmta.domain.config.credential import hash_secret
+from vmta.domain.config.virtual_mta import Limits, Ref, RelayServer
+from vmta.domain.message.arrival import Arrival
+from vmta.domain.paths.egress_path import EgressPath
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.store.credentials import CredentialRepository
@@ -236,7 +240,7 @@ async def harness_factory(
             hostname="vmta.test",
             engine=replace(ENGINE, **engine_changes),
             delivery_log=False,
-            mx_allow_loopback=True,  # tests' MX hosts are on loopback (domain/mail_loops.py)
+            mx_allow_loopback=True,  # tests' MX hosts are on loopback (domain/paths/mail_loops.py)
         )
         data_dir = tmp_path / f"data{len(planes)}"
         data_dir.mkdir()

@@ -23,7 +23,7 @@ from tests.delivery.test_events_vendor_vocabulary import RESULT_KEYS
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
 from vmta.delivery.ingress.amqp_outbox import OutboxConsumer
-from vmta.domain.external_mta import ExternalMtaProtocol
+from vmta.domain.config.external_mta import ExternalMtaProtocol
 from vmta.store.tables import messages
 
 pytestmark = pytest.mark.peers

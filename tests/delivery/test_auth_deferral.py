@@ -12,9 +12,9 @@ import pytest
 from tests.delivery.conftest import RunningPlane, eventually, message
 from tests.delivery.test_smtp_client import PASSWORD, USER, connect
 from tests.peers.scripted import smtp_script
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.egress_route import direct_route
-from vmta.domain.transport_port import ConnectFailed
+from vmta.domain.attempts.transport_port import ConnectFailed
+from vmta.domain.paths.egress_path import EgressPath
+from vmta.domain.paths.egress_route import direct_route
 from vmta.smtp.client import SessionDeferred
 from vmta.smtp.transport import SmtpTransport, TransportSettings
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.delivery.engine_harness import Harness
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.config.virtual_mta import Limits
 
 REFUSED = ReplyLine(550, "5.1.1 no such user")
 

@@ -30,8 +30,8 @@ from tests.peers.sink import RecordingSink, SeenTransaction
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
 from vmta.delivery.ingress.amqp_outbox import OutboxConsumer
-from vmta.domain.arrival import Arrival
-from vmta.domain.virtual_mta import RandomizationType, Ref
+from vmta.domain.config.virtual_mta import RandomizationType, Ref
+from vmta.domain.message.arrival import Arrival
 from vmta.runtime import logs
 from vmta.signing import keys as key_material
 from vmta.store.tables import messages

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.delivery.conftest import eventually, insert, ip_vmta, message
-from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.config.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 
 pytestmark = pytest.mark.peers

@@ -32,12 +32,17 @@ from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
 from vmta.delivery.engine.delivery_engine import EngineSettings
-from vmta.domain.arrival import Arrival
-from vmta.domain.credential import hash_secret
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.throttle_backoff import WINDOW_SECONDS
-from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
-from vmta.domain.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.config.credential import hash_secret
+from vmta.domain.config.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.limits.throttle_backoff import WINDOW_SECONDS
+from vmta.domain.limits.throttle_program import (
+    BackoffLimits,
+    BackoffMode,
+    BackoffValue,
+    ThrottleProgram,
+)
+from vmta.domain.message.arrival import Arrival
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.store.credentials import CredentialRepository

@@ -12,7 +12,7 @@ from tests.free_ports import free_port
 from tests.peers.proxies import MICROSOCKS_EGRESS_IP, TINYPROXY_EGRESS_IP, ProxyProcess
 from tests.peers.scripted import Reader, smtp_script
 from tests.peers.sink import RecordingSink
-from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
+from vmta.domain.paths.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.egress.connect_error import EgressError
 from vmta.egress.connector import open_connection
 from vmta.egress.socks5 import encode_destination

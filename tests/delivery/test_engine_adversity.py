@@ -16,9 +16,9 @@ import pytest
 from tests.delivery.conftest import eventually
 from tests.delivery.engine_harness import Harness
 from vmta.delivery.ingress.inflow import InflowSettings
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.egress_route import direct_route
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.paths.egress_path import EgressPath
+from vmta.domain.paths.egress_route import direct_route
 
 
 @pytest.mark.slow(8)

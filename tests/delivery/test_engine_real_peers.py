@@ -12,7 +12,7 @@ from typing import Any
 from tests.delivery.conftest import API_LOGIN, FAST, RunningPlane, eventually
 from tests.peers.scripted import CLOSE, RawServer, smtp_script
 from tests.peers.sink import RecordingSink
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
 
 
 async def test_a_relay_that_hangs_up_on_connect_gets_a_bounded_connection_rate(

@@ -29,7 +29,7 @@ from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.http_receiver import HttpReceiver
 from tests.peers.sink import DROP
 from vmta.delivery.events.event_setup import EventSettings
-from vmta.domain.mailerq_result import RESULTS, STATES
+from vmta.domain.reports.mailerq_result import RESULTS, STATES
 
 pytestmark = pytest.mark.peers
 

@@ -21,8 +21,8 @@ from tests.delivery.conftest import (
     rule,
     update,
 )
-from vmta.domain.spool_records import Job
-from vmta.domain.virtual_mta import (
+from vmta.domain.attempts.spool_records import Job
+from vmta.domain.config.virtual_mta import (
     Limits,
     RandomizationType,
     Ref,

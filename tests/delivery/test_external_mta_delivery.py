@@ -12,7 +12,7 @@ import pytest
 from tests.delivery.conftest import RunningPlane, eventually, insert, ip_vmta, message
 from tests.peers.proxies import ProxyProcess
 from tests.peers.sink import RecordingSink
-from vmta.domain.external_mta import ExternalMta, ExternalMtaProtocol
+from vmta.domain.config.external_mta import ExternalMta, ExternalMtaProtocol
 from vmta.store.external_mtas import ExternalMtaRepository
 
 pytestmark = pytest.mark.peers

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.sink import RecordingSink
-from vmta.domain.message_headers import split_headers
+from vmta.domain.message.message_headers import split_headers
 from vmta.store.tables import messages
 
 EVERY_HEADER = (

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from tests.delivery.conftest import RunningPlane
 from tests.peers.raw_smtp import RawSmtp
-from vmta.domain.wire_form import unstuffed
+from vmta.domain.message.wire_form import unstuffed
 from vmta.store.tables import messages
 
 
@@ -98,7 +98,7 @@ def data_session(plane: RunningPlane) -> RawSmtp:
 
 
 def stored_bodies(plane: RunningPlane) -> list[bytes]:
-    """The stored messages, without the stuffed dots of wire form (domain/wire_form.py)."""
+    """The stored messages, without the stuffed dots of wire form (domain/message/wire_form.py)."""
     with plane.store.read() as conn:
         return [unstuffed(bytes(row[0])) for row in conn.execute(select(messages.c.body))]
 

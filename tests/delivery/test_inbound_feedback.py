@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.delivery_event import EventSubscription
-from vmta.domain.dsn import FailedRecipient, build_dsn
-from vmta.domain.incoming_domain import BOUNCE, FORWARDING, SPAM_COMPLAINT, Mailbox
-from vmta.domain.verp import VerpTarget, verp_address
+from vmta.domain.config.incoming_domain import BOUNCE, FORWARDING, SPAM_COMPLAINT, Mailbox
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.delivery_event import EventSubscription
+from vmta.domain.reports.dsn import FailedRecipient, build_dsn
+from vmta.domain.reports.verp import VerpTarget, verp_address
 from vmta.feedback.directory import MailboxBook
 from vmta.feedback.processor import FeedbackProcessor
 from vmta.smtp.inbound_listener import InboundHandler, InboundSettings, start_inbound_listener

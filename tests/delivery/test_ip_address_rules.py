@@ -12,8 +12,8 @@ import pytest
 
 from tests.delivery.conftest import eventually, insert, ip_vmta, message
 from vmta.delivery.routing.router import Deliver
-from vmta.domain.spool_records import Job
-from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.attempts.spool_records import Job
+from vmta.domain.config.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 
 pytestmark = pytest.mark.peers

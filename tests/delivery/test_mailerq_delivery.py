@@ -14,10 +14,10 @@ import pytest
 from tests.delivery.conftest import ExternalProxy, RunningPlane, eventually, insert, ip_vmta
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
-from vmta.domain.delivery_controls import ForcedError, Pause, matcher
-from vmta.domain.external_mta import ExternalMtaProtocol
-from vmta.domain.ip_pool import IpPool
-from vmta.domain.suppression import Suppression, SuppressionType
+from vmta.domain.config.external_mta import ExternalMtaProtocol
+from vmta.domain.config.ip_pool import IpPool
+from vmta.domain.paths.delivery_controls import ForcedError, Pause, matcher
+from vmta.domain.paths.suppression import Suppression, SuppressionType
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 from vmta.store.ip_pools import IpPoolRepository
 from vmta.store.suppressions import SuppressionRepository

@@ -16,7 +16,7 @@ from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
 from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
-from vmta.domain.external_mta import ExternalMtaProtocol
+from vmta.domain.config.external_mta import ExternalMtaProtocol
 from vmta.runtime.server import ApiServer, bind_listener
 from vmta.runtime.settings import Listen
 

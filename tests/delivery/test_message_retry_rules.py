@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from tests.delivery.engine_harness import Harness
-from vmta.domain.arrival import Arrival
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.message.arrival import Arrival
 
 
 async def inject_with(h: Harness, headers: str) -> str:

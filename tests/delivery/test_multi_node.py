@@ -15,7 +15,7 @@ from tests.delivery.conftest import FAST, RunningPlane, eventually
 from tests.e2e.serve_process import ServeFactory
 from tests.peers.scripted import SILENT, RawServer, smtp_script
 from tests.peers.sink import RecordingSink
-from vmta.domain.virtual_mta import Limits, RelayServer
+from vmta.domain.config.virtual_mta import Limits, RelayServer
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener

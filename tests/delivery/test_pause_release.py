@@ -10,8 +10,8 @@ from tests.manual_clock import ManualClock
 from vmta.delivery.engine.pause_release import PauseRelease
 from vmta.delivery.routing.config_view import ConfigView
 from vmta.delivery.routing.router import PAUSED_REASON_PREFIX
-from vmta.domain.delivery_controls import Pause, matcher
-from vmta.domain.spool_records import QUEUED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import QUEUED, NewMessage, Outcome
+from vmta.domain.paths.delivery_controls import Pause, matcher
 from vmta.store.delivery_controls import PauseRepository
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

@@ -16,9 +16,14 @@ from tests.peers.redis_db import RedisDb
 from vmta.delivery.throttles.backoff_record import decode
 from vmta.delivery.throttles.redis_backoffs import RedisBackoffs
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
-from vmta.domain.throttle_identity import ThrottleOrigin
-from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_identity import ThrottleOrigin
+from vmta.domain.limits.throttle_program import (
+    BackoffLimits,
+    BackoffMode,
+    BackoffValue,
+    ThrottleProgram,
+)
 from vmta.runtime.settings import Settings
 from vmta.runtime.throttle_wiring import throttle_backoffs
 

@@ -15,7 +15,7 @@ from tests.delivery.conftest import FAST, RunningPlane, eventually
 from tests.peers.forwarder import TcpForwarder
 from tests.peers.redis_db import RedisDb
 from vmta.delivery.throttles.redis_throttles import RedisThrottles
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.server import bind_listener

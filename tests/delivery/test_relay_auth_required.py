@@ -12,8 +12,8 @@ import pytest
 
 from tests.delivery.conftest import RunningPlane, eventually, message
 from tests.peers.scripted import smtp_script
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.relay_authentication import requires_authentication
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.paths.relay_authentication import requires_authentication
 
 NO_AUTH_GIVEN = {
     "EHLO": "250-wants-auth.test\r\n250 AUTH PLAIN LOGIN",

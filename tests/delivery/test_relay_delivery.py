@@ -17,8 +17,8 @@ import pytest
 
 from tests.delivery.conftest import FAST, SUBMIT_LOGIN, RunningPlane, eventually
 from tests.peers.sink import RecordingSink, TlsFiles
-from vmta.domain.message_headers import split_headers
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.message.message_headers import split_headers
 from vmta.store.virtual_mtas import VirtualMtaRepository
 
 MESSAGE = (

@@ -21,7 +21,7 @@ import trustme
 
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.sink import RecordingSink, TlsFiles
-from vmta.domain.relay_tls import parse_relay_tls
+from vmta.domain.paths.relay_tls import parse_relay_tls
 from vmta.smtp.transport import TransportSettings
 
 MESSAGE = "Subject: tls\r\n\r\nbody\r\n"

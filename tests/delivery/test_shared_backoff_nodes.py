@@ -23,11 +23,16 @@ from vmta.api.app import create_app
 from vmta.api.ports import ApiPorts
 from vmta.delivery.throttles.redis_backoffs import RedisBackoffs
 from vmta.delivery.throttles.redis_throttles import RedisThrottles
-from vmta.domain.arrival import Arrival
 from vmta.domain.clock import SystemClock
-from vmta.domain.credential import hash_secret
-from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
-from vmta.domain.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.config.credential import hash_secret
+from vmta.domain.config.virtual_mta import IpAddress, Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.limits.throttle_program import (
+    BackoffLimits,
+    BackoffMode,
+    BackoffValue,
+    ThrottleProgram,
+)
+from vmta.domain.message.arrival import Arrival
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.store.credentials import CredentialRepository

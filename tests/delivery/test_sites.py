@@ -21,7 +21,7 @@ from tests.delivery.conftest import FAST, RunningPlane, eventually, insert, ip_v
 from tests.manual_clock import ManualClock
 from tests.peers.dns import DnsmasqServer, DnsZone
 from tests.peers.sink import RecordingSink, SeenConnection
-from vmta.domain.virtual_mta import Limits, ThrottleRule
+from vmta.domain.config.virtual_mta import Limits, ThrottleRule
 
 DOMAINS = [f"d{n}.test" for n in range(30)]
 MX_IP = "127.0.0.30"

@@ -10,8 +10,8 @@ import pytest
 
 from tests.peers.scripted import CLOSE, SILENT, RawServer, smtp_script
 from tests.peers.sink import DROP, RecordingSink, TlsFiles
-from vmta.domain.egress_route import direct_route
-from vmta.domain.wire_form import to_wire, wire_size
+from vmta.domain.message.wire_form import to_wire, wire_size
+from vmta.domain.paths.egress_route import direct_route
 from vmta.egress.connector import open_connection
 from vmta.smtp.client import (
     CleartextAuthRefused,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, select
 
 from vmta.delivery.engine.spool_gateway import SpoolGateway
-from vmta.domain.spool_records import DELIVERED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

@@ -14,7 +14,7 @@ from sqlalchemy import event
 from tests.manual_clock import ManualClock
 from vmta.delivery.routing import config_view
 from vmta.delivery.routing.config_view import ConfigView
-from vmta.domain.suppression import Suppression, SuppressionType
+from vmta.domain.paths.suppression import Suppression, SuppressionType
 from vmta.store.store import Store
 from vmta.store.suppressions import SuppressionRepository
 

@@ -14,9 +14,9 @@ from sqlalchemy import Engine, select, text
 
 from tests.delivery.conftest import RunningPlane, eventually
 from tests.peers.sink import RecordingSink
-from vmta.domain.spool_records import NewMessage
-from vmta.domain.virtual_mta import Limits, RelayServer
-from vmta.domain.wire_form import AS_GIVEN, WIRE
+from vmta.domain.attempts.spool_records import NewMessage
+from vmta.domain.config.virtual_mta import Limits, RelayServer
+from vmta.domain.message.wire_form import AS_GIVEN, WIRE
 from vmta.store import database
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

@@ -40,7 +40,7 @@ def environment(**extra: str) -> dict[str, str]:
     # bytecode cache as Python does by default (__pycache__ is git-ignored).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     # Test MX hosts are sinks on loopback (dnsmasq publishes them); production refuses
-    # those as mail loops (domain/mail_loops.py). A test of the refusal overrides it.
+    # those as mail loops (domain/paths/mail_loops.py). A test of the refusal overrides it.
     env["VMTA_MX_ALLOW_LOOPBACK"] = "true"
     env.update(extra)
     return env

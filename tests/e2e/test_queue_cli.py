@@ -274,7 +274,7 @@ def test_bulk_hold_release_delete_and_search(
 
 def test_list_into_head_is_quiet(tmp_path: Path) -> None:
     """`vmta queue list | head -1`: the reader leaves early; no BrokenPipe traceback."""
-    from vmta.domain.spool_records import NewMessage
+    from vmta.domain.attempts.spool_records import NewMessage
     from vmta.store.spool import SqlSpool
     from vmta.store.store import Store
 

@@ -9,15 +9,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.delivery_event import (
+from vmta.domain.attempts.spool_records import FAILED, NewMessage, Outcome
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.delivery_event import (
     BOUNCE_ALL,
     BOUNCE_BAD_ADDRESS,
     DELIVERY_ATTEMPT,
     EventSubscription,
     greenarrow_event,
 )
-from vmta.domain.spool_records import FAILED, NewMessage, Outcome
 from vmta.store.bad_addresses import count_bounce, is_bad
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
@@ -147,7 +147,7 @@ def test_without_suppression_and_with_an_operator_entry(store: Store) -> None:
     assert BOUNCE_BAD_ADDRESS in [kind for kind, _ in stored(store)]
     assert suppression(store, "a@dest.test") is None
 
-    from vmta.domain.suppression import Suppression, SuppressionType
+    from vmta.domain.paths.suppression import Suppression, SuppressionType
 
     with store.write() as conn:
         SuppressionRepository(conn).put(

@@ -4,7 +4,7 @@ over the last hour, and messages found by queue id, recipient, @domain or Messag
 
 from __future__ import annotations
 
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
 from vmta.store.delivery_rates import recent_rates
 from vmta.store.message_search import find_messages
 from vmta.store.spool import SqlSpool

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from vmta.domain.config.virtual_mta import Limits, RelayServer, ThrottlingTemplate
 from vmta.domain.errors import ValidationFailed
-from vmta.domain.virtual_mta import Limits, RelayServer, ThrottlingTemplate
 from vmta.store.control_writes import CONTROL_PLANE_KEY
 from vmta.store.store import Store
 from vmta.store.throttling_templates import ThrottlingTemplateRepository

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import ColumnElement, Connection, create_engine, func, literal, select
 
 from tests.store.test_spool import message
-from vmta.domain.spool_records import DELIVERED, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, Outcome
 from vmta.store.db_clock import database_now
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool

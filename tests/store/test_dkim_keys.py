@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tests.manual_clock import ManualClock
-from vmta.domain.dkim_key import DkimKey
+from vmta.domain.config.dkim_key import DkimKey
 from vmta.domain.errors import ValidationFailed
 from vmta.signing import keyring as keyring_module
 from vmta.signing.keyring import Keyring

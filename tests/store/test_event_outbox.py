@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from vmta.domain.delivery_event import (
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
+from vmta.domain.reports.delivery_event import (
     BOUNCE_ALL,
     DELIVERY_ATTEMPT,
     EventSubscription,
     greenarrow_event,
 )
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
 from vmta.store.event_outbox import EventOutbox
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

@@ -6,7 +6,7 @@ import threading
 
 from sqlalchemy import func, select
 
-from vmta.domain.external_mta import ExternalMtaProtocol, external_mta
+from vmta.domain.config.external_mta import ExternalMtaProtocol, external_mta
 from vmta.store.external_mtas import ExternalMtaRepository
 from vmta.store.store import Store
 from vmta.store.tables import external_mtas

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from tests.conftest import PG_URL
 from tests.migrated_templates import MigratedTemplates
-from vmta.domain.virtual_mta import Limits, RelayServer
+from vmta.domain.config.virtual_mta import Limits, RelayServer
 from vmta.store import database
 from vmta.store.store import Store
 from vmta.store.virtual_mtas import VirtualMtaRepository

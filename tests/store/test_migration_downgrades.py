@@ -9,8 +9,8 @@ from alembic import command
 from sqlalchemy import text
 
 from tests.delivery.conftest import rule
-from vmta.domain.spool_records import NewMessage
-from vmta.domain.virtual_mta import Limits, RandomizationType, RelayServer
+from vmta.domain.attempts.spool_records import NewMessage
+from vmta.domain.config.virtual_mta import Limits, RandomizationType, RelayServer
 from vmta.store import database
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store

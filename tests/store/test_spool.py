@@ -6,8 +6,8 @@ import threading
 
 from sqlalchemy import select
 
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
-from vmta.domain.wire_form import WIRE, to_wire, unstuffed
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED, NewMessage, Outcome
+from vmta.domain.message.wire_form import WIRE, to_wire, unstuffed
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.tables import messages
@@ -153,7 +153,7 @@ def test_retry_now_delete_and_counts(store: Store) -> None:
 
 def test_body_round_trip_is_byte_exact(store: Store) -> None:
     """A body in wire form comes back as it went in; one given as it is, in wire form
-    (domain/wire_form.py)."""
+    (domain/message/wire_form.py)."""
     spool = SqlSpool(store, "a")
     given = bytes(range(256)) * 400  # bare CRs and LFs, lines starting with "."
     wire = to_wire(given)

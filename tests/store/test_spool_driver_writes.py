@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import cap_sqlite_growth
-from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable, InvalidDatabaseUrl, require_sqlite
 from vmta.store.spool import SqlSpool
 from vmta.store.spool_writes import ROWS_PER_STATEMENT

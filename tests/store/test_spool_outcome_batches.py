@@ -4,7 +4,7 @@ node's lease, routing memory per message. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from vmta.domain.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, QUEUED, NewMessage, Outcome
 from vmta.store.spool import SqlSpool
 from vmta.store.store import Store
 from vmta.store.tables import messages

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from vmta.delivery.outcomes.activity_log import ActivityLog, message_id_of
-from vmta.domain.spool_records import Job, Outcome
+from vmta.domain.attempts.spool_records import Job, Outcome
 
 
 def test_message_id_of() -> None:

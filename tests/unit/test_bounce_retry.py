@@ -12,7 +12,7 @@ import pytest
 
 from tests.manual_clock import ManualClock
 from vmta.delivery.outcomes.bounces import BounceMailer
-from vmta.domain.spool_records import FAILED, Job, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import FAILED, Job, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable
 
 pytestmark = pytest.mark.one_database

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmta.domain.credential import (
+from vmta.domain.config.credential import (
     hash_chosen_secret,
     hash_secret,
     is_slow_hash,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmta.domain.delivery_controls import (
+from vmta.domain.paths.delivery_controls import (
     AttemptFacts,
     ForcedError,
     Pause,
@@ -13,7 +13,7 @@ from vmta.domain.delivery_controls import (
     parse_expire,
     soonest_expiry,
 )
-from vmta.domain.suppression import Suppression, SuppressionType, suppression_for
+from vmta.domain.paths.suppression import Suppression, SuppressionType, suppression_for
 
 NOW = 1_000_000.0
 FACTS = AttemptFacts(

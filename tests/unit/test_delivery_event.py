@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from vmta.domain.delivery_event import (
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED, Outcome
+from vmta.domain.reports.delivery_event import (
     MessageFacts,
     attempt_status,
     bounce_all_fields,
@@ -18,7 +19,6 @@ from vmta.domain.delivery_event import (
     parse_reply,
     tracking_values,
 )
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Outcome
 
 CONFIGURED = {"results": "results", "success": "success", "failure": "failure", "retry": "retry"}
 FACTS = MessageFacts(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vmta.domain.egress_route import EgressProtocol, EgressRoute
-from vmta.domain.spool_records import DELIVERED, QUEUED, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, QUEUED, Outcome
+from vmta.domain.paths.egress_route import EgressProtocol, EgressRoute
 from vmta.runtime.metrics import DeliveryMetrics, path_label
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from vmta.domain.dkim_request import (
+from vmta.domain.message.dkim_request import (
     Directive,
     DkimRequestRefused,
     header_values,

@@ -9,7 +9,7 @@ import time
 import dkim
 import pytest
 
-from vmta.domain.wire_form import to_wire, unstuffed
+from vmta.domain.message.wire_form import to_wire, unstuffed
 from vmta.signing.keys import generate, load
 from vmta.signing.signer import Signature, body_hash, normalized, sign, sign_wire
 

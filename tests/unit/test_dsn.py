@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted, original_header_section
+from vmta.domain.reports.dsn import FailedRecipient, build_dsn, dsn_wanted, original_header_section
 
 ARRIVAL = 1_700_000_000.0
 NOW = ARRIVAL + 3600

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
-from vmta.domain.errors import ValidationFailed
-from vmta.domain.external_mta import (
+from vmta.domain.config.external_mta import (
     ExternalMta,
     ExternalMtaProtocol,
     canonical_ip,
     external_mta,
     route_for_source,
 )
+from vmta.domain.errors import ValidationFailed
+from vmta.domain.paths.egress_route import EgressProtocol, EgressRoute, direct_route
 
 NAT = external_mta(public_ip="8.8.8.8", local_ip="127.0.0.1", connect_port=2525)
 SOCKS = external_mta(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vmta.domain.bounce_classification import classify
-from vmta.domain.incoming_domain import BOUNCE, IncomingDomain, Mailbox, MailboxDirectory
-from vmta.domain.verp import (
+from vmta.domain.config.incoming_domain import BOUNCE, IncomingDomain, Mailbox, MailboxDirectory
+from vmta.domain.reports.bounce_classification import classify
+from vmta.domain.reports.verp import (
     VerpTarget,
     can_encode,
     decode_token,

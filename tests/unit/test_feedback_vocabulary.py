@@ -10,11 +10,16 @@ from urllib.parse import parse_qs
 import pytest
 
 from vmta.delivery.events.event_http import HttpEventDestination, form_body
-from vmta.domain.bad_address import BadAddressPolicy, address_key, list_key
-from vmta.domain.bounce_classification import BounceClass, classify, parse_status, table_rows
-from vmta.domain.delivery_controls import parse_expire
-from vmta.domain.mailerq_result import RESULTS, STATES, attempt_result, result_entry
-from vmta.domain.mq_message import read_options
+from vmta.domain.message.mq_message import read_options
+from vmta.domain.paths.delivery_controls import parse_expire
+from vmta.domain.reports.bad_address import BadAddressPolicy, address_key, list_key
+from vmta.domain.reports.bounce_classification import (
+    BounceClass,
+    classify,
+    parse_status,
+    table_rows,
+)
+from vmta.domain.reports.mailerq_result import RESULTS, STATES, attempt_result, result_entry
 
 
 @pytest.mark.parametrize(

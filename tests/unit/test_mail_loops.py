@@ -1,4 +1,4 @@
-"""The rules against mail loops (domain/mail_loops.py) and vmta's own listeners
+"""The rules against mail loops (domain/paths/mail_loops.py) and vmta's own listeners
 (delivery/routing/own_listeners.py)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vmta.delivery.routing.own_listeners import OwnListeners
-from vmta.domain.mail_loops import TooManyHops, check_hops, is_local_only, received_count
+from vmta.domain.paths.mail_loops import TooManyHops, check_hops, is_local_only, received_count
 
 
 def message(hops: int, body: str = "body\r\n") -> bytes:

@@ -13,7 +13,7 @@ import pytest
 PROBE = """
 import sys, threading
 from pathlib import Path
-from vmta.domain.credential import hash_chosen_secret
+from vmta.domain.config.credential import hash_chosen_secret
 from vmta.runtime.malloc_tuning import tune_malloc
 
 def resident_kib() -> int:

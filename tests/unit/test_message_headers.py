@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmta.domain.message_headers import split_headers, take_selector, with_trace_header
+from vmta.domain.message.message_headers import split_headers, take_selector, with_trace_header
 
 MESSAGE = (
     b"From: a@x.test\r\n"

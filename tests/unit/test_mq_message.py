@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.message_retry_policy import first_attempt_wait, lifetime_end, next_attempt
-from vmta.domain.mq_message import InvalidMqMessage, read_message, read_options, take_mq_headers
-from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.attempts.message_retry_policy import first_attempt_wait, lifetime_end, next_attempt
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.message.mq_message import (
+    InvalidMqMessage,
+    read_message,
+    read_options,
+    take_mq_headers,
+)
 
 NOW = 1_900_000_000.0
 SCHEDULE = RetrySchedule(backoff=(60.0, 300.0), max_lifetime=3600.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.message_headers import take_selector
-from vmta.domain.mta_selector import MAX_ID, SelectorTarget, selector_target
+from vmta.domain.message.message_headers import take_selector
+from vmta.domain.paths.mta_selector import MAX_ID, SelectorTarget, selector_target
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from tests.manual_clock import ManualClock
 from vmta.delivery.engine.occupancy import Occupancy
 from vmta.delivery.engine.outcome_recorder import OutcomeRecorder, RecorderSettings
 from vmta.delivery.outcomes.delivery_log import DeliveryLog
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.spool_records import Job, Outcome
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.spool_records import Job, Outcome
 
 
 class RefusingSpool:

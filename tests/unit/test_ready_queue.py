@@ -10,10 +10,10 @@ from dataclasses import replace
 from tests.manual_clock import ManualClock
 from vmta.delivery.engine.ready_queue import Carry, Delivery, QueuePolicy, ReadyQueue
 from vmta.delivery.routing.router import Deliver
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.egress_route import direct_route
-from vmta.domain.spool_records import Job
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.spool_records import Job
+from vmta.domain.paths.egress_path import EgressPath
+from vmta.domain.paths.egress_route import direct_route
 
 PATH = EgressPath(("relay_server", "1"), "relay.test", 25, direct_route(None), "out.test")
 POLICY = QueuePolicy(

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from vmta.domain.relay_policy import is_loopback, may_relay, parse_networks
+from vmta.domain.paths.relay_policy import is_loopback, may_relay, parse_networks
 
 NETWORKS = parse_networks(["10.0.0.0/8", "2001:db8::/32"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.relay_tls import TlsDemand, TlsPolicy, parse_relay_tls, tls_demand
+from vmta.domain.paths.relay_tls import TlsDemand, TlsPolicy, parse_relay_tls, tls_demand
 
 
 def test_default_and_per_relay_policies() -> None:

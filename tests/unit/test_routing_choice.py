@@ -13,14 +13,7 @@ from typing import Any
 
 import pytest
 
-from vmta.domain.routing_choice import (
-    RoutingUnresolved,
-    address_constant_entry,
-    choose,
-    resolve_nested,
-    select_distribution,
-)
-from vmta.domain.virtual_mta import (
+from vmta.domain.config.virtual_mta import (
     DeliverThrough,
     Distribution,
     DomainOverride,
@@ -31,6 +24,13 @@ from vmta.domain.virtual_mta import (
     RelayServer,
     RoutingRule,
     VirtualMta,
+)
+from vmta.domain.paths.routing_choice import (
+    RoutingUnresolved,
+    address_constant_entry,
+    choose,
+    resolve_nested,
+    select_distribution,
 )
 
 A = Ref(id=11, name="ip-a")
@@ -167,8 +167,8 @@ def test_address_constant_is_the_same_in_another_process() -> None:
     addresses = [f"user{n}@x.test" for n in range(200)]
     here = [address_constant_entry(entries, a).virtual_mta.id for a in addresses]
     script = (
-        "from vmta.domain.routing_choice import address_constant_entry\n"
-        "from vmta.domain.virtual_mta import DeliverThrough, Ref\n"
+        "from vmta.domain.paths.routing_choice import address_constant_entry\n"
+        "from vmta.domain.config.virtual_mta import DeliverThrough, Ref\n"
         "e = [DeliverThrough(Ref(id=11), 1), DeliverThrough(Ref(id=12), 3),"
         " DeliverThrough(Ref(id=13), 2)]\n"
         "print(' '.join(str(address_constant_entry(e, f'user{n}@x.test').virtual_mta.id)"

@@ -12,9 +12,9 @@ from tests.manual_clock import ManualClock
 from vmta.delivery.engine.dispatcher import DATABASE_RECHECK, Dispatcher, DispatchSettings
 from vmta.delivery.routing.router import Refuse
 from vmta.delivery.throttles.throttle_backend import LocalThrottles
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.spool_records import Job
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.attempts.spool_records import Job
 from vmta.store.database import DatabaseUnavailable
 
 pytestmark = pytest.mark.one_database

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.smtp_reply import (
+from vmta.domain.attempts.smtp_reply import (
     KNOWN_REPLIES,
     MalformedReply,
     ReplyAssembler,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from vmta.domain.submitted_message import SubmissionRefused, build, parse_message
+from vmta.domain.message.submitted_message import SubmissionRefused, build, parse_message
 
 BASE: dict[str, Any] = {
     "subject": "s",

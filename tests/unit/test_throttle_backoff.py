@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from vmta.domain.throttle_backoff import (
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_backoff import (
     MIN_ATTEMPTS,
     WINDOW_SECONDS,
     AttemptOutcome,
@@ -13,8 +14,12 @@ from vmta.domain.throttle_backoff import (
     BackoffTracker,
     reduced_limits,
 )
-from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.limits.throttle_program import (
+    BackoffLimits,
+    BackoffMode,
+    BackoffValue,
+    ThrottleProgram,
+)
 
 T0 = 1_700_000_000.0
 NORMAL = Limits(max_concurrent_connections=10, max_messages_per_hour=1000)

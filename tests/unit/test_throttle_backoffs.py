@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from tests.manual_clock import ManualClock
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
-from vmta.domain.bounds import MAX_INTEGER
-from vmta.domain.throttle_identity import ThrottleOrigin, throttle_id
-from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.bounds import MAX_INTEGER
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_identity import ThrottleOrigin, throttle_id
+from vmta.domain.limits.throttle_program import (
+    BackoffLimits,
+    BackoffMode,
+    BackoffValue,
+    ThrottleProgram,
+)
 
 PROGRAM = ThrottleProgram(
     name="p",

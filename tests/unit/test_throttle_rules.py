@@ -3,8 +3,8 @@ then mx: patterns, then the IP's default, then the template's default."""
 
 from __future__ import annotations
 
-from vmta.domain.throttle_rules import UNLIMITED, ThrottleTable, throttle_for
-from vmta.domain.virtual_mta import Limits, ThrottleRule, ThrottlingTemplate
+from vmta.domain.config.virtual_mta import Limits, ThrottleRule, ThrottlingTemplate
+from vmta.domain.limits.throttle_rules import UNLIMITED, ThrottleTable, throttle_for
 
 WIDE = Limits(1, 100)
 EXACT = Limits(2, 200)

@@ -1,4 +1,4 @@
-"""Wire form (domain/wire_form.py): the form the spool keeps bodies in. What a receiver
+"""Wire form (domain/message/wire_form.py): the form the spool keeps bodies in. What a receiver
 gets from it (un-stuffed) is the message as given with CRLF line ends, and a body taken
 from SMTP DATA is kept as it came exactly when that is what un-stuffing and stuffing it
 again would give (RFC 5321 §4.5.2, §2.3.8)."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vmta.domain.wire_form import (
+from vmta.domain.message.wire_form import (
     from_smtp_data,
     is_wire_form,
     to_wire,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from fastapi.responses import JSONResponse
 
 from vmta.api.errors import error_response
-from vmta.domain.bounds import has_control_character
-from vmta.domain.credential import DEFAULT_SCOPE, Scope, hash_secret, secret_matches
+from vmta.domain.config.bounds import has_control_character
+from vmta.domain.config.credential import DEFAULT_SCOPE, Scope, hash_secret, secret_matches
 from vmta.store.credentials import CredentialRecord, CredentialRepository
 from vmta.store.store import Store
 

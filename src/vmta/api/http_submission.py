@@ -31,10 +31,10 @@ from fastapi.responses import JSONResponse
 from vmta.api.auth import Principal
 from vmta.api.dependencies import context_of, ports_of
 from vmta.api.errors import CHALLENGE
-from vmta.domain.arrival import Arrival
-from vmta.domain.dkim_request import DkimRequestRefused
-from vmta.domain.mail_loops import TooManyHops
-from vmta.domain.submitted_message import SubmissionRefused, build, parse_message
+from vmta.domain.message.arrival import Arrival
+from vmta.domain.message.dkim_request import DkimRequestRefused
+from vmta.domain.message.submitted_message import SubmissionRefused, build, parse_message
+from vmta.domain.paths.mail_loops import TooManyHops
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def router() -> APIRouter:
                 queue_id = await submit(arrival)  # returns once committed to the spool
             except DkimRequestRefused as exc:  # X-GreenArrow-DKIM in its headers
                 return {"success": 0, "id": client_id, "error": "; ".join(exc.messages)}
-            except TooManyHops as exc:  # a mail loop (domain/mail_loops.py); nothing stored
+            except TooManyHops as exc:  # a mail loop (domain/paths/mail_loops.py); nothing stored
                 return {"success": 0, "id": client_id, "error": str(exc)}
             log.info("HTTP submission %s queued as %s", message_id, queue_id)
             # GreenArrow answers {"success": 1, "message_id": ...}; the queue id is added

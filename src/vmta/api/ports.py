@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
-from vmta.domain.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState
+from vmta.domain.limits.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState
 from vmta.store.store import Store
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from vmta.domain.arrival import Arrival
-    from vmta.domain.mq_message import MqMessage
+    from vmta.domain.message.arrival import Arrival
+    from vmta.domain.message.mq_message import MqMessage
 
 # The HTTP Submission API's way in: returns the queue id once the message is committed.
 Submit = Callable[["Arrival"], Awaitable[str]]

@@ -12,9 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from vmta.api import own_schemas
 from vmta.api.dependencies import ports_of, store_of
 from vmta.api.openapi import query, with_query
+from vmta.domain.attempts.queue_selection import ACTIONS, parse_selection
+from vmta.domain.attempts.queue_selection import STATES as SELECTION_STATES
 from vmta.domain.errors import InvalidRequest, NotFound
-from vmta.domain.queue_selection import ACTIONS, parse_selection
-from vmta.domain.queue_selection import STATES as SELECTION_STATES
 from vmta.store.message_search import MessageSearch, search_messages
 from vmta.store.queue_bulk import QueueBulk
 from vmta.store.queue_report import deferred_recipients

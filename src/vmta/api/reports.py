@@ -13,7 +13,7 @@ from vmta.api import own_schemas
 from vmta.api.dependencies import store_of
 from vmta.api.openapi import query, with_query
 from vmta.api.queue import parse_limit
-from vmta.domain.bounds import MAX_INTEGER
+from vmta.domain.config.bounds import MAX_INTEGER
 from vmta.domain.errors import InvalidRequest
 from vmta.store.inbound_mail import report_page
 

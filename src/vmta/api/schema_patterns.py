@@ -1,6 +1,6 @@
 """The field rules of request documents written as JSON Schema, for the OpenAPI document.
 
-They say in the schema what ``vmta.domain.names``, ``domain_pattern`` and
+They say in the schema what ``vmta.domain.config.names``, ``domain_pattern`` and
 ``domain.bounds`` enforce, so that a schema-driven client (or fuzzer) can tell a valid
 request from an invalid one. ECMA-262 regular expressions (JSON Schema's dialect), which
 Python's ``re`` reads the same way for these.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmta.domain.bounds import MAX_INTEGER
+from vmta.domain.config.bounds import MAX_INTEGER
 
 # Printable ASCII but , # @ (0x2c, 0x23, 0x40); the edges may not be a space.
 _NAME_EDGE = r"[!-\"$-+\--?A-~]"

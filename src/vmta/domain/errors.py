@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vmta.domain.virtual_mta import Ref
+from vmta.domain.config.virtual_mta import Ref
 
 
 class VmtaError(Exception):

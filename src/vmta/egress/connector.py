@@ -14,7 +14,7 @@ import errno
 import os
 from typing import Protocol
 
-from vmta.domain.egress_route import EgressProtocol, EgressRoute
+from vmta.domain.paths.egress_route import EgressProtocol, EgressRoute
 from vmta.egress.connect_error import EgressError, ProxyHandshakeError
 from vmta.egress.endpoint import authority, check_endpoint
 from vmta.egress.http_connect import http_connect

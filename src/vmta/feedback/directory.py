@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vmta.domain.incoming_domain import BOUNCE, FORWARDING, Mailbox, MailboxDirectory
-from vmta.domain.verp import (
+from vmta.domain.config.incoming_domain import BOUNCE, FORWARDING, Mailbox, MailboxDirectory
+from vmta.domain.reports.verp import (
     GreenArrowVerp,
     VerpTarget,
     decode_token,

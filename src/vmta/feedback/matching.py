@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmta.domain.delivery_event import (
+from vmta.domain.config.incoming_domain import MailboxDirectory
+from vmta.domain.reports.delivery_event import (
     SCOMP,
     Event,
     bounce_all_fields,
@@ -23,9 +24,8 @@ from vmta.domain.delivery_event import (
     mailerq_time,
     tracking_values,
 )
-from vmta.domain.feedback_events import REPORT
-from vmta.domain.incoming_domain import MailboxDirectory
-from vmta.domain.verp import GreenArrowVerp
+from vmta.domain.reports.feedback_events import REPORT
+from vmta.domain.reports.verp import GreenArrowVerp
 from vmta.feedback.directory import Addressed, resolve
 from vmta.feedback.report import ParsedReport, RecipientFailure
 from vmta.store.inbound_mail import (
@@ -54,7 +54,7 @@ class Match:
         return values
 
     def common(self, at: float) -> dict[str, Any]:
-        """The fields every GreenArrow event has (vmta.domain.delivery_event)."""
+        """The fields every GreenArrow event has (vmta.domain.reports.delivery_event)."""
         fields = common_fields(
             at=at, address=self.email, message_id=self.queue_id, kept_headers=self.kept_headers
         )

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.delivery_event import Event, EventSubscription
-from vmta.domain.incoming_domain import BOUNCE, SPAM_COMPLAINT
+from vmta.domain.config.incoming_domain import BOUNCE, SPAM_COMPLAINT
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.delivery_event import Event, EventSubscription
 from vmta.feedback import report as kinds
 from vmta.feedback.directory import MailboxBook, resolve
 from vmta.feedback.matching import (

@@ -1,11 +1,11 @@
 """VERP at delivery time: a message whose envelope sender is a bounce mailbox of an
 incoming email domain leaves once per recipient, each time with the sender
-``<localpart>-<token>@<domain>`` naming that recipient (vmta.domain.verp)."""
+``<localpart>-<token>@<domain>`` naming that recipient (vmta.domain.reports.verp)."""
 
 from __future__ import annotations
 
-from vmta.domain.spool_records import Job
-from vmta.domain.verp import VerpTarget, can_encode, verp_address
+from vmta.domain.attempts.spool_records import Job
+from vmta.domain.reports.verp import VerpTarget, can_encode, verp_address
 from vmta.feedback.directory import MailboxBook
 
 

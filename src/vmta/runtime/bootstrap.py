@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vmta.domain.credential import (
+from vmta.domain.config.credential import (
     hash_chosen_secret,
     hash_secret,
     is_slow_hash,
@@ -46,7 +46,7 @@ def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
         repo = CredentialRepository(conn)
         if settings.api_token:
             # An operator chose this secret: kept as a salted scrypt hash, not SHA-256
-            # (domain/credential.py). Unchanged since the last start: nothing to write.
+            # (domain/config/credential.py). Unchanged since the last start: nothing to write.
             current = repo.by_name(ADMIN)
             if (
                 current is None

@@ -28,11 +28,11 @@ from vmta.delivery.routing.own_listeners import OwnListeners
 from vmta.delivery.routing.router import Router, RouterSettings
 from vmta.delivery.throttles.throttle_backend import LocalThrottles, ThrottleBackend
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.attempts.spool_records import Outcome
+from vmta.domain.attempts.transport_port import Transport
 from vmta.domain.clock import Clock, SystemClock
-from vmta.domain.credential import secret_matches
-from vmta.domain.delivery_event import wants_event
-from vmta.domain.spool_records import Outcome
-from vmta.domain.transport_port import Transport
+from vmta.domain.config.credential import secret_matches
+from vmta.domain.reports.delivery_event import wants_event
 from vmta.feedback.directory import MailboxBook
 from vmta.feedback.processor import FeedbackProcessor
 from vmta.feedback.verp_signer import VerpSigner
@@ -194,7 +194,7 @@ class DataPlane:
             )
         self.inbound: Listener | None = None
         # Where this node listens (the SMTP listener at start, the API by runtime/server):
-        # delivery never connects there (a mail loop; domain/mail_loops.py).
+        # delivery never connects there (a mail loop; domain/paths/mail_loops.py).
         self.own_listeners = OwnListeners()
         self.engine = build_engine(
             spool=self.gateway,

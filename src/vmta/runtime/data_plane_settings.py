@@ -21,12 +21,12 @@ from vmta.delivery.events.event_sender import SenderSettings
 from vmta.delivery.events.event_setup import EventSettings
 from vmta.delivery.ingress.inflow import InflowSettings
 from vmta.delivery.routing.router import RouterSettings
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.feedback_events import REPORTS_QUEUE
-from vmta.domain.mail_loops import DEFAULT_MAX_HOPS
-from vmta.domain.relay_policy import Network, parse_networks
-from vmta.domain.relay_tls import parse_relay_tls
-from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.paths.mail_loops import DEFAULT_MAX_HOPS
+from vmta.domain.paths.relay_policy import Network, parse_networks
+from vmta.domain.paths.relay_tls import parse_relay_tls
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.feedback_events import REPORTS_QUEUE
 from vmta.runtime.setting_parsers import SettingsError
 from vmta.smtp.session_registry import SessionCaps
 from vmta.smtp.transport import TransportSettings
@@ -61,7 +61,7 @@ class DataPlaneSettings:
     smtp_auth_admin: bool = False  # SMTP AUTH takes admin credentials too (contract §4)
     events: EventSettings = field(default_factory=EventSettings)
     inbound_max_recipients: int = 100  # the inbound listener's (docs/feedback.md)
-    # Mail loops (domain/mail_loops.py): Received fields allowed, loopback MX hosts used.
+    # Mail loops (domain/paths/mail_loops.py): Received fields allowed, loopback MX hosts used.
     max_hops: int = DEFAULT_MAX_HOPS
     mx_allow_loopback: bool = RouterSettings.mx_allow_loopback
     workers: int = 1  # VMTA_WORKERS: more than 1 shares the session counts of the node

@@ -21,10 +21,10 @@ from vmta.delivery.routing.envelope_sender import EnvelopeSenders
 from vmta.delivery.routing.router import Router
 from vmta.delivery.throttles.throttle_backend import ThrottleBackend
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.attempts.engine_metrics import EngineMetrics
+from vmta.domain.attempts.spool_port import Spool
+from vmta.domain.attempts.transport_port import Transport
 from vmta.domain.clock import Clock
-from vmta.domain.engine_metrics import EngineMetrics
-from vmta.domain.spool_port import Spool
-from vmta.domain.transport_port import Transport
 
 
 def build_engine(

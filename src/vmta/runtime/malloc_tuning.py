@@ -5,7 +5,7 @@ glibc serves a request of ``M_MMAP_THRESHOLD`` bytes or more (128 KiB at first) 
 mapping of its own, returned to the system when freed. Its threshold is *dynamic*: each
 time such a block is freed, the threshold rises to the block's size (up to 32 MiB) and the
 heap's trim threshold to twice that, so that the next block of that size comes from the
-heap instead. One scrypt check of an operator-chosen secret (domain/credential.py: 16 MiB
+heap instead. One scrypt check of an operator-chosen secret (domain/config/credential.py: 16 MiB
 of working memory) is enough: from then on the process keeps up to 32 MiB of free heap
 rather than give it back, and every thread that checks a secret later keeps its 16 MiB
 block in its own malloc arena. Measured with ``VMTA_WORKERS=2`` under the relay bench

@@ -24,9 +24,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from vmta.domain.egress_route import EgressRoute
-from vmta.domain.engine_metrics import ACCEPT_SOURCES
-from vmta.domain.spool_records import Outcome
+from vmta.domain.attempts.engine_metrics import ACCEPT_SOURCES
+from vmta.domain.attempts.spool_records import Outcome
+from vmta.domain.paths.egress_route import EgressRoute
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 OUTCOMES = ("delivered", "deferred", "failed", "bounced")

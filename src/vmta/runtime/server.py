@@ -135,7 +135,7 @@ async def serve(settings: Settings) -> None:
                 inbound_socket = bind_listener(settings.inbound_listen, "inbound SMTP")
                 stack.callback(inbound_socket.close)
             # As bound (port 0 resolved): worker processes, too, must know where the API
-            # listens, so that none of them delivers to it (domain/mail_loops.py).
+            # listens, so that none of them delivers to it (domain/paths/mail_loops.py).
             api_address = bound_address(api_socket)
             settings = replace(settings, api_listen=api_address)
             if inbound_socket is not None:  # nor to the inbound listener
@@ -170,7 +170,7 @@ async def serve(settings: Settings) -> None:
                 log_files.also(functools.partial(pool.send_signal, signal.SIGHUP))
                 shutdown.on_force(pool.force)
             # Delivery never connects to the API either (a mail loop would be a relay
-            # server pointed at it by mistake; domain/mail_loops.py).
+            # server pointed at it by mistake; domain/paths/mail_loops.py).
             data_plane.own_listeners.add(api_address.host, api_address.port)
             hooks = data_plane.api_hooks()
             if settings.workers > 1:

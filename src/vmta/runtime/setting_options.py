@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmta.delivery.events.event_sender import SenderSettings
-from vmta.domain.mail_loops import TOO_MANY_HOPS_REPLY
-from vmta.domain.relay_tls import RelayTlsPolicies
+from vmta.domain.paths.mail_loops import TOO_MANY_HOPS_REPLY
+from vmta.domain.paths.relay_tls import RelayTlsPolicies
 from vmta.runtime.setting_parsers import (
     MIN_TOKEN_LENGTH,
     Parser,
@@ -365,7 +365,7 @@ OPTIONS: tuple[Option, ...] = (
         "queue for the parsed bounces and complaints received; empty turns it off"
         " (default {default})", allow_empty=True,
     ),
-    # ---- mail loops (domain/mail_loops.py) ----
+    # ---- mail loops (domain/paths/mail_loops.py) ----
     Option(
         "max_hops", "VMTA_MAX_HOPS", None, _integer(1, 10_000),
         "a message with more `Received:` fields than this is refused at DATA with"

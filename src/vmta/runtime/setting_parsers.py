@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from vmta.domain.errors import PermanentError
-from vmta.domain.relay_policy import parse_networks
-from vmta.domain.relay_tls import parse_relay_tls
+from vmta.domain.paths.relay_policy import parse_networks
+from vmta.domain.paths.relay_tls import parse_relay_tls
 
 
 class SettingsError(PermanentError):

@@ -23,10 +23,10 @@ from vmta.delivery.engine.delivery_engine import EngineSettings
 from vmta.delivery.events.event_sender import SenderSettings
 from vmta.delivery.events.event_setup import EventSettings
 from vmta.delivery.ingress.inflow import InflowSettings
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.feedback_events import REPORTS_QUEUE
-from vmta.domain.mailerq_result import DEFAULT_QUEUES
-from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.feedback_events import REPORTS_QUEUE
+from vmta.domain.reports.mailerq_result import DEFAULT_QUEUES
 from vmta.runtime.data_plane_settings import DataPlaneSettings
 from vmta.runtime.setting_options import OPTIONS, Option
 from vmta.runtime.setting_parsers import (
@@ -133,7 +133,7 @@ class Settings:
     # ---- what comes back: bounces and complaints (docs/feedback.md) ----
     inbound_listen: Listen | None = None  # None: no inbound listener
     rabbitmq_reports: str = DEFAULT_QUEUES[REPORTS_QUEUE]
-    # ---- mail loops (domain/mail_loops.py) ----
+    # ---- mail loops (domain/paths/mail_loops.py) ----
     max_hops: int = DataPlaneSettings.max_hops
     mx_allow_loopback: bool = DataPlaneSettings.mx_allow_loopback
     # ---- operators' first week (docs/operations.md) ----

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from vmta.domain.dkim_request import HEADER, Directive, DkimRequestRefused
-from vmta.domain.message_headers import field_name, field_value
+from vmta.domain.message.dkim_request import HEADER, Directive, DkimRequestRefused
+from vmta.domain.message.message_headers import field_name, field_value
 from vmta.signing.keyring import KeySet, LoadedKey
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vmta.domain.clock import Clock
-from vmta.domain.dkim_key import DkimKey, key_of
+from vmta.domain.config.dkim_key import DkimKey, key_of
 from vmta.resilience.outage_log import OutageLog
 from vmta.signing.keys import KeyRefused, PrivateKey, load
 from vmta.store.dkim_keys import DkimKeyRepository

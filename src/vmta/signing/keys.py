@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, TypeAlias
 
-from vmta.domain.dkim_key import ED25519, MAX_RSA_BITS, MIN_RSA_BITS, RSA, KeyMaterial
+from vmta.domain.config.dkim_key import ED25519, MAX_RSA_BITS, MIN_RSA_BITS, RSA, KeyMaterial
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from vmta.domain.clock import Clock
-from vmta.domain.dkim_request import Directive, MqSignature
-from vmta.domain.message_headers import split_headers
-from vmta.domain.mq_message import InvalidMqMessage
+from vmta.domain.message.dkim_request import Directive, MqSignature
+from vmta.domain.message.message_headers import split_headers
+from vmta.domain.message.mq_message import InvalidMqMessage
 from vmta.signing.choice import UnknownKey, default_choice, directed_choice
 from vmta.signing.keyring import Keyring
 from vmta.signing.keys import KeyRefused, load
@@ -41,7 +41,7 @@ class MessageSigner:
         directives: Sequence[Directive] | None,
         per_message: Sequence[MqSignature] = (),
     ) -> bytes:
-        """``data`` (in wire form, domain/wire_form.py) signed as asked, in wire form;
+        """``data`` (in wire form, domain/message/wire_form.py) signed as asked, in wire form;
         raises DkimRequestRefused (a directive names no key) or InvalidMqMessage (a
         per-message key cannot be used)."""
         keys = await self.keyring.keys()

@@ -5,7 +5,7 @@ implementation") and Ed25519-SHA256 of RFC 8463.
 ``sign`` returns the message with one ``DKIM-Signature`` field per signature on top, its
 line endings made CRLF first (RFC 5321 §2.3.8), exactly as the SMTP client puts it on the
 wire, so that what is signed is what is delivered. ``sign_wire`` does the same for a
-message in wire form (dot-stuffed, domain/wire_form.py), the form the intake and the
+message in wire form (dot-stuffed, domain/message/wire_form.py), the form the intake and the
 spool hold: what it signs is the message the receiver gets after removing the stuffed
 dots, hashed from the wire form without un-stuffing a copy of it. The body hash of each
 body canonicalization is computed once per message.
@@ -19,8 +19,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vmta.domain.dkim_request import SIGNED_HEADERS
-from vmta.domain.message_headers import field_name, split_headers
+from vmta.domain.message.dkim_request import SIGNED_HEADERS
+from vmta.domain.message.message_headers import field_name, split_headers
 from vmta.signing.keys import PrivateKey
 
 RELAXED = "relaxed"
@@ -236,7 +236,7 @@ def sign(message: bytes, signatures: Sequence[Signature], now: int) -> bytes:
 
 
 def sign_wire(wire: bytes, signatures: Sequence[Signature], now: int) -> bytes:
-    """``wire`` (a message in wire form, domain/wire_form.py) with a DKIM-Signature
+    """``wire`` (a message in wire form, domain/message/wire_form.py) with a DKIM-Signature
     field on top for each of ``signatures``, in order, signing the message the receiver
     gets (without the stuffed dots); unchanged when there are none. The result is in
     wire form too: no field added starts with "."."""

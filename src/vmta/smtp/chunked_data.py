@@ -4,7 +4,7 @@ replies included, is aiosmtpd's: its checks before DATA, its 500/552 after an ov
 line or too much data, its handler hook and its state after DATA.
 
 One difference for the handler: ``envelope.content`` and ``envelope.original_content``
-hold the message in wire form (dot-stuffed, CRLF: domain/wire_form.py), the form the
+hold the message in wire form (dot-stuffed, CRLF: domain/message/wire_form.py), the form the
 spool keeps, and not un-stuffed as aiosmtpd gives it.
 """
 

@@ -16,9 +16,9 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 
-from vmta.domain.relay_tls import TlsDemand
-from vmta.domain.smtp_reply import SmtpReply
-from vmta.domain.wire_form import to_wire, wire_size
+from vmta.domain.attempts.smtp_reply import SmtpReply
+from vmta.domain.message.wire_form import to_wire, wire_size
+from vmta.domain.paths.relay_tls import TlsDemand
 from vmta.smtp.client_auth import AUTHENTICATED, choose_mechanism, run_exchange
 from vmta.smtp.client_errors import (
     CleartextAuthRefused,
@@ -253,7 +253,7 @@ class SmtpSession(SmtpWire):
         self, mail_from: str, recipients: Sequence[str], wire: bytes
     ) -> TransactionResult:
         """One transaction: MAIL, RCPT per recipient, DATA. Replies come back as values.
-        ``wire`` is the message in wire form (CRLF, dot-stuffed: domain/wire_form.py), as
+        ``wire`` is the message in wire form (CRLF, dot-stuffed: domain/message/wire_form.py), as
         the spool keeps it: it goes after DATA as it is, then the final dot.
 
         Raises ``SessionDeferred`` when the connection breaks or times out (the message

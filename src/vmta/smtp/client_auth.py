@@ -9,7 +9,7 @@ import base64
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
-from vmta.domain.smtp_reply import SmtpReply
+from vmta.domain.attempts.smtp_reply import SmtpReply
 
 Mechanism = Literal["PLAIN", "LOGIN"]
 Command = Callable[[str], Awaitable[SmtpReply]]

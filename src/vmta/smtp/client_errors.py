@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from vmta.domain.attempts.smtp_reply import SmtpReply
 from vmta.domain.errors import PermanentError, TemporaryError, VmtaError
-from vmta.domain.smtp_reply import SmtpReply
 
 Stage = Literal["greeting", "ehlo", "starttls", "auth", "transaction", "reset"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vmta.domain.relay_policy import is_loopback
-from vmta.domain.relay_tls import TlsPolicy
+from vmta.domain.paths.relay_policy import is_loopback
+from vmta.domain.paths.relay_tls import TlsPolicy
 
 StartTls = Literal["opportunistic", "never"]
 
@@ -22,7 +22,7 @@ class SessionOptions:
     password: str | None = field(default=None, repr=False)
     starttls: StartTls = "opportunistic"
     allow_plaintext_auth: bool = False
-    # The relay server's TLS policy (domain/relay_tls.py); MX delivery stays opportunistic.
+    # The relay server's TLS policy (domain/paths/relay_tls.py); MX delivery stays opportunistic.
     tls_policy: TlsPolicy = "opportunistic"
     ca_file: str | None = None  # verify against these CAs instead of the system's store
     # FOR TESTS ONLY (VMTA_LOOPBACK_COUNTS_AS_REMOTE): every peer in the tests is on

@@ -1,12 +1,12 @@
 """The SMTP client's TLS decisions: which context a session uses, what the relay's TLS
-policy demands of it (``vmta.domain.relay_tls``), and how a failed handshake is told."""
+policy demands of it (``vmta.domain.paths.relay_tls``), and how a failed handshake is told."""
 
 from __future__ import annotations
 
 import ssl
 from functools import cache
 
-from vmta.domain.relay_tls import TlsDemand, TlsPolicy, tls_demand
+from vmta.domain.paths.relay_tls import TlsDemand, TlsPolicy, tls_demand
 from vmta.smtp.client_options import SessionOptions, peer_is_remote
 
 

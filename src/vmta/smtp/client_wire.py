@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from vmta.domain.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
+from vmta.domain.attempts.smtp_reply import MalformedReply, ReplyAssembler, SmtpReply
 from vmta.smtp.client_errors import SessionDeferred, SessionFailed, Stage
 from vmta.smtp.client_options import SessionOptions
 

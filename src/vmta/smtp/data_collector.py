@@ -14,7 +14,7 @@ undone with one replace. The rules are aiosmtpd's, kept exactly:
   dropped as it comes, so a hostile client cannot make the server hold it;
 - a line that starts with "." loses that "." (RFC 5321 §4.5.2, transparency).
 
-The spool keeps messages in wire form (domain/wire_form.py), which is nearly always what
+The spool keeps messages in wire form (domain/message/wire_form.py), which is nearly always what
 the client sent: ``wire`` keeps the data as it came then, instead of un-stuffing it here
 and stuffing it again for every delivery.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from vmta.domain.wire_form import crlf_only, from_smtp_data
+from vmta.domain.message.wire_form import crlf_only, from_smtp_data
 
 END = b"\r\n.\r\n"
 DOT_LINE = b"\r\n."

@@ -28,8 +28,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from vmta.domain.arrival import Arrival, IntakePort
-from vmta.domain.incoming_domain import FORWARDING
+from vmta.domain.config.incoming_domain import FORWARDING
+from vmta.domain.message.arrival import Arrival, IntakePort
 from vmta.feedback.directory import MailboxBook
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.listener import ACCEPT_QUEUE, InjectionSMTP, Listener, ListenerSettings

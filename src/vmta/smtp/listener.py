@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
-from vmta.domain.arrival import Arrival, IntakePort
-from vmta.domain.dkim_request import DkimRequestRefused
-from vmta.domain.mail_loops import TOO_MANY_HOPS_REPLY, TooManyHops
-from vmta.domain.mq_message import InvalidMqMessage
-from vmta.domain.relay_policy import Network, is_loopback, may_relay
+from vmta.domain.message.arrival import Arrival, IntakePort
+from vmta.domain.message.dkim_request import DkimRequestRefused
+from vmta.domain.message.mq_message import InvalidMqMessage
+from vmta.domain.paths.mail_loops import TOO_MANY_HOPS_REPLY, TooManyHops
+from vmta.domain.paths.relay_policy import Network, is_loopback, may_relay
 from vmta.resilience.outage_log import OutageLog
 from vmta.smtp.auth_gate import AuthGate
 from vmta.smtp.chunked_data import ChunkedDataSMTP

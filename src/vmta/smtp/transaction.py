@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vmta.domain.attempts.smtp_reply import SmtpReply
 from vmta.domain.errors import PermanentError
-from vmta.domain.smtp_reply import SmtpReply
 from vmta.smtp.mail_path import has_control_character
 
 

@@ -16,19 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.errors import PermanentError, TemporaryError
-from vmta.domain.mail_loops import LOOP_CODE, LoopCheck, loops_back_text
-from vmta.domain.relay_authentication import defer_unauthenticated
-from vmta.domain.relay_tls import RelayTlsPolicies
-from vmta.domain.smtp_reply import SmtpReply
-from vmta.domain.transport_port import (
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.smtp_reply import SmtpReply
+from vmta.domain.attempts.transport_port import (
     ConnectFailed,
     ConversationBroken,
     ConversationLost,
     TransactionReplies,
 )
+from vmta.domain.errors import PermanentError, TemporaryError
+from vmta.domain.paths.egress_path import EgressPath
+from vmta.domain.paths.mail_loops import LOOP_CODE, LoopCheck, loops_back_text
+from vmta.domain.paths.relay_authentication import defer_unauthenticated
+from vmta.domain.paths.relay_tls import RelayTlsPolicies
 from vmta.egress.connect_error import EgressError
 from vmta.egress.connector import open_connection
 from vmta.smtp.client import SessionFailed, SessionOptions, SmtpSession
@@ -68,7 +68,7 @@ class SmtpConversation:
         self.remote_ip: str | None = remote_ip
         self.remote_host = remote_host
         # The relay server's name when vmta presented it no credentials: a demand for
-        # them is then a path-configuration problem (domain/relay_authentication.py).
+        # them is then a path-configuration problem (domain/paths/relay_authentication.py).
         self.unauthenticated_relay = unauthenticated_relay
 
     async def send(
@@ -158,7 +158,7 @@ class SmtpTransport:
             candidates = [c for c in candidates if c[1] not in looping]
             if not candidates:
                 # Every address of the destination is vmta itself: the mail would come
-                # straight back (domain/mail_loops.py). Retrying cannot help.
+                # straight back (domain/paths/mail_loops.py). Retrying cannot help.
                 text = loops_back_text(path.destination_host, looping[0], path.destination_port)
                 raise ConnectFailed(text, permanent=True, reply=ReplyLine(LOOP_CODE, text))
         options = SessionOptions(

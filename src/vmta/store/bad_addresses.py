@@ -1,5 +1,5 @@
 """The bad-address threshold, applied inside the transaction that records a bounce
-(tables ``address_bounces`` and ``bad_addresses``; the rule is vmta.domain.bad_address).
+(tables ``address_bounces`` and ``bad_addresses``; the rule is vmta.domain.reports.bad_address).
 
 ``count_bounce`` is the one entry point, for a refusal seen in vmta's own session (the
 spool's recording transaction) and for a bounce received later alike: it counts the
@@ -15,15 +15,17 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select
 
-from vmta.domain.bad_address import (
+from vmta.domain.attempts.spool_records import FAILED, Outcome
+from vmta.domain.paths.suppression import Suppression, SuppressionType
+from vmta.domain.reports.bad_address import (
     SUPPRESSION_CODE,
     SUPPRESSION_STATUS,
     BadAddressPolicy,
     address_key,
     list_key,
 )
-from vmta.domain.bounce_classification import HARD, SOFT
-from vmta.domain.delivery_event import (
+from vmta.domain.reports.bounce_classification import HARD, SOFT
+from vmta.domain.reports.delivery_event import (
     BOUNCE_BAD_ADDRESS,
     Event,
     EventSubscription,
@@ -32,8 +34,6 @@ from vmta.domain.delivery_event import (
     is_expiry,
     subscribers,
 )
-from vmta.domain.spool_records import FAILED, Outcome
-from vmta.domain.suppression import Suppression, SuppressionType
 from vmta.store.event_outbox import insert_events
 from vmta.store.suppressions import SuppressionRepository
 from vmta.store.tables import address_bounces, bad_addresses, messages, recipients

@@ -8,14 +8,14 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from vmta.domain.credential import DEFAULT_SCOPE, SCRYPT_PREFIX, Scope
+from vmta.domain.config.credential import DEFAULT_SCOPE, SCRYPT_PREFIX, Scope
 from vmta.store.tables import api_credentials
 
 
 @dataclass(frozen=True)
 class CredentialRecord:
     name: str
-    secret_sha256: str  # the stored hash, of either kind (domain/credential.py)
+    secret_sha256: str  # the stored hash, of either kind (domain/config/credential.py)
     created_at: datetime | None
     scope: Scope = DEFAULT_SCOPE
 

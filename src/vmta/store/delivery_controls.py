@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, RowMapping, Table, delete, select
 
-from vmta.domain.delivery_controls import ForcedError, Matcher, Pause
+from vmta.domain.paths.delivery_controls import ForcedError, Matcher, Pause
 from vmta.store.tables import mq_forced_errors, mq_pauses
 from vmta.store.upsert import upsert
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
-from vmta.domain.bounds import is_stored_integer
-from vmta.domain.dkim_key import DkimKey, DkimKeyRow, KeyMaterial, key_of
+from vmta.domain.config.bounds import is_stored_integer
+from vmta.domain.config.dkim_key import DkimKey, DkimKeyRow, KeyMaterial, key_of
 from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.item_ids import allocate_item_id

@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
-from vmta.domain.delivery_event import (
+from vmta.domain.attempts.spool_records import Outcome
+from vmta.domain.reports.delivery_event import (
     Event,
     EventSubscription,
     MessageFacts,
@@ -29,8 +30,7 @@ from vmta.domain.delivery_event import (
     subscribers,
     wants_event,
 )
-from vmta.domain.mailerq_result import result_entry
-from vmta.domain.spool_records import Outcome
+from vmta.domain.reports.mailerq_result import result_entry
 from vmta.store.db_clock import LeaseClock
 from vmta.store.store import Store
 from vmta.store.tables import (

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from vmta.domain.external_mta import ExternalMta, ExternalMtaProtocol
+from vmta.domain.config.external_mta import ExternalMta, ExternalMtaProtocol
 from vmta.store.tables import external_mtas
 
 T = external_mtas.c

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from vmta.domain.bad_address import SUPPRESSION_CODE, BadAddressPolicy
-from vmta.domain.delivery_event import Event, EventSubscription, subscribers
-from vmta.domain.suppression import Suppression, SuppressionType
+from vmta.domain.paths.suppression import Suppression, SuppressionType
+from vmta.domain.reports.bad_address import SUPPRESSION_CODE, BadAddressPolicy
+from vmta.domain.reports.delivery_event import Event, EventSubscription, subscribers
 from vmta.store.bad_addresses import count_bounce
 from vmta.store.store import Store
 from vmta.store.suppressions import SuppressionRepository

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from vmta.domain.bounds import is_stored_integer
+from vmta.domain.config.bounds import is_stored_integer
+from vmta.domain.config.incoming_domain import IncomingDomain, Mailbox, MailboxDirectory
 from vmta.domain.errors import NotFound, ValidationFailed
-from vmta.domain.incoming_domain import IncomingDomain, Mailbox, MailboxDirectory
 from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.tables import incoming_email_domains, incoming_mailboxes
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select
 
-from vmta.domain.ip_pool import IpPool
+from vmta.domain.config.ip_pool import IpPool
 from vmta.store.tables import mq_pool_ips, mq_pools
 from vmta.store.upsert import upsert
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, LargeBinary, bindparam, case, func, or_, select
 
-from vmta.domain.message_id_field import message_id_of
-from vmta.domain.spool_records import QUEUED
+from vmta.domain.attempts.spool_records import QUEUED
+from vmta.domain.message.message_id_field import message_id_of
 from vmta.store.store import Store
 from vmta.store.tables import events, messages, recipients
 

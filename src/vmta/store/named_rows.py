@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, Table, func, select
 
-from vmta.domain.bounds import is_stored_integer
-from vmta.domain.names import name_key
-from vmta.domain.virtual_mta import Ref
+from vmta.domain.config.bounds import is_stored_integer
+from vmta.domain.config.names import name_key
+from vmta.domain.config.virtual_mta import Ref
 
 
 def referenced_row(conn: Connection, query: Select[Any], table: Table, ref: Ref) -> Row[Any] | None:

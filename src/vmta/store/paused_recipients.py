@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, select, update
 
-from vmta.domain.spool_records import QUEUED
+from vmta.domain.attempts.spool_records import QUEUED
 from vmta.store.store import Store
 from vmta.store.tables import mq_pauses, recipients
 

@@ -1,5 +1,5 @@
 """Bulk actions on the spool: retry, delete, hold and release every recipient a
-``QueueSelection`` names (domain/queue_selection.py), each in one transaction.
+``QueueSelection`` names (domain/attempts/queue_selection.py), each in one transaction.
 
 Safe against a delivery in flight: a recipient claimed by a node (a lease: it is being
 sent, or waits in that node's memory to be sent soon) is never changed; it is counted as
@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 
-from vmta.domain.queue_selection import HELD_REASON, QueueSelection
-from vmta.domain.spool_records import QUEUED
+from vmta.domain.attempts.queue_selection import HELD_REASON, QueueSelection
+from vmta.domain.attempts.spool_records import QUEUED
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
 

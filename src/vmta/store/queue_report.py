@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from vmta.domain.spool_records import QUEUED
+from vmta.domain.attempts.spool_records import QUEUED
 from vmta.store.store import Store
 from vmta.store.tables import messages, recipients
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from vmta.domain.virtual_mta import Distribution, IpAddress, Ref, RelayServer, VirtualMta
+from vmta.domain.config.virtual_mta import Distribution, IpAddress, Ref, RelayServer, VirtualMta
 
 # The one reference field that names a throttling template rather than a VirtualMTA.
 TEMPLATE_FIELD = "throttling_template"

@@ -32,10 +32,10 @@ from sqlalchemy import (
     update,
 )
 
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.delivery_event import EventSubscription
-from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
-from vmta.domain.wire_form import WIRE, to_wire
+from vmta.domain.attempts.spool_records import QUEUED, Job, NewMessage, Outcome
+from vmta.domain.message.wire_form import WIRE, to_wire
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.delivery_event import EventSubscription
 from vmta.store.db_clock import LeaseClock
 from vmta.store.nodes import beat
 from vmta.store.spool_inspection import SpoolInspector
@@ -233,7 +233,7 @@ class SqlSpool:
         return self.bodies([message_id]).get(message_id)
 
     def bodies(self, message_ids: Sequence[str]) -> dict[str, bytes]:
-        """The bodies of the messages that still exist, in wire form (domain/wire_form.py),
+        """The bodies of the messages that still exist, in wire form (domain/message/wire_form.py),
         read for every message sent: through the driver directly, which costs an eighth
         of a Core query here (27 against 228 µs a read on SQLite, measured for
         docs/PERFORMANCE.md), and for many messages at once (the delivery engine batches

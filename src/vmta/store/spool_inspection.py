@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import case, func, literal_column, select
 
-from vmta.domain.spool_records import QUEUED
+from vmta.domain.attempts.spool_records import QUEUED
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
 

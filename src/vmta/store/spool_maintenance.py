@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, select, update
 
-from vmta.domain.spool_records import QUEUED
+from vmta.domain.attempts.spool_records import QUEUED
 from vmta.store.store import Store
 from vmta.store.tables import attempts, messages, recipients
 

@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.delivery_event import EventSubscription
-from vmta.domain.spool_records import QUEUED, Job, NewMessage, Outcome
-from vmta.domain.wire_form import WIRE, to_wire
+from vmta.domain.attempts.spool_records import QUEUED, Job, NewMessage, Outcome
+from vmta.domain.message.wire_form import WIRE, to_wire
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.delivery_event import EventSubscription
 from vmta.store.bad_addresses import count_final_failures
 from vmta.store.db_clock import LeaseClock
 from vmta.store.event_outbox import write_outcome_events
@@ -236,7 +236,7 @@ class SpoolWriter:
         unclaimed = set(unclaimed)
         mq_texts = [_json_text(m.mq_options) for m in batch]
         claims = [lease_until is not None and m.id not in unclaimed for m in batch]
-        # Bodies in wire form (domain/wire_form.py); the intake's are already.
+        # Bodies in wire form (domain/message/wire_form.py); the intake's are already.
         bodies = [m.body if m.wire_form else to_wire(m.body) for m in batch]
         message_rows = [
             (

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, RowMapping, delete, select
 
-from vmta.domain.suppression import Suppression, SuppressionType, suppression_key
+from vmta.domain.paths.suppression import Suppression, SuppressionType, suppression_key
 from vmta.store.tables import mq_suppressions
 from vmta.store.upsert import upsert
 

@@ -136,7 +136,7 @@ api_credentials = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
     # SHA-256 (hex) of a generated secret, or a salted scrypt hash of an operator-chosen
-    # one (domain/credential.py says why each; migration 0008 widened it).
+    # one (domain/config/credential.py says why each; migration 0008 widened it).
     Column("secret_sha256", String(200), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -221,7 +221,7 @@ messages = Table(
     Column("size", Integer, nullable=False),  # of ``body``, as stored
     Column("body", LargeBinary, nullable=False),
     # What ``body`` holds: 1, wire form (dot-stuffed, CRLF); 0, the message as given, as
-    # every row written before revision 0014 (domain/wire_form.py).
+    # every row written before revision 0014 (domain/message/wire_form.py).
     Column("body_format", SmallInteger, nullable=False, server_default=text("0")),
     # What the sender asked for (X-GreenArrow-MtaID / X-Virtual-MTA), resolved at each
     # attempt so that a VirtualMTA created later still applies.
@@ -311,7 +311,7 @@ nodes = Table(
 Index("ix_nodes_data_dir_id", nodes.c.data_dir_id)
 
 # ---- credential scopes (migration 0008) ------------------------------------------------
-# admin: every endpoint; submit: injection only (domain/credential.py). Existing rows are
+# admin: every endpoint; submit: injection only (domain/config/credential.py). Existing rows are
 # admin, so every credential keeps the endpoints it had.
 api_credentials.append_column(Column("scope", String(16), nullable=False, server_default="admin"))
 # ---- the event outbox (migration 0006) ----------------------------------------------
@@ -330,7 +330,7 @@ events = Table(
     Column("created_at", Double, nullable=False),
     Column("event_type", String(32), nullable=False),  # delivery_attempt, bounce_all
     Column("message_id", String(32), nullable=False),
-    Column("payload", JSON, nullable=False),  # vmta.domain.delivery_event.Event fields
+    Column("payload", JSON, nullable=False),  # vmta.domain.reports.delivery_event.Event fields
     sqlite_autoincrement=True,
 )
 
@@ -435,7 +435,7 @@ Index(
     unique=True,
 )
 # ---- the feedback loop: bounce counts and bad addresses (migration 0012) ----------------
-# Each counted bounce of a recipient (address and list as vmta.domain.bad_address keys
+# Each counted bounce of a recipient (address and list as vmta.domain.reports.bad_address keys
 # them), so that the bad-address thresholds can be applied; soft bounces older than the
 # window are deleted as new ones arrive.
 address_bounces = Table(

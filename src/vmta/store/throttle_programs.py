@@ -7,16 +7,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, insert, or_, select, update
 
-from vmta.domain.bounds import MAX_INTEGER, is_stored_integer
+from vmta.domain.config.bounds import MAX_INTEGER, is_stored_integer
+from vmta.domain.config.names import name_key
+from vmta.domain.config.virtual_mta import Ref, UsedBy
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
-from vmta.domain.names import name_key
-from vmta.domain.throttle_program import (
+from vmta.domain.limits.throttle_program import (
     BackoffLimits,
     BackoffMode,
     BackoffValue,
     ThrottleProgram,
 )
-from vmta.domain.virtual_mta import Ref, UsedBy
 from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.named_rows import name_count, name_page, named_ref, taken_name_problems
 from vmta.store.tables import (

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule
+from vmta.domain.config.virtual_mta import Limits, Ref, ThrottleRule
 from vmta.store.throttle_programs import ThrottleProgramRepository
 
 

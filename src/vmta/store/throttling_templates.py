@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from vmta.domain.bounds import is_stored_integer
+from vmta.domain.config.bounds import is_stored_integer
+from vmta.domain.config.names import name_key
+from vmta.domain.config.virtual_mta import Limits, Ref, ThrottlingTemplate, VirtualMtaType
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
-from vmta.domain.names import name_key
-from vmta.domain.virtual_mta import Limits, Ref, ThrottlingTemplate, VirtualMtaType
 from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.item_ids import allocate_item_id
 from vmta.store.named_rows import name_count, name_page, named_ref, taken_name_problems

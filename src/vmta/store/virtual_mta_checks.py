@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
+from vmta.domain.config.names import name_key
+from vmta.domain.config.reference_graph import path_back
+from vmta.domain.config.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.domain.errors import PartialRecord, ValidationFailed
-from vmta.domain.names import name_key
-from vmta.domain.reference_graph import path_back
-from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.store.named_rows import referenced_row
 from vmta.store.reference_paths import (
     TEMPLATE_FIELD,

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from vmta.domain.virtual_mta import (
+from vmta.domain.config.virtual_mta import (
     DeliverThrough,
     Distribution,
     DomainOverride,

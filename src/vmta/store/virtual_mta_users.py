@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, insert, select, update
 
-from vmta.domain.virtual_mta import DEFAULT_VIRTUAL_MTA, Ref, UsedBy, VirtualMtaType
+from vmta.domain.config.virtual_mta import DEFAULT_VIRTUAL_MTA, Ref, UsedBy, VirtualMtaType
 from vmta.store.tables import control_settings, routing_rule_targets, virtual_mtas
 
 T = virtual_mtas.c

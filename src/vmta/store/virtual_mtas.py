@@ -10,10 +10,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
-from vmta.domain.bounds import is_stored_integer
+from vmta.domain.config.bounds import is_stored_integer
+from vmta.domain.config.names import name_key
+from vmta.domain.config.virtual_mta import (
+    IpAddress,
+    Ref,
+    RoutingRule,
+    UsedBy,
+    VirtualMta,
+    VirtualMtaType,
+)
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
-from vmta.domain.names import name_key
-from vmta.domain.virtual_mta import IpAddress, Ref, RoutingRule, UsedBy, VirtualMta, VirtualMtaType
 from vmta.store.control_writes import refused_on_conflict, serialise_if_write
 from vmta.store.item_ids import allocate_item_id
 from vmta.store.tables import routing_rule_targets, virtual_mtas

@@ -23,7 +23,7 @@ from vmta.api.greenarrow import disk_queue_summary
 from vmta.api.greenarrow.throttles import render
 from vmta.api.mailerq.delivery_controls import render_error, render_pause
 from vmta.api.queue import QUEUE_ID_MAX
-from vmta.domain.delivery_controls import is_active
+from vmta.domain.paths.delivery_controls import is_active
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 from vmta.store.delivery_rates import OUTCOMES, Rates, recent_rates
 from vmta.store.dkim_keys import DkimKeyRepository

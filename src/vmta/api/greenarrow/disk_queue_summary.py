@@ -25,11 +25,11 @@ from sqlalchemy import Connection
 from vmta.api.dependencies import store_of
 from vmta.api.greenarrow.envelope import success
 from vmta.api.openapi import envelope_responses, query, with_query
+from vmta.domain.config.virtual_mta import IpAddress, VirtualMta, type_of
 from vmta.domain.errors import InvalidRequest
-from vmta.domain.mta_selector import selector_target
-from vmta.domain.throttle_identity import throttle_id
-from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
-from vmta.domain.virtual_mta import IpAddress, VirtualMta, type_of
+from vmta.domain.limits.throttle_identity import throttle_id
+from vmta.domain.limits.throttle_rules import ThrottleTable, ip_throttle_key
+from vmta.domain.paths.mta_selector import selector_target
 from vmta.store.queue_summary import GroupBy, QueueGroup, queue_groups
 from vmta.store.store import Store
 from vmta.store.throttling_templates import ThrottlingTemplateRepository

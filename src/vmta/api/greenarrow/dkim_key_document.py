@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject, kind_of
-from vmta.domain.dkim_key import (
+from vmta.domain.config.dkim_key import (
     ED25519,
     ED25519_BITS,
     KEY_TYPES,

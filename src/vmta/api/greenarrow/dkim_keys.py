@@ -25,7 +25,7 @@ from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.greenarrow.virtual_mta_resource import FILTER_MAX, text_filter
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, query, ref, with_query
 from vmta.api.schema_patterns import text
-from vmta.domain.dkim_key import DkimKey, domain_problems, selector_problems
+from vmta.domain.config.dkim_key import DkimKey, domain_problems, selector_problems
 from vmta.domain.errors import InvalidRequest, NotFound, ValidationFailed
 from vmta.store.dkim_keys import DkimKeyRepository
 

@@ -14,9 +14,9 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from vmta.domain.bounds import MAX_INTEGER, control_character_problem
+from vmta.domain.config.bounds import MAX_INTEGER, control_character_problem
+from vmta.domain.config.virtual_mta import Ref
 from vmta.domain.errors import NotFound, PartialRecord, ValidationFailed
-from vmta.domain.virtual_mta import Ref
 
 JsonObject = dict[str, Any]
 Record = TypeVar("Record")

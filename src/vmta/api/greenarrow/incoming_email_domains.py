@@ -28,9 +28,8 @@ from vmta.api.openapi import (
     request_body,
     with_query,
 )
-from vmta.domain.bounds import has_control_character
-from vmta.domain.errors import NotFound
-from vmta.domain.incoming_domain import (
+from vmta.domain.config.bounds import has_control_character
+from vmta.domain.config.incoming_domain import (
     BOUNCE,
     EMAIL_STATUSES,
     FORWARDING,
@@ -42,6 +41,7 @@ from vmta.domain.incoming_domain import (
     domain_problems,
     localpart_problems,
 )
+from vmta.domain.errors import NotFound
 from vmta.store.incoming_domains import IncomingDomainRepository
 
 PATH = "/incoming_email_domains"

@@ -7,8 +7,8 @@ from typing import Any
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.references import redirect_out, ref_out
 from vmta.api.greenarrow.throttle_rule_document import parse_rules, render_rules
-from vmta.domain.names import ehlo_hostname_problems, is_ipv4, virtual_mta_name_problems
-from vmta.domain.virtual_mta import IpAddress, Limits
+from vmta.domain.config.names import ehlo_hostname_problems, is_ipv4, virtual_mta_name_problems
+from vmta.domain.config.virtual_mta import IpAddress, Limits
 
 FIELDS = (
     "id",

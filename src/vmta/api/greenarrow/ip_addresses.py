@@ -9,7 +9,7 @@ from vmta.api.greenarrow import ip_address_schemas as schemas
 from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow.throttling_template_schemas import ThrottleRule
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
-from vmta.domain.virtual_mta import VirtualMtaType
+from vmta.domain.config.virtual_mta import VirtualMtaType
 
 SPEC = ResourceSpec(
     kind=VirtualMtaType.IP_ADDRESS,

@@ -24,8 +24,8 @@ from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_ro
 from vmta.api.greenarrow.row_routes import add_row_routes
 from vmta.api.greenarrow.virtual_mta_resource import name_filter, name_parameter
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, request_body, with_query
+from vmta.domain.config.virtual_mta import Ref
 from vmta.domain.errors import NotFound, PartialRecord
-from vmta.domain.virtual_mta import Ref
 
 Record = TypeVar("Record")
 

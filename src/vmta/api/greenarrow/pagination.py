@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmta.api import json_bounds
-from vmta.domain.bounds import MAX_INTEGER
+from vmta.domain.config.bounds import MAX_INTEGER
 from vmta.domain.errors import InvalidRequest
 
 DEFAULT_PER_PAGE = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vmta.domain.virtual_mta import Ref
+from vmta.domain.config.virtual_mta import Ref
 
 
 def redirect_out(ref: Ref | None) -> dict[str, Any] | None:

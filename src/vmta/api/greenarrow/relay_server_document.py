@@ -7,13 +7,13 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.references import redirect_out
-from vmta.domain.names import (
+from vmta.domain.config.names import (
     is_ip,
     is_ipv4,
     relay_hostname_problems,
     virtual_mta_name_problems,
 )
-from vmta.domain.virtual_mta import Limits, RelayServer
+from vmta.domain.config.virtual_mta import Limits, RelayServer
 
 FIELDS = ("id", "name", "source_ip", "destination", "throttle_limits", "redirect")
 ATOMIC = ("redirect",)

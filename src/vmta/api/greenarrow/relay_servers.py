@@ -8,7 +8,7 @@ from vmta.api.greenarrow import relay_server_document as document
 from vmta.api.greenarrow import request_schemas, schemas
 from vmta.api.greenarrow.fields import JsonObject
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
-from vmta.domain.virtual_mta import VirtualMtaType
+from vmta.domain.config.virtual_mta import VirtualMtaType
 
 
 def _strip_read_only(doc: JsonObject) -> JsonObject:

@@ -12,9 +12,9 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject, kind_of
 from vmta.api.greenarrow.references import ref_out
-from vmta.domain.domain_pattern import parse_domain_pattern
-from vmta.domain.names import virtual_mta_name_problems
-from vmta.domain.virtual_mta import (
+from vmta.domain.config.domain_pattern import parse_domain_pattern
+from vmta.domain.config.names import virtual_mta_name_problems
+from vmta.domain.config.virtual_mta import (
     DeliverThrough,
     Distribution,
     DomainOverride,

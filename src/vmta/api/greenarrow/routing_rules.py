@@ -8,7 +8,7 @@ from vmta.api.greenarrow import request_schemas
 from vmta.api.greenarrow import routing_rule_document as document
 from vmta.api.greenarrow import routing_rule_schemas as schemas
 from vmta.api.greenarrow.virtual_mta_resource import ResourceSpec, build_router
-from vmta.domain.virtual_mta import VirtualMtaType
+from vmta.domain.config.virtual_mta import VirtualMtaType
 
 SPEC = ResourceSpec(
     kind=VirtualMtaType.ROUTING_RULE,

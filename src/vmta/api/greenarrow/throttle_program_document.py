@@ -7,8 +7,13 @@ import re
 from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
-from vmta.domain.names import template_name_problems
-from vmta.domain.throttle_program import BackoffLimits, BackoffMode, BackoffValue, ThrottleProgram
+from vmta.domain.config.names import template_name_problems
+from vmta.domain.limits.throttle_program import (
+    BackoffLimits,
+    BackoffMode,
+    BackoffValue,
+    ThrottleProgram,
+)
 
 FIELDS = ("id", "name", "builtin", "backoff", "return_after", "notify", "triggers")
 READ_ONLY = ("id", "builtin")

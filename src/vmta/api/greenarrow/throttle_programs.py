@@ -21,8 +21,8 @@ from vmta.api.greenarrow.named_resource import (
 )
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, ref, with_query
-from vmta.domain.throttle_program import ThrottleProgram
-from vmta.domain.virtual_mta import UsedBy
+from vmta.domain.config.virtual_mta import UsedBy
+from vmta.domain.limits.throttle_program import ThrottleProgram
 from vmta.store.throttle_programs import (
     USED_BY_CURSOR_MAX,
     ThrottleProgramRepository,

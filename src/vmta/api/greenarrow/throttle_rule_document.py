@@ -8,8 +8,8 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.references import ref_out
-from vmta.domain.domain_pattern import DomainPattern, parse_domain_pattern
-from vmta.domain.virtual_mta import Limits, ThrottleRule
+from vmta.domain.config.domain_pattern import DomainPattern, parse_domain_pattern
+from vmta.domain.config.virtual_mta import Limits, ThrottleRule
 
 RULE_FIELDS = (
     "id",

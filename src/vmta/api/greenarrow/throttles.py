@@ -26,11 +26,11 @@ from vmta.api.greenarrow.fields import parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.openapi import envelope_responses
 from vmta.api.ports import ThrottleStates
+from vmta.domain.config.virtual_mta import IpAddress, ThrottlingTemplate, VirtualMtaType
 from vmta.domain.errors import InvalidRequest, NotFound
-from vmta.domain.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState
-from vmta.domain.throttle_identity import throttle_origin as origin_of
-from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
-from vmta.domain.virtual_mta import IpAddress, ThrottlingTemplate, VirtualMtaType
+from vmta.domain.limits.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState
+from vmta.domain.limits.throttle_identity import throttle_origin as origin_of
+from vmta.domain.limits.throttle_rules import ThrottleTable, ip_throttle_key
 from vmta.store.store import Store
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 from vmta.store.virtual_mtas import VirtualMtaRepository

@@ -7,8 +7,8 @@ from typing import Any
 
 from vmta.api.greenarrow.fields import Fields, JsonObject
 from vmta.api.greenarrow.throttle_rule_document import parse_limits, parse_rules, render_rules
-from vmta.domain.names import template_name_problems
-from vmta.domain.virtual_mta import ThrottlingTemplate
+from vmta.domain.config.names import template_name_problems
+from vmta.domain.config.virtual_mta import ThrottlingTemplate
 
 FIELDS = ("id", "name", "rules", "default", "throttle_program")
 

@@ -16,7 +16,7 @@ from vmta.api.greenarrow import throttling_template_schemas as schemas
 from vmta.api.greenarrow.fields import JsonObject
 from vmta.api.greenarrow.named_resource import NamedResourceSpec, build_named_router
 from vmta.api.greenarrow.request_schemas import for_update
-from vmta.domain.virtual_mta import ThrottlingTemplate
+from vmta.domain.config.virtual_mta import ThrottlingTemplate
 from vmta.store.throttling_templates import ThrottlingTemplateRepository
 
 SINGULAR = "throttling_template"

@@ -21,9 +21,9 @@ from vmta.api.greenarrow.row_ids import parsed_with, row_id_problems, without_ro
 from vmta.api.greenarrow.row_routes import add_row_routes
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, query, request_body, with_query
 from vmta.api.schema_patterns import text
-from vmta.domain.bounds import has_control_character
+from vmta.domain.config.bounds import has_control_character
+from vmta.domain.config.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.domain.errors import InvalidRequest, NotFound, PartialRecord
-from vmta.domain.virtual_mta import Ref, VirtualMta, VirtualMtaType
 from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
 
 

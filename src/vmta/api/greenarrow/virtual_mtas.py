@@ -18,8 +18,8 @@ from vmta.api.greenarrow.fields import Fields, parse_record_id
 from vmta.api.greenarrow.pagination import page_request, paginated
 from vmta.api.greenarrow.virtual_mta_resource import name_filter, name_parameter
 from vmta.api.openapi import PAGE_PARAMETERS, envelope_responses, ref, request_body, with_query
+from vmta.domain.config.virtual_mta import Ref, UsedBy
 from vmta.domain.errors import NotFound, ValidationFailed
-from vmta.domain.virtual_mta import Ref, UsedBy
 from vmta.store.virtual_mtas import ListFilter, VirtualMtaRepository
 
 PLURAL = "virtual_mtas"

@@ -23,7 +23,9 @@ from vmta.api.dependencies import ports_of, store_of
 from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import Fields, combine, read_body
 from vmta.api.mailerq.schemas import body_spec, responses
-from vmta.domain.delivery_controls import (
+from vmta.domain.config.ip_pool import pool_name_problem
+from vmta.domain.errors import NotFound
+from vmta.domain.paths.delivery_controls import (
     MATCHER_FIELDS,
     ForcedError,
     Matcher,
@@ -34,8 +36,6 @@ from vmta.domain.delivery_controls import (
     matcher,
     parse_expire,
 )
-from vmta.domain.errors import NotFound
-from vmta.domain.ip_pool import pool_name_problem
 from vmta.store.delivery_controls import ForcedErrorRepository, MatcherRepository, PauseRepository
 
 PAUSES = "/v1/pauses"

@@ -25,8 +25,7 @@ from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import FORM_TYPE, JSON_TYPE, Fields, combine, read_body
 from vmta.api.mailerq.schemas import ERROR_SCHEMA
 from vmta.api.schema_patterns import IP, PORT_TEXT
-from vmta.domain.errors import NotFound, ValidationFailed
-from vmta.domain.external_mta import (
+from vmta.domain.config.external_mta import (
     PORT_MAX,
     PORT_MIN,
     ExternalMta,
@@ -37,6 +36,7 @@ from vmta.domain.external_mta import (
     port_problem,
     protocol_problem,
 )
+from vmta.domain.errors import NotFound, ValidationFailed
 from vmta.store.external_mtas import ExternalMtaRepository
 
 PATH = "/v1/externalmtas"

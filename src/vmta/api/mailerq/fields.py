@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from vmta.api.mailerq.body import Fields, read_form
-from vmta.domain.delivery_controls import ANY, canonical_address
 from vmta.domain.errors import ValidationFailed
+from vmta.domain.paths.delivery_controls import ANY, canonical_address
 
 OTHER_METHODS = ["PUT", "PATCH", "HEAD", "OPTIONS", "TRACE"]
 _DIGITS = re.compile(r"[0-9]{1,10}")

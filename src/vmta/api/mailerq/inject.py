@@ -20,8 +20,8 @@ from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import JSON_TYPE, media_type, read_json
 from vmta.api.mailerq.schemas import body_spec, responses
 from vmta.domain.errors import InvalidRequest, ValidationFailed
-from vmta.domain.mail_loops import TooManyHops
-from vmta.domain.mq_message import InvalidMqMessage, read_message
+from vmta.domain.message.mq_message import InvalidMqMessage, read_message
+from vmta.domain.paths.mail_loops import TooManyHops
 
 PATH = "/v1/inject"
 # A whole message travels in the JSON ("mime"): more than the 1 MiB of configuration
@@ -85,7 +85,7 @@ def router() -> APIRouter:
             )
         except InvalidMqMessage as exc:
             raise ValidationFailed(f.sentence(exc.messages)) from None
-        except TooManyHops as exc:  # a mail loop (domain/mail_loops.py); nothing stored
+        except TooManyHops as exc:  # a mail loop (domain/paths/mail_loops.py); nothing stored
             raise ValidationFailed(f"The message is refused: {exc}.") from None
         return JSONResponse({"id": queue_id})
 

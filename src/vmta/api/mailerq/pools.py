@@ -18,8 +18,8 @@ from vmta.api.dependencies import store_of
 from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import Fields, combine, read_body
 from vmta.api.mailerq.schemas import body_spec, responses
+from vmta.domain.config.ip_pool import IpPool, pool_name_problem
 from vmta.domain.errors import NotFound
-from vmta.domain.ip_pool import IpPool, pool_name_problem
 from vmta.store.ip_pools import IpPoolRepository
 
 POOLS = "/v1/pools"

@@ -20,7 +20,7 @@ from vmta.api.mailerq import fields as f
 from vmta.api.mailerq.body import Fields, combine, read_body
 from vmta.api.mailerq.schemas import body_spec, responses
 from vmta.domain.errors import NotFound
-from vmta.domain.suppression import Suppression, SuppressionType
+from vmta.domain.paths.suppression import Suppression, SuppressionType
 from vmta.store.suppressions import SuppressionRepository
 
 PATH = "/v1/suppressions"

@@ -24,13 +24,10 @@ from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
 from vmta.delivery.engine.ready_queue import Delivery, Peer
 from vmta.delivery.routing.egress_health import EgressHealth
 from vmta.delivery.routing.envelope_sender import EnvelopeSenders
-from vmta.domain.clock import Clock
-from vmta.domain.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.egress_route import EgressProtocol
-from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
-from vmta.domain.spool_port import Spool
-from vmta.domain.transport_port import (
+from vmta.domain.attempts.delivery_outcome import ReplyLine, Verdict, recipient_verdicts
+from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.domain.attempts.spool_port import Spool
+from vmta.domain.attempts.transport_port import (
     ConnectFailed,
     Conversation,
     ConversationBroken,
@@ -39,6 +36,9 @@ from vmta.domain.transport_port import (
     TransactionReplies,
     Transport,
 )
+from vmta.domain.clock import Clock
+from vmta.domain.paths.egress_path import EgressPath
+from vmta.domain.paths.egress_route import EgressProtocol
 from vmta.resilience.outage_log import OutageLog
 
 log = logging.getLogger(__name__)

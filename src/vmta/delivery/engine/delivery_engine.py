@@ -24,10 +24,10 @@ from vmta.delivery.engine.scheduler import Scheduler, SchedulerSettings
 from vmta.delivery.engine.task_set import TaskSet
 from vmta.delivery.routing.router import Router
 from vmta.delivery.throttles.throttle_backend import ThrottleBackend
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.attempts.spool_port import Spool
+from vmta.domain.attempts.spool_records import Job
 from vmta.domain.clock import Clock
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.spool_port import Spool
-from vmta.domain.spool_records import Job
 from vmta.resilience.supervisor import supervised
 
 log = logging.getLogger(__name__)

@@ -36,13 +36,13 @@ from vmta.delivery.routing.router import Deliver, Hold, Refuse, Router
 from vmta.delivery.throttles.host_throttles import HostThrottles
 from vmta.delivery.throttles.throttle_backend import HOUR, LocalThrottles, ThrottleBackend
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.attempts.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.attempts.spool_records import Job
 from vmta.domain.clock import Clock
-from vmta.domain.delivery_outcome import ReplyLine, Verdict
-from vmta.domain.egress_path import UNLIMITED, EgressPath
-from vmta.domain.engine_metrics import EngineMetrics, NoMetrics, route_label
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.spool_records import Job
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.paths.egress_path import UNLIMITED, EgressPath
 from vmta.resilience.outage_log import OutageLog
 from vmta.store.database import DatabaseUnavailable
 

@@ -20,15 +20,15 @@ from vmta.delivery.outcomes.bounces import BounceMailer
 from vmta.delivery.outcomes.delivery_log import DeliveryLog, iso_time
 from vmta.delivery.routing.router import Deliver, Hold, Refuse
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
+from vmta.domain.attempts.delivery_outcome import ReplyLine, Verdict
+from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics
+from vmta.domain.attempts.message_retry_policy import next_attempt
+from vmta.domain.attempts.retry_schedule import RetrySchedule
+from vmta.domain.attempts.spool_port import Spool
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED, Job, Outcome
+from vmta.domain.attempts.transport_port import Conversation, SessionFacts
 from vmta.domain.clock import Clock
-from vmta.domain.delivery_outcome import ReplyLine, Verdict
-from vmta.domain.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.errors import TemporaryError
-from vmta.domain.message_retry_policy import next_attempt
-from vmta.domain.retry_schedule import RetrySchedule
-from vmta.domain.spool_port import Spool
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Job, Outcome
-from vmta.domain.transport_port import Conversation, SessionFacts
 
 log = logging.getLogger(__name__)
 

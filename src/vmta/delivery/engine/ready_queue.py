@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmta.delivery.routing.router import Deliver
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.spool_records import Job
 from vmta.domain.clock import Clock
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_path import EgressPath
-from vmta.domain.spool_records import Job
+from vmta.domain.paths.egress_path import EgressPath
 
 Peer = tuple[str | None, str | None]  # (IP address, host name) of who refused, if known
 

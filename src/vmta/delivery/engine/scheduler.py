@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmta.delivery.engine.occupancy import Occupancy
+from vmta.domain.attempts.spool_port import Spool
+from vmta.domain.attempts.spool_records import Job
 from vmta.domain.clock import Clock
-from vmta.domain.spool_port import Spool
-from vmta.domain.spool_records import Job
 from vmta.resilience.outage_log import OutageLog
 from vmta.resilience.supervisor import supervised
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from vmta.delivery.engine.committer import BatchRunner
-from vmta.domain.spool_records import Job, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import Job, NewMessage, Outcome
 from vmta.store.database import DatabaseUnavailable, as_unavailable
 from vmta.store.spool import SqlSpool
 

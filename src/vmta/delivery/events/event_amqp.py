@@ -36,9 +36,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from yarl import URL
 
 from vmta.delivery.events.event_sender import EventDeliveryFailed
-from vmta.domain.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
-from vmta.domain.feedback_events import REPORT, REPORTS_QUEUE
-from vmta.domain.mailerq_result import DEFAULT_QUEUES
+from vmta.domain.reports.delivery_event import DELIVERY_ATTEMPT, mailerq_queues
+from vmta.domain.reports.feedback_events import REPORT, REPORTS_QUEUE
+from vmta.domain.reports.mailerq_result import DEFAULT_QUEUES
 from vmta.resilience.link_state import LONGEST_RETRY, LinkState
 from vmta.store.event_outbox import PendingEvent
 

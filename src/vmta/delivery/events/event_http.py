@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 
 from vmta.delivery.events.event_sender import EventDeliveryFailed
-from vmta.domain.delivery_event import EVENT_TYPES, greenarrow_event
+from vmta.domain.reports.delivery_event import EVENT_TYPES, greenarrow_event
 from vmta.store.event_outbox import PendingEvent
 
 

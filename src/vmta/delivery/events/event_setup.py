@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vmta.delivery.events.event_sender import EventDestination, SenderSettings
-from vmta.domain.bad_address import BadAddressPolicy
-from vmta.domain.delivery_event import EventSubscription
-from vmta.domain.mailerq_result import DEFAULT_QUEUES
+from vmta.domain.reports.bad_address import BadAddressPolicy
+from vmta.domain.reports.delivery_event import EventSubscription
+from vmta.domain.reports.mailerq_result import DEFAULT_QUEUES
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ from vmta.delivery.ingress.outbox_failures import (
     failure_queue,
     publish_failure,
 )
-from vmta.domain.mail_loops import TooManyHops
-from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_message
+from vmta.domain.message.mq_message import InvalidMqMessage, MqMessage, read_message
+from vmta.domain.paths.mail_loops import TooManyHops
 from vmta.resilience.link_state import INITIAL_RETRY, LONGEST_RETRY, LinkState, next_delay
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class OutboxConsumer:
         except InvalidMqMessage as exc:
             await self._refuse(message, exc.messages)
             return
-        except TooManyHops as exc:  # a mail loop (domain/mail_loops.py): nothing stored
+        except TooManyHops as exc:  # a mail loop (domain/paths/mail_loops.py): nothing stored
             await self._refuse(message, [str(exc)])
             return
         except Exception:

@@ -14,23 +14,28 @@ from vmta.delivery.engine.delivery_engine import DeliveryEngine
 from vmta.delivery.engine.spool_gateway import SpoolGateway
 from vmta.delivery.ingress.inflow import InflowGate
 from vmta.delivery.outcomes.activity_log import ActivityLog
-from vmta.domain.arrival import Arrival
+from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics
+from vmta.domain.attempts.message_retry_policy import lifetime_end
+from vmta.domain.attempts.spool_records import NewMessage
 from vmta.domain.clock import Clock
-from vmta.domain.dkim_request import (
+from vmta.domain.message.arrival import Arrival
+from vmta.domain.message.dkim_request import (
     Directive,
     DkimRequestRefused,
     MqSignature,
     header_values,
     parse_directives,
 )
-from vmta.domain.engine_metrics import EngineMetrics, NoMetrics
-from vmta.domain.mail_loops import DEFAULT_MAX_HOPS, check_hops
-from vmta.domain.message_headers import take_selector, with_trace_header
-from vmta.domain.message_retry_policy import lifetime_end
-from vmta.domain.mq_message import InvalidMqMessage, MqMessage, read_options, take_mq_headers
-from vmta.domain.queue_id import new_queue_id
-from vmta.domain.spool_records import NewMessage
-from vmta.domain.wire_form import to_wire
+from vmta.domain.message.message_headers import take_selector, with_trace_header
+from vmta.domain.message.mq_message import (
+    InvalidMqMessage,
+    MqMessage,
+    read_options,
+    take_mq_headers,
+)
+from vmta.domain.message.queue_id import new_queue_id
+from vmta.domain.message.wire_form import to_wire
+from vmta.domain.paths.mail_loops import DEFAULT_MAX_HOPS, check_hops
 from vmta.signing.message_signer import MessageSigner
 
 
@@ -93,7 +98,7 @@ class Intake:
         from ``/v1/inject`` or the AMQP outbox), travel with the message. A bad MailerQ
         option raises ``InvalidMqMessage`` before anything is stored; a message with more
         than ``max_hops`` Received fields raises ``TooManyHops`` (a mail loop,
-        domain/mail_loops.py), whichever way it came.
+        domain/paths/mail_loops.py), whichever way it came.
 
         When the client may relay, the message is DKIM-signed here, once, after vmta's own
         header changes and before the commit (``MessageSigner``): by the default keys, or

@@ -19,8 +19,8 @@ import aio_pika
 import aio_pika.exceptions
 from aio_pika.abc import AbstractConnection
 
-from vmta.domain.delivery_event import usable_queue_name
-from vmta.domain.mailerq_result import result_entry
+from vmta.domain.reports.delivery_event import usable_queue_name
+from vmta.domain.reports.mailerq_result import result_entry
 
 DEFAULT_FAILURE_QUEUE = "failure"
 

@@ -15,8 +15,8 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from vmta.domain.message_id_field import message_id_of
-from vmta.domain.spool_records import DELIVERED, FAILED, Job, Outcome
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, Job, Outcome
+from vmta.domain.message.message_id_field import message_id_of
 
 log = logging.getLogger("vmta.messages")
 

@@ -7,14 +7,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics
+from vmta.domain.attempts.spool_port import Spool
+from vmta.domain.attempts.spool_records import Job, NewMessage, Outcome
 from vmta.domain.clock import Clock
-from vmta.domain.dsn import FailedRecipient, build_dsn, dsn_wanted
-from vmta.domain.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.errors import TemporaryError
-from vmta.domain.queue_id import new_queue_id
-from vmta.domain.spool_port import Spool
-from vmta.domain.spool_records import Job, NewMessage, Outcome
-from vmta.domain.wire_form import unstuffed
+from vmta.domain.message.queue_id import new_queue_id
+from vmta.domain.message.wire_form import unstuffed
+from vmta.domain.reports.dsn import FailedRecipient, build_dsn, dsn_wanted
 from vmta.resilience.outage_log import OutageLog
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 from vmta.delivery.routing.suppression_keys import SuppressionKeys
 from vmta.domain.clock import Clock
-from vmta.domain.delivery_controls import ForcedError, Pause
-from vmta.domain.external_mta import ExternalMta
-from vmta.domain.mta_selector import selector_target
-from vmta.domain.suppression import Suppression, SuppressionIndex, lookup_keys
-from vmta.domain.throttle_program import ThrottleProgram
-from vmta.domain.virtual_mta import IpAddress, Ref, ThrottlingTemplate, VirtualMta
+from vmta.domain.config.external_mta import ExternalMta
+from vmta.domain.config.virtual_mta import IpAddress, Ref, ThrottlingTemplate, VirtualMta
+from vmta.domain.limits.throttle_program import ThrottleProgram
+from vmta.domain.paths.delivery_controls import ForcedError, Pause
+from vmta.domain.paths.mta_selector import selector_target
+from vmta.domain.paths.suppression import Suppression, SuppressionIndex, lookup_keys
 from vmta.store.delivery_controls import ForcedErrorRepository, PauseRepository
 from vmta.store.external_mtas import ExternalMtaRepository
 from vmta.store.ip_pools import IpPoolRepository

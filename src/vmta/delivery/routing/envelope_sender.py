@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from vmta.domain.spool_records import Job
+from vmta.domain.attempts.spool_records import Job
 
 
 class EnvelopeSenders(Protocol):

@@ -1,7 +1,7 @@
 """The addresses and ports vmta itself listens on, so that delivery never connects to
 them: mail sent there would be accepted again, sent again, and so on (a relay server
 whose destination is vmta's own injection port made one message into 1,335 in 30
-seconds). Postfix calls this "loops back to myself" (domain/mail_loops.py).
+seconds). Postfix calls this "loops back to myself" (domain/paths/mail_loops.py).
 
 A listener bound to a wildcard address (0.0.0.0, ::) listens on every address of the
 host, so a destination with its port is vmta when its address is one of this host's:

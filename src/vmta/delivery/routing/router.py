@@ -13,19 +13,19 @@ from typing import Any
 from vmta.delivery.routing.config_view import ConfigView, DeliveryControls
 from vmta.delivery.routing.egress_health import EgressHealth
 from vmta.delivery.routing.mx_resolver import DestinationRejected, DnsUnavailable, MxResolver
+from vmta.domain.attempts.delivery_outcome import ReplyLine
+from vmta.domain.attempts.message_retry_policy import first_attempt_wait
+from vmta.domain.attempts.spool_records import Job
 from vmta.domain.clock import Clock, SystemClock
-from vmta.domain.delivery_controls import AttemptFacts, first_applicable, soonest_expiry
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_path import UNLIMITED, EgressPath
-from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
-from vmta.domain.external_mta import route_for_source
-from vmta.domain.mail_loops import LOOP_CODE, is_local_only, local_only_text
-from vmta.domain.message_retry_policy import first_attempt_wait
-from vmta.domain.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
-from vmta.domain.spool_records import Job
-from vmta.domain.throttle_identity import throttle_origin
-from vmta.domain.throttle_rules import ThrottleTable, ip_throttle_key
-from vmta.domain.virtual_mta import IpAddress, RelayServer, VirtualMta
+from vmta.domain.config.external_mta import route_for_source
+from vmta.domain.config.virtual_mta import IpAddress, RelayServer, VirtualMta
+from vmta.domain.limits.throttle_identity import throttle_origin
+from vmta.domain.limits.throttle_rules import ThrottleTable, ip_throttle_key
+from vmta.domain.paths.delivery_controls import AttemptFacts, first_applicable, soonest_expiry
+from vmta.domain.paths.egress_path import UNLIMITED, EgressPath
+from vmta.domain.paths.egress_route import EgressProtocol, EgressRoute, direct_route
+from vmta.domain.paths.mail_loops import LOOP_CODE, is_local_only, local_only_text
+from vmta.domain.paths.routing_choice import RoutingUnresolved, recipient_domain, resolve_nested
 
 WAIT_FOR_CONFIG = 60.0  # how soon a waiting or paused recipient is looked at again
 # The waiting_reason of mail a pause holds starts so (delivery/engine/pause_release.py finds it).
@@ -72,7 +72,7 @@ class RouterSettings:
     delivery_port: int = 25  # the port of MX hosts (configurable for tests)
     recheck: float = WAIT_FOR_CONFIG  # seconds before a paused or waiting recipient is retried
     # MX answers and address literals that are loopback, unspecified or link-local are
-    # not used unless this is set (tests publishing loopback MX hosts; domain/mail_loops).
+    # not used unless this is set (tests publishing loopback MX hosts; domain/paths/mail_loops).
     mx_allow_loopback: bool = False
 
 
@@ -325,7 +325,7 @@ class Router:
         """The candidates without loopback, unspecified and link-local addresses (unless
         allowed); a permanent refusal when those were all there was: no host of the
         internet has such an address, and mail sent there would reach this host or its
-        neighbour, not the domain (a mail loop; domain/mail_loops.py)."""
+        neighbour, not the domain (a mail loop; domain/paths/mail_loops.py)."""
         if self.settings.mx_allow_loopback:
             return candidates
         kept = tuple(pair for pair in candidates if not is_local_only(pair[1]))

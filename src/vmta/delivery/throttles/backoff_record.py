@@ -9,15 +9,15 @@ import json
 import logging
 from typing import Any
 
-from vmta.domain.throttle_backoff import Backoff
-from vmta.domain.throttle_identity import ThrottleKey, ThrottleOrigin
-from vmta.domain.throttle_program import (
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_backoff import Backoff
+from vmta.domain.limits.throttle_identity import ThrottleKey, ThrottleOrigin
+from vmta.domain.limits.throttle_program import (
     BackoffLimits,
     BackoffMode,
     BackoffValue,
     ThrottleProgram,
 )
-from vmta.domain.virtual_mta import Limits
 
 log = logging.getLogger(__name__)
 

@@ -44,8 +44,8 @@ from vmta.delivery.throttles.backoff_record import as_text, decode, encode, key_
 from vmta.delivery.throttles.redis_throttles import COMPLAINT_INTERVAL, REDIS_TIMEOUT
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs, _Entry
 from vmta.domain.clock import Clock
-from vmta.domain.throttle_backoff import MIN_ATTEMPTS, WINDOW_SECONDS
-from vmta.domain.throttle_identity import ThrottleKey
+from vmta.domain.limits.throttle_backoff import MIN_ATTEMPTS, WINDOW_SECONDS
+from vmta.domain.limits.throttle_identity import ThrottleKey
 
 log = logging.getLogger(__name__)
 

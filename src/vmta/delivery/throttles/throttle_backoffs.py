@@ -25,17 +25,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from vmta.domain.bounds import MAX_INTEGER
-from vmta.domain.throttle_backoff import (
+from vmta.domain.config.bounds import MAX_INTEGER
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_backoff import (
     MIN_ATTEMPTS,
     WINDOW_SECONDS,
     AttemptOutcome,
     Backoff,
     BackoffTracker,
 )
-from vmta.domain.throttle_identity import ThrottleKey, ThrottleOrigin, ThrottleState, throttle_id
-from vmta.domain.throttle_program import ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.limits.throttle_identity import (
+    ThrottleKey,
+    ThrottleOrigin,
+    ThrottleState,
+    throttle_id,
+)
+from vmta.domain.limits.throttle_program import ThrottleProgram
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Revises: 0013
 Create Date: 2026-12-07
 
 Bodies are stored from now on in wire form, dot-stuffed with CRLF line ends
-(domain/wire_form.py). Rows already in the spool keep their bytes: ``body_format`` says
+(domain/message/wire_form.py). Rows already in the spool keep their bytes: ``body_format`` says
 what each row holds, and its default, 0 (as given), is what every row written before
 this revision holds. The spool puts such a body in wire form when it reads it, as the
 SMTP client used to at each attempt. No body is rewritten here: adding a column with a

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vmta.domain.bounce_classification import HARD, SOFT
+from vmta.domain.reports.bounce_classification import HARD, SOFT
 
 DAY = 86_400.0
 

@@ -1,7 +1,8 @@
 """The VirtualMTA records of the control plane (GreenArrow v3 model, contract §2).
 
 These are plain values. Parsing them from request bodies lives at the HTTP edge; storing
-them lives in ``vmta.store``; choosing a path for a message lives in ``vmta.domain.routing``.
+them lives in ``vmta.store``; choosing a path for a message lives in ``vmta.domain.paths``
+(the rules) and ``vmta.delivery.routing`` (the router).
 """
 
 from __future__ import annotations

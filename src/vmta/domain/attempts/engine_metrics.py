@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from vmta.domain.egress_route import EgressRoute
+from vmta.domain.paths.egress_route import EgressRoute
 
 # How a message came to be accepted: the ``source`` of ``vmta_messages_accepted_total``.
 ACCEPT_SOURCES = ("smtp", "http", "amqp", "bounce")

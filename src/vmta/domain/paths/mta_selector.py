@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vmta.domain.names import virtual_mta_name_problems
+from vmta.domain.config.names import virtual_mta_name_problems
 
 MAX_ID = 2_147_483_647
 _ASCII_DECIMAL = re.compile(r"[0-9]{1,10}", re.ASCII)

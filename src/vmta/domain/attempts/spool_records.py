@@ -31,7 +31,7 @@ class NewMessage:
     # MailerQ message options (ips, pool, tags, maxattempts, maxdelivertime, retries,
     # nextattempt, ...) from /v1/inject, the AMQP outbox or x-mq-* headers.
     mq_options: Mapping[str, Any] | None = None
-    # ``body`` is in wire form (domain/wire_form.py) already; otherwise it is the message
+    # ``body`` is in wire form (domain/message/wire_form.py) already; otherwise it is the message
     # as given, and the spool puts it in wire form as it stores it.
     wire_form: bool = False
 
@@ -73,7 +73,7 @@ class Outcome:
     routing_memory: dict[str, Any] | None = None
     outcome_label: str = ""  # delivered, deferred, failed (for the attempt record)
     # Where the attempt ended and how (MailerQ's ``state`` and ``result``,
-    # vmta.domain.mailerq_result), and its connection: transactions begun on it so far,
+    # vmta.domain.reports.mailerq_result), and its connection: transactions begun on it so far,
     # whether the server offered DSN. None: not known.
     stage: str | None = None
     result: str | None = None

@@ -31,8 +31,8 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vmta.domain.throttle_program import ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_program import ThrottleProgram
 
 WINDOW_SECONDS = 300.0
 MIN_ATTEMPTS = 10

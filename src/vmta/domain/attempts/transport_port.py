@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from vmta.domain.delivery_outcome import ReplyLine
-from vmta.domain.egress_path import EgressPath
+from vmta.domain.attempts.delivery_outcome import ReplyLine
 from vmta.domain.errors import TemporaryError
+from vmta.domain.paths.egress_path import EgressPath
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Conversation(Protocol):
         self, mail_from: str, recipients: Sequence[str], data: bytes
     ) -> TransactionReplies:
         """One transaction for ``data``, the message in wire form (dot-stuffed, CRLF:
-        domain/wire_form.py) as the spool gives it."""
+        domain/message/wire_form.py) as the spool gives it."""
         ...
 
     async def reset(self) -> None: ...

@@ -24,7 +24,7 @@ class ReplyLine:
     code: int
     text: str
     # Where the attempt ended and how, in MailerQ's result vocabulary
-    # (vmta.domain.mailerq_result): ``stage`` (connect, ehlo, rcptto, message, dns, ...)
+    # (vmta.domain.reports.mailerq_result): ``stage`` (connect, ehlo, rcptto, message, dns, ...)
     # and ``ended`` (error, timeout, lost, invalid; None: error, or accepted for a 2xx
     # after the final dot). Not part of the reply's identity.
     stage: str | None = field(default=None, compare=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from vmta.domain.spool_records import Job, NewMessage, Outcome
+from vmta.domain.attempts.spool_records import Job, NewMessage, Outcome
 
 
 class Spool(Protocol):
@@ -29,6 +29,6 @@ class Spool(Protocol):
     async def purge_finished(self, before: float, limit: int) -> int: ...
 
     async def body(self, message_id: str) -> bytes | None:
-        """The message as stored, in wire form (domain/wire_form.py); None once it has
+        """The message as stored, in wire form (domain/message/wire_form.py); None once it has
         been deleted."""
         ...

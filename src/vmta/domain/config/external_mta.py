@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from vmta.domain.egress_route import EgressProtocol, EgressRoute, direct_route
 from vmta.domain.errors import ValidationFailed
+from vmta.domain.paths.egress_route import EgressProtocol, EgressRoute, direct_route
 
 PORT_MIN = 1
 PORT_MAX = 65535

@@ -30,11 +30,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmta.domain.delivery_controls import canonical_address, parse_expire
-from vmta.domain.dkim_request import DkimRequestRefused, MqSignature, parse_mq_dkim, without_keys
+from vmta.domain.config.ip_pool import pool_name_problem
 from vmta.domain.errors import ValidationFailed
-from vmta.domain.ip_pool import pool_name_problem
-from vmta.domain.message_headers import field_name, field_value, split_headers
+from vmta.domain.message.dkim_request import (
+    DkimRequestRefused,
+    MqSignature,
+    parse_mq_dkim,
+    without_keys,
+)
+from vmta.domain.message.message_headers import field_name, field_value, split_headers
+from vmta.domain.paths.delivery_controls import canonical_address, parse_expire
 
 MQ_HEADER_PREFIX = "x-mq-"
 RELATIVE_LIMIT = 1_000_000_000  # a time below this is seconds from arrival, not a Unix time

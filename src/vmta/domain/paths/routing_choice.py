@@ -31,9 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vmta.domain.domain_pattern import DomainPattern, most_specific, parse_domain_pattern
-from vmta.domain.errors import TemporaryError
-from vmta.domain.virtual_mta import (
+from vmta.domain.config.domain_pattern import DomainPattern, most_specific, parse_domain_pattern
+from vmta.domain.config.virtual_mta import (
     DeliverThrough,
     Distribution,
     IpAddress,
@@ -43,6 +42,7 @@ from vmta.domain.virtual_mta import (
     RoutingRule,
     VirtualMta,
 )
+from vmta.domain.errors import TemporaryError
 
 # Rules may nest (contract §2.7 forbids only cycles); a chain longer than this is treated
 # as broken configuration rather than followed forever.

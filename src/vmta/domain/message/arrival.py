@@ -25,7 +25,7 @@ class Arrival:
     may_relay: bool = False
     # ``data`` is in wire form already (SMTP DATA as the client sent it, smtp/chunked_data.py);
     # otherwise it is the message as given, and the intake puts it in wire form, the form
-    # the spool keeps (domain/wire_form.py).
+    # the spool keeps (domain/message/wire_form.py).
     wire_form: bool = False
 
 

@@ -3,7 +3,7 @@
 A program says when a throttle goes into *backoff* (``triggers``: the share of recent
 attempts that failed or were deferred) and what its limits are then (``backoff``: a
 percentage of the normal limit, or a fixed value) for how long (``return_after``
-seconds). How the rates are measured is ``vmta.domain.throttle_backoff``.
+seconds). How the rates are measured is ``vmta.domain.limits.throttle_backoff``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from vmta.domain.bounds import MAX_INTEGER
-from vmta.domain.throttle_backoff import Backoff
-from vmta.domain.throttle_rules import TEMPLATE_RULE, ThrottleMatch
-from vmta.domain.virtual_mta import IpAddress, Limits, ThrottlingTemplate
+from vmta.domain.config.bounds import MAX_INTEGER
+from vmta.domain.config.virtual_mta import IpAddress, Limits, ThrottlingTemplate
+from vmta.domain.limits.throttle_backoff import Backoff
+from vmta.domain.limits.throttle_rules import TEMPLATE_RULE, ThrottleMatch
 
 ThrottleKey = tuple[str, ...]
 

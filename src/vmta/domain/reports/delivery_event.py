@@ -8,7 +8,7 @@ vmta offers (docs/events.md).
   ``X-GreenArrow-*`` header values). An integer field is omitted when unknown, never
   null: typed consumers cannot put null in an int.
 - MailerQ's result JSON: the message's JSON (without ``mime``) plus its ``results``, one
-  per attempt so far (vmta.domain.mailerq_result), and the result queues it belongs to
+  per attempt so far (vmta.domain.reports.mailerq_result), and the result queues it belongs to
   (``success``, ``failure``, ``retry``; ``results`` for the final ones).
 
 Pure: the spool builds events from an outcome and the facts of its message inside the
@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vmta.domain.bounce_classification import classify
-from vmta.domain.mailerq_result import mailerq_time, result_entry
-from vmta.domain.reply_text import ParsedReply, parse_reply
-from vmta.domain.spool_records import DELIVERED, FAILED, QUEUED, Outcome
+from vmta.domain.attempts.reply_text import ParsedReply, parse_reply
+from vmta.domain.attempts.spool_records import DELIVERED, FAILED, QUEUED, Outcome
+from vmta.domain.reports.bounce_classification import classify
+from vmta.domain.reports.mailerq_result import mailerq_time, result_entry
 
 DELIVERY_ATTEMPT = "delivery_attempt"
 BOUNCE_ALL = "bounce_all"
@@ -110,7 +110,7 @@ def attempt_status(outcome: Outcome) -> str:
 
 def bounce_classification(outcome: Outcome) -> tuple[str, int]:
     """(bounce_type, bounce_code) of a final failure: the one table of
-    vmta.domain.bounce_classification, applied to the reply's RFC 3463 status."""
+    vmta.domain.reports.bounce_classification, applied to the reply's RFC 3463 status."""
     found = classify(parse_reply(outcome.reply).enhanced, expired=is_expiry(outcome))
     return found.bounce_type, found.bounce_code
 
@@ -278,7 +278,7 @@ def build_events(outcome: Outcome, facts: MessageFacts) -> list[Event]:
 def mailerq_json(mq_options: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The MailerQ message JSON a message came with, from what the spool keeps of it
     (``messages.mq_options``: its ``document`` is the JSON, or the ``x-mq-*`` headers as
-    keys, without ``mime``; vmta.domain.mq_message)."""
+    keys, without ``mime``; vmta.domain.message.mq_message)."""
     document = (mq_options or {}).get("document")
     return document if isinstance(document, Mapping) else None
 

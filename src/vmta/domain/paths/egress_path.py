@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vmta.domain.egress_route import EgressRoute
-from vmta.domain.throttle_identity import ThrottleOrigin
-from vmta.domain.throttle_program import ThrottleProgram
-from vmta.domain.virtual_mta import Limits
+from vmta.domain.config.virtual_mta import Limits
+from vmta.domain.limits.throttle_identity import ThrottleOrigin
+from vmta.domain.limits.throttle_program import ThrottleProgram
+from vmta.domain.paths.egress_route import EgressRoute
 
 UNLIMITED = Limits(0, 0)
 

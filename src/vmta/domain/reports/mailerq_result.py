@@ -19,8 +19,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from vmta.domain.feedback_events import REPORTS_QUEUE
-from vmta.domain.reply_text import parse_reply
+from vmta.domain.attempts.reply_text import parse_reply
+from vmta.domain.reports.feedback_events import REPORTS_QUEUE
 
 # The RabbitMQ queues results go to, by their MailerQ role (VMTA_RABBITMQ_RESULTS and the
 # others rename them; an empty name turns one off).

@@ -40,8 +40,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vmta.domain.domain_pattern import DomainPattern, PatternKind, parse_domain_pattern
-from vmta.domain.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
+from vmta.domain.config.domain_pattern import DomainPattern, PatternKind, parse_domain_pattern
+from vmta.domain.config.virtual_mta import Limits, Ref, ThrottleRule, ThrottlingTemplate
 
 UNLIMITED = Limits(max_concurrent_connections=0, max_messages_per_hour=0)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vmta.domain.retry_schedule import RetrySchedule
+from vmta.domain.attempts.retry_schedule import RetrySchedule
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from vmta.domain.delivery_outcome import ReplyLine
+from vmta.domain.attempts.delivery_outcome import ReplyLine
 
 AUTH_REQUIRED = 530  # RFC 4954 §6
 _ENHANCED = re.compile(r"5\.7\.\d{1,3}\b")

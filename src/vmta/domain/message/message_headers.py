@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vmta.domain.mta_selector import selector_target
+from vmta.domain.paths.mta_selector import selector_target
 
 GREENARROW_SELECTOR = "x-greenarrow-mtaid"
 POWERMTA_SELECTOR = "x-virtual-mta"

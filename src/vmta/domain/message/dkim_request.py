@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from vmta.domain.dkim_key import domain_problems, selector_problems
+from vmta.domain.config.dkim_key import domain_problems, selector_problems
 from vmta.domain.errors import ValidationFailed
-from vmta.domain.message_headers import field_name, field_value, split_headers
+from vmta.domain.message.message_headers import field_name, field_value, split_headers
 
 HEADER = "X-GreenArrow-DKIM"
 HEADER_NAME = HEADER.lower()

@@ -1,0 +1,1 @@
+"""The records operators configure through the APIs, and the rules their fields follow."""
