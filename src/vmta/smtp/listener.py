@@ -35,7 +35,6 @@ from vmta.smtp.session_counts import SharedSessionCounts
 from vmta.smtp.session_registry import SessionCaps, SessionRegistry
 
 log = logging.getLogger(__name__)
-store_outage = OutageLog(log, "storing injected messages")
 
 # The kernel's queue of connections not yet accepted (listen(2)), shared by every process.
 ACCEPT_QUEUE = 1024
@@ -69,6 +68,7 @@ class InjectionHandler:
         settings: ListenerSettings,
         observer: InjectionObserver | None = None,
     ) -> None:
+        self._store_outage = OutageLog(log, "storing injected messages")
         self.intake = intake
         self.settings = settings
         self.observer = observer
@@ -147,9 +147,9 @@ class InjectionHandler:
         except Exception as exc:
             # A database outage refuses every message: one traceback for the outage,
             # then a line each (resilience/outage_log.py).
-            store_outage.failed("could not store a message from %s", exc, client_ip)
+            self._store_outage.failed("could not store a message from %s", exc, client_ip)
             return "451 4.3.0 Could not store the message; try again later"
-        store_outage.worked()
+        self._store_outage.worked()
         if self.observer is not None:
             self.observer.injected(time.perf_counter() - started)
         return f"250 2.0.0 OK: queued as {queue_id}"

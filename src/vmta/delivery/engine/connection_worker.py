@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 # its path, and the path opens its next connection this much later. Short enough that
 # once the database is back it is sent within seconds (contract: within 60 s).
 SPOOL_PAUSE = 5.0
-spool_outage = OutageLog(log, "reading message bodies from the spool")
 
 
 class ConnectionPort(Protocol):
@@ -98,6 +97,7 @@ class ConnectionWorker:
         metrics: EngineMetrics | None = None,
         senders: EnvelopeSenders | None = None,
     ) -> None:
+        self._spool_outage = OutageLog(log, "reading message bodies from the spool")
         self._spawn = spawn
         self._senders = senders  # VERP: the envelope sender of a one-recipient delivery
         self._metrics = metrics or NoMetrics()
@@ -207,7 +207,7 @@ class ConnectionWorker:
         except Exception as exc:
             # Not attempted: it goes back to the head of its queue, in memory with its
             # path, and the path waits a little before its next connection.
-            spool_outage.failed(
+            self._spool_outage.failed(
                 "reading message %s from the spool failed; it waits %.0f s on %s",
                 exc,
                 first.message_id,
@@ -218,7 +218,7 @@ class ConnectionWorker:
             with contextlib.suppress(Exception):
                 await conversation.quit()  # healthy, but nothing to send on it for now
             return False
-        spool_outage.worked()
+        self._spool_outage.worked()
         if body is None:  # deleted by an operator before it went on the wire
             self._recorder.vanished(delivery.jobs)
             return True

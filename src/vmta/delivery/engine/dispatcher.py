@@ -47,7 +47,6 @@ from vmta.resilience.outage_log import OutageLog
 from vmta.store.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
-routing_outage = OutageLog(log, "reading the configuration to route")
 DATABASE_RECHECK = 5.0  # seconds: a recipient released for want of its configuration
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -113,6 +112,7 @@ class Dispatcher:
         senders: EnvelopeSenders | None = None,
         stopping: asyncio.Event | None = None,
     ) -> None:
+        self._routing_outage = OutageLog(log, "reading the configuration to route")
         self._metrics = metrics or NoMetrics()
         self._senders = senders  # VERP: one transaction per recipient
         self._backoffs = backoffs
@@ -146,7 +146,7 @@ class Dispatcher:
             except DatabaseUnavailable as exc:
                 # The configuration could not be read: not an attempt (no event, no retry
                 # counted). Released, due again shortly, once the database takes it.
-                routing_outage.failed(
+                self._routing_outage.failed(
                     "routing message %s failed; released until the database answers",
                     exc,
                     message_jobs[0].message_id,
@@ -161,7 +161,7 @@ class Dispatcher:
                 )
                 await self._recorder.defer_all(message_jobs, reply, None)
             else:
-                routing_outage.worked()
+                self._routing_outage.worked()
 
     async def _route(self, jobs: list[Job]) -> None:
         now = self._clock.now()

@@ -18,8 +18,6 @@ from vmta.resilience.outage_log import OutageLog
 from vmta.resilience.supervisor import supervised
 
 log = logging.getLogger(__name__)
-heartbeat_outage = OutageLog(log, "renewing leases")
-poll_outage = OutageLog(log, "polling the spool")  # every second: one traceback an outage
 HEARTBEAT_RETRY = 5.0  # seconds between lease renewals while they fail
 
 
@@ -48,6 +46,10 @@ class Scheduler:
         due_now: asyncio.Event,
         stopping: asyncio.Event | None = None,
     ) -> None:
+        self._heartbeat_outage = OutageLog(log, "renewing leases")
+        self._poll_outage = OutageLog(
+            log, "polling the spool"
+        )  # every second: one traceback an outage
         self._spool = spool
         self._clock = clock
         self.settings = settings
@@ -108,9 +110,9 @@ class Scheduler:
                         if len(jobs) == self.settings.claim_batch:
                             continue  # more may be due: do not wait
             except Exception as exc:
-                poll_outage.failed("polling the spool failed; trying again", exc)
+                self._poll_outage.failed("polling the spool failed; trying again", exc)
             else:
-                poll_outage.worked()
+                self._poll_outage.worked()
             self._due_now.clear()
             sleeper = asyncio.ensure_future(self._clock.sleep(self.settings.poll_interval))
             waker = asyncio.ensure_future(self._due_now.wait())
@@ -130,10 +132,10 @@ class Scheduler:
             except Exception as exc:
                 # Tried again soon, not in a third of a lease: the leases must not lapse
                 # (another node would send what this one holds) once the database is back.
-                heartbeat_outage.failed("renewing leases failed", exc)
+                self._heartbeat_outage.failed("renewing leases failed", exc)
                 wait = min(interval, HEARTBEAT_RETRY)
             else:
-                heartbeat_outage.worked()
+                self._heartbeat_outage.worked()
                 wait = interval
 
     async def _purge_loop(self) -> None:

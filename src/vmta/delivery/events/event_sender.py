@@ -38,7 +38,6 @@ from vmta.resilience.supervisor import supervised
 from vmta.store.event_outbox import DestinationStatus, EventOutbox, PendingEvent
 
 log = logging.getLogger(__name__)
-outbox_outage = OutageLog(log, "reading the event outbox")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,6 +83,7 @@ class EventSender:
         clock: Clock,
         settings: SenderSettings | None = None,
     ) -> None:
+        self._outbox_outage = OutageLog(log, "reading the event outbox")
         self.outbox = outbox
         self.destinations = list(destinations)
         self.clock = clock
@@ -189,12 +189,12 @@ class EventSender:
             try:
                 batch = await self._claim(destination.name, look_first=not busy)
             except Exception as exc:  # polled every second: one traceback per outage
-                outbox_outage.failed(
+                self._outbox_outage.failed(
                     "reading the event outbox for %s failed", exc, destination.name
                 )
                 batch = []
             else:
-                outbox_outage.worked()
+                self._outbox_outage.worked()
             busy = bool(batch)
             if not batch:
                 await self._idle(woken)

@@ -20,7 +20,6 @@ from vmta.domain.clock import Clock
 from vmta.resilience.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
-measure_outage = OutageLog(log, "measuring the queue")
 
 # RFC 3463 §3.4: X.3.2 "system not accepting network messages"; X.3.1 "mail system full".
 QUEUE_FULL = "451 4.3.2 The queue is full; try again later"
@@ -43,6 +42,7 @@ class InflowGate:
         clock: Clock,
         settings: InflowSettings,
     ) -> None:
+        self._measure_outage = OutageLog(log, "measuring the queue")
         self._count_queued = count_queued
         self._data_dir = data_dir
         self._clock = clock
@@ -67,9 +67,9 @@ class InflowGate:
             try:
                 await self.refresh()
             except Exception as exc:  # every 2 s: one traceback per outage
-                measure_outage.failed("measuring the queue and the disk failed", exc)
+                self._measure_outage.failed("measuring the queue and the disk failed", exc)
             else:
-                measure_outage.worked()
+                self._measure_outage.worked()
 
     async def refresh(self) -> None:
         self.queued = await self._count_queued()

@@ -18,7 +18,6 @@ from vmta.domain.reports.dsn import FailedRecipient, build_dsn, dsn_wanted
 from vmta.resilience.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
-bounce_outage = OutageLog(log, "queueing bounces")
 
 
 def wants_bounce(job: Job) -> bool:
@@ -85,6 +84,7 @@ class BounceMailer:
         due_now: asyncio.Event,
         metrics: EngineMetrics | None = None,
     ) -> None:
+        self._bounce_outage = OutageLog(log, "queueing bounces")
         self._metrics = metrics or NoMetrics()
         self._spool = spool
         self._clock = clock
@@ -104,7 +104,7 @@ class BounceMailer:
                 await self._send(failed, remote=remote)
                 return
             except TemporaryError as exc:
-                bounce_outage.failed(
+                self._bounce_outage.failed(
                     "could not queue the bounce for message %s; trying again in %.1f s",
                     exc,
                     first.message_id,
@@ -142,7 +142,7 @@ class BounceMailer:
         except Exception:
             log.exception("could not queue the bounce for message %s", first.message_id)
             return
-        bounce_outage.worked()
+        self._bounce_outage.worked()
         self._metrics.accepted("bounce")
         for _job, outcome in failed:
             self._metrics.outcome("bounced", outcome.virtual_mta, outcome.source_ip or "default")
