@@ -5,10 +5,9 @@ runs on the thread that happened to allocate: in `vmta serve` and in a worker th
 event loop, so every SMTP session of the process waits for it. What a process holds is
 nearly all there from its start (FastAPI, pydantic, SQLAlchemy, the API's routes, the
 engine): about 95,000 objects, 45 ms a walk for `vmta serve` alone on the benchmark
-machine. Under the relay bench at 1 KB (docs/PERFORMANCE.md, "Round 6: collector pauses")
-each process ran two or three full collections per 10,000 messages, of 56-106 ms each:
-every one of them held up every session of its process at once, and that was the p99 of
-injection.
+machine. Under the relay bench at 1 KB (docs/PERFORMANCE.md, "Round 6") the full
+collection that came while mail flowed took 131 ms in `vmta serve` and 57 ms in the
+worker, holding up every session of its process at once; with the freeze, 6 and 3 ms.
 
 ``freeze_startup_objects`` moves what exists once the process is set up into the
 collector's permanent generation (``gc.freeze``), so later full collections walk only
