@@ -225,3 +225,44 @@ async def test_refusals_during_an_outage_log_one_traceback_then_a_line_each(
             break
         await asyncio.sleep(0.5)
     assert any("works again after" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_plane_stopped_during_an_outage_leaves_the_next_its_own_first_traceback(
+    pg_forwarder: tuple[TcpForwarder, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each data plane keeps its own outage log: the first plane of this process stops
+    while the database is still away, and the next one, in the same process, logs its
+    first refusal in full all the same (a plane restarted in-process)."""
+    forwarder, url = pg_forwarder
+    planes: list[tuple[DataPlane, int, Store]] = []
+    for name in ("first", "second"):
+        store = Store.open(url, migrate=False)
+        (tmp_path / name).mkdir()
+        plane = DataPlane(
+            store, DataPlaneSettings(hostname="vmta.test", engine=FAST), tmp_path / name
+        )
+        sock = bind_listener(Listen("127.0.0.1", 0), "SMTP")
+        await plane.start(sock)
+        planes.append((plane, sock.getsockname()[1], store))
+    (first, first_port, first_store), (second, second_port, second_store) = planes
+    try:
+        forwarder.refuse()
+        for store in (first_store, second_store):
+            store.engine.dispose()  # no pooled connection outlives the cut
+
+        def refusals() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "could not store a message" in r.getMessage()]
+
+        for n in range(2):
+            assert (await asyncio.to_thread(timed_send, first_port, f"a{n}"))[0] == 451
+        assert [bool(r.exc_info) for r in refusals()] == [True, False]
+        await first.stop()  # during the outage: its log never saw the end of it
+        first_store.close()
+        assert (await asyncio.to_thread(timed_send, second_port, "b0"))[0] == 451
+        assert [bool(r.exc_info) for r in refusals()] == [True, False, True]
+    finally:
+        forwarder.restore()
+        await second.stop()
+        second_store.close()
