@@ -47,9 +47,8 @@ class Scheduler:
         stopping: asyncio.Event | None = None,
     ) -> None:
         self._heartbeat_outage = OutageLog(log, "renewing leases")
-        self._poll_outage = OutageLog(
-            log, "polling the spool"
-        )  # every second: one traceback an outage
+        # Polled every second: one traceback an outage, then a line each.
+        self._poll_outage = OutageLog(log, "polling the spool")
         self._spool = spool
         self._clock = clock
         self.settings = settings
