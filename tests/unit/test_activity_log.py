@@ -26,7 +26,9 @@ def job(n: int) -> Job:
 def test_minute_mode_counts_instead_of_lines(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="vmta.messages")
     activity = ActivityLog("minute")
-    activity.accepted("Q1", client="127.0.0.1", auth_name=None, data=b"x" * 10, recipients=2)
+    activity.accepted(
+        "Q1", client="127.0.0.1", auth_name=None, size=10, data=b"x" * 10, recipients=2
+    )
     activity.outcome(job(1), Outcome(1, "Q1", 1.0, "delivered"))
     activity.outcome(job(2), Outcome(2, "Q1", 1.0, "queued", outcome_label="deferred"))
     activity.outcome(job(3), Outcome(3, "Q1", 1.0, "queued", attempted=False))  # waiting
@@ -47,4 +49,17 @@ def test_each_mode_logs_final_outcomes_only(caplog: pytest.LogCaptureFixture) ->
     activity.outcome(job(2), Outcome(2, "Q1", 1.0, "queued", reply="451 later"))
     assert [r.getMessage() for r in caplog.records] == [
         "failed Q1: recipient=r1@d.test remote=mx reply=550 5.1.1 no"
+    ]
+
+
+def test_each_mode_names_the_size_as_it_came_and_the_stored_message_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="vmta.messages")
+    stored = b"Received: from x\r\n\tby vmta.test; date\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"
+    ActivityLog("each").accepted(
+        "Q1", client=None, auth_name="a", size=31, data=stored, recipients=2
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        "accepted Q1: client=- credential=a size=31 message_id=<m@x> recipients=2"
     ]

@@ -48,12 +48,12 @@ class ChunkedDataSMTP(SMTP):
             await self.push("552 Error: Too much mail data")
             self._set_post_data_state()
             return
-        content = collector.wire()  # dot-stuffed: see the module's docstring
-        # The collector's buffer is a second copy of the message: not held while the
-        # handler waits for the spool's commit (peak memory, docs/PERFORMANCE.md round 6).
+        # Dot-stuffed: see the module's docstring. No local name keeps the message: the
+        # handler may take it out of the envelope (smtp/listener.py), and the collector's
+        # buffer, a second copy, is dropped before the handler waits for the spool's
+        # commit (peak memory, docs/PERFORMANCE.md rounds 6 and 7).
+        self.envelope.content = self.envelope.original_content = collector.wire()
         del collector
-        self.envelope.content = content
-        self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is None or not isinstance(status, str) else status)

@@ -110,29 +110,12 @@ class InjectionHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        data = envelope.original_content or b""  # wire form (smtp/chunked_data.py)
-        if isinstance(data, str):  # only with decode_data, which vmta never sets
-            data = data.encode("utf-8", "surrogateescape")
         client_ip = session.peer[0] if isinstance(session.peer, tuple) else None
-        sender = envelope.mail_from or ""
-        arrival = Arrival(
-            # aiosmtpd gives the null reverse-path as "<>"; vmta stores it as "" everywhere
-            # (RFC 5321 §4.5.5: bounces are sent with it, and are never bounced).
-            mail_from="" if sender.strip() == "<>" else sender,
-            recipients=list(envelope.rcpt_tos),
-            data=data,
-            client_ip=client_ip,
-            helo=session.host_name,
-            auth_name=_auth_name(session),
-            tls=session.ssl is not None,
-            may_relay=may_relay(
-                client_ip, bool(session.authenticated), self.settings.relay_networks
-            ),
-            wire_form=True,
-        )
         started = time.perf_counter()
         try:
-            queue_id = await self.intake.accept(arrival)
+            # The arrival has no name here: the intake takes the message with it, and
+            # keeps only the copy it stores (docs/PERFORMANCE.md round 7).
+            queue_id = await self.intake.accept(self._take_arrival(session, envelope))
         except TooManyHops:
             return TOO_MANY_HOPS_REPLY  # RFC 5321 §6.3: a loop; nothing is stored
         except InvalidMqMessage as exc:
@@ -153,6 +136,33 @@ class InjectionHandler:
         if self.observer is not None:
             self.observer.injected(time.perf_counter() - started)
         return f"250 2.0.0 OK: queued as {queue_id}"
+
+    def _take_arrival(self, session: Session, envelope: Envelope) -> Arrival:
+        """The transaction as an ``Arrival``, its message taken out of the envelope: while
+        the spool commits, no session may hold the message as it came next to the copy
+        the intake stores with its Received field, or each waiting session holds it
+        twice. aiosmtpd starts the next transaction on a new envelope anyway."""
+        data = envelope.original_content or b""  # wire form (smtp/chunked_data.py)
+        if isinstance(data, str):  # only with decode_data, which vmta never sets
+            data = data.encode("utf-8", "surrogateescape")
+        envelope.content = envelope.original_content = None
+        client_ip = session.peer[0] if isinstance(session.peer, tuple) else None
+        sender = envelope.mail_from or ""
+        return Arrival(
+            # aiosmtpd gives the null reverse-path as "<>"; vmta stores it as "" everywhere
+            # (RFC 5321 §4.5.5: bounces are sent with it, and are never bounced).
+            mail_from="" if sender.strip() == "<>" else sender,
+            recipients=list(envelope.rcpt_tos),
+            data=data,
+            client_ip=client_ip,
+            helo=session.host_name,
+            auth_name=_auth_name(session),
+            tls=session.ssl is not None,
+            may_relay=may_relay(
+                client_ip, bool(session.authenticated), self.settings.relay_networks
+            ),
+            wire_form=True,
+        )
 
     async def handle_exception(self, error: Exception) -> str:
         # Never send exception text to the client (ARCHITECTURE.md pitfall).

@@ -50,22 +50,25 @@ class ActivityLog:
         *,
         client: str | None,
         auth_name: str | None,
+        size: int,
         data: bytes,
         recipients: int,
     ) -> None:
+        """``size`` is the message's as it came; ``data`` is what is stored (its
+        Message-ID is the same)."""
         if self.mode == "each":
             log.info(
                 "accepted %s: client=%s credential=%s size=%d message_id=%s recipients=%d",
                 queue_id,
                 client or "-",
                 auth_name or "-",
-                len(data),
+                size,
                 message_id_of(data) or "-",
                 recipients,
             )
         elif self.mode == "minute":
             self._counts.accepted += 1
-            self._counts.bytes += len(data)
+            self._counts.bytes += size
 
     def outcome(self, job: Job, outcome: Outcome) -> None:
         if self.mode == "minute":
