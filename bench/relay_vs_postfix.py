@@ -1,6 +1,6 @@
 """Relay throughput: vmta against a private Postfix, side by side in one run.
 
-    .venv/bin/python bench/relay_vs_postfix.py [--full] [--messages N] [--sizes 1024,10240]
+    .venv/bin/python bench/relay_vs_postfix.py [--full] [--messages N] [--sizes 1024,10240,102400]
         [--sessions S] [--repetitions R] [--warmup N] [--systems vmta,postfix] [--dkim]
 
 Method (docs/PERFORMANCE.md, "Relay throughput vs Postfix"), printed with the figures:
@@ -18,9 +18,11 @@ Method (docs/PERFORMANCE.md, "Relay throughput vs Postfix"), printed with the fi
    same temporary directory, so on the same file system.
 3. For each message size: a fresh pair of servers, a warm-up batch through each (not
    counted), then --repetitions rounds of A B (vmta, Postfix). One run: smtp-source
-   -s S -m N -l SIZE -d, plus a probe session of our own that sends back-to-back
-   messages of the same size until smtp-source is done and times each transaction (MAIL
-   sent to the 250 after the final dot): the injection latency p50/p99.
+   -s S -m N -l SIZE -d, plus --probe-sessions sessions of our own (default 5) that send
+   back-to-back messages of the same size until smtp-source is done and time each
+   transaction (MAIL sent to the 250 after the final dot): the injection latency p50/p99.
+   Five give about 550 samples a round at 1 KB; one gave about 110, so its "p99" was the
+   round's slowest transaction or the one before it (docs/PERFORMANCE.md, round 6).
 4. Delivered messages per second = messages counted by the sink (smtp-sink -c) / time from
    the start of smtp-source to the moment the sink counted the last one (read every
    10 ms). Injection rate = N / smtp-source's run time. CPU = user+system seconds of the
@@ -482,9 +484,11 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--full", action="store_true", help="the full method: 20,000 messages x 5")
     parser.add_argument("--messages", type=int, help="per run (default 5,000; --full 20,000)")
-    parser.add_argument("--sizes", default="1024,10240", help="message body bytes, comma-separated")
+    parser.add_argument(
+        "--sizes", default="1024,10240,102400", help="message body bytes, comma-separated"
+    )
     parser.add_argument("--sessions", type=int, default=50, help="smtp-source sessions (-s)")
-    parser.add_argument("--probe-sessions", type=int, default=1, help="latency probe sessions")
+    parser.add_argument("--probe-sessions", type=int, default=5, help="latency probe sessions")
     parser.add_argument("--repetitions", type=int, help="rounds (default 3; --full 5)")
     parser.add_argument("--warmup", type=int, help="messages before measuring (default 1,000)")
     parser.add_argument(
