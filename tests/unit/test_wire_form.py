@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vmta.domain.message.wire_form import (
+    crlf_only,
     from_smtp_data,
     is_wire_form,
     to_wire,
@@ -46,6 +47,13 @@ def test_smtp_data_is_stored_as_vmta_stored_and_sent_it_before(sent: bytes) -> N
     before = to_wire(unstuffed(sent))
     assert from_smtp_data(sent) == before
     assert (from_smtp_data(sent) is sent) == is_wire_form(sent)
+
+
+@given(messages)
+def test_crlf_only_finds_every_bare_cr_and_lf(data: bytes) -> None:
+    assert crlf_only(data) == (
+        b"\r" not in data.replace(b"\r\n", b"") and b"\n" not in data.replace(b"\r\n", b"")
+    )
 
 
 def test_what_is_and_is_not_wire_form() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from vmta.domain.message.wire_form import crlf_only, from_smtp_data
+from vmta.domain.message.wire_form import DOT_LINE_SEARCH, crlf_only, from_smtp_data
 
 END = b"\r\n.\r\n"
 DOT_LINE = b"\r\n."
@@ -78,8 +78,9 @@ class DataCollector:
         line sent with a single leading "." (``_single_dot``): the data is then not in
         wire form as it came (``wire``). Such lines are rare; each costs one step."""
         data = self._data
-        at = data.find(DOT_LINE, self._searched)
-        while at >= 0:
+        found = DOT_LINE_SEARCH(data, self._searched)
+        while found is not None:
+            at = found.start()
             after = data[at + 3 : at + 5]
             if len(after) < 2:
                 self._searched = at  # decided when more has come
@@ -88,7 +89,7 @@ class DataCollector:
                 return at
             if after[0] != DOT:
                 self._single_dot = True
-            at = data.find(DOT_LINE, at + 3)
+            found = DOT_LINE_SEARCH(data, at + 3)
         self._searched = max(0, len(data) - len(DOT_LINE) + 1)
         return -1
 

@@ -16,6 +16,8 @@ reads it (docs/architecture.md, "Bodies in wire form").
 
 from __future__ import annotations
 
+import re
+
 # The spool's ``messages.body_format``: what its ``body`` holds.
 AS_GIVEN = 0  # as vmta received it (revision 0013 and older): not dot-stuffed, any line ends
 WIRE = 1  # wire form
@@ -48,13 +50,24 @@ def unstuffed(wire: bytes) -> bytes:
 def wire_size(wire: bytes) -> int:
     """The message's size for SIZE (RFC 1870 §3): octets with the CRLFs, without the
     stuffed dots and without the final dot line."""
-    return len(wire) - wire.count(b"\r\n.") - (1 if wire.startswith(b".") else 0)
+    return len(wire) - len(_DOT_LINE.findall(wire)) - (1 if wire.startswith(b".") else 0)
+
+
+# Scans of a whole message run as regular expressions where that is faster: Python
+# 3.11's search for a literal prefix is quicker than ``bytes.find`` and ``bytes.count``
+# with a needle of two or three bytes. For a 100 KB message (docs/PERFORMANCE.md round 7):
+# a CR that does not begin a CRLF, 29 µs against 72 µs for counting the CRLFs; the lines
+# that start with "." (CRLF "."), 24 µs against 58 µs. Both also take a bytearray.
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_DOT_LINE = re.compile(rb"\r\n\.")
+DOT_LINE_SEARCH = _DOT_LINE.search  # (data, start): the next CRLF "." from ``start``
 
 
 def crlf_only(data: bytes) -> bool:
-    """No bare CR and no bare LF in ``data``: three counts, each one C-speed scan."""
-    crlf = data.count(b"\r\n")
-    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
+    """No bare CR and no bare LF in ``data``. With no bare CR every CR begins a CRLF, so
+    there is no bare LF either exactly when the LFs are as many as the CRs: two counts of
+    one byte and one search, each a C-speed scan."""
+    return data.count(b"\n") == data.count(b"\r") and _BARE_CR.search(data) is None
 
 
 def is_wire_form(data: bytes) -> bool:
