@@ -384,6 +384,7 @@ class DataPlane:
             "paths": self.engine.path_states(),
             "external_mtas": self.health.report(self.clock.now()),
             "commits": self.gateway.commit_stats,
+            "body_reads": self.gateway.read_stats,
             "inflow": {
                 "queued": self.inflow.queued,
                 "free_disk": self.inflow.free_disk,
