@@ -16,6 +16,7 @@ from tests.conftest import TEST_SECRET
 from tests.manual_clock import ManualClock
 from tests.migrated_templates import MigratedTemplates
 from vmta.delivery.engine.delivery_engine import EngineSettings
+from vmta.delivery.throttles.host_throttles import HostThrottles
 from vmta.domain.attempts.delivery_outcome import ReplyLine
 from vmta.domain.attempts.retry_schedule import RetrySchedule
 from vmta.domain.attempts.transport_port import (
@@ -228,7 +229,9 @@ async def harness_factory(
 ) -> AsyncIterator[Callable[..., Any]]:
     planes: list[DataPlane] = []
 
-    async def make(**engine_changes: Any) -> Harness:
+    async def make(*, host_throttles: bool = False, **engine_changes: Any) -> Harness:
+        """``host_throttles``: limits shared with other processes through files, as
+        under ``VMTA_WORKERS`` > 1 (delivery/throttles/host_throttles.py)."""
         url = f"sqlite:///{tmp_path / f'vmta{len(planes)}.db'}"
         migrated_templates.sqlite_copy(url)  # migrated once per session (tests/conftest.py)
         store = Store.open(url, migrate=False)
@@ -244,7 +247,10 @@ async def harness_factory(
         )
         data_dir = tmp_path / f"data{len(planes)}"
         data_dir.mkdir()
-        plane = DataPlane(store, settings, data_dir, clock=clock, transport=transport)
+        throttles = HostThrottles(clock, data_dir / "throttles") if host_throttles else None
+        plane = DataPlane(
+            store, settings, data_dir, clock=clock, transport=transport, throttles=throttles
+        )
         harness = Harness(plane, clock, transport, store)
         harness.count_calls()
         await plane.start(None)

@@ -118,3 +118,72 @@ def test_a_process_never_counts_its_own_slot_twice(tmp_path: Path) -> None:
         await throttles.close()
 
     asyncio.run(main())
+
+
+# A second process that wants a slot of ``key`` (limit ``limit``) at ``now`` and finds
+# none: it takes what it can (at most ``keep``), asks once more, says what it got, exits.
+WAITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from tests.manual_clock import ManualClock
+    from vmta.delivery.throttles.host_throttles import HostThrottles
+
+    async def main() -> None:
+        directory, key, limit, keep, now = sys.argv[1:6]
+        throttles = HostThrottles(ManualClock(float(now)), Path(directory))
+        got = [await throttles.acquire_connection(key, int(limit)) for _ in range(int(keep))]
+        got.append(await throttles.acquire_connection(key, int(limit)))
+        print(",".join(str(token) for token in got), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+def want_slot(directory: Path, key: str, limit: int, now: float, keep: int = 0) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", WAITER, str(directory), key, str(limit), str(keep), str(now)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_a_process_with_two_slots_more_than_a_waiting_one_yields_for_two_seconds(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        clock = ManualClock(START)
+        throttles = HostThrottles(clock, tmp_path / "throttles")
+        assert [await throttles.acquire_connection(KEY, 3) for _ in range(3)] == ["0", "1", "2"]
+        assert not throttles.yield_to_waiter(KEY)  # nobody has asked
+        assert want_slot(tmp_path / "throttles", KEY, 3, START) == "None"
+        assert throttles.yield_to_waiter(KEY)  # 3 against 0
+        clock.advance(2.0)
+        assert throttles.yield_to_waiter(KEY)
+        clock.advance(0.1)
+        assert not throttles.yield_to_waiter(KEY)  # the want is stale: it would ask again
+        # Its own want (every slot taken here too) is no reason to yield.
+        assert await throttles.acquire_connection(KEY, 3) is None
+        assert not throttles.yield_to_waiter(KEY)
+        await throttles.close()
+
+    asyncio.run(main())
+
+
+def test_near_equal_shares_are_kept(tmp_path: Path) -> None:
+    """Two busy processes holding 2 and 1 of 3 slots: the one with 2 keeps them, or the
+    two would close and open connections back and forth."""
+
+    async def main() -> None:
+        clock = ManualClock(START)
+        throttles = HostThrottles(clock, tmp_path / "throttles")
+        assert [await throttles.acquire_connection(KEY, 3) for _ in range(2)] == ["0", "1"]
+        assert want_slot(tmp_path / "throttles", KEY, 3, START, keep=1) == "2,None"
+        assert not throttles.yield_to_waiter(KEY)  # 2 against 1
+        await throttles.close()
+
+    asyncio.run(main())

@@ -38,7 +38,7 @@ class EngineSettings:
     """Every setting of the engine's parts, in one place (each part takes its share)."""
 
     retry: RetrySchedule = field(default_factory=RetrySchedule)
-    max_messages_per_connection: int = 100
+    max_messages_per_connection: int = 1000
     idle_timeout: float = 5.0
     lease_seconds: float = 300.0
     poll_interval: float = 1.0

@@ -56,7 +56,7 @@ OpenConnection = Callable[[ConnectionPort, Delivery], Coroutine[Any, Any, None]]
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    max_messages_per_connection: int = 100
+    max_messages_per_connection: int = 1000
     idle_timeout: float = 5.0  # close a connection that has had nothing to send this long
     # Connections per throttle when its limit is 0 (unlimited): "unlimited" means the
     # operator sets no limit, not that a backlog of 10,000 opens 10,000 sockets.
@@ -465,8 +465,15 @@ class Dispatcher:
         async def offer(throttle: str) -> Carry:
             return await self._offer(lease, throttle, opening=False)
 
+        idle_timeout = settings.idle_timeout
+        if isinstance(self._throttles, HostThrottles) and self._throttles.yield_to_waiter(
+            queue.throttle
+        ):
+            # Another process waits for a slot of this throttle and holds fewer: this
+            # connection closes as soon as it has nothing to carry.
+            idle_timeout = 0.0
         try:
-            delivery = await queue.take(settings.idle_timeout, offer, lease.held)
+            delivery = await queue.take(idle_timeout, offer, lease.held)
         except Exception:  # the throttle store (Redis) failed: keep the deliveries
             log.exception("reserving the slots of %s failed", queue.path.describe())
             queue.pause(SPOOL_PAUSE)

@@ -14,6 +14,13 @@ locks (fcntl(2), F_SETLK):
   written under an exclusive lock of a byte far past the slot bytes. The file is in the
   page cache, so a restarted process continues the spacing (no fsync is needed: it has to
   survive processes, not the machine).
+- Slots move to where the mail is. A process that finds every slot taken notes so in the
+  file (when, who, and how many slots it holds itself). A process holding at least two
+  more slots than that one gives a slot up when its connection has nothing to send,
+  rather than keep it idle for the idle timeout: otherwise the process that drained its
+  own queue first keeps most of the limit while the other's backlog goes through a few
+  connections (docs/PERFORMANCE.md, round 7). Processes with equal shares (give or take
+  one) keep theirs, so connections are not closed and opened back and forth.
 
 POSIX record locks belong to the process, not to the file descriptor, so two slots of one
 process never conflict with each other: the process keeps its own set of taken slots and
@@ -27,6 +34,7 @@ import fcntl
 import hashlib
 import itertools
 import os
+import secrets
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +44,13 @@ from vmta.domain.clock import Clock
 HOUR = 3600.0
 PACING_LOCK = 1 << 40  # a byte offset no connection limit reaches
 _DOUBLE = struct.Struct("<d")
+# The last want of a slot, after the pacing double: when (clock seconds), who (a process's
+# random identity) and how many slots that process held then.
+WANT_AT = _DOUBLE.size
+_WANT = struct.Struct("<dqq")
+# A want is fresh this long: a process that waits for a slot asks again every second
+# (the dispatcher's ``shared_retry``) and notes its want each time.
+WANT_FRESH = 2.0
 
 
 @dataclass
@@ -51,16 +66,18 @@ class HostThrottles:
 
     def __init__(self, clock: Clock, directory: Path) -> None:
         self._clock = clock
-        self._directory = directory
+        self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._files: dict[str, _KeyFile] = {}
         self._tokens = itertools.count(1)
+        # Whose want a record is; not the pid, which two instances in one process share.
+        self._identity = secrets.randbits(62)
 
     def _file(self, key: str) -> _KeyFile:
         found = self._files.get(key)
         if found is None:
             name = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-            fd = os.open(self._directory / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             found = self._files[key] = _KeyFile(fd)
         return found
 
@@ -79,7 +96,27 @@ class HostThrottles:
                 continue
             entry.slots.add(slot)
             return str(slot)
+        # Every slot is taken: say so, for a process that holds more than its share.
+        # No lock: a write of 24 bytes that a reader could see half done at worst makes
+        # one idle connection stay or go once for the wrong reason.
+        want = _WANT.pack(self._clock.now(), self._identity, len(entry.slots))
+        os.pwrite(entry.fd, want, WANT_AT)
         return None
+
+    def yield_to_waiter(self, key: str) -> bool:
+        """Whether this process should give up a slot of ``key`` that has nothing to
+        carry: another process found every slot taken within ``WANT_FRESH`` seconds and
+        held at least two fewer than this one holds now."""
+        entry = self._files.get(key)
+        if entry is None or len(entry.slots) < 2:
+            return False
+        raw = os.pread(entry.fd, _WANT.size, WANT_AT)
+        if len(raw) < _WANT.size:
+            return False
+        at, who, held = _WANT.unpack(raw)
+        if who == self._identity or self._clock.now() - at > WANT_FRESH:
+            return False
+        return len(entry.slots) >= int(held) + 2
 
     async def release_connection(self, key: str, token: str) -> None:
         entry = self._files.get(key)
