@@ -21,7 +21,14 @@ from vmta.api import (
     queue,
     reports,
 )
-from vmta.api.auth import OPEN_PATHS, SELF_AUTHENTICATING_PATHS, Authenticator, forbidden, may_use
+from vmta.api.auth import (
+    INJECTION_PATHS,
+    OPEN_PATHS,
+    SELF_AUTHENTICATING_PATHS,
+    Authenticator,
+    forbidden,
+    may_use,
+)
 from vmta.api.body_limit import BodyLimit
 from vmta.api.console import routes as console_routes
 from vmta.api.dependencies import AppContext, app_context, attach, ports_of
@@ -33,6 +40,9 @@ from vmta.api.ports import ApiPorts
 from vmta.domain.errors import TemporaryError
 
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, served by this listener
+
+# Requests that may change what the engine routes by (message injection aside).
+CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def create_app(ports: ApiPorts) -> FastAPI:
@@ -105,7 +115,17 @@ def build_app() -> FastAPI:
             if not may_use(principal, path):
                 return forbidden(path)  # a submit credential (contract §4)
             request.state.principal = principal
-        return await call_next(request)
+        response = await call_next(request)
+        if (
+            request.method in CHANGING_METHODS
+            and path not in INJECTION_PATHS
+            and response.status_code < 400
+        ):
+            # A configuration change applies to the next message this process routes,
+            # not up to a second later (delivery/routing/config_view.py): a client that
+            # changes a VirtualMTA and then sends through it gets what it set.
+            ports_of(request).config_changed()
+        return response
 
     @app.get(
         "/api/health",

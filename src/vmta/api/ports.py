@@ -75,6 +75,10 @@ class DataPlaneHooks:
     submit: Submit  # POST /api/v1/send.json
     intake: MqIntake  # POST /v1/inject
     wake_engine: Callable[[], None]  # after a retry, a release, a pause removed
+    # After the API changed something: the engine's cached view of the configuration
+    # is dropped, so the next message routes by the change (other processes and nodes
+    # see it within their cache's second).
+    config_changed: Callable[[], None]
     engine_state: Callable[[], dict[str, Any]]  # "engine" of GET /api/queue
     event_destinations: EventDestinations  # GET /api/events and the console
     dependencies: Callable[[], dict[str, Any]]  # RabbitMQ and Redis links, /api/health
@@ -107,6 +111,10 @@ class ApiPorts:
     def dependencies(self) -> dict[str, Any]:
         hooks = self.data_plane
         return hooks.dependencies() if hooks is not None else {}
+
+    def config_changed(self) -> None:
+        if self.data_plane is not None:
+            self.data_plane.config_changed()
 
     def wake_engine(self) -> None:
         """New work is due now; without a data plane here, the engine of the process

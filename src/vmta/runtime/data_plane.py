@@ -352,6 +352,7 @@ class DataPlane:
             submit=functools.partial(self.intake.accept, via="HTTP"),
             intake=self.intake,
             wake_engine=self.engine.wake,
+            config_changed=self.config.invalidate,
             engine_state=self.state,
             event_destinations=lambda: (self.events.describe(), self.events.recovered_in_flight),
             dependencies=self.dependencies,

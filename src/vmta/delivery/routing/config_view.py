@@ -1,8 +1,10 @@
 """The delivery engine's view of the control plane's configuration.
 
 Reads go to the store (in a worker thread, never on the event loop) and are cached for a
-second: a change made through the API applies to the next attempt, and a busy queue does
-not cost one query per message.
+second, so that a busy queue does not cost one query per message. A change made through
+the API of this process drops the cache at once (api/app.py), and applies to the next
+message routed here; the engines of other processes (workers, other nodes) see it within
+their second.
 """
 
 from __future__ import annotations
