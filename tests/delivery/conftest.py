@@ -5,6 +5,7 @@ real SMTP client and to wait for what a peer observed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,11 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
 from tests.free_ports import free_port
 from tests.peers.dns import DnsmasqServer, DnsZone
+from vmta.api.app import create_app
+from vmta.api.ports import ApiPorts
 from vmta.delivery.engine.delivery_engine import EngineSettings
 from vmta.domain.attempts.retry_schedule import RetrySchedule
 from vmta.domain.config.credential import hash_secret
@@ -33,7 +37,7 @@ from vmta.domain.config.virtual_mta import (
 )
 from vmta.runtime.data_plane import DataPlane
 from vmta.runtime.data_plane_settings import DataPlaneSettings
-from vmta.runtime.server import bind_listener
+from vmta.runtime.server import ApiServer, bind_listener
 from vmta.runtime.settings import Listen
 from vmta.store.credentials import CredentialRepository
 from vmta.store.store import Store
@@ -122,6 +126,23 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def api_client(plane: RunningPlane) -> AsyncIterator[httpx.AsyncClient]:
+    """The API of ``plane``'s process on a free port, and a client with the test's
+    credential."""
+    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
+    sock = bind_listener(Listen("127.0.0.1", 0), "API")
+    async with (
+        ApiServer(app, sock),
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+            headers={"Authorization": f"Bearer {TEST_SECRET}"},
+            timeout=30,
+        ) as client,
+    ):
+        yield client
 
 
 @pytest.fixture

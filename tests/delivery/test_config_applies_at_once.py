@@ -14,12 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET
-from tests.delivery.conftest import RunningPlane, eventually
-from vmta.api.app import create_app
-from vmta.api.ports import ApiPorts
-from vmta.runtime.server import ApiServer, bind_listener
-from vmta.runtime.settings import Listen
+from tests.delivery.conftest import RunningPlane, api_client, eventually
 
 pytestmark = pytest.mark.one_database  # the engine's cache, not the database
 
@@ -28,16 +23,7 @@ RELAYS = "/ga/api/v3/eng/relay_servers"
 
 @pytest.fixture
 async def api(plane: RunningPlane) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
-    sock = bind_listener(Listen("127.0.0.1", 0), "API")
-    async with (
-        ApiServer(app, sock),
-        httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
-            headers={"Authorization": f"Bearer {TEST_SECRET}"},
-            timeout=30,
-        ) as client,
-    ):
+    async with api_client(plane) as client:
         yield client
 
 

@@ -14,18 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
-import httpx
 import pytest
 from yarl import URL
 
-from tests.conftest import TEST_SECRET, skip_or_fail
-from tests.delivery.conftest import RunningPlane, eventually
-from vmta.api.app import create_app
-from vmta.api.ports import ApiPorts
+from tests.conftest import skip_or_fail
+from tests.delivery.conftest import RunningPlane, api_client, eventually
 from vmta.delivery.events.event_sender import SenderSettings
 from vmta.delivery.events.event_setup import EventSettings
-from vmta.runtime.server import ApiServer, bind_listener
-from vmta.runtime.settings import Listen
 
 AMQP_URL = os.environ.get("VMTA_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 QUICK = SenderSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
@@ -189,16 +184,7 @@ async def test_a_message_injected_as_mailerq_json_gets_its_json_back(
         "data": {"customer": 4711, "name": "Jane"},
         "custom-id": "order-99",
     }
-    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
-    sock = bind_listener(Listen("127.0.0.1", 0), "API")
-    async with (
-        ApiServer(app, sock),
-        httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
-            headers={"Authorization": f"Bearer {TEST_SECRET}"},
-            timeout=30,
-        ) as client,
-    ):
+    async with api_client(plane) as client:
         response = await client.post("/v1/inject", json=document)
     assert response.status_code == 200, response.text
     queue_id = response.json()["id"]

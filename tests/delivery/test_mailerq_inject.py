@@ -10,15 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET
-from tests.delivery.conftest import ExternalProxy, RunningPlane, eventually
+from tests.delivery.conftest import ExternalProxy, RunningPlane, api_client, eventually
 from tests.delivery.test_external_mta_delivery import PUBLIC_IP, add_external
 from tests.peers.sink import RecordingSink
-from vmta.api.app import create_app
-from vmta.api.ports import ApiPorts
 from vmta.domain.config.external_mta import ExternalMtaProtocol
-from vmta.runtime.server import ApiServer, bind_listener
-from vmta.runtime.settings import Listen
 
 pytestmark = pytest.mark.peers
 
@@ -30,17 +25,7 @@ MIME = (
 @pytest.fixture
 async def api(world: Any) -> AsyncIterator[tuple[httpx.AsyncClient, RunningPlane, Any]]:
     plane, sinks = world
-    app = create_app(ApiPorts(plane.store, data_plane=plane.plane.api_hooks()))
-    sock = bind_listener(Listen("127.0.0.1", 0), "API")
-    port = sock.getsockname()[1]
-    async with (
-        ApiServer(app, sock),
-        httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {TEST_SECRET}"},
-            timeout=30,
-        ) as client,
-    ):
+    async with api_client(plane) as client:
         yield client, plane, sinks
 
 
