@@ -466,8 +466,10 @@ class Dispatcher:
             return await self._offer(lease, throttle, opening=False)
 
         idle_timeout = settings.idle_timeout
-        if isinstance(self._throttles, HostThrottles) and self._throttles.yield_to_waiter(
-            queue.throttle
+        if (
+            not len(queue)  # asked only when the connection may go idle: no read a message
+            and isinstance(self._throttles, HostThrottles)
+            and self._throttles.yield_to_waiter(queue.throttle)
         ):
             # Another process waits for a slot of this throttle and holds fewer: this
             # connection closes as soon as it has nothing to carry.
