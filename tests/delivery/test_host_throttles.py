@@ -159,16 +159,16 @@ def test_a_process_with_two_slots_more_than_a_waiting_one_yields_for_two_seconds
         clock = ManualClock(START)
         throttles = HostThrottles(clock, tmp_path / "throttles")
         assert [await throttles.acquire_connection(KEY, 3) for _ in range(3)] == ["0", "1", "2"]
-        assert not throttles.yield_to_waiter(KEY)  # nobody has asked
+        assert not await throttles.yield_to_waiter(KEY)  # nobody has asked
         assert want_slot(tmp_path / "throttles", KEY, 3, START) == "None"
-        assert throttles.yield_to_waiter(KEY)  # 3 against 0
+        assert await throttles.yield_to_waiter(KEY)  # 3 against 0
         clock.advance(2.0)
-        assert throttles.yield_to_waiter(KEY)
+        assert await throttles.yield_to_waiter(KEY)
         clock.advance(0.1)
-        assert not throttles.yield_to_waiter(KEY)  # the want is stale: it would ask again
+        assert not await throttles.yield_to_waiter(KEY)  # the want is stale: it would ask again
         # Its own want (every slot taken here too) is no reason to yield.
         assert await throttles.acquire_connection(KEY, 3) is None
-        assert not throttles.yield_to_waiter(KEY)
+        assert not await throttles.yield_to_waiter(KEY)
         await throttles.close()
 
     asyncio.run(main())
@@ -183,7 +183,7 @@ def test_near_equal_shares_are_kept(tmp_path: Path) -> None:
         throttles = HostThrottles(clock, tmp_path / "throttles")
         assert [await throttles.acquire_connection(KEY, 3) for _ in range(2)] == ["0", "1"]
         assert want_slot(tmp_path / "throttles", KEY, 3, START, keep=1) == "2,None"
-        assert not throttles.yield_to_waiter(KEY)  # 2 against 1
+        assert not await throttles.yield_to_waiter(KEY)  # 2 against 1
         await throttles.close()
 
     asyncio.run(main())

@@ -219,3 +219,39 @@ async def test_unreachable_redis_means_wait_and_one_warning(
         assert nowhere.unavailable_wait > 0
     finally:
         await nowhere.close()
+
+
+async def test_a_node_with_two_slots_more_than_a_waiting_node_yields_while_the_want_lives(
+    nodes: Nodes, redis_db: RedisDb
+) -> None:
+    """Slots move to where the mail is across nodes too: a node that finds every slot
+    taken notes it in Redis for WANT_FRESH seconds, with how many it holds; a node
+    holding at least two more gives one up once a connection has nothing to carry."""
+    busy, waiting = nodes(), nodes()
+    assert all([await busy.acquire_connection("relay-1", 4) for _ in range(3)])
+    assert not await busy.yield_to_waiter("relay-1")  # nobody has asked
+    assert await waiting.acquire_connection("relay-1", 4)
+    assert await waiting.acquire_connection("relay-1", 4) is None  # 3 + 1: all taken
+    assert await busy.yield_to_waiter("relay-1")  # 3 against 1
+    assert not await waiting.yield_to_waiter("relay-1")  # its own want, and it holds 1
+    with redis_db.client() as client:  # the want expires by itself (no sleep here)
+        ttl = client.pttl(f"{redis_db.namespace}:want:relay-1")
+        assert 0 < ttl <= 2000, ttl
+        client.delete(f"{redis_db.namespace}:want:relay-1")
+    assert not await busy.yield_to_waiter("relay-1")  # the want is gone
+    # A node holding two asks: 3 against 2 is a near-equal share, kept.
+    with redis_db.client() as client:
+        client.set(f"{redis_db.namespace}:want:relay-1", "n9|2", px=2000)
+    assert not await busy.yield_to_waiter("relay-1")
+
+
+async def test_asking_whether_to_yield_while_redis_is_away_says_no(nodes: Nodes) -> None:
+    lost = RedisThrottles.from_url(f"redis://127.0.0.1:{free_port('127.0.0.1')}/0")
+    try:
+        # As if it held two slots taken before Redis went away (none can be taken now).
+        lost._held["t"] = ("relay-1", 4)
+        lost._held["u"] = ("relay-1", 4)
+        assert not await lost.yield_to_waiter("relay-1")
+    finally:
+        lost._held.clear()
+        await lost.close()

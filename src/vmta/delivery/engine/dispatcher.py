@@ -466,11 +466,9 @@ class Dispatcher:
             return await self._offer(lease, throttle, opening=False)
 
         idle_timeout = settings.idle_timeout
-        if (
-            not len(queue)  # asked only when the connection may go idle: no read a message
-            and isinstance(self._throttles, HostThrottles)
-            and self._throttles.yield_to_waiter(queue.throttle)
-        ):
+        # Asked only when the connection may go idle: not a read of the shared state for
+        # every message.
+        if not len(queue) and await self._yields(queue.throttle):
             # Another process waits for a slot of this throttle and holds fewer: this
             # connection closes as soon as it has nothing to carry.
             idle_timeout = 0.0
@@ -483,6 +481,13 @@ class Dispatcher:
         if delivery is not None:
             lease.carried += 1
         return delivery
+
+    async def _yields(self, throttle: str) -> bool:
+        try:
+            return await self._throttles.yield_to_waiter(throttle)
+        except Exception:  # advice only: a connection that keeps its slot is no harm
+            log.debug("asking whether to give up a slot of %s failed", throttle, exc_info=True)
+            return False
 
     async def _offer(self, lease: Lease, throttle: str, *, opening: bool) -> Carry:
         """May ``lease``'s connection carry the next delivery of ``throttle`` now? It

@@ -39,6 +39,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmta.delivery.throttles.throttle_backend import WANT_FRESH
 from vmta.domain.clock import Clock
 
 HOUR = 3600.0
@@ -48,9 +49,6 @@ _DOUBLE = struct.Struct("<d")
 # random identity) and how many slots that process held then.
 WANT_AT = _DOUBLE.size
 _WANT = struct.Struct("<dqq")
-# A want is fresh this long: a process that waits for a slot asks again every second
-# (the dispatcher's ``shared_retry``) and notes its want each time.
-WANT_FRESH = 2.0
 
 
 @dataclass
@@ -103,7 +101,7 @@ class HostThrottles:
         os.pwrite(entry.fd, want, WANT_AT)
         return None
 
-    def yield_to_waiter(self, key: str) -> bool:
+    async def yield_to_waiter(self, key: str) -> bool:
         """Whether this process should give up a slot of ``key`` that has nothing to
         carry: another process found every slot taken within ``WANT_FRESH`` seconds and
         held at least two fewer than this one holds now."""

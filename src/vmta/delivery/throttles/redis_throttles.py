@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from vmta.delivery.throttles.redis_scripts import ACQUIRE, RENEW, RESERVE
-from vmta.delivery.throttles.throttle_backend import HOUR
+from vmta.delivery.throttles.throttle_backend import HOUR, WANT_FRESH
 from vmta.resilience.link_state import LinkState
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,12 @@ class RedisThrottles:
     def _pacing_key(self, key: str) -> str:
         return f"{self.namespace}:pace:{key}"
 
+    def _want_key(self, key: str) -> str:
+        return f"{self.namespace}:want:{key}"
+
+    def _holding(self, key: str) -> int:
+        return sum(1 for held_key, _limit in self._held.values() if held_key == key)
+
     def _token(self) -> str:
         # Unique across nodes (node name, random part) and within this process (serial).
         return f"{self._node}:{secrets.token_hex(4)}:{next(self._serial)}"
@@ -133,9 +139,36 @@ class RedisThrottles:
             return None
         self.link.connected()
         if not taken:
+            await self._want(key)
             return None
         self._held[token] = (key, limit)
         return token
+
+    async def _want(self, key: str) -> None:
+        """Every slot of ``key`` is taken: say so, with how many this node holds, for a
+        node that holds more than its share (host_throttles.py says why). The record
+        lives ``WANT_FRESH`` seconds; a node that still waits asks again every second."""
+        record = f"{self._node}|{self._holding(key)}"
+        try:
+            await self._redis.set(self._want_key(key), record, px=round(WANT_FRESH * 1000))
+        except (RedisError, OSError) as exc:
+            self._complain("noting a wanted connection slot", exc)
+
+    async def yield_to_waiter(self, key: str) -> bool:
+        holding = self._holding(key)
+        if holding < 2:
+            return False
+        try:
+            raw = await self._redis.get(self._want_key(key))
+        except (RedisError, OSError) as exc:
+            self._complain("reading a wanted connection slot", exc)
+            return False
+        if raw is None:
+            return False
+        node, _, held = (raw.decode() if isinstance(raw, bytes) else str(raw)).rpartition("|")
+        if node == self._node or not held.isdigit():
+            return False
+        return holding >= int(held) + 2
 
     async def release_connection(self, key: str, token: str) -> None:
         if self._held.pop(token, None) is None:

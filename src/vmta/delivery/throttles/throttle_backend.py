@@ -22,6 +22,10 @@ from typing import Protocol
 from vmta.domain.clock import Clock
 
 HOUR = 3600.0
+# A want of a connection slot (``yield_to_waiter``) counts this long: a process or node
+# that waits for a slot asks again every second (the dispatcher's ``shared_retry``) and
+# notes its want each time.
+WANT_FRESH = 2.0
 
 
 class ThrottleBackend(Protocol):
@@ -31,6 +35,13 @@ class ThrottleBackend(Protocol):
         ...
 
     async def release_connection(self, key: str, token: str) -> None: ...
+
+    async def yield_to_waiter(self, key: str) -> bool:
+        """Whether a connection of ``key`` that has nothing to carry should close now
+        rather than stay idle: another process or node found every slot taken a moment
+        ago and holds at least two fewer than this one (slots move to where the mail
+        is; a shared backend only)."""
+        ...
 
     async def reserve_message(self, key: str, per_hour: int) -> float:
         """0.0: a send slot of ``key`` is taken for a message that goes now. Otherwise the
@@ -105,6 +116,9 @@ class LocalThrottles:
             held.discard(token)
             if not held:
                 del self._open[key]
+
+    async def yield_to_waiter(self, key: str) -> bool:
+        return False  # one process: no one else to give a slot to
 
     async def reserve_message(self, key: str, per_hour: int) -> float:
         if not per_hour:
