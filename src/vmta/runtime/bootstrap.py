@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from vmta.domain.config.credential import (
     hash_chosen_secret,
     hash_secret,
@@ -40,7 +42,19 @@ def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
     and with no credential at all, a fresh `admin` secret is written to
     ``<data_dir>/admin-token`` (mode 0600) and only the file's path is logged. Returns the
     path of the file when one was written.
+
+    Nodes of a cluster that start at the same moment may both find no `admin` and both
+    create it: the one whose insert loses looks again, and then finds it (with
+    ``VMTA_API_TOKEN`` it sets the secret on it; without, it leaves it and writes no file).
     """
+    try:
+        return _ensure_admin_credential(store, settings)
+    except IntegrityError:
+        log.info("another node created credential %r at the same moment; looking again", ADMIN)
+        return _ensure_admin_credential(store, settings)
+
+
+def _ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
     path = settings.data_dir / ADMIN_TOKEN_FILE
     with store.write() as conn:
         repo = CredentialRepository(conn)
@@ -65,7 +79,11 @@ def ensure_admin_credential(store: Store, settings: Settings) -> Path | None:
             return None
         secret = new_secret()
         _write_private(path, secret + "\n")
-        repo.put(ADMIN, hash_secret(secret))
+        try:
+            repo.put(ADMIN, hash_secret(secret))
+        except IntegrityError:
+            path.unlink(missing_ok=True)  # the other node's secret is the one that works
+            raise
     log.info("created credential %r; its secret is in %s", ADMIN, path.resolve())
     return path
 
