@@ -51,7 +51,7 @@ async def test_deferrals_put_the_throttle_into_backoff_and_ending_it_restores(
     )
     (state,) = states
     assert state.limits == Limits(1, 0)  # 1 connection; a percentage of unlimited stays so
-    queues = list(plane.plane.engine.dispatcher.paths.values())
+    queues = list(plane.plane.engine.dispatcher.queues)
     key = state.key
     assert backoffs.limits(key, Limits(5, 0), time.time()) == Limits(1, 0)
     for queue in queues:

@@ -25,11 +25,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vmta.delivery.engine.connection_worker import SPOOL_PAUSE, ConnectionPort
 from vmta.delivery.engine.outcome_recorder import OutcomeRecorder
+from vmta.delivery.engine.queue_directory import QueueDirectory
 from vmta.delivery.engine.ready_queue import Carry, Delivery, Peer, QueuePolicy, ReadyQueue
 from vmta.delivery.routing.envelope_sender import EnvelopeSenders
 from vmta.delivery.routing.router import Deliver, Hold, Refuse, Router
@@ -37,7 +38,7 @@ from vmta.delivery.throttles.host_throttles import HostThrottles
 from vmta.delivery.throttles.throttle_backend import HOUR, LocalThrottles, ThrottleBackend
 from vmta.delivery.throttles.throttle_backoffs import ThrottleBackoffs
 from vmta.domain.attempts.delivery_outcome import ReplyLine, Verdict
-from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics, route_label
+from vmta.domain.attempts.engine_metrics import EngineMetrics, NoMetrics
 from vmta.domain.attempts.retry_schedule import RetrySchedule
 from vmta.domain.attempts.spool_records import Job
 from vmta.domain.clock import Clock
@@ -92,7 +93,6 @@ class _Pump:
     again: bool = False
     wake_at: float | None = None
     timer: asyncio.Task[None] | None = None
-    throttles: set[str] = field(default_factory=set)  # every throttle it is filed under
 
 
 class Dispatcher:
@@ -124,15 +124,13 @@ class Dispatcher:
         self.settings = settings
         self._spawn = spawn
         self._open_connection = open_connection
-        self._policy = settings.queue_policy()
-        self.paths: dict[tuple[object, ...], ReadyQueue] = {}
-        self._pumps: dict[ReadyQueue, _Pump] = {}
-        # Paths that share a throttle: a connection slot freed by one may serve another.
-        self._by_throttle: dict[str, set[ReadyQueue]] = {}
-        self._by_label: dict[str, set[ReadyQueue]] = {}  # by metric label (source IP)
         # The engine's one stopping event: the ready queues end idle connections on it.
         self.stopping = stopping or asyncio.Event()
-        self._metrics.watch_ready(self.ready_lengths)
+        self.queues = QueueDirectory(
+            settings.queue_policy(), clock, self.stopping, self._throttle_unused
+        )
+        self._pumps: dict[ReadyQueue, _Pump] = {}
+        self._metrics.watch_ready(self.queues.ready_lengths)
 
     # ---- routing -------------------------------------------------------------------------
 
@@ -198,25 +196,10 @@ class Dispatcher:
     # ---- ready queues ----------------------------------------------------------------------
 
     def _queue(self, path: EgressPath) -> ReadyQueue:
-        queue = self.paths.get(path.key)
-        if queue is None:
-            queue = ReadyQueue(path, self._policy, self._clock, self.stopping)
-            self.paths[path.key] = queue
+        queue, new = self.queues.queue(path)
+        if new:
             self._pumps[queue] = _Pump()
-            self._file(queue, queue.throttle)
-            self._by_label.setdefault(route_label(path.route), set()).add(queue)
-        else:
-            queue.update(path)
         return queue
-
-    def _file(self, queue: ReadyQueue, throttle: str) -> None:
-        """``queue`` has (or had) deliveries of ``throttle``: a slot of it freed by one
-        queue may serve another (a.test and b.a.test under [*.]a.test; domains of one
-        ``mx:`` rule at different sites)."""
-        pump = self._pumps.get(queue)
-        if pump is not None and throttle not in pump.throttles:
-            pump.throttles.add(throttle)
-            self._by_throttle.setdefault(throttle, set()).add(queue)
 
     async def _enqueue(self, delivery: Delivery) -> None:
         queue = self._queue(delivery.decision.path)
@@ -239,19 +222,9 @@ class Dispatcher:
             until = now + min(wait, self.settings.throttle_recheck)
             await self._recorder.release(delivery.jobs, until, self._rate_reason(delivery.throttle))
             return
-        self._file(queue, delivery.throttle)
+        self.queues.file(queue, delivery.throttle)
         queue.push(delivery)
         self.pump(queue)
-
-    def ready_lengths(self) -> dict[str, int]:
-        """Deliveries waiting in memory by metric label (one source IP has a path per
-        destination). Read at a scrape, perhaps from another thread: each ``list`` copy
-        is made in one step under the interpreter lock, so the loop may go on changing
-        the originals meanwhile."""
-        return {
-            label: sum(len(q) for q in list(queues))
-            for label, queues in list(self._by_label.items())
-        }
 
     def limits_of(self, queue: ReadyQueue) -> Limits:
         """The limits of the queue's newest path now (see ``_limits``)."""
@@ -314,7 +287,7 @@ class Dispatcher:
         if configured or isinstance(self._throttles, LocalThrottles | HostThrottles):
             limit = configured or self.settings.unlimited_connections
             return await self._throttles.acquire_connection(throttle, limit)
-        if own_cap and self._open_on_throttle(throttle) >= self.settings.unlimited_connections:
+        if own_cap and self.queues.open_on(throttle) >= self.settings.unlimited_connections:
             return None  # this node's own cap; a connection that closes pumps again
         # No limit (0) on a shared backend: nothing to share, so the cap above is counted
         # here and Redis is never asked (docs/cluster.md: such paths need no Redis, and go
@@ -349,11 +322,6 @@ class Dispatcher:
         await self._throttles.release_connection(queue.throttle, token)
         return False
 
-    def _open_on_throttle(self, throttle: str) -> int:
-        return sum(
-            q.connections for q in self._by_throttle.get(throttle, ()) if q.throttle == throttle
-        )
-
     def connection_closed(self, queue: ReadyQueue) -> None:
         """A connection of ``queue`` ended (its slot is released): the slot may serve this
         path or a sibling path that shares its throttle (a.test and b.a.test under
@@ -364,7 +332,7 @@ class Dispatcher:
     def _slot_freed(self, throttle: str, but: ReadyQueue | None = None) -> None:
         """A connection slot of ``throttle`` came free: it may serve any queue with
         deliveries of that throttle (an idle connection of one, or a new one)."""
-        for other in list(self._by_throttle.get(throttle, ())):
+        for other in self.queues.on_throttle(throttle):
             if other is not but and len(other):
                 other.may_carry(throttle)
                 self.pump(other)
@@ -405,27 +373,16 @@ class Dispatcher:
     def forget(self, queue: ReadyQueue) -> None:
         """Drop an idle path (IP addresses have a path per destination domain, so keeping
         them all would grow without bound)."""
-        if self.paths.get(queue.path.key) is queue:
-            del self.paths[queue.path.key]
         pump = self._pumps.pop(queue, None)
         if pump is not None and pump.timer is not None:
             pump.timer.cancel()
-        for throttle in pump.throttles if pump is not None else {queue.throttle}:
-            self._unfile(queue, throttle)
-        labelled = self._by_label.get(route_label(queue.path.route))
-        if labelled is not None:
-            labelled.discard(queue)
-            if not labelled:
-                del self._by_label[route_label(queue.path.route)]
+        self.queues.remove(queue)
 
-    def _unfile(self, queue: ReadyQueue, throttle: str) -> None:
-        siblings = self._by_throttle.get(throttle)
-        if siblings is not None:
-            siblings.discard(queue)
-            if not siblings:
-                del self._by_throttle[throttle]
-                if isinstance(self._throttles, LocalThrottles | HostThrottles):
-                    self._throttles.forget(throttle)
+    def _throttle_unused(self, throttle: str) -> None:
+        """No queue is filed under ``throttle`` any more: a local backend drops its file or
+        memory of it (its pacing is kept for the next use)."""
+        if isinstance(self._throttles, LocalThrottles | HostThrottles):
+            self._throttles.forget(throttle)
 
     async def release_backlog(
         self, queue: ReadyQueue, throttle: str, path: EgressPath, wait: float
@@ -611,7 +568,7 @@ class Dispatcher:
     async def release_all(self) -> None:
         """At stop: give every delivery still waiting back to the spool, due now."""
         now = self._clock.now()
-        for queue in list(self.paths.values()):
+        for queue in self.queues:
             jobs = [job for delivery in queue.drain() for job in delivery.jobs]
             if jobs:
                 with contextlib.suppress(Exception):
@@ -619,7 +576,7 @@ class Dispatcher:
 
     def path_states(self) -> list[dict[str, Any]]:
         now = self._clock.now()
-        return [q.state(now) for q in self.paths.values()]
+        return [q.state(now) for q in self.queues]
 
 
 class Lease:
